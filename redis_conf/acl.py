@@ -1,0 +1,83 @@
+"""The ACL model: who may do what on a self-managed Redis (container or Sentinel host).
+
+Four users, each with only what its job needs (see docs/decisions.md, "ACL model"):
+
+* ``default`` - the application. Password-only clients (the guide's REDIS_URL +
+  REDIS_PASSWORD, ElastiCache's AUTH token) authenticate as ``default``, so the app user
+  must be it. Everything except ``@dangerous`` and the guide's disabled commands; INFO is
+  given back so health/smoke checks can read memory policy and persistence.
+* ``monitor`` - redis_exporter: read-only server introspection, no key access.
+* ``replica`` - replicas (``masteruser``) and nothing else: PSYNC/REPLCONF/PING.
+* ``admin`` - operators and ``redisops backup/restore``: everything.
+* ``sentinel`` - Sentinel's own link to every instance (redis.io "Sentinel and ACL").
+
+Passwords are written as SHA-256 digests (``#<hex>``), so the ACL file holds no plaintext.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+# The guide's `rename-command X ""` list. ACL denies them per user instead of renaming them
+# away for everyone, because admin, the exporter (CONFIG GET) and Sentinel (CONFIG REWRITE)
+# still need some of them. DEBUG is additionally disabled server-wide (enable-debug-command no).
+GUIDE_DISABLED_COMMANDS: tuple[str, ...] = ("FLUSHDB", "FLUSHALL", "CONFIG", "DEBUG")
+
+# Destructive or revealing commands the application user must never run; the smoke test
+# probes each of them (MULTI / cmd / DISCARD) and expects NOPERM or "unknown command".
+APP_FORBIDDEN_COMMANDS: tuple[str, ...] = ("FLUSHALL", "FLUSHDB", "CONFIG", "DEBUG", "KEYS")
+
+APP_RULES = "~* &* +@all -@dangerous +info " + " ".join(f"-{c.lower()}" for c in GUIDE_DISABLED_COMMANDS)
+
+# What redis_exporter 1.45 issues: INFO ALL, CONFIG GET maxmemory/databases, CLIENT LIST,
+# SLOWLOG, LATENCY LATEST, CLUSTER INFO (cluster mode), and SCAN over the limiter prefix for
+# the count-keys metric (read-only, limiter keys only).
+MONITOR_RULES = (
+    "resetkeys resetchannels %R~rl:* -@all +@connection +info +ping +config|get +client|list +client|info"
+    " +client|setname +slowlog|get +slowlog|len +latency|latest +latency|histogram +memory|stats"
+    " +cluster|info +select +scan +type +strlen +pfcount +xlen +llen +scard +zcard +hlen +dbsize +module|list"
+)
+
+REPLICA_RULES = "resetkeys resetchannels -@all +psync +replconf +ping"
+
+SENTINEL_RULES = (
+    "resetkeys allchannels -@all +multi +slaveof +replicaof +ping +exec +subscribe +config|rewrite"
+    " +role +publish +info +client|setname +client|kill +script|kill"
+)
+
+ADMIN_RULES = "~* &* +@all"
+
+
+@dataclass(frozen=True)
+class AclUser:
+    name: str
+    rules: str
+    password_setting: str  # which credential (key of the passwords mapping) this user authenticates with
+
+
+USERS: tuple[AclUser, ...] = (
+    AclUser("default", APP_RULES, "app"),
+    AclUser("monitor", MONITOR_RULES, "monitor"),
+    AclUser("replica", REPLICA_RULES, "replica"),
+    AclUser("sentinel", SENTINEL_RULES, "sentinel"),
+    AclUser("admin", ADMIN_RULES, "admin"),
+)
+CREDENTIALS: tuple[str, ...] = tuple(u.password_setting for u in USERS)
+
+
+def password_digest(password: str) -> str:
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
+def render_acl_file(passwords: Mapping[str, str]) -> str:
+    """The aclfile body. `passwords` maps each of CREDENTIALS to its plaintext secret."""
+    missing = [c for c in CREDENTIALS if not passwords.get(c)]
+    if missing:
+        raise ValueError(f"render_acl_file: missing passwords for {', '.join(missing)}")
+    lines = [
+        f"user {u.name} reset on #{password_digest(passwords[u.password_setting])} {u.rules}"
+        for u in USERS
+    ]
+    return "\n".join(lines) + "\n"
