@@ -1,0 +1,111 @@
+"""Prometheus configuration and alert rules, rendered as strings from the thresholds table.
+
+The renderers return YAML text that the local stack mounts into the Prometheus container
+and that the tests hand to the real `prometheus` / `promtool` binaries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from infra.thresholds import DEFAULT_THRESHOLDS, Severity, Threshold, fmt_number
+
+RULES_FILE_NAME = "redis-alerts.yml"
+RULE_GROUP_NAME = "redisstack-redis"
+SCRAPE_JOB_NAME = "redis"
+DEFAULT_RUNBOOK_BASE = "docs/runbooks/troubleshooting.md"
+
+# Placeholders Prometheus fills in when an alert fires. Kept as constants so the promtool
+# unit tests can substitute the exact strings they expect.
+VALUE_TEMPLATE = "{{ $value | humanize }}"
+INSTANCE_TEMPLATE = "{{ $labels.instance }}"
+
+
+def render_prometheus_config(
+    exporter_targets: str | Sequence[str],
+    *,
+    scrape_interval: str = "15s",
+    evaluation_interval: str = "15s",
+    rule_files: Sequence[str] = (RULES_FILE_NAME,),
+    external_labels: dict[str, str] | None = None,
+) -> str:
+    """prometheus.yml: one scrape job for redis_exporter at `host:port` (or several targets).
+
+    `rule_files` are paths as Prometheus sees them; relative paths resolve against the
+    directory of prometheus.yml, so the default works when both files sit side by side.
+    """
+    targets = [exporter_targets] if isinstance(exporter_targets, str) else list(exporter_targets)
+    if not targets:
+        raise ValueError("render_prometheus_config: at least one exporter target is required")
+    for t in targets:
+        host, sep, port = t.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"render_prometheus_config: target {t!r} is not host:port")
+    global_: dict[str, Any] = {
+        "scrape_interval": scrape_interval,
+        "evaluation_interval": evaluation_interval,
+    }
+    if external_labels:
+        global_["external_labels"] = dict(external_labels)
+    config: dict[str, Any] = {
+        "global": global_,
+        "rule_files": list(rule_files),
+        "scrape_configs": [
+            {
+                "job_name": SCRAPE_JOB_NAME,
+                # The exporter answers only once it has queried Redis; a scrape slower than
+                # the interval would overlap itself.
+                "scrape_timeout": scrape_interval,
+                "static_configs": [{"targets": targets}],
+            }
+        ],
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def alert_annotations(
+    threshold: Threshold, severity: Severity, line: float, runbook_base: str = DEFAULT_RUNBOOK_BASE
+) -> dict[str, str]:
+    """summary/description/runbook_url of one alert; the value appears via VALUE_TEMPLATE."""
+    op = "above" if threshold.direction == "above" else "below"
+    line_text = f"{fmt_number(line)} {threshold.unit}"
+    return {
+        "summary": f"{threshold.alert} ({severity}) on {INSTANCE_TEMPLATE}",
+        "description": (
+            f"{threshold.description}: {VALUE_TEMPLATE} {threshold.unit}, "
+            f"{op} the {severity} threshold of {line_text} (for {threshold.for_})."
+        ),
+        "runbook_url": f"{runbook_base}#{threshold.runbook_anchor}",
+    }
+
+
+def alert_rules(
+    thresholds: Sequence[Threshold] = DEFAULT_THRESHOLDS, runbook_base: str = DEFAULT_RUNBOOK_BASE
+) -> list[dict[str, Any]]:
+    """One rule per (threshold, severity line); both lines of a row share the alertname so
+    Alertmanager can inhibit the warning while the critical fires."""
+    rules: list[dict[str, Any]] = []
+    for t in thresholds:
+        for severity, line in t.lines():
+            rules.append(
+                {
+                    "alert": t.alert,
+                    "expr": t.promql(line),
+                    "for": t.for_,
+                    "labels": {"severity": severity, "threshold": t.name, "service": "redis"},
+                    "annotations": alert_annotations(t, severity, line, runbook_base),
+                }
+            )
+    return rules
+
+
+def render_alert_rules(
+    thresholds: Sequence[Threshold] = DEFAULT_THRESHOLDS, runbook_base: str = DEFAULT_RUNBOOK_BASE
+) -> str:
+    """The rules file (Prometheus 2.x `groups:` format)."""
+    doc = {"groups": [{"name": RULE_GROUP_NAME, "rules": alert_rules(thresholds, runbook_base)}]}
+    # width: keep long PromQL on one line so diffs in reviews stay readable.
+    return yaml.safe_dump(doc, sort_keys=False, width=1000)
