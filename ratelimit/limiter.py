@@ -1,0 +1,362 @@
+"""Python clients for the Lua rate limiter: `RateLimiter` (sync) and `AsyncRateLimiter`.
+
+The decision path is one EVALSHA. What it must never do is hang or double count:
+
+* it is bounded by the redis client's socket timeouts (build the client with
+  `decision_client_kwargs()`); the async client additionally wraps the call in
+  `asyncio.timeout(timeout)`;
+* it never retries a script call that may have reached Redis (a timeout can hide a script
+  that ran); only NOSCRIPT, which proves the script did not run, is retried once after
+  SCRIPT LOAD;
+* when Redis cannot answer, the request gets the tier's failure policy (fail open or
+  closed) and a Decision with `fallback=True`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.asyncio
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, ResponseError
+from redis.retry import Retry
+
+from ratelimit.scripts import KEY_SUFFIX, LuaScript, script
+from ratelimit.tiers import ALGORITHMS, Tier
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 0.1
+# Retry-After handed out when fail-closed: short, because Redis outages are usually brief and
+# a whole window would punish clients for our incident.
+DEFAULT_FALLBACK_RETRY_AFTER = 1.0
+
+# Server replies that mean "Redis cannot decide right now", not "the caller is wrong".
+_UNAVAILABLE_PREFIXES = ("OOM", "BUSY", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY")
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.RedisClusterException,
+    OSError,
+    TimeoutError,
+)
+
+
+class RateLimitError(ValueError):
+    """The request to the limiter itself is invalid (bad limit, window, cost or burst)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    # Units that may still be spent right now (after this request, for a hit).
+    remaining: int
+    # Seconds until a request of the same cost would be allowed; 0 when allowed.
+    retry_after: float
+    # Seconds until the key is empty (the client is back to a full allowance).
+    reset_after: float
+    limit: int
+    # True when Redis could not answer and the failure policy decided.
+    fallback: bool = False
+
+
+def decision_client_kwargs(timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+    """Connection options for a redis client on the decision path.
+
+    Pass them to `redis.Redis(...)`, `Sentinel.master_for(...)` or `RedisCluster(...)`.
+    redis-py's defaults (5 s timeouts, several retries) would hold a request for seconds
+    and re-run a script that may already have run.
+    """
+    return {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 0),
+        "health_check_interval": 0,
+    }
+
+
+def decision_client(host: str = "127.0.0.1", port: int = 6379, *, timeout: float = DEFAULT_TIMEOUT,
+                    **kwargs: Any) -> redis.Redis:
+    """A sync redis client with `decision_client_kwargs(timeout)` (extra kwargs win)."""
+    return redis.Redis(host=host, port=port, **{**decision_client_kwargs(timeout), **kwargs})
+
+
+def make_key(prefix: str, key: str, algorithm: str) -> str:
+    # The braces make the whole logical key the cluster hash tag: every key a script touches
+    # (and the per-algorithm siblings `reset` deletes together) lives in one slot.
+    return f"{prefix}:{{{key}}}:{KEY_SUFFIX[algorithm]}"
+
+
+def tier_key(tier: Tier, client_id: str) -> str:
+    return f"{tier.name}:{client_id}"
+
+
+def _window_ms(window_s: float) -> int:
+    if isinstance(window_s, bool) or not isinstance(window_s, int | float) or not math.isfinite(window_s):
+        raise RateLimitError(f"window_s must be a positive number of seconds, got {window_s!r}")
+    ms = round(window_s * 1000)
+    if ms < 1:
+        raise RateLimitError(f"window_s must be at least 0.001 s, got {window_s!r}")
+    return ms
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise RateLimitError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One validated decision request: what goes into EVALSHA and how to fall back."""
+
+    script: LuaScript
+    key: str
+    args: tuple[str, ...]
+    limit: int
+    cost: int
+    fail_open: bool
+
+
+def _prepare(prefix: str, algorithm: str, key: str, limit: int, window_s: float, cost: int,
+             burst: int | None, peek: bool, fail_open: bool) -> _Call:
+    if algorithm not in ALGORITHMS:
+        raise RateLimitError(f"unknown algorithm {algorithm!r}; expected one of {', '.join(ALGORITHMS)}")
+    if not isinstance(key, str) or not key:
+        raise RateLimitError("key must be a non-empty string")
+    limit = _positive_int("limit", limit)
+    cost = _positive_int("cost", cost)
+    window_ms = _window_ms(window_s)
+    # Checked here as well as in Lua so a Python caller gets the error even with Redis down.
+    if algorithm == "gcra":
+        cap = limit if burst is None else _positive_int("burst", burst)
+        if cost > cap:
+            raise RateLimitError(f"cost {cost} exceeds burst {cap} and could never be allowed")
+    else:
+        if burst is not None:
+            raise RateLimitError(f"burst applies to gcra only, not {algorithm}")
+        if cost > limit:
+            raise RateLimitError(f"cost {cost} exceeds limit {limit} and could never be allowed")
+    args = [str(limit), str(window_ms), str(cost), "1" if peek else "0"]
+    if algorithm == "gcra" and burst is not None:
+        args.append(str(burst))
+    return _Call(script(algorithm), make_key(prefix, key, algorithm), tuple(args), limit, cost, fail_open)
+
+
+def _decision(reply: Sequence[int], limit: int) -> Decision:
+    allowed, remaining, retry_us, reset_us = (int(v) for v in reply)
+    return Decision(
+        allowed=allowed == 1,
+        remaining=max(0, remaining),
+        retry_after=retry_us / 1e6 if allowed != 1 else 0.0,
+        reset_after=max(0, reset_us) / 1e6,
+        limit=limit,
+    )
+
+
+def _fallback(call: _Call, fallback_retry_after: float) -> Decision:
+    if call.fail_open:
+        # Nothing is known about the client; report what a fresh key would say.
+        return Decision(True, max(0, call.limit - call.cost), 0.0, 0.0, call.limit, fallback=True)
+    return Decision(False, 0, fallback_retry_after, fallback_retry_after, call.limit, fallback=True)
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    return isinstance(exc, ResponseError) and str(exc).startswith(_UNAVAILABLE_PREFIXES)
+
+
+def _raise_for_response(exc: ResponseError) -> None:
+    msg = str(exc)
+    if msg.startswith("ratelimit:") or msg.startswith("ERR ratelimit:"):
+        raise RateLimitError(msg.split("ratelimit:", 1)[1].strip()) from exc
+
+
+def _check_sync_client(client: Any, timeout: float) -> None:
+    # A Redis/Sentinel-managed client exposes its connection kwargs; a cluster client has
+    # per-node pools and is documented instead of inspected.
+    try:
+        kwargs = client.connection_pool.connection_kwargs
+    except AttributeError:
+        return
+    sock = kwargs.get("socket_timeout")
+    if sock is None or sock > max(timeout, 0.001) * 10:
+        warnings.warn(
+            f"rate limiter client has socket_timeout={sock!r}: a stalled Redis holds each request that "
+            "long; build it with ratelimit.decision_client_kwargs()", RuntimeWarning, stacklevel=3)
+    retry = kwargs.get("retry")
+    if retry is not None and retry.get_retries() > 0:
+        warnings.warn(
+            "rate limiter client retries failed commands: a retried script that timed out may count "
+            "twice; build it with ratelimit.decision_client_kwargs()", RuntimeWarning, stacklevel=3)
+
+
+class _Base:
+    def __init__(self, client: Any, algorithm: str = "gcra", prefix: str = "rl", *,
+                 timeout: float = DEFAULT_TIMEOUT, fail_open: bool = False,
+                 fallback_retry_after: float = DEFAULT_FALLBACK_RETRY_AFTER) -> None:
+        if algorithm not in ALGORITHMS:
+            raise RateLimitError(f"unknown algorithm {algorithm!r}; expected one of {', '.join(ALGORITHMS)}")
+        if not prefix or any(c in prefix for c in "{}"):
+            raise RateLimitError("prefix must be non-empty and contain no '{' or '}' (hash tag)")
+        if not timeout > 0:
+            raise RateLimitError("timeout must be positive")
+        self.client = client
+        self.algorithm = algorithm
+        self.prefix = prefix
+        self.timeout = timeout
+        self.fail_open = fail_open
+        self.fallback_retry_after = fallback_retry_after
+        # Plain counters an app can export as metrics.
+        self.fallbacks = 0
+        self.script_loads = 0
+
+    def _call_for(self, key: str, limit: int, window_s: float, cost: int, burst: int | None,
+                  algorithm: str | None, fail_open: bool | None, peek: bool) -> _Call:
+        return _prepare(self.prefix, algorithm or self.algorithm, key, limit, window_s, cost, burst, peek,
+                        self.fail_open if fail_open is None else fail_open)
+
+    def _tier_call(self, tier: Tier, client_id: str, cost: int, peek: bool) -> _Call:
+        return _prepare(self.prefix, tier.algorithm, tier_key(tier, client_id), tier.limit, tier.window_s,
+                        cost, tier.burst, peek, tier.fail_open)
+
+    def _reset_keys(self, key: str) -> list[str]:
+        return [make_key(self.prefix, key, a) for a in ALGORITHMS]
+
+    def _on_unavailable(self, call: _Call, exc: BaseException) -> Decision:
+        self.fallbacks += 1
+        log.warning("rate limiter: Redis unavailable (%s: %s); %s %s", type(exc).__name__, exc,
+                    "failing open for" if call.fail_open else "failing closed for", call.key)
+        return _fallback(call, self.fallback_retry_after)
+
+
+class RateLimiter(_Base):
+    """Sync limiter over a `redis.Redis`, a Sentinel `master_for` client or a `RedisCluster`."""
+
+    def __init__(self, client: Any, algorithm: str = "gcra", prefix: str = "rl", *,
+                 timeout: float = DEFAULT_TIMEOUT, fail_open: bool = False,
+                 fallback_retry_after: float = DEFAULT_FALLBACK_RETRY_AFTER) -> None:
+        super().__init__(client, algorithm, prefix, timeout=timeout, fail_open=fail_open,
+                         fallback_retry_after=fallback_retry_after)
+        _check_sync_client(client, timeout)
+
+    def hit(self, key: str, limit: int, window_s: float, cost: int = 1, *, burst: int | None = None,
+            algorithm: str | None = None, fail_open: bool | None = None) -> Decision:
+        """Consume `cost` units of `key`'s allowance of `limit` per `window_s` if they fit."""
+        return self._run(self._call_for(key, limit, window_s, cost, burst, algorithm, fail_open, False))
+
+    def peek(self, key: str, limit: int, window_s: float, cost: int = 1, *, burst: int | None = None,
+             algorithm: str | None = None, fail_open: bool | None = None) -> Decision:
+        """What `hit` would decide, without consuming anything."""
+        return self._run(self._call_for(key, limit, window_s, cost, burst, algorithm, fail_open, True))
+
+    def hit_tier(self, tier: Tier, client_id: str, cost: int = 1) -> Decision:
+        return self._run(self._tier_call(tier, client_id, cost, False))
+
+    def peek_tier(self, tier: Tier, client_id: str, cost: int = 1) -> Decision:
+        return self._run(self._tier_call(tier, client_id, cost, True))
+
+    def reset(self, key: str) -> bool:
+        """Forget `key` under every algorithm. Raises if Redis is unavailable."""
+        return bool(self.client.delete(*self._reset_keys(key)))
+
+    def reset_tier(self, tier: Tier, client_id: str) -> bool:
+        return self.reset(tier_key(tier, client_id))
+
+    def load_scripts(self) -> None:
+        """Preload every script (e.g. at startup or after a failover); optional."""
+        for a in ALGORITHMS:
+            self.client.script_load(script(a).source)
+
+    def _run(self, call: _Call) -> Decision:
+        try:
+            return _decision(self._evalsha(call), call.limit)
+        except ResponseError as exc:
+            _raise_for_response(exc)
+            if _is_unavailable(exc):
+                return self._on_unavailable(call, exc)
+            raise
+        except _UNAVAILABLE as exc:
+            return self._on_unavailable(call, exc)
+
+    def _evalsha(self, call: _Call) -> Sequence[int]:
+        try:
+            return self.client.evalsha(call.script.sha, 1, call.key, *call.args)  # type: ignore[no-any-return]
+        except NoScriptError:
+            # NOSCRIPT is answered before anything runs, so loading and retrying once cannot
+            # count twice (empty cache after a restart, failover or SCRIPT FLUSH).
+            self.script_loads += 1
+            self.client.script_load(call.script.source)
+            return self.client.evalsha(call.script.sha, 1, call.key, *call.args)  # type: ignore[no-any-return]
+
+
+class AsyncRateLimiter(_Base):
+    """asyncio limiter over `redis.asyncio` clients; each call is also bounded by `timeout`."""
+
+    async def hit(self, key: str, limit: int, window_s: float, cost: int = 1, *, burst: int | None = None,
+                  algorithm: str | None = None, fail_open: bool | None = None) -> Decision:
+        return await self._run(self._call_for(key, limit, window_s, cost, burst, algorithm, fail_open, False))
+
+    async def peek(self, key: str, limit: int, window_s: float, cost: int = 1, *, burst: int | None = None,
+                   algorithm: str | None = None, fail_open: bool | None = None) -> Decision:
+        return await self._run(self._call_for(key, limit, window_s, cost, burst, algorithm, fail_open, True))
+
+    async def hit_tier(self, tier: Tier, client_id: str, cost: int = 1) -> Decision:
+        return await self._run(self._tier_call(tier, client_id, cost, False))
+
+    async def peek_tier(self, tier: Tier, client_id: str, cost: int = 1) -> Decision:
+        return await self._run(self._tier_call(tier, client_id, cost, True))
+
+    async def reset(self, key: str) -> bool:
+        return bool(await self.client.delete(*self._reset_keys(key)))
+
+    async def reset_tier(self, tier: Tier, client_id: str) -> bool:
+        return await self.reset(tier_key(tier, client_id))
+
+    async def load_scripts(self) -> None:
+        for a in ALGORITHMS:
+            await self.client.script_load(script(a).source)
+
+    async def _run(self, call: _Call) -> Decision:
+        try:
+            # A hard deadline on top of the socket timeouts: cancellation makes redis-py drop
+            # the connection, so a late reply can never be read by the next request.
+            async with asyncio.timeout(self.timeout):
+                reply = await self._evalsha(call)
+            return _decision(reply, call.limit)
+        except ResponseError as exc:
+            _raise_for_response(exc)
+            if _is_unavailable(exc):
+                return self._on_unavailable(call, exc)
+            raise
+        except _UNAVAILABLE as exc:
+            return self._on_unavailable(call, exc)
+
+    async def _evalsha(self, call: _Call) -> Sequence[int]:
+        try:
+            return await self.client.evalsha(call.script.sha, 1, call.key, *call.args)  # type: ignore[no-any-return]
+        except NoScriptError:
+            self.script_loads += 1
+            await self.client.script_load(call.script.source)
+            return await self.client.evalsha(call.script.sha, 1, call.key, *call.args)  # type: ignore[no-any-return]
+
+
+def async_decision_client(host: str = "127.0.0.1", port: int = 6379, *, timeout: float = DEFAULT_TIMEOUT,
+                          **kwargs: Any) -> redis.asyncio.Redis:
+    """An asyncio redis client with the decision-path options (see `decision_client_kwargs`)."""
+    from redis.asyncio.retry import Retry as AsyncRetry
+
+    opts = {**decision_client_kwargs(timeout), "retry": AsyncRetry(NoBackoff(), 0), **kwargs}
+    return redis.asyncio.Redis(host=host, port=port, **opts)
