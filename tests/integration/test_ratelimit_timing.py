@@ -1,0 +1,101 @@
+"""retry_after / reset_after against the server's own clock, and waiting them out."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from ratelimit import ALGORITHMS, RateLimiter, make_key
+from tests.support.ratelimit_fixtures import requires_redis, rl_redis, rl_server, timed_eval  # noqa: F401
+
+pytestmark = [pytest.mark.slow, requires_redis]
+
+WINDOW_MS = 1000
+HIT = ["2", str(WINDOW_MS), "1", "0"]  # limit 2 per second, cost 1, consume
+US = 1  # one tick of the microsecond clock
+MS = 1000  # one tick of Redis' millisecond expiry clock, in microseconds
+
+
+def test_gcra_retry_and_reset_match_the_stored_tat(rl_redis: redis.Redis) -> None:
+    interval = WINDOW_MS * 1000 // 2
+    a0, first, a1 = timed_eval(rl_redis, "gcra", "t", HIT)
+    b0, second, b1 = timed_eval(rl_redis, "gcra", "t", HIT)
+    c0, denied, c1 = timed_eval(rl_redis, "gcra", "t", HIT)
+    assert first[0] == 1 and second[0] == 1 and denied[0] == 0
+    tat = int(rl_redis.get(make_key("rl", "t", "gcra")) or 0)
+    # Two admissions in quick succession: TAT = first arrival + 2 emission intervals.
+    assert a0 + 2 * interval - US <= tat <= a1 + 2 * interval + US
+    assert tat - b1 - US <= second[3] <= tat - b0 + US
+    allow_at = tat + interval - 2 * interval  # new TAT minus tolerance (burst 2)
+    assert allow_at - c1 - US <= denied[2] <= allow_at - c0 + US
+    assert tat - c1 - US <= denied[3] <= tat - c0 + US
+    # The key expires when the TAT has drained, rounded up to the ms expiry clock.
+    assert rl_redis.pexpiretime(make_key("rl", "t", "gcra")) == -(-tat // 1000)
+
+
+def test_sliding_log_retry_is_when_the_oldest_entry_leaves(rl_redis: redis.Redis) -> None:
+    timed_eval(rl_redis, "sliding_log", "t", HIT)
+    timed_eval(rl_redis, "sliding_log", "t", HIT)
+    c0, denied, c1 = timed_eval(rl_redis, "sliding_log", "t", HIT)
+    assert denied[0] == 0 and denied[1] == 0
+    entries = rl_redis.zrange(make_key("rl", "t", "sliding_log"), 0, -1, withscores=True)
+    assert len(entries) == 2, "a denied request must not be logged"
+    oldest, newest = int(entries[0][1]), int(entries[1][1])
+    w = WINDOW_MS * 1000
+    assert oldest + w - c1 - US <= denied[2] <= oldest + w - c0 + US
+    assert newest + w - c1 - US <= denied[3] <= newest + w - c0 + US
+    expire_ms = rl_redis.pexpiretime(make_key("rl", "t", "sliding_log"))
+    assert expire_ms == -(-(newest + w) // 1000)
+
+
+def test_fixed_window_retry_is_the_window_expiry(rl_redis: redis.Redis) -> None:
+    timed_eval(rl_redis, "fixed_window", "t", HIT)
+    timed_eval(rl_redis, "fixed_window", "t", HIT)
+    c0, denied, c1 = timed_eval(rl_redis, "fixed_window", "t", HIT)
+    assert denied[0] == 0
+    expire_us = rl_redis.pexpiretime(make_key("rl", "t", "fixed_window")) * 1000
+    # PTTL has millisecond resolution: one tick of that clock.
+    assert expire_us - c1 - MS <= denied[2] <= expire_us - c0 + MS
+    assert denied[3] == denied[2]
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_waiting_retry_after_is_enough_and_necessary(rl_redis: redis.Redis, algorithm: str) -> None:
+    limiter = RateLimiter(rl_redis, algorithm)
+    assert limiter.hit("w", 2, 1).allowed and limiter.hit("w", 2, 1).allowed
+    denied = limiter.hit("w", 2, 1)
+    assert not denied.allowed and not denied.fallback
+    expected = 0.5 if algorithm == "gcra" else 1.0  # one emission interval vs. the whole window
+    assert expected - 0.1 < denied.retry_after <= expected
+    time.sleep(denied.retry_after / 2)
+    assert not limiter.peek("w", 2, 1).allowed, "allowed long before retry_after"
+    time.sleep(denied.retry_after / 2 + 0.002)
+    d = limiter.hit("w", 2, 1)
+    assert d.allowed and d.retry_after == 0
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_after_reset_after_the_key_is_gone_and_the_allowance_full(rl_redis: redis.Redis, algorithm: str) -> None:
+    limiter = RateLimiter(rl_redis, algorithm)
+    limiter.hit("r", 3, 1)
+    d = limiter.hit("r", 3, 1)
+    assert d.allowed and d.remaining == 1 and 0 < d.reset_after <= 1.0
+    p = limiter.peek("r", 3, 1)
+    assert p.remaining == 1 and p.reset_after <= d.reset_after
+    time.sleep(d.reset_after + 0.003)
+    assert rl_redis.exists(make_key("rl", "r", algorithm)) == 0
+    fresh = limiter.peek("r", 3, 1)
+    assert fresh.allowed and fresh.remaining == 3 and fresh.reset_after == 0
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_peek_never_consumes(rl_redis: redis.Redis, algorithm: str) -> None:
+    limiter = RateLimiter(rl_redis, algorithm)
+    for _ in range(20):
+        p = limiter.peek("p", 5, 60)
+        assert p.allowed and p.remaining == 5
+    assert rl_redis.exists(make_key("rl", "p", algorithm)) == 0
+    assert [limiter.hit("p", 5, 60).allowed for _ in range(6)] == [True] * 5 + [False]
+    assert limiter.peek("p", 5, 60).remaining == 0
