@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from tests.support.ratelimit_fixtures are parameters)
 """Worst-case admissions over any window of length W, per algorithm (docs/rate-limiter.md).
 
     sliding_log   <= limit

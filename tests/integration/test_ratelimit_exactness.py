@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from tests.support.ratelimit_fixtures are parameters)
 """Exactly `limit` admissions when many threads, processes or tasks race on one key."""
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def test_fifty_threads_admit_exactly_limit(rl_redis: redis.Redis, algorithm: str
     assert limiter.peek("race", LIMIT, WINDOW_S).allowed is False
 
 
-def test_several_processes_admit_exactly_limit(rl_redis: redis.Redis, rl_server) -> None:  # noqa: F811
+def test_several_processes_admit_exactly_limit(rl_redis: redis.Redis, rl_server) -> None:
     procs, threads, per_proc = 4, 5, 100  # 400 requests per algorithm for 100 slots
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(procs) as pool:
@@ -72,7 +73,7 @@ def test_several_processes_admit_exactly_limit(rl_redis: redis.Redis, rl_server)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_async_tasks_admit_exactly_limit(rl_server, rl_redis: redis.Redis, algorithm: str) -> None:  # noqa: F811
+def test_async_tasks_admit_exactly_limit(rl_server, rl_redis: redis.Redis, algorithm: str) -> None:
     async def run() -> list[tuple[bool, bool]]:
         client = async_decision_client(port=rl_server.port, timeout=2.0)
         limiter = AsyncRateLimiter(client, algorithm, timeout=2.0)

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from tests.support.ratelimit_fixtures are parameters)
 """TTL hygiene, script-cache loss (SCRIPT FLUSH, restart) and Redis stalled or down."""
 
 from __future__ import annotations

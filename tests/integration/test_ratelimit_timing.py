@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from tests.support.ratelimit_fixtures are parameters)
 """retry_after / reset_after against the server's own clock, and waiting them out."""
 
 from __future__ import annotations

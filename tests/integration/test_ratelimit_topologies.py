@@ -1,0 +1,78 @@
+"""The same limiter through a Redis Cluster client and a Sentinel master_for client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from redis.cluster import RedisCluster
+from redis.sentinel import Sentinel
+
+from ratelimit import ALGORITHMS, RateLimiter, decision_client_kwargs
+from tests.support.ratelimit_fixtures import requires_redis, start_server
+from tests.support.redisproc import RedisProcess, free_port
+
+pytestmark = [pytest.mark.slow, requires_redis]
+
+
+@pytest.fixture(scope="module")
+def cluster_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    # One node owning all 16384 slots is a real cluster to the client: it routes by slot,
+    # follows MOVED, and fans SCRIPT LOAD out to the primaries.
+    rp = start_server(tmp_path_factory.mktemp("rl-cluster"),
+                      'save ""\nappendonly no\ncluster-enabled yes\ncluster-config-file nodes.conf\n')
+    try:
+        admin = redis.Redis(port=rp.port)
+        admin.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        deadline = time.monotonic() + 10
+        while b"cluster_state:ok" not in admin.execute_command("CLUSTER", "INFO"):
+            assert time.monotonic() < deadline, "cluster never became ok"
+            time.sleep(0.05)
+        admin.close()
+        yield rp
+    finally:
+        rp.stop()
+
+
+def test_cluster_client_hash_tags_and_noscript(cluster_node: RedisProcess) -> None:
+    rc = RedisCluster(host="127.0.0.1", port=cluster_node.port, **decision_client_kwargs(1.0))
+    try:
+        for a in ALGORITHMS:
+            limiter = RateLimiter(rc, a)
+            ds = [limiter.hit(f"tier:client{i % 7}", 3, 60) for i in range(28)]
+            assert sum(d.allowed for d in ds) == 7 * 3 and not any(d.fallback for d in ds)
+        # Every key carries its hash tag, so all keys of one client share one slot.
+        keys = [k.decode() for k in rc.scan_iter()]
+        assert len(keys) == 7 * len(ALGORITHMS)
+        for k in keys:
+            tag = k[k.index("{") + 1:k.index("}")]
+            assert rc.keyslot(k) == rc.keyslot(tag)
+        rc.script_flush()
+        limiter = RateLimiter(rc)
+        d = limiter.hit("tier:client0", 3, 60)
+        assert not d.fallback and not d.allowed and limiter.script_loads == 1
+        assert limiter.reset("tier:client0") is True  # one multi-key DEL, same slot
+        assert limiter.hit("tier:client0", 3, 60).remaining == 2
+    finally:
+        rc.close()
+
+
+def test_sentinel_master_for_client(tmp_path) -> None:
+    master = start_server(tmp_path / "master")
+    sport = free_port()
+    sentinel = RedisProcess(workdir=tmp_path / "sentinel", port=sport, sentinel=True,
+                            config_text=(f"port {sport}\nsentinel monitor rl 127.0.0.1 {master.port} 1\n"
+                                         "sentinel down-after-milliseconds rl 1000\n"))
+    sentinel.start()
+    try:
+        s = Sentinel([("127.0.0.1", sport)], socket_timeout=0.5)
+        client = s.master_for("rl", **decision_client_kwargs(1.0))
+        limiter = RateLimiter(client, "sliding_log")
+        assert [limiter.hit("m", 2, 60).allowed for _ in range(3)] == [True, True, False]
+        assert redis.Redis(port=master.port).zcard("rl:{m}:s") == 2
+        client.close()
+    finally:
+        sentinel.stop()
+        master.stop()

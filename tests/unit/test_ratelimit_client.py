@@ -1,0 +1,138 @@
+"""Lua-free checks of the client: validation, keys, headers, failure policy, script contract."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import time
+import warnings
+
+import pytest
+import redis
+
+from ratelimit import (
+    ALGORITHMS,
+    DEFAULT_TIERS,
+    Decision,
+    RateLimiter,
+    RateLimitError,
+    Tier,
+    decision_client,
+    headers,
+    make_key,
+    script,
+)
+from tests.support.redisproc import free_port
+
+TIERS = {t.name: t for t in DEFAULT_TIERS}
+
+
+@pytest.fixture
+def dead_limiter() -> RateLimiter:
+    # Nothing listens on this port: connection refused, the fastest kind of "Redis is down".
+    return RateLimiter(decision_client(port=free_port(), timeout=0.1))
+
+
+def test_keys_are_hash_tagged_per_client_and_algorithm() -> None:
+    assert make_key("rl", "auth:203.0.113.9", "gcra") == "rl:{auth:203.0.113.9}:g"
+    assert {make_key("rl", "k", a)[-1] for a in ALGORITHMS} == {"g", "s", "f"}
+    with pytest.raises(RateLimitError):
+        RateLimiter(redis.Redis(), prefix="r{l}")
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"limit": 0}, "limit must be a positive integer"),
+    ({"limit": True}, "limit must be a positive integer"),
+    ({"cost": 0}, "cost must be a positive integer"),
+    ({"cost": 11}, "cost 11 exceeds burst 10"),
+    ({"cost": 4, "burst": 3}, "cost 4 exceeds burst 3"),
+    ({"window_s": 0}, "window_s must be at least"),
+    ({"window_s": float("nan")}, "window_s must be a positive number"),
+    ({"algorithm": "token_bucket"}, "unknown algorithm"),
+    ({"algorithm": "sliding_log", "burst": 3}, "burst applies to gcra only"),
+    ({"algorithm": "fixed_window", "cost": 11}, "cost 11 exceeds limit 10"),
+])
+def test_invalid_requests_raise_even_with_redis_down(dead_limiter: RateLimiter, kwargs: dict, message: str) -> None:
+    args = {"limit": 10, "window_s": 60, "cost": 1, **kwargs}
+    with pytest.raises(RateLimitError, match=message):
+        dead_limiter.hit("k", args.pop("limit"), args.pop("window_s"), **args)
+    assert dead_limiter.fallbacks == 0
+
+
+def test_down_redis_applies_each_tiers_policy_quickly(dead_limiter: RateLimiter) -> None:
+    for tier in DEFAULT_TIERS:
+        t = time.monotonic()
+        d = dead_limiter.hit_tier(tier, "client")
+        assert time.monotonic() - t < 0.5
+        assert d.fallback and d.allowed is tier.fail_open and d.limit == tier.limit
+        if tier.fail_open:
+            assert d.retry_after == 0 and d.remaining == tier.limit - 1
+        else:
+            assert d.retry_after == dead_limiter.fallback_retry_after and d.remaining == 0
+    assert dead_limiter.fallbacks == len(DEFAULT_TIERS)
+    with pytest.raises(redis.ConnectionError):
+        dead_limiter.reset("client")  # an admin operation must not pretend to succeed
+
+
+def test_security_tiers_fail_closed_and_the_rest_open() -> None:
+    closed = {t.name for t in DEFAULT_TIERS if not t.fail_open}
+    assert closed == {"auth", "mfa", "sensitive", "financial"}
+
+
+def test_slow_default_client_is_warned_about() -> None:
+    with pytest.warns(RuntimeWarning) as caught:
+        RateLimiter(redis.Redis(port=free_port()))  # redis-py defaults: 5 s timeout, retries
+    messages = " ".join(str(w.message) for w in caught)
+    assert "socket_timeout=" in messages and "count twice" in messages
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        RateLimiter(decision_client(port=free_port()))
+
+
+def test_decision_is_frozen() -> None:
+    d = Decision(True, 1, 0.0, 1.0, 2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        d.allowed = False  # type: ignore[misc]
+
+
+def test_headers_allowed() -> None:
+    tier = TIERS["general"]
+    h = headers(Decision(True, 119, 0.0, 0.5, 120), tier)
+    assert h == {"RateLimit-Policy": '"general";q=120;w=60', "RateLimit": '"general";r=119;t=1'}
+
+
+def test_headers_denied_round_up_to_whole_seconds() -> None:
+    tier = TIERS["mfa"]
+    h = headers(Decision(False, 0, 12.000001, 59.2, 5), tier)
+    assert h["Retry-After"] == "13" and h["RateLimit"] == '"mfa";r=0;t=60'
+    # Exact microsecond results must not be pushed up a second by float noise...
+    assert headers(Decision(False, 0, 2_000_000 / 1e6, 2.0, 5), tier)["Retry-After"] == "2"
+    # ...and a tiny wait still advertises at least one second (Retry-After: 0 invites a retry storm).
+    assert headers(Decision(False, 0, 0.0004, 0.0004, 5), tier)["Retry-After"] == "1"
+
+
+def test_headers_for_a_fallback_denial() -> None:
+    h = headers(Decision(False, 0, 1.0, 1.0, 30, fallback=True), TIERS["auth"])
+    assert h["Retry-After"] == "1"
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_script_contract(algorithm: str) -> None:
+    s = script(algorithm)
+    assert s.sha == hashlib.sha1(s.source.encode()).hexdigest()
+    # Single key (cluster-safe by construction), validated inputs with a recognisable error.
+    assert re.findall(r"KEYS\[(\d+)\]", s.source) and set(re.findall(r"KEYS\[(\d+)\]", s.source)) == {"1"}
+    assert "redis.error_reply(" in s.source and "ERR ratelimit:" in s.source
+    # No app clock: time is the server's (TIME, or the key's own expiry for fixed windows).
+    assert ("redis.call('TIME')" in s.source) is (algorithm != "fixed_window")
+    # Numbers that are written go through %d, never tostring() (which prints 1.7e+15).
+    assert "tostring(" not in s.source.replace("tostring(ARGV[i])", "")
+    assert "string.format('%d'" in s.source or algorithm == "fixed_window"
+
+
+def test_tier_burst_is_forwarded() -> None:
+    tier = Tier("bursty", 10, 60, "gcra", burst=3)
+    limiter = RateLimiter(decision_client(port=free_port()))
+    with pytest.raises(RateLimitError, match="cost 4 exceeds burst 3"):
+        limiter.hit_tier(tier, "c", cost=4)
