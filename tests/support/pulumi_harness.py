@@ -175,19 +175,19 @@ class RealisticMocks(Mocks):
     def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         self.invokes.append((args.token, dict(args.args)))
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/ci", "userId": "ci"}, None
+            return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/ci", "userId": "ci"}, []
         if args.token == "aws:index/getRegion:getRegion":
-            return {"name": REGION, "region": REGION, "id": REGION}, None
+            return {"name": REGION, "region": REGION, "id": REGION}, []
         if args.token == "aws:ec2/getSubnet:getSubnet":
             sid = args.args.get("id", "subnet-0")
             azs = ["a", "b", "c", "d"]
             return {"id": sid, "availabilityZone": f"{REGION}{azs[int(sid[-1], 16) % 4]}",
-                    "vpcId": "vpc-0abc1234def567890", "cidrBlock": "10.0.1.0/24"}, None
+                    "vpcId": "vpc-0abc1234def567890", "cidrBlock": "10.0.1.0/24"}, []
         if args.token == "aws:ssm/getParameter:getParameter":
-            return {"name": args.args.get("name"), "value": "ami-0123456789abcdef0", "type": "String"}, None
+            return {"name": args.args.get("name"), "value": "ami-0123456789abcdef0", "type": "String"}, []
         if args.token == "aws:iam/getPolicyDocument:getPolicyDocument":
-            return {"json": json.dumps({"Version": "2012-10-17", "Statement": args.args.get("statements", [])})}, None
-        return {}, None
+            return {"json": json.dumps({"Version": "2012-10-17", "Statement": args.args.get("statements", [])})}, []
+        return {}, []
 
     # -- helpers ---------------------------------------------------------------------------
     @staticmethod
