@@ -24,12 +24,12 @@ from infra.monitoring.grafana import (
 
 # Grafana's provisioning schema (pkg/services/provisioning/{datasources,dashboards}/types.go,
 # apiVersion 1): required keys and the types Grafana's YAML decoder accepts for them.
-DATASOURCE_REQUIRED = {"name": str, "type": str, "access": str, "url": str, "uid": str}
+DATASOURCE_REQUIRED: dict[str, type] = {"name": str, "type": str, "access": str, "url": str, "uid": str}
 DATASOURCE_KNOWN = {
     "name", "type", "access", "url", "uid", "orgId", "isDefault", "editable", "jsonData", "secureJsonData",
     "basicAuth", "basicAuthUser", "user", "database", "withCredentials", "version",
 }
-PROVIDER_REQUIRED = {"name": str, "type": str, "options": dict}
+PROVIDER_REQUIRED: dict[str, type] = {"name": str, "type": str, "options": dict}
 PROVIDER_KNOWN = {
     "name", "orgId", "folder", "folderUid", "type", "disableDeletion", "updateIntervalSeconds",
     "allowUiUpdates", "options",

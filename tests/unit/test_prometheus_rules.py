@@ -191,7 +191,7 @@ def build_test_file(scens: list[Scenario], thresholds: tuple[Threshold, ...]) ->
     tests = []
     for sc in scens:
         t = table[sc.threshold]
-        lines = dict(t.lines())
+        lines: dict[str, float] = dict(t.lines())
         checks = []
         for at, firing in sorted(sc.expect.items()):
             exp = []
@@ -237,6 +237,7 @@ def test_promtool_check_config_and_rules(tmp_path: Path) -> None:
 
 
 def test_prometheus_config_rejects_bad_targets() -> None:
+    bad: Any
     for bad in ("redis-exporter", ":9121", "host:port", []):
         with pytest.raises(ValueError):
             render_prometheus_config(bad)
