@@ -10,7 +10,9 @@ endpoints, so that the files a stack would upload can be started for real.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import ipaddress
 import json
 import secrets
@@ -98,6 +100,25 @@ class _RecordingMonitor(MockMonitor):
         return response
 
 
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+
+def is_secret(value: Any) -> bool:
+    """An input Pulumi serialised as a secret (the mock receives it wrapped)."""
+    return isinstance(value, dict) and value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270"
+
+
+def unwrap_secret(value: Any) -> Any:
+    """`value` with every secret wrapper (at any depth) replaced by its plaintext."""
+    if is_secret(value):
+        return unwrap_secret(value["value"])
+    if isinstance(value, dict):
+        return {k: unwrap_secret(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap_secret(v) for v in value]
+    return value
+
+
 def _pem_key(key: Any) -> str:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                              serialization.NoEncryption()).decode()
@@ -126,6 +147,11 @@ class RealisticMocks(Mocks):
         t = args.typ
         if t == "random:index/randomPassword:RandomPassword" or t == "random:index/randomString:RandomString":
             outputs["result"] = self._random_password(inputs)
+        elif t == "random:index/randomId:RandomId":
+            raw = secrets.token_bytes(int(inputs.get("byteLength", 8)))
+            outputs.update(hex=raw.hex(), dec=str(int.from_bytes(raw, "big")),
+                           b64Url=base64.urlsafe_b64encode(raw).decode().rstrip("="),
+                           b64Std=base64.b64encode(raw).decode())
         elif t == "tls:index/privateKey:PrivateKey":
             key = (ec.generate_private_key(ec.SECP256R1()) if inputs.get("algorithm", "RSA") == "ECDSA"
                    else rsa.generate_private_key(public_exponent=65537, key_size=2048))
@@ -136,16 +162,16 @@ class RealisticMocks(Mocks):
                 publicKeyPem=key.public_key().public_bytes(
                     serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode())
         elif t == "tls:index/selfSignedCert:SelfSignedCert":
-            key = self._keys[inputs["privateKeyPem"]]
+            key = self._keys[unwrap_secret(inputs["privateKeyPem"])]
             outputs["certPem"] = self._cert(_name(inputs.get("subject")), key.public_key(), _name(inputs.get("subject")),
                                             key, inputs, is_ca=bool(inputs.get("isCaCertificate")))
         elif t == "tls:index/certRequest:CertRequest":
-            outputs["certRequestPem"] = json.dumps(inputs)  # carried to LocallySignedCert below
+            outputs["certRequestPem"] = json.dumps(unwrap_secret(inputs))  # carried to LocallySignedCert below
         elif t == "tls:index/locallySignedCert:LocallySignedCert":
-            req = json.loads(inputs["certRequestPem"])
+            req = json.loads(unwrap_secret(inputs["certRequestPem"]))
             key = self._keys[req["privateKeyPem"]]
-            ca_key = self._keys[inputs["caPrivateKeyPem"]]
-            ca_cert = x509.load_pem_x509_certificate(inputs["caCertPem"].encode())
+            ca_key = self._keys[unwrap_secret(inputs["caPrivateKeyPem"])]
+            ca_cert = x509.load_pem_x509_certificate(unwrap_secret(inputs["caCertPem"]).encode())
             outputs["certPem"] = self._cert(_name(req.get("subject")), key.public_key(), ca_cert.subject, ca_key,
                                             {**inputs, "dnsNames": req.get("dnsNames", []),
                                              "ipAddresses": req.get("ipAddresses", [])}, is_ca=False)
@@ -166,6 +192,10 @@ class RealisticMocks(Mocks):
             outputs.setdefault("name", inputs.get("name") or f"{args.name}-mock")
             outputs["id"] = rid
         elif t.startswith("docker:"):
+            if t == "docker:index/remoteImage:RemoteImage":
+                # What the provider reports after a pull: a content id derived from the pinned name.
+                digest = hashlib.sha256(str(inputs.get("name")).encode()).hexdigest()
+                outputs.update(imageId=f"sha256:{digest}", repoDigest=f"{inputs.get('name')}@sha256:{digest}")
             if t == "docker:index/container:Container":
                 outputs.setdefault("hostname", inputs.get("hostname") or args.name)
             outputs.setdefault("name", inputs.get("name") or args.name)
