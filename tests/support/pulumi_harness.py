@@ -183,6 +183,10 @@ class RealisticMocks(Mocks):
                                readerEndpointAddress=f"replica.{rg}.abc123.euw1.cache.amazonaws.com",
                                configurationEndpointAddress=f"clustercfg.{rg}.abc123.euw1.cache.amazonaws.com",
                                memberClusters=[f"{rg}-{i:03d}" for i in range(1, int(inputs.get("numCacheClusters", 2)) + 1)])
+                if inputs.get("clusterMode") == "enabled" or inputs.get("numNodeGroups") is not None:
+                    outputs["memberClusters"] = [
+                        f"{rg}-{s:04d}-{n:03d}" for s in range(1, int(inputs.get("numNodeGroups", 1)) + 1)
+                        for n in range(1, int(inputs.get("replicasPerNodeGroup", 0)) + 2)]
                 rid = rg
             elif t == "aws:ec2/securityGroup:SecurityGroup":
                 rid = f"sg-{abs(hash(args.name)) % 16**12:012x}"
