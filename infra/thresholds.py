@@ -410,3 +410,7 @@ def thresholds_markdown(thresholds: tuple[Threshold, ...] = DEFAULT_THRESHOLDS) 
             f"| {name} | {t.alert} | {t.description} | {t.unit} | {warn} | {crit} | {t.for_} | `{expr}` | {cw} |"
         )
     return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(thresholds_markdown(), end="")

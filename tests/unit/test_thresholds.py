@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -131,3 +132,11 @@ def test_markdown_table_lists_every_row_with_its_lines() -> None:
     churn = next(line for line in lines if line.startswith("| new_connections"))
     assert "NewConnections Sum > 3000 / > 12000" in churn
     assert all(line.count("|") >= 10 for line in lines)
+
+
+def test_docs_table_is_generated_from_the_code() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "monitoring.md").read_text()
+    begin, end = "<!-- thresholds:begin -->\n", "<!-- thresholds:end -->"
+    assert begin in doc and end in doc
+    between = doc.split(begin, 1)[1].split(end, 1)[0]
+    assert between == thresholds_markdown(), "docs/monitoring.md is stale: regenerate with python -m infra.thresholds"
