@@ -1,0 +1,1 @@
+"""redisstack CrossGuard policy pack: the policies live in `policy.policies`."""
