@@ -374,9 +374,21 @@ def _pydantic_errors(exc: ValidationError) -> list[SettingError]:
         else:
             allowed = err["msg"].removeprefix("Value error, ")
             if kind == "string_pattern_mismatch":
-                allowed = f"expected a value matching {err.get('ctx', {}).get('pattern')}"
+                field = next((str(p) for p in reversed(err["loc"]) if not isinstance(p, int)), "")
+                allowed = _PATTERN_HELP.get(field, f"expected a value matching {err.get('ctx', {}).get('pattern')}")
         out.append(SettingError(key, err.get("input"), allowed))
     return out
+
+
+_PATTERN_HELP = {
+    "vpcId": 'expected a VPC id like "vpc-0a1b2c3d4e5f60718"',
+    "subnetIds": 'expected subnet ids like "subnet-0a1b2c3d4e5f60001"',
+    "appSecurityGroupIds": 'expected security group ids like "sg-0a1b2c3d4e5f60aa1"',
+    "nodeType": 'expected an ElastiCache node type like "cache.r7g.large"',
+    "kmsKeyArn": 'expected a KMS key ARN like "arn:aws:kms:eu-west-1:123456789012:key/<id>"',
+    "alarmEmail": 'expected an email address like "oncall@example.com"',
+    "instanceType": 'expected an EC2 instance type like "t4g.small"',
+}
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:

@@ -1,0 +1,161 @@
+"""A real redis-server started from the rendered redis.conf + ACL file proves every directive."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from redis_conf import load_base, render_acl_file, render_redis_conf
+from redis_conf.acl import APP_FORBIDDEN_COMMANDS, CREDENTIALS
+from redis_conf.render import TlsFiles
+from tests.support.certs import make_tls_files
+from tests.support.redisproc import RedisProcess, free_port, have_redis, redis_process
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_redis(), reason="redis-server not installed "
+                                                   "(apt-get install redis-server)")]
+PASSWORDS = {c: f"{c}-Pw-{i}-0123456789abcdef" for i, c in enumerate(CREDENTIALS)}
+
+
+def _start(tmp: Path, *, tls: TlsFiles | None = None) -> tuple[str, int]:
+    port = free_port()
+    (tmp / "users.acl").write_text(render_acl_file(PASSWORDS))
+    text = render_redis_conf(load_base(), bind="127.0.0.1", port=port, data_dir=str(tmp),
+                             aclfile=str(tmp / "users.acl"), tls=tls)
+    return text, port
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    tmp = tmp_path_factory.mktemp("redis-plain")
+    text, port = _start(tmp)
+    with redis_process(tmp, text, port) as proc:
+        yield proc
+
+
+def client(proc: RedisProcess, user: str | None, password: str | None, **kw: object) -> redis.Redis:
+    # No retries: a refused AUTH or TLS handshake must surface at once, not after backoff.
+    return redis.Redis(host="127.0.0.1", port=proc.port, username=user, password=password,
+                       decode_responses=True, single_connection_client=True,
+                       retry=Retry(NoBackoff(), 0), **{"socket_timeout": 5, **kw})
+
+
+def admin(proc: RedisProcess) -> redis.Redis:
+    return client(proc, "admin", PASSWORDS["admin"])
+
+
+def app(proc: RedisProcess) -> redis.Redis:
+    return client(proc, None, PASSWORDS["app"])  # password-only AUTH = the `default` user
+
+
+def test_memory_directives(server: RedisProcess) -> None:
+    cfg = admin(server).config_get("maxmemory*")
+    assert cfg["maxmemory"] == str(800 * 1024 * 1024)
+    assert cfg["maxmemory-policy"] == "allkeys-lru"
+    assert cfg["maxmemory-samples"] == "5"
+
+
+def test_persistence_directives_and_files(server: RedisProcess) -> None:
+    a = admin(server)
+    cfg = a.config_get("*")
+    assert cfg["appendonly"] == "yes" and cfg["appendfsync"] == "everysec"
+    assert cfg["save"] == "900 1 300 10 60 10000"
+    assert cfg["aof-use-rdb-preamble"] == "yes" and cfg["timeout"] == "0"
+    app(server).set("persist:probe", "1")
+    assert a.info("persistence")["rdb_changes_since_last_save"] > 0
+    a.bgsave()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        info = a.info("persistence")
+        if not info["rdb_bgsave_in_progress"] and info["rdb_changes_since_last_save"] == 0:
+            break
+        time.sleep(0.05)
+    assert info["rdb_last_bgsave_status"] == "ok" and info["rdb_changes_since_last_save"] == 0
+    assert (server.workdir / "dump.rdb").stat().st_size > 0
+    aof_dir = server.workdir / "appendonlydir"
+    assert aof_dir.is_dir() and any(p.name.endswith(".incr.aof") for p in aof_dir.iterdir())
+
+
+def _probe(c: redis.Redis, *command: str) -> str:
+    """Queue a command inside MULTI and DISCARD it: denied ones fail at queue time, nothing runs."""
+    conn = c.connection
+    assert conn is not None
+    c.execute_command("MULTI")
+    try:
+        conn.send_command(*command)
+        return str(conn.read_response())
+    except redis.exceptions.NoPermissionError as exc:
+        return f"NOPERM {exc}"  # redis-py strips the error code from the message
+    except redis.ResponseError as exc:
+        return str(exc)
+    finally:
+        c.execute_command("DISCARD")
+
+
+@pytest.mark.parametrize("command", APP_FORBIDDEN_COMMANDS)
+def test_app_user_cannot_run_dangerous_commands(server: RedisProcess, command: str) -> None:
+    c = app(server)
+    c.set("survivor", "still-here")
+    args = {"CONFIG": ("CONFIG", "GET", "maxmemory"), "DEBUG": ("DEBUG", "SLEEP", "0"),
+            "KEYS": ("KEYS", "*")}.get(command, (command,))
+    answer = _probe(c, *args)
+    denied = ("NOPERM", "unknown command", "DEBUG command not allowed")
+    assert answer.startswith(denied), answer
+    assert c.get("survivor") == "still-here"
+
+
+def test_admin_may_queue_what_app_may_not_and_debug_is_off_for_everyone(server: RedisProcess) -> None:
+    a = admin(server)
+    assert _probe(a, "FLUSHALL") == "QUEUED"
+    assert "DEBUG command not allowed" in _probe(a, "DEBUG", "SLEEP", "0")
+
+
+def test_app_user_can_rate_limit(server: RedisProcess) -> None:
+    c = app(server)
+    assert c.eval("return redis.call('INCR', KEYS[1])", 1, "rl:{t:c}") >= 1
+    assert "used_memory" in c.info("memory")
+
+
+def test_monitor_user_reads_info_but_no_data(server: RedisProcess) -> None:
+    m = client(server, "monitor", PASSWORDS["monitor"])
+    assert m.info("server")["redis_version"].startswith("7.")
+    assert m.config_get("maxmemory")["maxmemory"] == str(800 * 1024 * 1024)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        m.get("survivor")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        m.execute_command("FLUSHALL")
+
+
+def test_replica_user_only_replicates(server: RedisProcess) -> None:
+    r = client(server, "replica", PASSWORDS["replica"])
+    assert r.ping()
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        r.info()
+
+
+def test_unauthenticated_and_wrong_password_are_refused(server: RedisProcess) -> None:
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        client(server, None, None).get("survivor")
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        client(server, None, "not-the-password-123").get("survivor")
+
+
+def test_tls_only_server(tmp_path: Path) -> None:
+    certs = make_tls_files(tmp_path / "tls")
+    tls = TlsFiles(str(certs.cert), str(certs.key), str(certs.ca_cert))
+    text, port = _start(tmp_path, tls=tls)
+    with redis_process(tmp_path, text, port) as proc:
+        with pytest.raises(redis.exceptions.ConnectionError):
+            client(proc, None, PASSWORDS["app"], socket_connect_timeout=2, socket_timeout=2).ping()
+        secure = client(proc, None, PASSWORDS["app"], ssl=True, ssl_ca_certs=str(certs.ca_cert),
+                        ssl_cert_reqs=ssl.CERT_REQUIRED, ssl_check_hostname=True)
+        assert secure.set("tls:probe", "ok") and secure.get("tls:probe") == "ok"
+        with pytest.raises(redis.exceptions.ConnectionError, match="CERTIFICATE_VERIFY_FAILED|certificate"):
+            client(proc, None, PASSWORDS["app"], ssl=True, ssl_cert_reqs=ssl.CERT_REQUIRED,
+                   ssl_ca_certs=str(certs.client_cert)).ping()

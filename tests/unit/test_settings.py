@@ -1,0 +1,211 @@
+"""Stack settings: defaults, overrides, and a table of bad inputs each rejected with key/value/allowed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from infra.errors import SettingError, SettingsErrors
+from infra.settings import parse_settings
+from ratelimit.tiers import DEFAULT_TIERS
+
+PROD_NETWORK = {
+    "vpcId": "vpc-0a1b2c3d4e5f60718",
+    "subnetIds": ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"],
+    "appSecurityGroupIds": ["sg-0a1b2c3d4e5f60aa1"],
+}
+PROD = {"target": "elasticache", "network": PROD_NETWORK}
+SENTINEL = {"target": "sentinel", "network": {**PROD_NETWORK, "subnetIds": [
+    "subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002", "subnet-0a1b2c3d4e5f60003"]}}
+
+
+def errors_of(raw: dict[str, Any], secret_keys: tuple[str, ...] = ()) -> list[SettingError]:
+    with pytest.raises(SettingsErrors) as info:
+        parse_settings(raw, secret_keys=frozenset(secret_keys))
+    return info.value.errors
+
+
+def test_guide_defaults() -> None:
+    s = parse_settings({"target": "local"})
+    assert [(t.name, t.limit, t.window_s) for t in s.tiers] == [
+        ("general", 120, 60), ("auth", 30, 60), ("sensitive", 10, 60),
+        ("admin", 300, 60), ("mfa", 5, 60), ("financial", 20, 60)]
+    assert s.config.local.ports.model_dump() == {"redis": 6379, "exporter": 9121, "prometheus": 9090, "grafana": 3001}
+    assert s.config.local.bind_address == "127.0.0.1"
+    assert s.config.tls is True
+    assert s.config.timeout_ms == 5000
+    assert s.redis_conf["maxmemory"] == 800 * 1024 * 1024
+    assert s.redis_conf["maxmemory-policy"] == "allkeys-lru"
+    assert s.redis_conf["save"] == ((900, 1), (300, 10), (60, 10000))
+    assert s.thresholds, "the thresholds table reaches the settings"
+
+
+def test_overrides_apply() -> None:
+    s = parse_settings({
+        "target": "local",
+        "rateLimits": {"auth": "50,30", "mfa": {"limit": 3, "window": 120}, "search": "1000,60"},
+        "redis": {"maxmemory": "1gb", "maxmemory-policy": "volatile-ttl", "save": ""},
+        "local": '{"ports": {"redis": 6380}}',
+        "timeoutMs": "250",
+    })
+    assert s.tier("auth").limit == 50 and s.tier("auth").window_s == 30
+    assert s.tier("auth").fail_open is False, "an override keeps the tier's failure policy"
+    assert (s.tier("mfa").limit, s.tier("mfa").window_s, s.tier("mfa").algorithm) == (3, 120, "sliding_log")
+    assert s.tier("search").spec == "1000,60"
+    assert s.redis_conf["maxmemory"] == 1024**3
+    assert s.redis_conf["maxmemory-policy"] == "volatile-ttl"
+    assert s.redis_conf["save"] == ()
+    assert s.config.local.ports.redis == 6380
+    assert s.config.timeout_ms == 250
+    assert len(s.tiers) == len(DEFAULT_TIERS) + 1
+
+
+def test_prod_requires_and_accepts_network() -> None:
+    s = parse_settings(PROD, stack="prod")
+    assert s.config.elasticache.multi_az and s.config.elasticache.num_cache_clusters >= 2
+    assert s.config.backup.retention_days >= 7
+
+
+def test_secret_is_accepted_only_as_secret_and_never_shown() -> None:
+    pw = "correct-horse-battery-staple"
+    assert parse_settings({"target": "local", "password": pw}, secret_keys=frozenset({"password"})).config.password
+    errs = errors_of({"target": "local", "password": pw})
+    assert errs[0].key == "password"
+    assert pw not in str(SettingsErrors(errs))
+
+
+# (raw config, secret keys, expected key, expected value shown, fragment of what is allowed)
+BAD: list[tuple[str, dict[str, Any], tuple[str, ...], str, Any, str]] = [
+    ("unknown target", {"target": "cloud"}, (), "target", "cloud", "local, elasticache or sentinel"),
+    ("missing target", {}, (), "target", None, "required"),
+    ("unknown top-level key", {"target": "local", "portz": 1}, (), "portz", 1, "unknown key"),
+    ("unknown nested key", {"target": "local", "local": {"foo": 1}}, (), "local.foo", 1, "allowed keys here: ports"),
+    ("tier with slash", {"target": "local", "rateLimits": {"auth": "30/60"}}, (), "rateLimits.auth", "30/60",
+     '"<limit>,<window_seconds>" with positive integers'),
+    ("tier zero limit", {"target": "local", "rateLimits": {"general": "0,60"}}, (), "rateLimits.general", "0,60",
+     "positive integers"),
+    ("tier negative window", {"target": "local", "rateLimits": {"admin": "300,-60"}}, (), "rateLimits.admin",
+     "300,-60", "positive integers"),
+    ("tier wrong type", {"target": "local", "rateLimits": {"auth": 30}}, (), "rateLimits.auth", 30, "<limit>,<window_seconds>"),
+    ("tier object bad limit", {"target": "local", "rateLimits": {"auth": {"limit": -1, "window": 60}}}, (),
+     "rateLimits.auth.limit", -1, "positive integer"),
+    ("tier unknown algorithm", {"target": "local", "rateLimits": {"auth": {"limit": 5, "window": 60,
+                                                                          "algorithm": "leaky"}}}, (),
+     "rateLimits.auth.algorithm", "leaky", "gcra, sliding_log, fixed_window"),
+    ("tier bad name", {"target": "local", "rateLimits": {"Bad-Name": "1,1"}}, (), "rateLimits.Bad-Name", "1,1",
+     "lowercase"),
+    ("short password", {"target": "local", "password": "short"}, ("password",), "password", None,
+     "at least 16 characters"),
+    ("password not secret", {"target": "local", "password": "x" * 20}, (), "password", None, "--secret"),
+    ("unknown maxmemory-policy", {"target": "local", "redis": {"maxmemory-policy": "lru"}}, (),
+     "redis.maxmemory-policy", "lru", "allkeys-lru"),
+    ("bad memory size", {"target": "local", "redis": {"maxmemory": "800xb"}}, (), "redis.maxmemory", "800xb",
+     "memory size like 800mb"),
+    ("timeout 1-19", {"target": "local", "redis": {"timeout": 5}}, (), "redis.timeout", 5, "at least 20 seconds"),
+    ("unknown directive", {"target": "local", "redis": {"maxmemroy": "1gb"}}, (), "redis.maxmemroy", "1gb",
+     "unknown Redis directive"),
+    ("appendfsync enum", {"target": "local", "redis": {"appendfsync": "sometimes"}}, (), "redis.appendfsync",
+     "sometimes", "always, everysec, no"),
+    ("bad save points", {"target": "local", "redis": {"save": "900"}}, (), "redis.save", "900",
+     '"<seconds> <changes>" pairs'),
+    ("samples out of range", {"target": "local", "redis": {"maxmemory-samples": 0}}, (), "redis.maxmemory-samples",
+     0, "from 1 to 64"),
+    ("tls off with auth token", {**PROD, "tls": False, "authToken": "abcdefghijklmnop1234"}, ("authToken",), "tls",
+     False, "AUTH tokens require transit encryption"),
+    ("auth token bad chars", {**PROD, "authToken": "abcdefghijklmnop@@@@"}, ("authToken",), "authToken", None,
+     "! & # $ ^ < > -"),
+    ("rg id too long", {**PROD, "elasticache": {"replicationGroupId": "a" * 41}}, (),
+     "elasticache.replicationGroupId", "a" * 41, "1-40"),
+    ("rg id double dash", {**PROD, "elasticache": {"replicationGroupId": "rate--limit"}}, (),
+     "elasticache.replicationGroupId", "rate--limit", "without '--'"),
+    ("rg id starts with digit", {**PROD, "elasticache": {"replicationGroupId": "1redis"}}, (),
+     "elasticache.replicationGroupId", "1redis", "starting with a letter"),
+    ("prod missing vpc", {"target": "elasticache", "network": {**PROD_NETWORK, "vpcId": None}}, (),
+     "network.vpcId", None, "required"),
+    ("prod missing app sgs", {"target": "elasticache", "network": {**PROD_NETWORK, "appSecurityGroupIds": []}}, (),
+     "network.appSecurityGroupIds", [], "application security groups"),
+    ("multi-az one subnet", {"target": "elasticache", "network": {**PROD_NETWORK, "subnetIds": [
+        "subnet-0a1b2c3d4e5f60001"]}}, (), "network.subnetIds", ["subnet-0a1b2c3d4e5f60001"], "at least 2 subnets"),
+    ("multi-az one node", {**PROD, "elasticache": {"numCacheClusters": 1}}, (), "elasticache.numCacheClusters", 1,
+     "at least 2 nodes"),
+    ("cidr open to world", {"target": "elasticache", "network": {**PROD_NETWORK, "allowedCidrs": ["0.0.0.0/0"]}}, (),
+     "network.allowedCidrs", ["0.0.0.0/0"], "whole internet"),
+    ("ipv6 open to world", {"target": "elasticache", "network": {**PROD_NETWORK, "allowedCidrs": ["::/0"]}}, (),
+     "network.allowedCidrs", ["::/0"], "whole internet"),
+    ("bad vpc id", {"target": "elasticache", "network": {**PROD_NETWORK, "vpcId": "my-vpc"}}, (), "network.vpcId",
+     "my-vpc", 'like "vpc-0a1b'),
+    ("bad subnet id", {"target": "elasticache", "network": {**PROD_NETWORK, "subnetIds": ["subnet-1", "s2"]}}, (),
+     "network.subnetIds.0", "subnet-1", 'like "subnet-0a1b'),
+    ("node type", {**PROD, "elasticache": {"nodeType": "r7g.large"}}, (), "elasticache.nodeType", "r7g.large",
+     'like "cache.r7g.large"'),
+    ("log retention", {**PROD, "elasticache": {"logRetentionDays": 10}}, (), "elasticache.logRetentionDays", 10,
+     "CloudWatch's retention values"),
+    ("snapshot window format", {**PROD, "backup": {"window": "3-5"}}, (), "backup.window", "3-5", "HH:MM-HH:MM"),
+    ("snapshot window too short", {**PROD, "backup": {"window": "03:00-03:30"}}, (), "backup.window", "03:00-03:30",
+     "at least 60 minutes"),
+    ("windows overlap", {**PROD, "backup": {"window": "05:30-06:30"}}, (), "backup.window", "05:30-06:30",
+     "must not overlap"),
+    ("retention too long", {**PROD, "backup": {"retentionDays": 40}}, (), "backup.retentionDays", 40,
+     "less than or equal to 35"),
+    ("maintenance window", {**PROD, "elasticache": {"maintenanceWindow": "sunday 5am"}}, (),
+     "elasticache.maintenanceWindow", "sunday 5am", "ddd:HH:MM-ddd:HH:MM"),
+    ("port out of range", {"target": "local", "local": {"ports": {"grafana": 70000}}}, (), "local.ports.grafana",
+     70000, "less than or equal to 65535"),
+    ("port not a number", {"target": "local", "local": {"ports": {"redis": "sixty"}}}, (), "local.ports.redis",
+     "sixty", "valid integer"),
+    ("duplicate ports", {"target": "local", "local": {"ports": {"grafana": 6379}}}, (), "local.ports.grafana", 6379,
+     "already used by local.ports.redis"),
+    ("image unpinned", {"target": "local", "local": {"images": {"redis": "redis:latest"}}}, (),
+     "local.images.redis", "redis:latest", "pinned to an exact version"),
+    ("image untagged", {"target": "local", "local": {"images": {"grafana": "grafana/grafana"}}}, (),
+     "local.images.grafana", "grafana/grafana", "pinned"),
+    ("bind address", {"target": "local", "local": {"bindAddress": "localhost:6379"}}, (), "local.bindAddress",
+     "localhost:6379", "IP address"),
+    ("topology", {"target": "local", "local": {"topology": "cluster"}}, (), "local.topology", "cluster",
+     "single or sentinel"),
+    ("engine", {"target": "local", "engine": "keydb"}, (), "engine", "keydb", "redis or valkey"),
+    ("engine version", {"target": "local", "engineVersion": "6.2"}, (), "engineVersion", "6.2", "7.0, 7.1"),
+    ("tls not bool", {"target": "local", "tls": "maybe"}, (), "tls", "maybe", "valid boolean"),
+    ("timeout not int", {"target": "local", "timeoutMs": "5s"}, (), "timeoutMs", "5s", "valid integer"),
+    ("rate limit mode", {"target": "local", "rateLimitMode": "memcached"}, (), "rateLimitMode", "memcached",
+     "redis or memory"),
+    ("sentinel needs 3 subnets", {**SENTINEL, "network": {**PROD_NETWORK}}, (), "network.subnetIds",
+     PROD_NETWORK["subnetIds"], "3 subnets"),
+    ("sentinel quorum", {**SENTINEL, "sentinel": {"quorum": 4}}, (), "sentinel.quorum", 4,
+     "less than or equal to 3"),
+    ("tag reserved prefix", {"target": "local", "tags": {"aws:owner": "me"}}, (), "tags", {"aws:owner": "me"},
+     "not starting with 'aws:'"),
+    ("rbac with token", {**PROD, "authToken": "abcdefghijklmnop1234", "elasticache": {"authMode": "rbac"}},
+     ("authToken",), "elasticache.authMode", "rbac", "cannot be combined"),
+    ("password on elasticache", {**PROD, "password": "x" * 20}, ("password",), "password", "<secret>",
+     "authToken"),
+    ("threshold unknown", {"target": "local", "thresholds": {"memory": {"warn": 1}}}, (), "thresholds.memory", None,
+     "memory_usage"),
+]
+
+
+@pytest.mark.parametrize(("raw", "secret_keys", "key", "value", "allowed"),
+                         [case[1:] for case in BAD], ids=[case[0] for case in BAD])
+def test_bad_input_is_rejected_with_key_value_and_allowed(raw: dict[str, Any], secret_keys: tuple[str, ...],
+                                                          key: str, value: Any, allowed: str) -> None:
+    errors = errors_of(raw, secret_keys)
+    match = [e for e in errors if e.key == key or e.key.startswith(key + ".")]
+    assert match, f"no error for {key}; got: {[str(e) for e in errors]}"
+    err = match[0]
+    if value is not None:
+        assert err.value == value
+    assert allowed.replace("\\", "") in err.allowed, str(err)
+    text = str(err)
+    assert text.startswith(f"redisstack:{err.key} = "), text
+
+
+def test_bad_input_table_is_large_and_distinct() -> None:
+    assert len(BAD) >= 30
+    assert len({case[0] for case in BAD}) == len(BAD)
+
+
+def test_all_problems_reported_in_one_pass() -> None:
+    errors = errors_of({"target": "local", "rateLimits": {"auth": "x"}, "redis": {"maxmemory": "1tb"},
+                        "local": {"ports": {"redis": 0}}})
+    assert {e.key for e in errors} >= {"rateLimits.auth", "redis.maxmemory", "local.ports.redis"}
