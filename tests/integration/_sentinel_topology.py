@@ -1,0 +1,150 @@
+"""Start the rendered Sentinel topology (1 primary + 2 replicas + 3 Sentinels) on loopback.
+
+The files come from redis_conf.sentinel exactly as the EC2 hosts and the dev containers get
+them; only the addresses are loopback ports and the directories are temporary.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+from redis.sentinel import Sentinel
+
+from redis_conf.acl import CREDENTIALS, render_acl_file
+from redis_conf.render import TlsFiles
+from redis_conf.schema import load_base
+from redis_conf.sentinel import MASTER_NAME, Endpoint, SentinelTuning, topology_files
+from tests.support.certs import make_tls_files
+from tests.support.redisproc import RedisProcess, free_port
+
+HOST = "127.0.0.1"
+# Fast enough for a bounded test, the values FIELD-NOTES measured (~2.3 s to heal).
+FAST = SentinelTuning(quorum=2, down_after_ms=1000, failover_timeout_ms=5000, parallel_syncs=1,
+                      min_replicas_to_write=1, min_replicas_max_lag=2)
+
+
+def wait_until(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = pred()
+            if value:
+                return value
+        except (redis.RedisError, OSError) as exc:
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last!r})")
+
+
+@dataclass
+class Topology:
+    nodes: list[RedisProcess]
+    sentinels: list[RedisProcess]
+    passwords: dict[str, str]
+    tls: Any  # tests.support.certs.TlsFiles | None
+    tuning: SentinelTuning
+
+    def ssl_kwargs(self) -> dict[str, Any]:
+        if self.tls is None:
+            return {}
+        return {"ssl": True, "ssl_ca_certs": str(self.tls.ca_cert)}
+
+    def node_client(self, i: int, user: str = "admin", **kw: Any) -> redis.Redis:
+        pw = self.passwords["app" if user == "default" else user]
+        return redis.Redis(HOST, self.nodes[i].port, username=user, password=pw, socket_timeout=2,
+                           **self.ssl_kwargs(), **kw)
+
+    def sentinel_client(self, i: int, user: str = "default") -> redis.Redis:
+        pw = self.passwords["app" if user == "default" else user]
+        return redis.Redis(HOST, self.sentinels[i].port, username=user, password=pw, socket_timeout=2,
+                           **self.ssl_kwargs())
+
+    def sentinel(self, **connection_kwargs: Any) -> Sentinel:
+        """What an application builds: discovery authenticated with its own password."""
+        return Sentinel([(HOST, s.port) for s in self.sentinels],
+                        sentinel_kwargs={"password": self.passwords["app"], "socket_timeout": 0.5,
+                                         **self.ssl_kwargs()},
+                        password=self.passwords["app"], **self.ssl_kwargs(), **connection_kwargs)
+
+    def master_port(self, i: int = 0) -> int:
+        _host, port = self.sentinel_client(i).sentinel_get_master_addr_by_name(MASTER_NAME)
+        return int(port)
+
+    def node_by_port(self, port: int) -> RedisProcess:
+        return next(n for n in self.nodes if n.port == port)
+
+    def wait_replicated(self, master: RedisProcess, replicas: int, timeout: float = 15) -> None:
+        c = self.node_client(self.nodes.index(master))
+
+        def linked() -> bool:
+            info = c.info("replication")
+            online = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)
+                      and v.get("state") == "online"]
+            return info["role"] == "master" and len(online) >= replicas
+
+        wait_until(linked, timeout, f"{replicas} replicas online at :{master.port}")
+
+    def wait_sentinels_agree(self, port: int, timeout: float = 15) -> None:
+        def agree() -> bool:
+            return all(self.master_port(i) == port for i in range(len(self.sentinels)))
+
+        wait_until(agree, timeout, f"all Sentinels naming :{port} as master")
+
+    def wait_sentinels_know_each_other(self, timeout: float = 15) -> None:
+        def known() -> bool:
+            return all(len(self.sentinel_client(i, "admin").sentinel_sentinels(MASTER_NAME)) == 2
+                       for i in range(len(self.sentinels)))
+
+        wait_until(known, timeout, "every Sentinel seeing its 2 peers")
+
+
+def _passwords() -> dict[str, str]:
+    return {c: secrets.token_urlsafe(24) for c in CREDENTIALS}
+
+
+@contextmanager
+def sentinel_topology(base: Path, *, tls: bool, tuning: SentinelTuning = FAST,
+                      start_sentinels: bool = True) -> Iterator[Topology]:
+    passwords = _passwords()
+    certs = make_tls_files(base / "certs") if tls else None
+    tls_files = (TlsFiles(str(certs.cert), str(certs.key), str(certs.ca_cert)) if certs else None)
+    node_ports = [free_port() for _ in range(3)]
+    sentinel_ports = [free_port() for _ in range(3)]
+    while len(set(node_ports + sentinel_ports)) < 6:
+        sentinel_ports = [free_port() for _ in range(3)]
+    dirs = [base / f"node{i}" for i in range(3)]
+    sdirs = [base / f"sentinel{i}" for i in range(3)]
+    for d in dirs:
+        d.mkdir(parents=True)
+        (d / "users.acl").write_text(render_acl_file(passwords))
+        (d / "users.acl").chmod(0o600)
+    files = topology_files(
+        load_base(), [Endpoint(HOST, p) for p in node_ports], [Endpoint(HOST, p) for p in sentinel_ports],
+        passwords=passwords, tuning=tuning, tls=tls_files,
+        data_dirs=[str(d) for d in dirs], sentinel_dirs=[str(d) for d in sdirs],
+        aclfile=[str(d / "users.acl") for d in dirs])
+    nodes = [RedisProcess(workdir=dirs[i], config_text=f.redis_conf, port=node_ports[i]) for i, f in enumerate(files)]
+    sentinels = [RedisProcess(workdir=sdirs[i], config_text=f.sentinel_conf, port=sentinel_ports[i], sentinel=True)
+                 for i, f in enumerate(files)]
+    topo = Topology(nodes, sentinels, passwords, certs, tuning)
+    started: list[RedisProcess] = []
+    try:
+        for n in nodes:
+            started.append(n.start())
+        topo.wait_replicated(nodes[0], 2)
+        if start_sentinels:
+            for s in sentinels:
+                started.append(s.start())
+            topo.wait_sentinels_know_each_other()
+        yield topo
+    finally:
+        for p in nodes + sentinels:
+            p.stop()
