@@ -1,0 +1,126 @@
+"""Generate the README's config reference from the settings model, so it cannot drift.
+
+    python -m infra.docgen          # print the tables
+    python -m infra.docgen --write  # rewrite the generated blocks in README.md
+A test fails when README.md is out of date.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from infra.envcontract import env_contract, redis_url
+from infra.errors import NAMESPACE
+from infra.settings import StackConfig
+from ratelimit.tiers import DEFAULT_TIERS
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _type_name(annotation: Any) -> str:
+    origin = get_origin(annotation)
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    if origin is None:
+        if isinstance(annotation, type):
+            return {"str": "string", "int": "integer", "bool": "boolean", "SecretStr": "secret string"}.get(
+                annotation.__name__, annotation.__name__)
+        return str(annotation)
+    name = getattr(origin, "__name__", str(origin))
+    if name == "Literal":
+        return " \\| ".join(f"`{a}`" for a in get_args(annotation))
+    if name in ("tuple", "list"):
+        return "list of " + _type_name(args[0]).removeprefix("Annotated")
+    if name == "dict":
+        return "map"
+    if name in ("Union", "UnionType"):
+        return " or ".join(_type_name(a) for a in args)
+    if name == "Annotated":
+        return _type_name(args[0])
+    return name
+
+
+def _default(field: Any) -> str:
+    if field.default is not PydanticUndefined:
+        value = field.default
+    elif field.default_factory is not None:
+        value = field.default_factory()
+    else:
+        return "**required**"
+    if isinstance(value, BaseModel):
+        return "(object)"
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, tuple | list | dict) and not value:
+        return "-"
+    return f"`{json.dumps(value) if not isinstance(value, str) else value}`"
+
+
+def _rows(model: type[BaseModel], prefix: str) -> list[str]:
+    rows: list[str] = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{field.alias or name}"
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            rows.extend(_rows(annotation, key + "."))
+            continue
+        desc = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `{NAMESPACE}:{key}` | {_type_name(annotation)} | {_default(field)} | {desc} |")
+    return rows
+
+
+def config_table() -> str:
+    head = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    return "\n".join(head + _rows(StackConfig, ""))
+
+
+def env_table() -> str:
+    env = env_contract(url=redis_url("<host>", 6379, tls=True), password="<secret>", tls=True, timeout_ms=5000,
+                       tiers=DEFAULT_TIERS)
+    meaning = {
+        "REDIS_ENABLED": "Enable/disable Redis", "REDIS_URL": "Connection URL (rediss:// with TLS); never "
+        "holds the password", "REDIS_PASSWORD": "Password / AUTH token (a Pulumi secret)",
+        "REDIS_TLS": "TLS on/off", "REDIS_TIMEOUT": "Connection timeout (ms)",
+        "RATE_LIMIT_MODE": "Rate limit implementation",
+    }
+    rows = ["| variable | example | meaning |", "|---|---|---|"]
+    for key, value in env.items():
+        tier = next((t for t in DEFAULT_TIERS if t.env_name == key), None)
+        text = meaning.get(key) or (f"{tier.name} tier: {tier.limit} requests per {tier.window_s} s "
+                                    f"({tier.algorithm}, fail-{'open' if tier.fail_open else 'closed'})"
+                                    if tier else "")
+        rows.append(f"| `{key}` | `{value}` | {text} |")
+    return "\n".join(rows)
+
+
+BLOCKS = {"config": config_table, "env": env_table}
+
+
+def render_readme(text: str) -> str:
+    for name, fn in BLOCKS.items():
+        pattern = re.compile(rf"(<!-- BEGIN GENERATED: {name} -->\n).*?(<!-- END GENERATED: {name} -->)", re.S)
+        if not pattern.search(text):
+            raise ValueError(f"README.md lacks the generated block {name!r}")
+        text = pattern.sub(lambda m, fn=fn: m.group(1) + fn() + "\n" + m.group(2), text)  # type: ignore[misc]
+    return text
+
+
+def main(argv: list[str]) -> int:
+    if "--write" in argv:
+        README.write_text(render_readme(README.read_text()))
+        return 0
+    for fn in BLOCKS.values():
+        print(fn() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

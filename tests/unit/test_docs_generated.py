@@ -1,0 +1,18 @@
+"""README's generated tables match the settings model and the env contract."""
+
+from __future__ import annotations
+
+from infra.docgen import README, config_table, render_readme
+from infra.settings import StackConfig
+
+
+def test_readme_generated_blocks_are_current() -> None:
+    text = README.read_text()
+    assert render_readme(text) == text, "README.md is stale: run `python -m infra.docgen --write`"
+
+
+def test_every_setting_is_documented() -> None:
+    table = config_table()
+    for name, field in StackConfig.model_fields.items():
+        assert f"redisstack:{field.alias or name}" in table
+    assert "`redisstack:elasticache.nodeType`" in table and "`redisstack:local.ports.grafana`" in table
