@@ -1,0 +1,521 @@
+"""The prod stack (target elasticache) under Pulumi mocks: every property a security reviewer
+and an SRE would check, on Pulumi.prod.yaml and its variants."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Iterator
+from functools import cache
+from typing import Any
+
+import pytest
+
+from infra.components.elasticache import (
+    APP_ACCESS_STRING,
+    AUTH_TOKEN_SPECIALS,
+    CLUSTER_ENABLED_PARAMETER,
+    ElastiCacheArgs,
+)
+from infra.errors import SettingError, SettingsErrors
+from infra.monitoring.cloudwatch import TREAT_MISSING_DATA, member_cluster_ids
+from infra.thresholds import DEFAULT_THRESHOLDS
+from redis_conf.acl import APP_RULES, GUIDE_DISABLED_COMMANDS
+from redis_conf.elasticache import MODIFIABLE
+from tests.support.pulumi_harness import StackRun, is_secret, load_stack_file, run_program, unwrap_secret
+
+RG = "aws:elasticache/replicationGroup:ReplicationGroup"
+SG = "aws:ec2/securityGroup:SecurityGroup"
+INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+PARAMS = "aws:elasticache/parameterGroup:ParameterGroup"
+KMS = "aws:kms/key:Key"
+SECRET = "aws:secretsmanager/secret:Secret"
+SECRET_VERSION = "aws:secretsmanager/secretVersion:SecretVersion"
+USER = "aws:elasticache/user:User"
+USER_GROUP = "aws:elasticache/userGroup:UserGroup"
+LOGS = "aws:cloudwatch/logGroup:LogGroup"
+TOPIC = "aws:sns/topic:Topic"
+SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
+SUBNET_GROUP = "aws:elasticache/subnetGroup:SubnetGroup"
+GIVEN_KMS = "arn:aws:kms:eu-west-1:123456789012:key/0b1c2d3e-1111-2222-3333-444455556666"
+GIVEN_TOKEN = "Given-token-0123456789abcdef!&#$^<>"
+# Resources without a tags argument in pulumi-aws.
+UNTAGGABLE = {SECRET_VERSION, SUBSCRIPTION}
+
+
+def prod_config() -> tuple[dict[str, Any], tuple[str, ...]]:
+    return load_stack_file("Pulumi.prod.yaml")
+
+
+def variant(**changes: Any) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Pulumi.prod.yaml with top-level keys replaced / nested keys merged (dotted: 'elasticache.x')."""
+    cfg, secret = prod_config()
+    cfg = copy.deepcopy(cfg)
+    secret_list = list(secret)
+    for key, value in changes.items():
+        if "__" in key:
+            top, sub = key.split("__", 1)
+            cfg[top] = {**cfg.get(top, {}), sub: value}
+        else:
+            cfg[key] = value
+        if key in ("authToken",):
+            secret_list.append(key)
+    return cfg, tuple(secret_list)
+
+
+@cache
+def run(name: str) -> StackRun:
+    variants: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
+        "prod": prod_config(),
+        "cluster": variant(elasticache__clusterMode=True, elasticache__numShards=3, elasticache__replicasPerShard=2),
+        "valkey": variant(engine="valkey", engineVersion="8.0"),
+        "valkey7": variant(engine="valkey", engineVersion="7.2"),
+        "rbac": variant(elasticache__authMode="rbac"),
+        "given": variant(authToken=GIVEN_TOKEN, elasticache__authTokenUpdateStrategy="ROTATE",
+                         elasticache__kmsKeyArn=GIVEN_KMS, elasticache__replicationGroupId="rl-prod",
+                         elasticache__protect=False, backup__finalSnapshot=False,
+                         network__allowedCidrs=["10.20.0.0/16", "fd00:10::/56"]),
+    }
+    cfg, secret = variants[name]
+    return run_program(cfg, stack="prod", secret_keys=secret)
+
+
+ALL = ("prod", "cluster", "valkey", "valkey7", "rbac", "given")
+
+
+def token_of(r: StackRun) -> str:
+    return str(r.outputs["redisPassword"])
+
+
+def plain_strings(value: Any) -> Iterator[str]:
+    """Every string in `value` that is not inside a Pulumi secret wrapper."""
+    if is_secret(value):
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield str(k)
+            yield from plain_strings(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from plain_strings(v)
+    else:
+        yield str(value)
+
+
+# --- credentials ---------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ALL)
+def test_auth_token_never_appears_in_plain_outputs_or_plain_inputs(name: str) -> None:
+    r = run(name)
+    token = token_of(r)
+    assert len(token) >= 32 if name != "given" else token == GIVEN_TOKEN
+    assert {"redisPassword", "env"} <= r.secret_outputs
+    for key, value in r.outputs.items():
+        if key not in r.secret_outputs:
+            assert token not in json.dumps(value, default=str), f"token in plain output {key}"
+    bearing = 0
+    for res in r.resources:
+        flat = json.dumps(res.inputs, default=str)
+        for s in plain_strings(res.inputs):
+            assert token not in s, f"token in plain input of {res.type} {res.name}"
+        bearing += token in flat
+    # The token does reach what needs it, wrapped as a secret: the group (or RBAC user) and the secret.
+    assert bearing >= 2
+
+
+def test_generated_token_uses_elasticache_alphabet_and_is_secret_in_state() -> None:
+    r = run("prod")
+    token = token_of(r)
+    assert len(token) == 64
+    assert re.fullmatch(r"[A-Za-z0-9" + re.escape(AUTH_TOKEN_SPECIALS) + r"]+", token)
+    pw = r.one("random:index/randomPassword:RandomPassword")
+    assert pw.inputs["overrideSpecial"] == "!&#$^<>-" and pw.inputs["length"] == 64
+    assert "result" in pw.additional_secret_outputs
+    rg = r.one(RG)
+    assert is_secret(rg.inputs["authToken"]) and rg.inputs["authToken"]["value"] == token
+    assert "authToken" in rg.additional_secret_outputs
+    assert "authTokenUpdateStrategy" not in rg.inputs
+    assert "userGroupIds" not in rg.inputs
+
+
+def test_secret_holds_the_credential_encrypted_with_the_customer_key() -> None:
+    r = run("prod")
+    secret, version = r.one(SECRET), r.one(SECRET_VERSION)
+    key = r.one(KMS)
+    assert secret.inputs["kmsKeyId"] == key.outputs["arn"]
+    assert secret.inputs["namePrefix"] == "redisstack/prod/redis-auth-"
+    assert is_secret(version.inputs["secretString"])
+    assert json.loads(version.inputs["secretString"]["value"]) == {"username": "default", "password": token_of(r)}
+    assert version.inputs["secretId"] == secret.outputs["id"]
+    assert r.outputs["authSecretArn"] == secret.outputs["arn"]
+
+
+def test_given_token_and_rotate_strategy_reach_the_group() -> None:
+    r = run("given")
+    assert not r.of_type("random:index/randomPassword:RandomPassword")
+    rg = r.one(RG)
+    assert rg.inputs["authToken"]["value"] == GIVEN_TOKEN and is_secret(rg.inputs["authToken"])
+    assert rg.inputs["authTokenUpdateStrategy"] == "ROTATE"
+
+
+def test_rbac_users_mirror_the_acl_model_and_replace_the_token() -> None:
+    r = run("rbac")
+    rg = r.one(RG)
+    assert "authToken" not in rg.inputs
+    group = r.one(USER_GROUP)
+    assert rg.inputs["userGroupIds"] == [group.outputs["id"]]
+    users = {u.inputs["userName"]: u for u in r.of_type(USER)}
+    assert set(users) == {"default", "app"}
+    assert sorted(group.inputs["userIds"]) == sorted(u.inputs["userId"] for u in users.values())
+    app = users["app"]
+    assert app.inputs["accessString"] == APP_ACCESS_STRING == f"on {APP_RULES}"
+    assert "-@dangerous" in app.inputs["accessString"]
+    for command in GUIDE_DISABLED_COMMANDS:
+        assert f"-{command.lower()}" in app.inputs["accessString"].split()
+    assert is_secret(app.inputs["authenticationMode"])
+    assert unwrap_secret(app.inputs["authenticationMode"]) == {"type": "password", "passwords": [token_of(r)]}
+    # The default user every group must hold cannot run anything.
+    assert users["default"].inputs["accessString"].split()[0] == "off"
+    assert "-@all" in users["default"].inputs["accessString"]
+    for res in (*users.values(), group):
+        assert res.delete_before_replace  # fixed ids
+        assert res.inputs["engine"] == "redis"
+    assert r.outputs["username"] == "app"
+    assert r.outputs["env"]["REDIS_USERNAME"] == "app"
+    assert r.outputs["redisUrl"].startswith("rediss://app@master.")
+
+
+# --- network -------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ALL)
+def test_ingress_only_from_app_security_groups_or_explicit_cidrs_never_the_internet(name: str) -> None:
+    r = run(name)
+    sg = r.one(SG)
+    assert "ingress" not in sg.inputs and "egress" not in sg.inputs  # no inline rules to drift
+    assert sg.inputs["description"] and sg.inputs["vpcId"] == "vpc-0a1b2c3d4e5f60718"
+    assert sg.inputs["revokeRulesOnDelete"] is True
+    rules = r.of_type(INGRESS)
+    assert rules
+    for rule in rules:
+        i = rule.inputs
+        assert i["securityGroupId"] == sg.outputs["id"]
+        assert i["description"]
+        assert (i["ipProtocol"], i["fromPort"], i["toPort"]) == ("tcp", 6379, 6379)
+        assert i.get("cidrIpv4") not in ("0.0.0.0/0",) and i.get("cidrIpv6") not in ("::/0",)
+        sources = [k for k in ("referencedSecurityGroupId", "cidrIpv4", "cidrIpv6", "prefixListId") if k in i]
+        assert len(sources) == 1
+    by_sg = sorted(rule.inputs["referencedSecurityGroupId"] for rule in rules if "referencedSecurityGroupId" in rule.inputs)
+    assert by_sg == ["sg-0a1b2c3d4e5f60aa1"]
+    cidrs = sorted(rule.inputs.get("cidrIpv4") or rule.inputs.get("cidrIpv6") for rule in rules
+                   if "referencedSecurityGroupId" not in rule.inputs)
+    assert cidrs == (["10.20.0.0/16", "fd00:10::/56"] if name == "given" else [])
+    # No egress rule at all: the provider removes AWS's default allow-all egress.
+    assert r.of_type(EGRESS) == []
+    assert r.one(RG).inputs["securityGroupIds"] == [sg.outputs["id"]]
+    assert r.outputs["securityGroupId"] == sg.outputs["id"]
+
+
+def test_internet_cidr_is_refused_with_key_and_value() -> None:
+    cfg, secret = variant(network__allowedCidrs=["0.0.0.0/0"])
+    with pytest.raises(SettingsErrors, match=r"network\.allowedCidrs.*0\.0\.0\.0/0"):
+        run_program(cfg, stack="prod", secret_keys=secret)
+
+
+def test_subnet_group_spans_the_configured_private_subnets() -> None:
+    r = run("prod")
+    group = r.one(SUBNET_GROUP)
+    assert group.inputs["subnetIds"] == ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002",
+                                         "subnet-0a1b2c3d4e5f60003"]
+    assert r.one(RG).inputs["subnetGroupName"] == group.outputs["name"]
+    looked_up = sorted(a["id"] for tok, a in r.invokes if tok == "aws:ec2/getSubnet:getSubnet")
+    assert looked_up == group.inputs["subnetIds"]
+
+
+def test_multi_az_with_one_subnet_is_refused_by_run_program() -> None:
+    cfg, secret = variant(network__subnetIds=["subnet-0a1b2c3d4e5f60001"])
+    with pytest.raises(SettingsErrors, match=r"network\.subnetIds.*at least 2 subnets"):
+        run_program(cfg, stack="prod", secret_keys=secret)
+
+
+def test_multi_az_with_two_subnets_in_one_az_is_refused_naming_the_az() -> None:
+    # The harness puts subnet ids ending in 1 and 5 into the same AZ (eu-west-1b).
+    cfg, secret = variant(network__subnetIds=["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60005"])
+    with pytest.raises(Exception, match=r"network\.subnetIds.*at least 2 availability zones.*eu-west-1b"):
+        run_program(cfg, stack="prod", secret_keys=secret)
+
+
+def test_single_node_without_multi_az_is_allowed_and_has_no_failover() -> None:
+    cfg, secret = variant(elasticache__multiAz=False, elasticache__numCacheClusters=1,
+                          network__subnetIds=["subnet-0a1b2c3d4e5f60001"])
+    r = run_program(cfg, stack="prod", secret_keys=secret)
+    rg = r.one(RG)
+    assert rg.inputs["multiAzEnabled"] is False and rg.inputs["automaticFailoverEnabled"] is False
+    assert [a.inputs["dimensions"]["CacheClusterId"] for a in r.of_type(ALARM)].count(f"{rg.outputs['id']}-001") > 0
+
+
+# --- the replication group -----------------------------------------------------------------
+@pytest.mark.parametrize("name", ALL)
+def test_tls_required_and_at_rest_encryption_with_the_customer_key(name: str) -> None:
+    r = run(name)
+    rg = r.one(RG).inputs
+    assert rg["transitEncryptionEnabled"] is True and rg["transitEncryptionMode"] == "required"
+    assert rg["atRestEncryptionEnabled"] is True
+    assert rg["port"] == 6379
+    if name == "given":
+        assert not r.of_type(KMS)
+        assert rg["kmsKeyId"] == GIVEN_KMS == r.outputs["kmsKeyArn"]
+    else:
+        key = r.one(KMS)
+        assert key.inputs["enableKeyRotation"] is True
+        assert key.inputs["deletionWindowInDays"] == 30
+        assert rg["kmsKeyId"] == key.outputs["arn"] == r.outputs["kmsKeyArn"]
+        assert key.protect  # snapshots die with the key
+        policy = json.loads(key.inputs["policy"])
+        principals = [s["Principal"] for s in policy["Statement"]]
+        assert {"AWS": "arn:aws:iam::123456789012:root"} in principals
+        assert all(s.get("Condition") for s in policy["Statement"] if "Service" in s["Principal"])
+    assert r.outputs["redisUrl"].startswith("rediss://")
+    assert r.outputs["env"]["REDIS_TLS"] == "true"
+
+
+def test_prod_group_is_multi_az_protected_with_snapshots_and_windows() -> None:
+    r = run("prod")
+    res = r.one(RG)
+    rg = res.inputs
+    assert res.protect is True and res.delete_before_replace is False
+    assert "replicationGroupId" not in rg  # auto-named
+    assert (rg["engine"], rg["engineVersion"], rg["nodeType"]) == ("redis", "7.1", "cache.r7g.large")
+    assert rg["clusterMode"] == "disabled" and rg["numCacheClusters"] == 3
+    assert rg["multiAzEnabled"] is True and rg["automaticFailoverEnabled"] is True
+    assert rg["snapshotRetentionLimit"] == 14 and rg["snapshotWindow"] == "03:00-05:00"
+    assert rg["maintenanceWindow"] == "sun:05:00-sun:07:00"
+    assert rg["applyImmediately"] is False
+    assert rg["autoMinorVersionUpgrade"] is True
+    assert re.fullmatch(r"redisstack-prod-final-[0-9a-f]{8}", rg["finalSnapshotIdentifier"])
+    assert rg["notificationTopicArn"] == r.one(TOPIC).outputs["arn"]
+    assert rg["parameterGroupName"] == r.one(PARAMS).outputs["name"]
+
+
+def test_defaults_keep_at_least_seven_days_of_snapshots() -> None:
+    cfg, secret = prod_config()
+    cfg = {k: v for k, v in cfg.items() if k != "backup"}
+    r = run_program(cfg, stack="prod", secret_keys=secret)
+    assert r.one(RG).inputs["snapshotRetentionLimit"] >= 7
+    assert r.one(RG).inputs["finalSnapshotIdentifier"].startswith("redisstack-prod-final-")
+
+
+def test_fixed_id_unprotected_no_final_snapshot_variant() -> None:
+    res = run("given").one(RG)
+    assert res.inputs["replicationGroupId"] == "rl-prod"
+    assert res.delete_before_replace is True and res.protect is False
+    assert "finalSnapshotIdentifier" not in res.inputs
+
+
+def test_slow_and_engine_logs_go_to_log_groups_with_retention() -> None:
+    r = run("prod")
+    groups = {g.name: g for g in r.of_type(LOGS)}
+    assert set(groups) == {"redis-slow-log", "redis-engine-log"}
+    assert all(g.inputs["retentionInDays"] == 30 for g in groups.values())
+    deliveries = r.one(RG).inputs["logDeliveryConfigurations"]
+    assert sorted((d["logType"], d["destination"], d["destinationType"], d["logFormat"]) for d in deliveries) == [
+        ("engine-log", groups["redis-engine-log"].outputs["name"], "cloudwatch-logs", "json"),
+        ("slow-log", groups["redis-slow-log"].outputs["name"], "cloudwatch-logs", "json"),
+    ]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_tags_on_every_taggable_resource(name: str) -> None:
+    r = run(name)
+    want = {"project": "redisstack", "stack": "prod", "managed-by": "pulumi", "service": "api-rate-limiter",
+            "owner": "platform", "cost-center": "4711"}
+    aws_resources = [res for res in r.resources if res.type.startswith("aws:") and res.type not in UNTAGGABLE]
+    assert len(aws_resources) > 10
+    for res in aws_resources:
+        tags = res.inputs.get("tags") or {}
+        assert want.items() <= tags.items(), f"{res.type} {res.name} tags {tags}"
+    for res in r.resources:
+        if res.type != "redisstack:elasticache:ElastiCacheRedis":
+            assert (res.parent_type, res.parent_name) == ("redisstack:elasticache:ElastiCacheRedis", "redis")
+
+
+# --- parameters ----------------------------------------------------------------------------
+@pytest.mark.parametrize(("name", "family"), [("prod", "redis7"), ("cluster", "redis7"), ("valkey", "valkey8"),
+                                               ("valkey7", "valkey7")])
+def test_every_parameter_is_modifiable_in_its_family(name: str, family: str) -> None:
+    r = run(name)
+    group = r.one(PARAMS)
+    assert group.inputs["family"] == family == r.outputs["parameterFamily"]
+    assert "name" not in group.inputs  # auto-named: a family change never deletes the in-use group first
+    assert not group.delete_before_replace
+    params = {p["name"]: p["value"] for p in group.inputs["parameters"]}
+    extra = {CLUSTER_ENABLED_PARAMETER} if name == "cluster" else set()
+    assert set(params) - extra <= MODIFIABLE[family]  # type: ignore[index]
+    assert params.get(CLUSTER_ENABLED_PARAMETER) == ("yes" if name == "cluster" else None)
+    assert params["maxmemory-policy"] == "allkeys-lru"  # Pulumi.prod.yaml override
+    assert params["reserved-memory-percent"] == "25"
+    assert all(v != "" for v in params.values())
+    assert r.outputs["parameters"] == params
+    assert r.outputs["parameterGroupName"] == group.outputs["name"]
+
+
+def test_redis_conf_report_explains_what_cannot_map() -> None:
+    report = {e["directive"]: e for e in run("prod").outputs["redisConfReport"]}
+    assert report["maxmemory-policy"]["status"] == "parameter"
+    for directive in ("appendonly", "save", "maxmemory", "rename-command"):
+        assert report[directive]["status"] == "managed"
+        assert report[directive]["equivalent"]
+
+
+# --- engines and topologies ----------------------------------------------------------------
+def test_valkey_variant() -> None:
+    r = run("valkey")
+    rg = r.one(RG).inputs
+    assert (rg["engine"], rg["engineVersion"]) == ("valkey", "8.0")
+    assert r.outputs["engine"] == "valkey"
+
+
+def test_cluster_mode_variant_uses_shards_and_configuration_endpoint() -> None:
+    r = run("cluster")
+    res = r.one(RG)
+    rg = res.inputs
+    assert rg["clusterMode"] == "enabled" and rg["numNodeGroups"] == 3 and rg["replicasPerNodeGroup"] == 2
+    assert "numCacheClusters" not in rg
+    assert rg["automaticFailoverEnabled"] is True and rg["multiAzEnabled"] is True
+    assert r.outputs["primaryEndpoint"] == res.outputs["configurationEndpointAddress"]
+    assert r.outputs["redisUrl"] == f"rediss://{res.outputs['configurationEndpointAddress']}:6379/0"
+    assert r.outputs["memberClusterIds"] == res.outputs["memberClusters"]
+    assert len(r.outputs["memberClusterIds"]) == 9
+
+
+# --- alarms --------------------------------------------------------------------------------
+EXPECTED_LINES = {
+    # (threshold row, severity) -> (metric, statistic, operator, threshold)
+    ("memory_usage", "warning"): ("DatabaseMemoryUsagePercentage", "Average", "GreaterThanThreshold", 80),
+    ("memory_usage", "critical"): ("DatabaseMemoryUsagePercentage", "Average", "GreaterThanThreshold", 90),
+    ("connected_clients", "warning"): ("CurrConnections", "Maximum", "GreaterThanThreshold", 1000),
+    ("connected_clients", "critical"): ("CurrConnections", "Maximum", "GreaterThanThreshold", 5000),
+    ("keyspace_miss_ratio", "warning"): ("CacheHitRate", "Average", "LessThanThreshold", 70),
+    ("keyspace_miss_ratio", "critical"): ("CacheHitRate", "Average", "LessThanThreshold", 50),
+    ("evicted_keys", "critical"): ("Evictions", "Sum", "GreaterThanThreshold", 0),
+    ("replication_lag", "warning"): ("ReplicationLag", "Maximum", "GreaterThanThreshold", 10),
+    ("replication_lag", "critical"): ("ReplicationLag", "Maximum", "GreaterThanThreshold", 30),
+    ("engine_cpu", "warning"): ("EngineCPUUtilization", "Average", "GreaterThanThreshold", 70),
+    ("engine_cpu", "critical"): ("EngineCPUUtilization", "Average", "GreaterThanThreshold", 90),
+    ("new_connections", "warning"): ("NewConnections", "Sum", "GreaterThanThreshold", 50 * 60),
+    ("new_connections", "critical"): ("NewConnections", "Sum", "GreaterThanThreshold", 200 * 60),
+}
+
+
+@pytest.mark.parametrize("name", ["prod", "cluster", "valkey"])
+def test_one_alarm_per_member_node_per_line_with_valid_dimensions(name: str) -> None:
+    r = run(name)
+    rg = r.one(RG)
+    rg_id = rg.outputs["id"]
+    if name == "cluster":
+        members = member_cluster_ids(rg_id, num_node_groups=3, replicas_per_node_group=2)
+        assert members[0] == f"{rg_id}-0001-001" and members[-1] == f"{rg_id}-0003-003"
+    else:
+        members = member_cluster_ids(rg_id, num_cache_clusters=3)
+        assert members == [f"{rg_id}-001", f"{rg_id}-002", f"{rg_id}-003"]
+    topic = r.one(TOPIC).outputs["arn"]
+    seen: dict[tuple[str, str, str], Any] = {}
+    for alarm in r.of_type(ALARM):
+        i = alarm.inputs
+        assert i["namespace"] == "AWS/ElastiCache"
+        assert set(i["dimensions"]) == {"CacheClusterId"}
+        member = i["dimensions"]["CacheClusterId"]
+        assert member in members
+        row, severity = i["tags"]["threshold"], i["tags"]["severity"]
+        metric, stat, op, threshold = EXPECTED_LINES[(row, severity)]
+        assert (i["metricName"], i["statistic"], i["comparisonOperator"], i["threshold"]) == (metric, stat, op, threshold)
+        assert i["treatMissingData"] == TREAT_MISSING_DATA[metric]
+        assert i["alarmActions"] == [topic] and i["okActions"] == [topic]
+        assert i["name"] == f"redisstack-prod-{member}-{row}-{severity}"
+        assert member in i["alarmDescription"]
+        seen[(member, row, severity)] = alarm
+    assert set(seen) == {(m, row, sev) for m in members for (row, sev) in EXPECTED_LINES}
+    assert sorted(r.outputs["alarmNames"]) == sorted(a.inputs["name"] for a in r.of_type(ALARM))
+
+
+def test_treat_missing_data_is_deliberate_per_metric() -> None:
+    by_metric = {a.inputs["metricName"]: a.inputs["treatMissingData"] for a in run("prod").of_type(ALARM)}
+    assert by_metric["DatabaseMemoryUsagePercentage"] == "missing"
+    assert by_metric["Evictions"] == "notBreaching"
+    assert by_metric["ReplicationLag"] == "notBreaching"  # the primary never publishes it
+
+
+def test_threshold_overrides_move_the_alarms() -> None:
+    cfg, secret = variant(thresholds={"memory_usage": {"warn": 70, "crit": 85}})
+    r = run_program(cfg, stack="prod", secret_keys=secret)
+    lines = {a.inputs["threshold"] for a in r.of_type(ALARM) if a.inputs["metricName"] == "DatabaseMemoryUsagePercentage"}
+    assert lines == {70, 85}
+
+
+def test_alarm_topic_is_encrypted_and_mails_the_configured_address() -> None:
+    r = run("prod")
+    topic = r.one(TOPIC)
+    assert topic.inputs["kmsMasterKeyId"] == r.one(KMS).outputs["arn"]
+    sub = r.one(SUBSCRIPTION)
+    assert (sub.inputs["protocol"], sub.inputs["endpoint"], sub.inputs["topic"]) == (
+        "email", "oncall@example.com", topic.outputs["arn"])
+    assert r.outputs["alarmTopicArn"] == topic.outputs["arn"]
+
+
+def test_no_subscription_without_alarm_email() -> None:
+    cfg, secret = prod_config()
+    cfg = copy.deepcopy(cfg)
+    del cfg["elasticache"]["alarmEmail"]
+    assert run_program(cfg, stack="prod", secret_keys=secret).of_type(SUBSCRIPTION) == []
+
+
+# --- outputs -------------------------------------------------------------------------------
+def test_outputs_carry_endpoints_env_contract_and_names() -> None:
+    r = run("prod")
+    rg = r.one(RG)
+    o = r.outputs
+    assert o["primaryEndpoint"] == rg.outputs["primaryEndpointAddress"]
+    assert o["readerEndpoint"] == rg.outputs["readerEndpointAddress"]
+    assert o["port"] == 6379
+    assert o["redisUrl"] == f"rediss://{rg.outputs['primaryEndpointAddress']}:6379/0"
+    env = o["env"]
+    assert env["REDIS_URL"] == o["redisUrl"] and env["REDIS_PASSWORD"] == token_of(r)
+    assert env["REDIS_TIMEOUT"] == "2000" and env["REDIS_ENABLED"] == "true"
+    assert env["RATE_LIMIT_MODE"] == "redis"
+    assert any(k.startswith("RATE_LIMIT_") and k != "RATE_LIMIT_MODE" for k in env)
+    assert o["replicationGroupId"] == rg.outputs["id"]
+    assert o["memberClusterIds"] == rg.outputs["memberClusters"]
+    assert o["logGroups"] == {"slow-log": "redis-slow-log-mock", "engine-log": "redis-engine-log-mock"}
+    assert len(o["alarmNames"]) == len(EXPECTED_LINES) * 3
+    assert "env" in r.secret_outputs and "redisUrl" not in r.secret_outputs
+
+
+# --- args validation without Pulumi ----------------------------------------------------------
+def _args(**kw: Any) -> ElastiCacheArgs:
+    base: dict[str, Any] = dict(project="p", stack="s", engine="redis", engine_version="7.1", family="redis7",
+                                node_type="cache.t4g.medium", vpc_id="vpc-0a1b2c3d", subnet_ids=("subnet-1", "subnet-2"),
+                                app_security_group_ids=("sg-0a1b2c3d",), parameters={}, tiers=(),
+                                thresholds=DEFAULT_THRESHOLDS)
+    return ElastiCacheArgs(**{**base, **kw})
+
+
+@pytest.mark.parametrize(("kw", "key"), [
+    ({"num_cache_clusters": 1}, "elasticache.numCacheClusters"),
+    ({"cluster_mode": True, "replicas_per_shard": 0}, "elasticache.replicasPerShard"),
+    ({"subnet_ids": ("subnet-1",)}, "network.subnetIds"),
+    ({"auth_mode": "rbac", "auth_token": "x" * 20}, "elasticache.authMode"),
+    ({"auth_mode": "rbac", "auth_token_update_strategy": "ROTATE"}, "elasticache.authTokenUpdateStrategy"),
+    ({"app_security_group_ids": ()}, "network.appSecurityGroupIds"),
+])
+def test_args_refuse_unsafe_combinations_naming_the_key(kw: dict[str, Any], key: str) -> None:
+    with pytest.raises(SettingError) as err:
+        _args(**kw)
+    assert err.value.key == key
+
+
+def test_args_member_suffixes_match_elasticache_naming() -> None:
+    assert _args(num_cache_clusters=3).member_suffixes == ["001", "002", "003"]
+    a = _args(cluster_mode=True, num_shards=2, replicas_per_shard=1)
+    assert a.member_suffixes == ["0001-001", "0001-002", "0002-001", "0002-002"]
+    assert [m.removeprefix("rg-") for m in member_cluster_ids("rg", **a.member_kwargs)] == a.member_suffixes
+    assert "secret-token-value-1234" not in repr(_args(auth_token="secret-token-value-1234"))
