@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import redis
 from redis.backoff import NoBackoff
@@ -519,11 +519,8 @@ def raw_connection(spec: ConnectionSpec, address: tuple[str, int], role: Role = 
     username, password = credentials(spec, role)
     kw = base_kwargs(spec, timeout)
     kw.pop("health_check_interval", None)
-    conn_cls: type[redis.connection.AbstractConnection]
-    if kw.pop("ssl", False):
-        conn_cls = redis.connection.SSLConnection
-    else:
-        conn_cls = redis.connection.Connection
+    conn_cls: type[redis.connection.Connection] = (
+        redis.connection.SSLConnection if kw.pop("ssl", False) else redis.connection.Connection)
     # RESP2: a RESP3 connection starts with HELLO, which an anonymous client cannot send.
     conn = conn_cls(host=address[0], port=address[1], username=username, password=password, protocol=2, **kw)
     conn.connect()

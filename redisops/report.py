@@ -52,12 +52,13 @@ class Report:
     def get(self, name: str) -> Check:
         return next(c for c in self.checks if c.name == name)
 
+    @property
     def failed(self) -> list[Check]:
         return [c for c in self.checks if c.failed]
 
     @property
     def passed(self) -> bool:
-        return not self.failed()
+        return not self.failed
 
     def level(self) -> str:
         """Worst health level (OK < WARNING < CRITICAL)."""
@@ -98,7 +99,7 @@ def to_junit(report: Report, secrets: tuple[str, ...] = ()) -> str:
     suite = ET.Element("testsuite", {
         "name": f"redisops.{report.command}",
         "tests": str(len(report.checks)),
-        "failures": str(len(report.failed())),
+        "failures": str(len(report.failed)),
         "errors": "0",
         "skipped": str(sum(1 for c in report.checks if c.status == "skip")),
         "time": f"{report.duration_s:.3f}",
@@ -132,21 +133,22 @@ def write_outputs(report: Report, *, json_path: Path | None, junit_path: Path | 
 
 
 def render_table(report: Report, console: Any, secrets: tuple[str, ...] = ()) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     title = f"redisops {report.command} - {report.target}"
-    table = Table(title=redact(title, secrets), title_justify="left", show_lines=False)
+    table = Table(title=escape(redact(title, secrets)), title_justify="left", show_lines=False)
     for col in ("check", "status", "expected", "actual", "detail"):
         table.add_column(col, overflow="fold")
     for c in report.checks:
         style = _STYLE.get(c.status, "")
-        table.add_row(c.name, f"[{style}]{c.status}[/]", redact(c.expected, secrets), redact(c.actual, secrets),
-                      redact(c.detail, secrets))
+        table.add_row(escape(c.name), f"[{style}]{c.status}[/]", escape(redact(c.expected, secrets)),
+                      escape(redact(c.actual, secrets)), escape(redact(c.detail, secrets)))
     console.print(table)
 
 
 def summary_line(report: Report) -> str:
-    failed = report.failed()
+    failed = report.failed
     if report.command == "health":
         counts = {lvl: sum(1 for c in report.checks if c.status == lvl) for lvl in LEVEL_EXIT}
         return (f"health {report.level()}: {counts['OK']} ok, {counts['WARNING']} warning, "

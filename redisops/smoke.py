@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -344,10 +344,8 @@ class SmokeRun:
                         c.actual = f"unexpected reply: {exc}"
                 finally:
                     conn.send_command("DISCARD")
-                    try:
+                    with suppress(redis.ResponseError):
                         conn.read_response()
-                    except redis.ResponseError:
-                        pass
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
                 c.status = "fail"
                 c.actual = f"{type(exc).__name__}: {exc}"

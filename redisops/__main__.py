@@ -1,0 +1,5 @@
+"""`python -m redisops ...`"""
+
+from redisops.cli import main
+
+main()

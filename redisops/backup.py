@@ -1,0 +1,501 @@
+"""`redisops backup` / `restore`: the guide's manual SAVE + docker cp + restart, automated and checked.
+
+Backup (self-managed Redis: the local stack's volume, a Sentinel host's data dir):
+
+1. BGSAVE through the admin ACL user (SAVE would block every limiter call for the whole dump);
+2. wait until the save counter moves and `rdb_last_bgsave_status:ok`;
+3. copy the RDB (and the AOF directory when AOF is on) into `<dir>/redis-<UTC time>/`;
+4. verify the copy with redis-check-rdb / redis-check-aof and write `manifest.json` (size and
+   SHA-256 of every file, Redis version, key count as read back from the RDB).
+
+Restore checks everything before it touches anything: the manifest's checksums and the
+check tools must pass, the server must be stopped (or `--force` stops it with SHUTDOWN NOSAVE,
+so its own exit does not write over the restored file). Files it replaces are moved aside into
+`<data dir>/pre-restore-<time>/`, never deleted. A backup without an AOF is restored with the
+server's old AOF moved aside too: otherwise Redis would load the stale AOF and ignore the RDB.
+
+The password reaches neither argv nor the manifest; the check tools get file paths only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from redisops import connection as rc
+from redisops.errors import OperationError, UsageError
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+PREFIX = "redis-"
+_KEYS_READ = re.compile(r"\[info\] (\d+) keys read")
+_EXPIRES = re.compile(r"\[info\] (\d+) expires")
+
+Progress = Callable[[str, float | None], None]
+
+
+def _noop(_msg: str, _fraction: float | None) -> None:
+    return None
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name) or f"/usr/bin/{name}"
+    if not os.path.exists(path):
+        raise OperationError(f"{name} is not installed (Debian/Ubuntu: apt-get install redis-tools); "
+                             "a backup that cannot be verified is not taken")
+    return path
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class RdbCheck:
+    ok: bool
+    keys: int | None
+    expires: int | None
+    output: str
+
+
+def check_rdb(path: Path) -> RdbCheck:
+    proc = subprocess.run([tool("redis-check-rdb"), str(path)], capture_output=True, text=True, timeout=600,
+                          check=False)
+    out = proc.stdout + proc.stderr
+    keys = _KEYS_READ.search(out)
+    expires = _EXPIRES.search(out)
+    ok = proc.returncode == 0 and "RDB looks OK" in out
+    return RdbCheck(ok, int(keys.group(1)) if keys else None, int(expires.group(1)) if expires else None, out)
+
+
+def check_aof(manifest_path: Path) -> tuple[bool, str]:
+    proc = subprocess.run([tool("redis-check-aof"), str(manifest_path)], capture_output=True, text=True,
+                          timeout=600, check=False)
+    out = proc.stdout + proc.stderr
+    lines = out.strip().splitlines()
+    return proc.returncode == 0 and bool(lines) and "valid" in lines[-1], out
+
+
+def _last_lines(text: str, n: int = 4) -> str:
+    return " | ".join(line.strip() for line in text.strip().splitlines()[-n:])
+
+
+# --- backup ----------------------------------------------------------------------------------
+
+@dataclass
+class BackupResult:
+    path: Path
+    manifest: dict[str, Any]
+    pruned: list[Path] = field(default_factory=list)
+
+
+def _config_get(client: Any, name: str) -> str | None:
+    try:
+        value = client.config_get(name).get(name)
+    except redis.ResponseError:
+        return None
+    return str(value) if value is not None else None
+
+
+def _wait_for_bgsave(client: Any, saves_before: int, lastsave_before: int, timeout: float,
+                     progress: Progress) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        info = client.info("persistence")
+        done_by_counter = "rdb_saves" in info and int(info["rdb_saves"]) > saves_before
+        done_by_time = "rdb_saves" not in info and int(info["rdb_last_save_time"]) > lastsave_before
+        if not int(info.get("rdb_bgsave_in_progress", 0)) and (done_by_counter or done_by_time):
+            return info
+        total = int(info.get("current_save_keys_total", 0) or 0)
+        fraction = int(info.get("current_save_keys_processed", 0) or 0) / total if total else None
+        progress("waiting for BGSAVE", fraction)
+        if time.monotonic() > deadline:
+            raise OperationError(f"BGSAVE did not finish within {timeout:.0f} s (rdb_bgsave_in_progress:"
+                                 f"{info.get('rdb_bgsave_in_progress')}); nothing was copied")
+        time.sleep(0.05)
+
+
+def _start_bgsave(client: Any, timeout: float, progress: Progress) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.bgsave()
+            return
+        except redis.ResponseError as exc:
+            # A save or AOF rewrite already running: ours must start after it, or the copy
+            # would be of the older snapshot.
+            if "in progress" not in str(exc) or time.monotonic() > deadline:
+                raise OperationError(f"BGSAVE refused: {exc}") from None
+            progress("another save is running; waiting to start ours", None)
+            time.sleep(0.1)
+
+
+def backup(spec: rc.ConnectionSpec, to_dir: Path, *, data_dir: Path | None = None, keep: int | None = None,
+           timeout: float = 300.0, progress: Progress = _noop) -> BackupResult:
+    if keep is not None and keep < 1:
+        raise UsageError(f"--keep {keep}: expected a number of backups >= 1")
+    if spec.mode == "cluster":
+        raise UsageError("backup of a cluster-mode deployment: run it per shard (REDIS_URL of each primary) or "
+                         "use managed snapshots (`redisops snapshot` on ElastiCache)")
+    client = rc.client(spec, "admin")
+    try:
+        progress("connecting as the admin user", None)
+        try:
+            server = client.info("server")
+        except redis.AuthenticationError as exc:
+            raise UsageError(f"REDIS_ADMIN_PASSWORD / REDIS_ADMIN_USERNAME rejected by the server ({exc})") from None
+        except redis.ResponseError as exc:
+            if "unknown command" in str(exc).lower():
+                raise OperationError("INFO is not available: for ElastiCache use `redisops snapshot` (manual "
+                                     "snapshot through the AWS API)") from None
+            raise
+        dir_conf = _config_get(client, "dir")
+        src_dir = Path(data_dir) if data_dir is not None else (Path(dir_conf) if dir_conf else None)
+        if src_dir is None:
+            raise UsageError("--data-dir is required: CONFIG GET dir is not available on this server")
+        if not src_dir.is_dir():
+            raise UsageError(f"--data-dir {src_dir}: not a directory on this machine (CONFIG GET dir says "
+                             f"{dir_conf}); for a container pass the volume's path on the host")
+        dbfilename = _config_get(client, "dbfilename") or "dump.rdb"
+        aofdir = _config_get(client, "appenddirname") or "appendonlydir"
+        before = client.info("persistence")
+        aof_enabled = bool(int(before.get("aof_enabled", 0)))
+        progress("BGSAVE", None)
+        _start_bgsave(client, timeout, progress)
+        after = _wait_for_bgsave(client, int(before.get("rdb_saves", 0)), int(before["rdb_last_save_time"]),
+                                 timeout, progress)
+        if after.get("rdb_last_bgsave_status") != "ok":
+            raise OperationError(f"BGSAVE failed (rdb_last_bgsave_status:{after.get('rdb_last_bgsave_status')}); "
+                                 "see the Redis log; nothing was copied")
+        keyspace = client.info("keyspace")
+    finally:
+        client.close()
+
+    to_dir = Path(to_dir)
+    to_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    final = to_dir / f"{PREFIX}{stamp}-{secrets.token_hex(3)}"
+    work = final.with_name(final.name + ".partial")
+    work.mkdir(mode=0o700)
+    try:
+        rdb_src = src_dir / dbfilename
+        if not rdb_src.is_file():
+            raise OperationError(f"{rdb_src} does not exist after BGSAVE: is --data-dir the directory Redis "
+                                 f"writes to (CONFIG GET dir: {dir_conf})?")
+        files: list[dict[str, Any]] = []
+        progress(f"copying {dbfilename}", 0.0)
+        shutil.copyfile(rdb_src, work / "dump.rdb")
+        files.append(_file_entry(work, work / "dump.rdb"))
+        if aof_enabled and (src_dir / aofdir).is_dir():
+            (work / "appendonlydir").mkdir(mode=0o700)
+            aof_files = sorted(p for p in (src_dir / aofdir).iterdir() if p.is_file())
+            for i, p in enumerate(aof_files):
+                progress(f"copying {aofdir}/{p.name}", (i + 1) / (len(aof_files) + 1))
+                shutil.copyfile(p, work / "appendonlydir" / p.name)
+                files.append(_file_entry(work, work / "appendonlydir" / p.name))
+        progress("verifying with redis-check-rdb", None)
+        rdb = check_rdb(work / "dump.rdb")
+        if not rdb.ok:
+            raise OperationError(f"the copied RDB fails redis-check-rdb: {_last_lines(rdb.output)}")
+        verified = {"rdb": _last_lines(rdb.output, 3)}
+        if (work / "appendonlydir").is_dir():
+            progress("verifying with redis-check-aof", None)
+            manifests = list((work / "appendonlydir").glob("*.manifest"))
+            if not manifests:
+                raise OperationError("the AOF directory has no manifest file; cannot verify it")
+            ok, out = check_aof(manifests[0])
+            if not ok:
+                raise OperationError(f"the copied AOF fails redis-check-aof: {_last_lines(out)}")
+            verified["aof"] = _last_lines(out, 1)
+        manifest = {
+            "format": FORMAT,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "redis_version": server.get("redis_version"),
+            "source": spec.display_url,
+            "data_dir": str(src_dir),
+            "dbfilename": dbfilename,
+            "appenddirname": aofdir if (work / "appendonlydir").is_dir() else None,
+            "aof_enabled": aof_enabled,
+            "keys": rdb.keys,
+            "expires": rdb.expires,
+            "keyspace": {db: dict(v) for db, v in keyspace.items()},
+            "rdb_last_save_time": after.get("rdb_last_save_time"),
+            "files": files,
+            "verified": verified,
+        }
+        _write_json(work / MANIFEST, manifest)
+        os.replace(work, final)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    pruned = prune(to_dir, keep) if keep else []
+    progress("done", 1.0)
+    return BackupResult(final, manifest, pruned)
+
+
+def _file_entry(root: Path, path: Path) -> dict[str, Any]:
+    os.chmod(path, 0o600)
+    return {"path": str(path.relative_to(root)), "size": path.stat().st_size, "sha256": sha256_of(path)}
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+# --- list / retention ------------------------------------------------------------------------
+
+def load_manifest(path: Path) -> dict[str, Any]:
+    mf = Path(path) / MANIFEST
+    try:
+        data = json.loads(mf.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"--from {path}: no {MANIFEST}; expected a directory written by `redisops backup`") from None
+    except json.JSONDecodeError as exc:
+        raise OperationError(f"{mf} is not valid JSON ({exc}): the backup is damaged") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("files"), list):
+        raise OperationError(f"{mf}: not a redisops backup manifest (format {FORMAT})")
+    return data
+
+
+def list_backups(directory: Path) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    directory = Path(directory)
+    if not directory.is_dir():
+        return out
+    for p in sorted(directory.iterdir()):
+        if not (p.is_dir() and p.name.startswith(PREFIX) and (p / MANIFEST).is_file()):
+            continue
+        try:
+            m = load_manifest(p)
+        except (UsageError, OperationError) as exc:
+            out.append({"path": str(p), "name": p.name, "error": str(exc)})
+            continue
+        out.append({"path": str(p), "name": p.name, "created": m.get("created"), "keys": m.get("keys"),
+                    "size": sum(int(f.get("size", 0)) for f in m["files"]), "redis_version": m.get("redis_version"),
+                    "aof": bool(m.get("appenddirname")), "source": m.get("source")})
+    return out
+
+
+def prune(directory: Path, keep: int) -> list[Path]:
+    """Delete all but the newest `keep` complete backups (names sort by time)."""
+    if keep < 1:
+        raise UsageError(f"--keep {keep}: expected a number of backups >= 1")
+    complete = [Path(b["path"]) for b in list_backups(directory) if "error" not in b]
+    doomed = complete[:-keep] if len(complete) > keep else []
+    for p in doomed:
+        shutil.rmtree(p)
+    return doomed
+
+
+# --- verification and restore ----------------------------------------------------------------
+
+def verify_backup(path: Path, progress: Progress = _noop) -> tuple[dict[str, Any], list[str]]:
+    """(manifest, problems): every file's size and SHA-256, then the Redis check tools."""
+    path = Path(path)
+    manifest = load_manifest(path)
+    problems = []
+    entries = manifest["files"]
+    for i, f in enumerate(entries):
+        progress(f"checksum {f['path']}", i / max(1, len(entries)))
+        p = path / f["path"]
+        if not p.is_file():
+            problems.append(f"{f['path']}: missing")
+            continue
+        if p.stat().st_size != f["size"]:
+            problems.append(f"{f['path']}: size {p.stat().st_size}, manifest says {f['size']}")
+            continue
+        digest = sha256_of(p)
+        if digest != f["sha256"]:
+            problems.append(f"{f['path']}: SHA-256 {digest[:16]}... does not match the manifest {f['sha256'][:16]}...")
+    listed = {f["path"] for f in entries}
+    for extra in sorted(p for p in path.rglob("*") if p.is_file() and p.name != MANIFEST):
+        if str(extra.relative_to(path)) not in listed:
+            problems.append(f"{extra.relative_to(path)}: not in the manifest")
+    if not problems:
+        progress("redis-check-rdb", None)
+        rdb = check_rdb(path / "dump.rdb")
+        if not rdb.ok:
+            problems.append(f"dump.rdb fails redis-check-rdb: {_last_lines(rdb.output)}")
+        elif manifest.get("keys") is not None and rdb.keys != manifest["keys"]:
+            problems.append(f"dump.rdb holds {rdb.keys} keys, manifest says {manifest['keys']}")
+        if (path / "appendonlydir").is_dir():
+            progress("redis-check-aof", None)
+            manifests = list((path / "appendonlydir").glob("*.manifest"))
+            ok, out = check_aof(manifests[0]) if manifests else (False, "no AOF manifest")
+            if not ok:
+                problems.append(f"appendonlydir fails redis-check-aof: {_last_lines(out)}")
+    return manifest, problems
+
+
+def _is_listening(address: tuple[str, int], timeout: float) -> bool:
+    try:
+        with socket.create_connection(address, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class RestoreResult:
+    data_dir: Path
+    moved_aside: Path | None
+    restored: list[str]
+    verified_keys: int | None = None
+    expected_keys: int | None = None
+    message: str = ""
+
+
+def restore(spec: rc.ConnectionSpec, from_dir: Path, *, data_dir: Path | None = None, force: bool = False,
+            wait: float = 0.0, progress: Progress = _noop) -> RestoreResult:
+    from_dir = Path(from_dir)
+    manifest, problems = verify_backup(from_dir, progress)
+    if problems:
+        raise OperationError("backup verification failed, nothing was changed:\n  " + "\n  ".join(problems))
+    address = spec.hosts[0] if spec.mode == "single" else None
+    if spec.mode != "single":
+        raise UsageError("restore works on one self-managed server: set REDIS_URL to that server (redis:// or "
+                         "rediss://), restore the primary and let replicas resync")
+    assert address is not None
+    running = _is_listening(address, spec.timeout_s)
+    dir_conf = None
+    if running:
+        if not force:
+            raise OperationError(
+                f"Redis at {address[0]}:{address[1]} is running: restoring under a running server is undone by its "
+                "next save. Stop it first (docker compose stop redis / systemctl stop redis-server) and rerun, "
+                "or pass --force to stop it with SHUTDOWN NOSAVE (admin user)")
+        admin = rc.client(spec, "admin")
+        try:
+            dir_conf = _config_get(admin, "dir")
+            progress("SHUTDOWN NOSAVE", None)
+            try:
+                admin.execute_command("SHUTDOWN", "NOSAVE")
+            except (redis.ConnectionError, redis.TimeoutError):
+                pass  # the server closing the connection is the success reply of SHUTDOWN
+            except redis.ResponseError as exc:
+                raise OperationError(f"SHUTDOWN NOSAVE refused ({exc}); stop Redis yourself and rerun") from None
+        finally:
+            admin.close()
+        deadline = time.monotonic() + 30
+        while _is_listening(address, 0.2):
+            if time.monotonic() > deadline:
+                raise OperationError("Redis still listens 30 s after SHUTDOWN NOSAVE; nothing was changed")
+            time.sleep(0.05)
+    target = Path(data_dir) if data_dir is not None else (Path(dir_conf) if dir_conf else None)
+    if target is None:
+        raise UsageError("--data-dir is required: the directory the stopped Redis loads from "
+                         "(for a container, the volume's path on this host)")
+    if not target.is_dir():
+        raise UsageError(f"--data-dir {target}: not a directory")
+    dbfilename = manifest.get("dbfilename") or "dump.rdb"
+    aofdir = manifest.get("appenddirname") or "appendonlydir"
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    aside = target / f"pre-restore-{stamp}"
+    moved = False
+    # Without an AOF in the backup the server's AOF is moved aside too: Redis prefers it to the RDB.
+    for name in (dbfilename, aofdir):
+        if (target / name).exists():
+            aside.mkdir(exist_ok=True, mode=0o700)
+            os.replace(target / name, aside / name)
+            moved = True
+    restored = []
+    progress(f"restoring {dbfilename}", 0.5)
+    _place(from_dir / "dump.rdb", target / dbfilename, aside / dbfilename)
+    restored.append(dbfilename)
+    if (from_dir / "appendonlydir").is_dir():
+        tmp_dir = target / f".{aofdir}.restore"
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        shutil.copytree(from_dir / "appendonlydir", tmp_dir)
+        _chown_like(tmp_dir, aside / aofdir)
+        os.replace(tmp_dir, target / aofdir)
+        restored.append(aofdir + "/")
+    result = RestoreResult(target, aside if moved else None, restored, expected_keys=manifest.get("keys"))
+    if wait <= 0:
+        result.message = ("files restored; start Redis now (docker compose start redis / systemctl start "
+                          "redis-server) and check the key count with `redisops restore --from "
+                          f"{from_dir} --verify-only`")
+        return result
+    result.verified_keys = wait_and_count(spec, wait, progress)
+    check_key_count(manifest, result.verified_keys)
+    result.message = f"Redis is back with {result.verified_keys} keys"
+    return result
+
+
+def _place(src: Path, dst: Path, previous: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.restore")
+    shutil.copyfile(src, tmp)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    _chown_like(tmp, previous)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, dst)
+
+
+def _chown_like(path: Path, reference: Path) -> None:
+    """Give restored files the owner of the ones they replace (Redis runs as its own user)."""
+    if not reference.exists():
+        return
+    st = reference.stat()
+    try:
+        os.chown(path, st.st_uid, st.st_gid)
+        if path.is_dir():
+            for p in path.rglob("*"):
+                os.chown(p, st.st_uid, st.st_gid)
+    except PermissionError:
+        pass
+
+
+def wait_and_count(spec: rc.ConnectionSpec, wait: float, progress: Progress = _noop) -> int:
+    deadline = time.monotonic() + wait
+    role: rc.Role = "admin" if spec.admin_password else "app"
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        progress("waiting for Redis to load the data", None)
+        client = rc.client(spec, role)
+        try:
+            return int(client.dbsize())
+        except redis.BusyLoadingError as exc:
+            last = exc
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            last = exc
+        finally:
+            client.close()
+        time.sleep(0.1)
+    raise OperationError(f"Redis did not answer within {wait:.0f} s after the restore ({last}); the files are in "
+                         "place: start it and run `redisops restore --verify-only`")
+
+
+def check_key_count(manifest: dict[str, Any], actual: int) -> str:
+    expected = manifest.get("keys")
+    if expected is None:
+        return f"{actual} keys (the manifest has no key count)"
+    if actual == expected:
+        return f"{actual} keys, as in the backup"
+    expires = int(manifest.get("expires") or 0)
+    # Keys with a TTL that ran out between backup and restore are gone legitimately.
+    if expected - expires <= actual < expected:
+        return f"{actual} keys of {expected}: {expected - actual} keys with a TTL expired since the backup"
+    raise OperationError(f"key count after restore is {actual}, the backup holds {expected} "
+                         f"({expires} with a TTL)")

@@ -1,0 +1,428 @@
+"""The `redisops` command line (also `python -m redisops`).
+
+Exit codes: smoke 0 all checks passed / 1 a check failed; health 0 OK / 1 WARNING / 2 CRITICAL
+(Nagios); every command 2 for missing or malformed input (the message names the variable or
+flag and what is expected). Tables and progress go to the terminal; passwords never do.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from redisops import connection as rc
+from redisops.errors import OperationError, UsageError
+from redisops.report import LEVEL_EXIT, Report, render_table, summary_line, write_outputs
+
+app = typer.Typer(name="redisops", help="Operate the rate-limiting Redis: smoke test, health, backup/restore, ...",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+dev_app = typer.Typer(help="The local dev stack (redis, redis_exporter, Prometheus, Grafana).", no_args_is_help=True)
+app.add_typer(dev_app, name="dev")
+
+out = Console()
+err = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _say(text: str) -> None:
+    """Plain text (paths, server messages): never interpreted as rich markup, never wrapped."""
+    out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+StackOutputs = Annotated[Path | None, typer.Option(
+    "--stack-outputs", help="JSON of `pulumi stack output --json --show-secrets` (its `env` output is used)",
+    dir_okay=False)]
+Stack = Annotated[str | None, typer.Option("--stack", help="Pulumi stack name (runs the Pulumi CLI)")]
+Insecure = Annotated[bool, typer.Option("--insecure-skip-verify",
+                                        help="Do not verify the server certificate (reported loudly)")]
+Settings = Annotated[Path | None, typer.Option(
+    "--settings", help="Pulumi.<stack>.yaml whose settings give tiers, expectations and thresholds", dir_okay=False)]
+JsonOut = Annotated[Path | None, typer.Option("--json", help="Write the report as JSON to this file", dir_okay=False)]
+
+
+def _exits(fn: F) -> F:
+    """Map our errors to exit codes: UsageError 2, OperationError 1."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UsageError as exc:
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except OperationError as exc:
+            err.print(f"[bold red]failed:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+    return wrapper  # type: ignore[return-value]
+
+
+def _resolve(stack_outputs: Path | None, stack: str | None, insecure: bool, settings: Path | None = None,
+             expectations: rc.Expectations | None = None) -> rc.ConnectionSpec:
+    spec = rc.resolve(stack_outputs=stack_outputs, stack=stack, insecure_skip_verify=insecure,
+                      settings_file=settings, flag_expectations=expectations)
+    if insecure:
+        err.print("[bold yellow on red] WARNING [/] --insecure-skip-verify: the server certificate is NOT verified; "
+                  "a man in the middle would not be noticed")
+    return spec
+
+
+def _yes_no(flag: str, value: str | None) -> bool | None:
+    if value is None:
+        return None
+    try:
+        return rc.parse_bool(flag, value)
+    except UsageError:
+        raise UsageError(f"{flag} {value!r}: expected yes or no") from None
+
+
+def _memory(flag: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    from redis_conf.schema import Invalid, parse_memory
+
+    try:
+        return parse_memory(value)
+    except Invalid as exc:
+        raise UsageError(f"{flag} {value!r}: {exc}") from None
+
+
+def _progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                    console=err, transient=True)
+
+
+def _emit(report: Report, spec: rc.ConnectionSpec, json_path: Path | None, junit_path: Path | None = None) -> None:
+    write_outputs(report, json_path=json_path, junit_path=junit_path, secrets=spec.secrets())
+    render_table(report, out, spec.secrets())
+    _say(summary_line(report))
+
+
+@app.command()
+@_exits
+def smoke(
+    stack_outputs: StackOutputs = None,
+    stack: Stack = None,
+    insecure_skip_verify: Insecure = False,
+    settings: Settings = None,
+    expect_policy: Annotated[str | None, typer.Option(help="Expected maxmemory-policy, e.g. allkeys-lru")] = None,
+    expect_aof: Annotated[str | None, typer.Option(help="Expected AOF state: yes or no")] = None,
+    expect_maxmemory: Annotated[str | None, typer.Option(help="Expected maxmemory, e.g. 800mb")] = None,
+    json_path: JsonOut = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here", dir_okay=False)] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Concurrent limiter clients")] = 16,
+    no_script_flush: Annotated[bool, typer.Option(help="Do not empty the script cache first")] = False,
+) -> None:
+    """Post-deploy smoke test: reachability, TLS, auth, ACL, persistence, the limiter per tier."""
+    from redis_conf.schema import MAXMEMORY_POLICIES
+    from redisops.smoke import SmokeOptions, SmokeRun
+
+    if expect_policy is not None and expect_policy not in MAXMEMORY_POLICIES:
+        raise UsageError(f"--expect-policy {expect_policy!r}: expected one of {', '.join(MAXMEMORY_POLICIES)}")
+    flags = rc.Expectations(expect_policy, _yes_no("--expect-aof", expect_aof),
+                            _memory("--expect-maxmemory", expect_maxmemory), source="flags")
+    spec = _resolve(stack_outputs, stack, insecure_skip_verify, settings, flags)
+    run = SmokeRun(spec, SmokeOptions(concurrency=concurrency, flush_scripts=not no_script_flush))
+    interrupted = False
+    with _progress() as progress:
+        task = progress.add_task("smoke", total=len(run.planned()))
+        run._on_start = lambda name: progress.update(task, description=f"smoke: {name}")
+        run._on_check = lambda _c: progress.advance(task)
+        try:
+            report = run.run()
+        except KeyboardInterrupt:
+            # run() already cleaned up in its finally; say so and fail.
+            interrupted = True
+            report = run.report
+    _emit(report, spec, json_path, junit)
+    if interrupted:
+        err.print("[bold red]interrupted[/]: smoke keys were cleaned up (see the cleanup row)")
+        raise typer.Exit(1)
+    raise typer.Exit(0 if report.passed else 1)
+
+
+def _threshold_overrides(values: list[str]) -> dict[str, dict[str, float | None]]:
+    overrides: dict[str, dict[str, float | None]] = {}
+    for item in values:
+        name, sep, lines = item.partition("=")
+        warn, sep2, crit = lines.partition(":")
+        if not sep or not sep2 or not name:
+            raise UsageError(f"--threshold {item!r}: expected NAME=WARN:CRIT, e.g. connected_clients=1000:5000 "
+                             "(an empty side keeps the table's line, '-' removes it)")
+        entry: dict[str, float | None] = {}
+        for field, text in (("warn", warn), ("crit", crit)):
+            if text == "":
+                continue
+            if text == "-":
+                entry[field] = None
+                continue
+            try:
+                entry[field] = float(text)
+            except ValueError:
+                raise UsageError(f"--threshold {item!r}: {field} {text!r} is not a number") from None
+        overrides[name] = entry
+    return overrides
+
+
+@app.command()
+@_exits
+def health(
+    stack_outputs: StackOutputs = None,
+    stack: Stack = None,
+    insecure_skip_verify: Insecure = False,
+    settings: Settings = None,
+    threshold: Annotated[list[str] | None, typer.Option(
+        "--threshold", help="Override a line: NAME=WARN:CRIT (repeatable), e.g. memory_usage=75:85")] = None,
+    sample_seconds: Annotated[float, typer.Option(min=0.1, max=60, help="Interval for rates")] = 1.0,
+    prefix: Annotated[str, typer.Option(help="Limiter key prefix")] = "rl",
+    scan_budget: Annotated[int, typer.Option(min=1, help="At most this many keys are scanned")] = 10_000,
+    as_app: Annotated[bool, typer.Option("--as-app", help="Use the app user even when admin credentials are set")]
+    = False,
+    json_path: JsonOut = None,
+) -> None:
+    """Health check with Nagios exit codes (0 OK, 1 WARNING, 2 CRITICAL) against the thresholds table."""
+    from infra.errors import SettingError, SettingsErrors
+    from infra.thresholds import DEFAULT_THRESHOLDS, apply_overrides
+    from redisops.health import HealthOptions, HealthRun
+
+    base = DEFAULT_THRESHOLDS
+    if settings is not None:
+        _, _, base = rc.settings_expectations(settings)
+    try:
+        thresholds = apply_overrides(_threshold_overrides(threshold or []), base)
+    except (SettingError, SettingsErrors) as exc:
+        raise UsageError(f"--threshold: {exc}") from None
+    spec = _resolve(stack_outputs, stack, insecure_skip_verify)
+    run = HealthRun(spec, thresholds, HealthOptions(sample_seconds=sample_seconds, prefix=prefix,
+                                                     scan_budget=scan_budget, use_admin=False if as_app else None))
+    with _progress() as progress:
+        task = progress.add_task("health", total=None)
+        run.on_start = lambda name: progress.update(task, description=f"health: {name}")
+        report = run.run()
+    _emit(report, spec, json_path)
+    raise typer.Exit(LEVEL_EXIT[report.level()])
+
+
+def _progress_cb(progress: Progress, task: Any) -> Callable[[str, float | None], None]:
+    def cb(message: str, fraction: float | None) -> None:
+        progress.update(task, description=message, total=1.0 if fraction is not None else None,
+                        completed=fraction or 0.0)
+    return cb
+
+
+@app.command()
+@_exits
+def backup(
+    to: Annotated[Path, typer.Option("--to", help="Directory that holds the backups", file_okay=False)],
+    stack_outputs: StackOutputs = None,
+    stack: Stack = None,
+    insecure_skip_verify: Insecure = False,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Redis data dir on this machine (default: CONFIG GET dir; for a container, the volume path)")] = None,
+    keep: Annotated[int | None, typer.Option(help="Keep only the newest N backups")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the backups in --to and exit")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for BGSAVE")] = 300.0,
+    json_path: JsonOut = None,
+) -> None:
+    """BGSAVE (admin user), copy RDB (+AOF) with a SHA-256 manifest, verify with redis-check-rdb/aof."""
+    from redisops import backup as bk
+
+    if list_:
+        rows = bk.list_backups(to)
+        if keep is not None:
+            pruned = bk.prune(to, keep)
+            for p in pruned:
+                _say(f"deleted {p}")
+            rows = bk.list_backups(to)
+        _print_backups(rows, json_path)
+        return
+    spec = _resolve(stack_outputs, stack, insecure_skip_verify)
+    with _progress() as progress:
+        task = progress.add_task("backup", total=None)
+        result = bk.backup(spec, to, data_dir=data_dir, keep=keep, timeout=timeout,
+                           progress=_progress_cb(progress, task))
+    m = result.manifest
+    size = sum(f["size"] for f in m["files"])
+    _say(f"backup {result.path}: {m['keys']} keys ({m['expires']} with TTL), {len(m['files'])} file(s), "
+              f"{size} bytes, Redis {m['redis_version']}; verified: {m['verified']['rdb']}")
+    if "aof" in m["verified"]:
+        _say(f"AOF verified: {m['verified']['aof']}")
+    for p in result.pruned:
+        _say(f"retention (--keep {keep}): deleted {p}")
+    if json_path is not None:
+        json_path.write_text(json.dumps({"path": str(result.path), "manifest": m,
+                                         "pruned": [str(p) for p in result.pruned]}, indent=2) + "\n")
+
+
+def _print_backups(rows: list[dict[str, Any]], json_path: Path | None) -> None:
+    from rich.table import Table
+
+    if json_path is not None:
+        json_path.write_text(json.dumps(rows, indent=2) + "\n")
+    table = Table(title="backups", title_justify="left")
+    for col in ("name", "created", "keys", "bytes", "redis", "aof"):
+        table.add_column(col)
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["name"], f"[red]{escape(r['error'])}[/]", "", "", "", "")
+        else:
+            table.add_row(r["name"], str(r["created"]), str(r["keys"]), str(r["size"]), str(r["redis_version"]),
+                          "yes" if r["aof"] else "no")
+    out.print(table)
+
+
+@app.command()
+@_exits
+def restore(
+    from_: Annotated[Path, typer.Option("--from", help="A backup directory written by `redisops backup`",
+                                        file_okay=False)],
+    stack_outputs: StackOutputs = None,
+    stack: Stack = None,
+    insecure_skip_verify: Insecure = False,
+    data_dir: Annotated[Path | None, typer.Option(help="The data dir Redis loads from (volume path on this host)")]
+    = None,
+    force: Annotated[bool, typer.Option(help="Stop a running server with SHUTDOWN NOSAVE (admin) first")] = False,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for Redis to come back and verify the key count")]
+    = 0.0,
+    verify_only: Annotated[bool, typer.Option(help="Only verify the backup (and, if Redis answers, its key count)")]
+    = False,
+) -> None:
+    """Verify a backup's checksums, then put it in place of a stopped server's data (safely)."""
+    from redisops import backup as bk
+
+    spec = _resolve(stack_outputs, stack, insecure_skip_verify)
+    with _progress() as progress:
+        task = progress.add_task("restore", total=None)
+        cb = _progress_cb(progress, task)
+        if verify_only:
+            manifest, problems = bk.verify_backup(from_, cb)
+            if problems:
+                raise OperationError("backup verification failed:\n  " + "\n  ".join(problems))
+            count = bk.wait_and_count(spec, max(wait, spec.timeout_s), cb)
+            verdict = bk.check_key_count(manifest, count)
+            _say(f"backup {from_} verified (checksums, redis-check-rdb); server: {verdict}")
+            return
+        result = bk.restore(spec, from_, data_dir=data_dir, force=force, wait=wait, progress=cb)
+    _say(f"restored {', '.join(result.restored)} into {result.data_dir}")
+    if result.moved_aside is not None:
+        _say(f"previous files moved to {result.moved_aside}")
+    _say(result.message)
+
+
+@app.command()
+@_exits
+def env(
+    stack_outputs: StackOutputs = None,
+    stack: Stack = None,
+    show_secrets: Annotated[bool, typer.Option(help="Print the password instead of a mask")] = False,
+) -> None:
+    """Print the application's .env body from stack outputs (password masked unless --show-secrets)."""
+    from infra.envcontract import SECRET_VARIABLES, render_dotenv
+
+    if stack_outputs is not None:
+        outputs = rc.load_outputs_file(stack_outputs)
+        source = f"--stack-outputs {stack_outputs}"
+    elif stack is not None:
+        outputs = rc.pulumi_outputs(stack)
+        source = f"--stack {stack}"
+    else:
+        raise UsageError("env needs --stack-outputs FILE or --stack NAME (the stack output `env`)")
+    env_out = outputs.get("env")
+    if not isinstance(env_out, dict):
+        raise UsageError(f"{source}: no `env` output (a dict of REDIS_* and RATE_LIMIT_* variables)")
+    values = {str(k): "" if v is None else str(v) for k, v in env_out.items()}
+    if not show_secrets:
+        values = {k: ("****" if k in SECRET_VARIABLES and v else v) for k, v in values.items()}
+    sys.stdout.write(render_dotenv(values))
+
+
+@app.command()
+@_exits
+def bench(
+    out_dir: Annotated[Path, typer.Option("--out", help="Where ratelimit.json (+ .png) go")] = Path("bench/results"),
+    decisions: Annotated[int, typer.Option(min=100)] = 20_000,
+    rounds: Annotated[int, typer.Option(min=1)] = 2,
+    no_chart: Annotated[bool, typer.Option(help="Skip the PNG chart")] = False,
+) -> None:
+    """The rate limiter's benchmark (ratelimit.bench) against a throwaway loopback redis-server."""
+    try:
+        from ratelimit.bench import run_benchmark
+    except ImportError as exc:
+        raise OperationError(f"the benchmark is not available: {exc}") from None
+    result = run_benchmark(out_dir, decisions=decisions, rounds=rounds, chart=not no_chart)
+    summary = {k: result[k] for k in ("ratios", "targets_met", "duration_s") if k in result}
+    out.print_json(json.dumps(summary))
+    targets = result.get("targets_met", {})
+    raise typer.Exit(0 if all(targets.values()) else 1)
+
+
+@app.command()
+@_exits
+def render(
+    stack: Annotated[str, typer.Option("--stack", help="Stack name (Pulumi.<stack>.yaml)")],
+    fmt: Annotated[str, typer.Option("--format", help="yaml, json or md")] = "yaml",
+) -> None:
+    """Render what a stack would create (resources and properties) without the Pulumi CLI."""
+    from redisops.render import RenderError, render_stack
+
+    try:
+        sys.stdout.write(render_stack(stack, fmt))
+    except RenderError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _dev_call(name: str, **kwargs: Any) -> Any:
+    from redisops import devstack
+
+    try:
+        return getattr(devstack, name)(**kwargs)
+    except devstack.DevStackError as exc:
+        raise OperationError(str(exc)) from None
+
+
+@dev_app.command("up")
+@_exits
+def dev_up(
+    stack: Annotated[str, typer.Option(help="Stack name")] = "dev",
+    mode: Annotated[str, typer.Option(help="auto, docker or processes")] = "auto",
+    smoke: Annotated[bool, typer.Option(help="Run the smoke test once it is up")] = True,
+) -> None:
+    """Start the dev stack (Docker + Pulumi when present, else local processes)."""
+    if mode not in ("auto", "docker", "processes"):
+        raise UsageError(f"--mode {mode!r}: expected auto, docker or processes")
+    status = _dev_call("up", stack=stack, mode=mode, run_smoke=smoke, out=_say)
+    raise typer.Exit(0 if status.healthy and (status.smoke in (None, "passed")) else 1)
+
+
+@dev_app.command("down")
+@_exits
+def dev_down(stack: Annotated[str, typer.Option(help="Stack name")] = "dev") -> None:
+    """Stop the dev stack and remove its run directory."""
+    status = _dev_call("down", stack=stack, out=_say)
+    for line in status.lines():
+        _say(line)
+
+
+@dev_app.command("status")
+@_exits
+def dev_status(stack: Annotated[str, typer.Option(help="Stack name")] = "dev") -> None:
+    """Show the dev stack's services and whether each is healthy (exit 1 when not)."""
+    status = _dev_call("status", stack=stack)
+    for line in status.lines():
+        _say(line)
+    raise typer.Exit(0 if status.healthy else 1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
