@@ -157,8 +157,8 @@ def redis_container_conf(conf: RedisConf, *, tls: bool) -> str:
 def redis_healthcheck(engine: str, *, tls: bool) -> list[str]:
     cli = f"{engine}-cli"
     tls_args = f" --tls --cacert {REDIS_TLS_DIR}/ca.crt" if tls else ""
-    return ["CMD-SHELL", f"{cli}{tls_args} -h 127.0.0.1 -p {CONTAINER_PORTS['redis']} PING 2>&1 "
-                         "| grep -qE '^(PONG|NOAUTH)'"]
+    url = f"{'rediss' if tls else 'redis'}://127.0.0.1:{CONTAINER_PORTS['redis']}"
+    return ["CMD-SHELL", f"{cli}{tls_args} -u {url} PING 2>&1 | grep -qE '^(PONG|NOAUTH)'"]
 
 
 def container_memory_mb(conf: RedisConf) -> int | None:
@@ -268,6 +268,10 @@ class LocalRedisStack(pulumi.ComponentResource):
             "exposedBeyondLoopback": args.exposed_beyond_loopback,
             "tls": args.tls,
             "topology": args.topology,
+            # What redisops smoke/health hold the running server to (redisops.connection).
+            "expectations": {"maxmemoryPolicy": args.redis_conf.get("maxmemory-policy"),
+                             "appendonly": bool(args.redis_conf.get("appendonly")),
+                             "maxmemoryBytes": int(args.redis_conf.get("maxmemory", 0) or 0)},
             "networkName": self.network.name,
             "adminPassword": pulumi.Output.secret(self.passwords["admin"]),
             "monitorPassword": pulumi.Output.secret(self.passwords["monitor"]),

@@ -1,0 +1,711 @@
+"""`redisops dev up|down|status`: the developer's local stack, with or without Docker.
+
+Public API (wired into the CLI by redisops/cli.py)::
+
+    up(project_dir: Path | None = None, *, stack: str = "dev", mode: Mode = "auto",
+       overrides: Mapping[str, Any] | None = None, run_smoke: bool = True,
+       out: Callable[[str], None] = print) -> DevStatus
+    down(project_dir: Path | None = None, *, stack: str = "dev",
+         out: Callable[[str], None] = print) -> DevStatus
+    status(project_dir: Path | None = None, *, stack: str = "dev") -> DevStatus
+
+`mode`:
+
+* ``"docker"`` - `pulumi up` of the dev stack (infra/components/local_stack.py) against a
+  local file state backend in ``<project>/.pulumi-state`` (set through PULUMI_BACKEND_URL, so
+  the developer's own `pulumi login` is left alone). Secrets in that state are encrypted with
+  PULUMI_CONFIG_PASSPHRASE / PULUMI_CONFIG_PASSPHRASE_FILE when set; otherwise a random
+  passphrase is generated once into ``.pulumi-state/<stack>.passphrase`` (0600).
+* ``"processes"`` - no Docker, no Pulumi CLI: the same Pulumi program runs offline under the
+  project's mocks (real random passwords, real TLS keys/certificates), every container's
+  uploaded files are written under ``.run/<stack>/<service>/root/...`` and the programs the
+  images run (redis-server, prometheus-redis-exporter, prometheus from Debian) are started
+  detached with the same arguments; only in-container paths, hostnames and ports are
+  remapped, by `Remap` (explicit and tested). Grafana is not packaged for Debian: it runs only
+  in docker mode; its provisioning files are still written and validated.
+* ``"auto"`` - docker when both `pulumi` and a reachable Docker engine exist, else processes.
+
+Either way credentials end up in ``.run/<stack>/.env`` (0600; REDIS_* as the app reads them
+plus REDIS_CA_CERT and REDIS_ADMIN_*), the stack outputs in ``.run/<stack>/outputs.json``
+(0600, the format `redisops --stack-outputs` reads); passwords are never printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from infra.components import local_stack as ls
+from infra.envcontract import render_dotenv
+
+Mode = Literal["auto", "docker", "processes"]
+Out = Callable[[str], None]
+
+STATE_FILE = "state.json"
+ENV_FILE = ".env"
+OUTPUTS_FILE = "outputs.json"
+CA_FILE = "ca.crt"
+CONTAINER_TYPE = "docker:index/container:Container"
+# What stands in for each image's entrypoint when there is no Docker (Debian package names in
+# the comments: redis-server/redis-tools, prometheus-redis-exporter, prometheus).
+LOCAL_PROGRAMS: Mapping[str, tuple[str, ...]] = {
+    "redis-server": ("redis-server",),
+    "valkey-server": ("valkey-server", "redis-server"),
+    "/redis_exporter": ("prometheus-redis-exporter", "redis_exporter"),
+    "/bin/prometheus": ("prometheus",),
+}
+NOT_PACKAGED = {"grafana": "Grafana is not packaged for Debian; it runs only with Docker (mode docker)"}
+APT_HINT = "apt-get install redis-server redis-tools prometheus prometheus-redis-exporter"
+
+
+class DevStackError(RuntimeError):
+    """The dev stack cannot be brought up/down; the message says what to do."""
+
+
+# --- reading what the program hands to Docker ---------------------------------------------------
+
+@dataclass(frozen=True)
+class Upload:
+    path: str
+    content: str = field(repr=False)
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """One container as the stack declares it (resolved inputs of docker.Container)."""
+
+    service: str
+    image: str
+    hostname: str
+    entrypoint: tuple[str, ...]
+    command: tuple[str, ...]
+    env: Mapping[str, str] = field(repr=False)
+    uploads: tuple[Upload, ...]
+    ports: tuple[tuple[int, int, str], ...]  # (container port, host port, host address)
+    volumes: tuple[str, ...]  # container paths
+    healthcheck: tuple[str, ...] = ()
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return (*self.entrypoint, *self.command)
+
+
+def _mock_engine() -> tuple[Callable[..., Any], Callable[[Path], tuple[dict[str, Any], tuple[str, ...]]],
+                            Callable[[Any], Any]]:
+    """(run_program, load_stack_config, unwrap) of the offline Pulumi engine.
+
+    The packaged `redisops.mockrun` when present (works from an installed package); else the
+    test harness of a checkout. `secure:` config values cannot be decrypted without the
+    Pulumi CLI: they are replaced by fresh random secrets, never by predictable placeholders.
+    """
+    try:
+        from redisops import mockrun  # type: ignore[attr-defined]
+
+        def fresh_secret(_key: str) -> str:
+            return "Dev-" + secrets.token_hex(16)
+
+        def load(path: Path) -> tuple[dict[str, Any], tuple[str, ...]]:
+            result: tuple[dict[str, Any], tuple[str, ...]] = mockrun.load_stack_config(path, secret_value=fresh_secret)
+            return result
+
+        return mockrun.run_program, load, mockrun.unwrap
+    except ImportError:
+        from tests.support import pulumi_harness as ph
+
+        return ph.run_program, lambda path: ph.load_stack_file(str(path)), ph.unwrap_secret
+
+
+def _plain(value: Any) -> Any:
+    """Recorded mock inputs / resolved outputs with Pulumi's secret wrappers removed."""
+    return _mock_engine()[2](value)
+
+
+def container_specs(resources: Sequence[Any], images: Mapping[str, str] | None = None) -> dict[str, ContainerSpec]:
+    """ContainerSpec per service label from recorded resources (tests.support.pulumi_harness)."""
+    image_names = dict(images or {})
+    for r in resources:
+        if r.type == "docker:index/remoteImage:RemoteImage":
+            image_names[str(r.outputs.get("imageId"))] = str(_plain(r.inputs.get("name")))
+    specs: dict[str, ContainerSpec] = {}
+    for r in resources:
+        if r.type != CONTAINER_TYPE:
+            continue
+        inp = _plain(r.inputs)
+        labels = {lab["label"]: lab["value"] for lab in inp.get("labels", [])}
+        service = labels.get(ls.SERVICE_LABEL)
+        if service is None:
+            continue
+        env = dict(e.split("=", 1) for e in inp.get("envs", []))
+        uploads = tuple(Upload(u["file"], u.get("content", ""), int(u.get("permissions", "0644"), 8))
+                        for u in inp.get("uploads", []))
+        ports = tuple((int(p["internal"]), int(p["external"]), str(p.get("ip", "0.0.0.0")))  # noqa: S104
+                      for p in inp.get("ports", []))
+        specs[service] = ContainerSpec(
+            service=service, image=image_names.get(inp.get("image", ""), inp.get("image", "")),
+            hostname=inp.get("hostname", service), entrypoint=tuple(inp.get("entrypoints", [])),
+            command=tuple(inp.get("command", [])), env=env, uploads=uploads, ports=ports,
+            volumes=tuple(v["containerPath"] for v in inp.get("volumes", [])),
+            healthcheck=tuple((inp.get("healthcheck") or {}).get("tests", [])),
+        )
+    return specs
+
+
+# --- the remapping: container world -> this machine ----------------------------------------------
+
+_BOUNDARY_BEFORE = r"(?<![\w./+-])"
+_BOUNDARY_AFTER = r"(?=$|[/\s\"',;)\]}])"
+
+
+@dataclass(frozen=True)
+class Remap:
+    """What changes when a container's program runs as a plain process here. Nothing else does.
+
+    * paths: every absolute path a container knows (its uploads, their directories, its
+      volumes) moves under ``roots[service]``, keeping its in-container layout;
+    * endpoints: ``<hostname>:<container port>`` of any service (and ``127.0.0.1`` /
+      ``localhost`` / ``0.0.0.0`` + the service's own container port) becomes the host address
+      and published port;
+    * redis.conf's listening directives (``bind``, ``port``, ``tls-port``) follow the same table.
+    """
+
+    roots: Mapping[str, Path]
+    known_paths: Mapping[str, tuple[str, ...]]
+    endpoints: Mapping[tuple[str, int], tuple[str, int]]  # (hostname, container port) -> (host, port)
+    own: Mapping[str, tuple[tuple[int, str, int], ...]]  # service -> (container port, listen host, port)
+
+    @staticmethod
+    def build(specs: Mapping[str, ContainerSpec], run_dir: Path) -> Remap:
+        roots = {s: run_dir / s / "root" for s in specs}
+        known: dict[str, tuple[str, ...]] = {}
+        endpoints: dict[tuple[str, int], tuple[str, int]] = {}
+        own: dict[str, tuple[tuple[int, str, int], ...]] = {}
+        for s, spec in specs.items():
+            paths = {u.path for u in spec.uploads} | {str(Path(u.path).parent) for u in spec.uploads}
+            paths |= set(spec.volumes)
+            known[s] = tuple(sorted(paths, key=len, reverse=True))
+            listens = []
+            for cport, hport, hip in spec.ports:
+                dial = "127.0.0.1" if hip in ("0.0.0.0", "::") else hip  # noqa: S104
+                endpoints[(spec.hostname, cport)] = (dial, hport)
+                listens.append((cport, hip, hport))
+            own[s] = tuple(listens)
+        return Remap(roots, known, endpoints, own)
+
+    def path(self, service: str, container_path: str) -> Path:
+        if not container_path.startswith("/"):
+            raise ValueError(f"Remap.path: {container_path!r} is not an absolute in-container path")
+        return self.roots[service] / container_path.lstrip("/")
+
+    def endpoint(self, service: str, host: str, port: int) -> tuple[str, int]:
+        """Where `host:port`, as written inside `service`'s container, is reached here."""
+        for cport, hip, hport in self.own[service]:
+            if port == cport and host in ("127.0.0.1", "localhost", "0.0.0.0"):  # noqa: S104
+                if host == "0.0.0.0":  # noqa: S104 - a listen address keeps the published host address
+                    return hip, hport
+                return ("127.0.0.1" if hip in ("0.0.0.0", "::") else hip), hport  # noqa: S104
+        if (host, port) in self.endpoints:
+            return self.endpoints[(host, port)]
+        return host, port
+
+    def text(self, service: str, text: str) -> str:
+        paths = self.known_paths[service]
+        if paths:
+            # One pass over all paths (longest first): a replaced path is never scanned again,
+            # whatever the run directory's own path looks like.
+            alternation = "|".join(re.escape(p) for p in paths)
+            text = re.sub(f"{_BOUNDARY_BEFORE}({alternation}){_BOUNDARY_AFTER}",
+                          lambda m: str(self.path(service, m.group(1))), text)
+        hosts = {h for h, _ in self.endpoints} | {"127.0.0.1", "localhost", "0.0.0.0"}  # noqa: S104
+        pattern = r"(?<![\w.-])(" + "|".join(re.escape(h) for h in sorted(hosts, key=len, reverse=True)) + r"):(\d+)\b"
+
+        def repl(m: re.Match[str]) -> str:
+            host, port = self.endpoint(service, m.group(1), int(m.group(2)))
+            return f"{host}:{port}"
+
+        return re.sub(pattern, repl, text)
+
+    def argv(self, service: str, argv: Sequence[str]) -> list[str]:
+        return [self.text(service, a) for a in argv]
+
+    def redis_conf(self, service: str, text: str) -> str:
+        """redis.conf: paths/endpoints via text(), then the listening directives."""
+        cport, hip, hport = next(iter(self.own[service]))
+        out = []
+        for line in self.text(service, text).splitlines():
+            word = line.split(" ", 1)[0]
+            if word == "bind":
+                line = f"bind {hip}"
+            elif word in ("port", "tls-port") and line.split()[1] == str(cport):
+                line = f"{word} {hport}"
+            out.append(line)
+        return "\n".join(out) + "\n"
+
+    def file(self, service: str, upload: Upload) -> str:
+        if upload.content.lstrip().startswith("-----BEGIN"):
+            return upload.content  # keys and certificates are opaque: never rewritten
+        if service == "redis" and upload.path.endswith(".conf"):
+            return self.redis_conf(service, upload.content)
+        return self.text(service, upload.content)
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+def local_program(entrypoint: str) -> str | None:
+    for candidate in LOCAL_PROGRAMS.get(entrypoint, ()):
+        found = shutil.which(candidate)
+        if found:
+            return found
+    return None
+
+
+def write_files(spec: ContainerSpec, remap: Remap) -> list[Path]:
+    written = []
+    for volume in spec.volumes:
+        remap.path(spec.service, volume).mkdir(parents=True, exist_ok=True, mode=0o700)
+    for up in spec.uploads:
+        target = remap.path(spec.service, up.path)
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, up.mode)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(remap.file(spec.service, up))
+        os.chmod(target, up.mode)  # umask must not widen or narrow what the stack declared
+        written.append(target)
+    return written
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_port(host: str, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.3):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat: with the PID it identifies one process (PIDs get reused,
+    and redis-server rewrites its command line, so neither alone is proof)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _pid_alive(pid: int, started: int | None) -> bool:
+    now = proc_start_time(pid)
+    return now is not None and now == started and not _zombie(pid)
+
+
+def start_process(spec: ContainerSpec, remap: Remap, run_dir: Path) -> dict[str, Any]:
+    program = local_program(spec.entrypoint[0]) if spec.entrypoint else None
+    if program is None:
+        raise DevStackError(f"{spec.service}: no local program for {spec.entrypoint[:1]} "
+                            f"(image {spec.image}); on Debian: {APT_HINT}")
+    argv = [program, *remap.argv(spec.service, spec.argv[1:])]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(remap.roots[spec.service]),
+           **{k: remap.text(spec.service, v) for k, v in spec.env.items()}}
+    log = run_dir / f"{spec.service}.log"
+    workdir = remap.roots[spec.service]
+    workdir.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(argv, cwd=workdir, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    _, host_port, host_ip = spec.ports[0]
+    dial = "127.0.0.1" if host_ip in ("0.0.0.0", "::") else host_ip  # noqa: S104
+    info = {"host": dial, "port": host_port}
+    deadline = time.monotonic() + 30
+    while not (_wait_port(dial, host_port, 0.5) and _service_health(spec.service, info, run_dir)[0]):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.terminate()
+            tail = log.read_text(errors="replace")[-2000:]
+            raise DevStackError(f"{spec.service} is not healthy on {dial}:{host_port}; log {log}:\n{tail}")
+        time.sleep(0.1)
+    return {"pid": proc.pid, "started": proc_start_time(proc.pid), "argv": argv, "host": dial, "port": host_port, "log": str(log),
+            "image": spec.image}
+
+
+def _stop_pid(pid: int, started: int | None, timeout: float = 15.0) -> bool:
+    """SIGTERM (Redis flushes AOF/RDB on it), SIGKILL after `timeout`. False: not ours/not running."""
+    if not _pid_alive(pid, started):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid, started):
+            return True
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except (OSError, IndexError):
+        return True
+
+
+# --- status ------------------------------------------------------------------------------------
+
+@dataclass
+class ServiceStatus:
+    name: str
+    url: str
+    running: bool
+    healthy: bool
+    detail: str = ""
+    pid: int | None = None
+
+
+@dataclass
+class DevStatus:
+    stack: str
+    mode: str  # "processes", "docker" or "down"
+    run_dir: Path
+    services: list[ServiceStatus] = field(default_factory=list)
+    env_file: Path | None = None
+    smoke: str | None = None
+    seconds: float | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """Every service that runs here is healthy (Grafana without Docker is reported, not run)."""
+        run_here = [s for s in self.services if s.name not in NOT_PACKAGED or self.mode == "docker"]
+        return self.mode != "down" and bool(run_here) and all(s.healthy for s in run_here)
+
+    def lines(self) -> list[str]:
+        if self.mode == "down":
+            return [f"dev stack {self.stack}: down (nothing in {self.run_dir})"]
+        out = [f"dev stack {self.stack}: {self.mode}" + (f", up in {self.seconds:.1f}s" if self.seconds else "")]
+        for s in self.services:
+            state = "healthy" if s.healthy else ("running, unhealthy" if s.running else "not running")
+            out.append(f"  {s.name:<11} {state:<20} {s.url}" + (f"  ({s.detail})" if s.detail else ""))
+        if self.env_file:
+            out.append(f"  credentials: {self.env_file} (mode 0600; `set -a; . {self.env_file}; set +a`)")
+        if self.smoke:
+            out.append(f"  smoke: {self.smoke}")
+        return out
+
+
+def _http_ok(url: str, expect: str | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - loopback URLs we built
+            body = r.read().decode(errors="replace")
+            return r.status == 200 and (expect is None or expect in body)
+    except OSError:
+        return False
+
+
+def redis_ping(host: str, port: int, *, ca_file: Path | None) -> str:
+    """An unauthenticated PING, exactly what the container healthcheck does: PONG or NOAUTH."""
+    with socket.create_connection((host, port), timeout=2) as raw:
+        sock: socket.socket = raw
+        if ca_file is not None:
+            ctx = ssl.create_default_context(cafile=str(ca_file))
+            sock = ctx.wrap_socket(raw, server_hostname=host)
+        sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+        return sock.recv(256).decode(errors="replace").strip()
+
+
+def _service_health(name: str, info: Mapping[str, Any], run_dir: Path) -> tuple[bool, str]:
+    host, port = info["host"], int(info["port"])
+    if name == "redis":
+        ca = run_dir / CA_FILE
+        try:
+            reply = redis_ping(host, port, ca_file=ca if ca.exists() else None)
+        except (OSError, ssl.SSLError) as exc:
+            return False, f"PING failed: {exc.__class__.__name__}"
+        if reply.startswith("-NOAUTH"):
+            return True, "unauthenticated PING refused with NOAUTH: up, password enforced"
+        return reply.startswith("+PONG"), f"PING answered {reply[:40]!r}"
+    if name == "exporter":
+        return _http_ok(f"http://{host}:{port}/metrics", "redis_up 1"), ""
+    if name == "prometheus":
+        return _http_ok(f"http://{host}:{port}/-/ready"), ""
+    return _http_ok(f"http://{host}:{port}/api/health"), ""
+
+
+def _read_state(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads((run_dir / STATE_FILE).read_text())
+        return data
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def status(project_dir: Path | None = None, *, stack: str = "dev") -> DevStatus:
+    """What runs now, each service probed (the same checks as the container healthchecks)."""
+    project = find_project(project_dir)
+    run_dir = project / ".run" / stack
+    state = _read_state(run_dir)
+    if state is None:
+        return DevStatus(stack, "down", run_dir)
+    result = DevStatus(stack, state["mode"], run_dir, env_file=run_dir / ENV_FILE)
+    for name, info in state["services"].items():
+        url = info.get("url", "")
+        if "note" in info:
+            result.services.append(ServiceStatus(name, url, False, False, info["note"]))
+            continue
+        pid = info.get("pid")
+        running = True if pid is None else _pid_alive(int(pid), info.get("started"))
+        healthy, detail = _service_health(name, info, run_dir) if running else (False, "")
+        result.services.append(ServiceStatus(name, url, running, healthy, detail, pid))
+    return result
+
+
+# --- up / down ---------------------------------------------------------------------------------
+
+def find_project(start: Path | None = None) -> Path:
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "Pulumi.yaml").is_file() and (d / "infra").is_dir():
+            return d
+    raise DevStackError(f"no redisstack project (Pulumi.yaml + infra/) at or above {here}")
+
+
+def _deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
+def offline_run(project: Path, stack: str, overrides: Mapping[str, Any] | None = None) -> Any:
+    """The dev stack program under the project's mocks; returns tests.support.pulumi_harness.StackRun."""
+    if str(project) not in sys.path:
+        sys.path.insert(0, str(project))
+    run_program, load_stack_config, _ = _mock_engine()
+    stack_file = project / f"Pulumi.{stack}.yaml"
+    if not stack_file.is_file():
+        raise DevStackError(f"no stack file {stack_file}")
+    config, secret_keys = load_stack_config(stack_file)
+    config = _deep_merge(config, overrides or {})
+    if config.get("target") != "local":
+        raise DevStackError(f"stack {stack} has redisstack:target = {config.get('target')!r}; "
+                            "the dev stack needs target local")
+    return run_program(config, stack=stack, secret_keys=secret_keys)
+
+
+def dev_env(outputs: Mapping[str, Any], run_dir: Path) -> dict[str, str]:
+    """The .env a developer sources: the app's env contract plus the operator credentials."""
+    env = {str(k): str(v) for k, v in _plain(outputs["env"]).items()}
+    if outputs.get("caCertPem"):
+        env["REDIS_CA_CERT"] = str(run_dir / CA_FILE)
+    env["REDIS_ADMIN_USERNAME"] = "admin"
+    env["REDIS_ADMIN_PASSWORD"] = str(outputs["adminPassword"])
+    env["REDIS_MONITOR_USERNAME"] = "monitor"
+    env["REDIS_MONITOR_PASSWORD"] = str(outputs["monitorPassword"])
+    env["GRAFANA_URL"] = str(outputs["grafanaUrl"])
+    env["GRAFANA_ADMIN_USER"] = str(outputs.get("grafanaAdminUser", "admin"))
+    env["GRAFANA_ADMIN_PASSWORD"] = str(outputs["grafanaAdminPassword"])
+    return env
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(path, 0o600)
+
+
+def write_credentials(outputs: Mapping[str, Any], run_dir: Path) -> Path:
+    if outputs.get("caCertPem"):
+        (run_dir / CA_FILE).write_text(str(outputs["caCertPem"]))
+    _write_private(run_dir / OUTPUTS_FILE, json.dumps(_plain(dict(outputs)), indent=2, default=str))
+    _write_private(run_dir / ENV_FILE, render_dotenv(dev_env(outputs, run_dir)))
+    return run_dir / ENV_FILE
+
+
+def docker_available() -> bool:
+    if not (shutil.which("pulumi") and shutil.which("docker")):
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _pulumi_env(project: Path, stack: str) -> dict[str, str]:
+    state = project / ".pulumi-state"
+    state.mkdir(exist_ok=True, mode=0o700)
+    env = {**os.environ, "PULUMI_BACKEND_URL": f"file://{state}", "PULUMI_SKIP_UPDATE_CHECK": "true"}
+    if not env.get("PULUMI_CONFIG_PASSPHRASE") and not env.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
+        pfile = state / f"{stack}.passphrase"
+        if not pfile.exists():
+            _write_private(pfile, secrets.token_urlsafe(32))
+        env["PULUMI_CONFIG_PASSPHRASE_FILE"] = str(pfile)
+    return env
+
+
+def _pulumi(project: Path, stack: str, *args: str) -> str:
+    proc = subprocess.run(["pulumi", *args, "--stack", stack, "--non-interactive"], cwd=project,
+                          env=_pulumi_env(project, stack), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise DevStackError(f"pulumi {' '.join(args)} failed:\n{proc.stderr[-3000:] or proc.stdout[-3000:]}")
+    return proc.stdout
+
+
+def _up_docker(project: Path, stack: str, run_dir: Path, out: Out) -> dict[str, Any]:
+    subprocess.run(["pulumi", "stack", "select", "--create", stack, "--non-interactive"], cwd=project,
+                   env=_pulumi_env(project, stack), capture_output=True, text=True, check=False)
+    out(f"pulumi up --stack {stack} (state: {project / '.pulumi-state'})")
+    _pulumi(project, stack, "up", "--yes", "--skip-preview")
+    outputs: dict[str, Any] = json.loads(_pulumi(project, stack, "stack", "output", "--json", "--show-secrets"))
+    services = {}
+    for name, key in (("redis", "redisUrl"), ("exporter", "exporterUrl"), ("prometheus", "prometheusUrl"),
+                      ("grafana", "grafanaUrl")):
+        url = str(outputs[key])
+        hostport = url.split("://", 1)[1].split("/", 1)[0]
+        host, _, port = hostport.rpartition(":")
+        services[name] = {"url": url, "host": host.strip("[]"), "port": int(port)}
+    return {"outputs": outputs, "services": services}
+
+
+def _up_processes(project: Path, stack: str, run_dir: Path, overrides: Mapping[str, Any] | None,
+                  out: Out) -> dict[str, Any]:
+    run = offline_run(project, stack, overrides)
+    specs = container_specs(run.resources)
+    busy = [(s, hp, ip) for s, spec in specs.items() if s not in NOT_PACKAGED
+            for _, hp, ip in spec.ports if not _port_free(ip, hp)]
+    if busy:
+        s, hp, ip = busy[0]
+        raise DevStackError(f"{s}: {ip}:{hp} is already in use; free it or choose another port with "
+                            f"overrides {{'local': {{'ports': {{'{s}': <port>}}}}}} "
+                            f"(stack config redisstack:local.ports.{s})")
+    missing = [f"{s} ({spec.entrypoint[0]})" for s, spec in specs.items()
+               if s not in NOT_PACKAGED and not local_program(spec.entrypoint[0])]
+    if missing:
+        raise DevStackError(f"missing programs for {', '.join(missing)}; on Debian: {APT_HINT}")
+    remap = Remap.build(specs, run_dir)
+    services: dict[str, Any] = {}
+    outputs = run.outputs
+    if outputs.get("caCertPem"):
+        # The readiness probe verifies Redis against the stack's CA from the start.
+        (run_dir / CA_FILE).write_text(str(outputs["caCertPem"]))
+    urls = {"redis": outputs["redisUrl"], "exporter": outputs["exporterUrl"],
+            "prometheus": outputs["prometheusUrl"], "grafana": outputs["grafanaUrl"]}
+    # Written before anything starts so that down() can clean up after a partial start.
+    _save_state(run_dir, {"mode": "processes", "services": services})
+    for name in ("redis", "exporter", "prometheus", "grafana"):
+        spec = specs[name]
+        write_files(spec, remap)
+        if name in NOT_PACKAGED:
+            services[name] = {"url": urls[name], "note": NOT_PACKAGED[name] + "; provisioning files in "
+                              f"{remap.roots[name]}"}
+            continue
+        services[name] = {"url": urls[name], **start_process(spec, remap, run_dir)}
+        _save_state(run_dir, {"mode": "processes", "services": services})
+    redis_info = services["redis"]
+    healthcheck = remap.argv("redis", list(specs["redis"].healthcheck))
+    return {"outputs": outputs, "services": services,
+            "healthcheck": healthcheck, "redis": redis_info}
+
+
+def _save_state(run_dir: Path, state: Mapping[str, Any]) -> None:
+    _write_private(run_dir / STATE_FILE, json.dumps(state, indent=2))
+
+
+def _smoke(run_dir: Path) -> str:
+    """`redisops smoke` (redisops.smoke.run_smoke) against the stack, from the outputs file."""
+    from redisops.connection import resolve
+    from redisops.smoke import run_smoke
+
+    environ = {"REDIS_CA_CERT": str(run_dir / CA_FILE)} if (run_dir / CA_FILE).exists() else {}
+    report = run_smoke(resolve(stack_outputs=run_dir / OUTPUTS_FILE, environ=environ))
+    if report.passed:
+        return f"passed ({len(report.checks)} checks)"
+    return "FAILED: " + ", ".join(f"{c.name}" for c in report.failed)
+
+
+def up(project_dir: Path | None = None, *, stack: str = "dev", mode: Mode = "auto",
+       overrides: Mapping[str, Any] | None = None, run_smoke: bool = True, out: Out = print) -> DevStatus:
+    """Bring the dev stack up (idempotent: an already running stack is reported, not restarted)."""
+    started = time.monotonic()
+    project = find_project(project_dir)
+    run_dir = project / ".run" / stack
+    current = status(project, stack=stack)
+    if current.mode != "down":
+        if all(s.running for s in current.services if not s.detail or s.pid):
+            out(f"dev stack {stack} is already running ({current.mode}); `redisops dev down` first to recreate")
+            return current
+        down(project, stack=stack, out=out)
+    chosen = mode if mode != "auto" else ("docker" if docker_available() else "processes")
+    if chosen == "docker" and overrides:
+        raise DevStackError("overrides apply to the container-less run only; with Docker set them as stack "
+                            f"config: pulumi config set --stack {stack} redisstack:<key> <value>")
+    run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        if chosen == "docker":
+            result = _up_docker(project, stack, run_dir, out)
+        else:
+            out("no Docker engine/Pulumi CLI in use: running the dev stack as local processes "
+                "(same files and arguments as the containers)")
+            result = _up_processes(project, stack, run_dir, overrides, out)
+    except Exception:
+        if chosen == "processes":
+            down(project, stack=stack, out=lambda _m: None)
+        raise
+    _save_state(run_dir, {"mode": chosen, "services": result["services"]})
+    env_file = write_credentials(result["outputs"], run_dir)
+    final = status(project, stack=stack)
+    if run_smoke:
+        final.smoke = _smoke(run_dir)
+    final.seconds = time.monotonic() - started
+    for line in final.lines():
+        out(line)
+    final.env_file = env_file
+    return final
+
+
+def down(project_dir: Path | None = None, *, stack: str = "dev", out: Out = print) -> DevStatus:
+    """Stop what up() started and remove its run directory (docker mode: `pulumi destroy`)."""
+    project = find_project(project_dir)
+    run_dir = project / ".run" / stack
+    state = _read_state(run_dir)
+    if state is not None and state.get("mode") == "docker":
+        out(f"pulumi destroy --stack {stack}")
+        _pulumi(project, stack, "destroy", "--yes", "--skip-preview")
+    elif state is not None:
+        for name, info in reversed(list(state.get("services", {}).items())):
+            pid = info.get("pid")
+            if pid is not None and _stop_pid(int(pid), info.get("started")):
+                out(f"stopped {name} (pid {pid})")
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    return DevStatus(stack, "down", run_dir)
+
+
+def healthcheck_shell(argv: Sequence[str]) -> str:
+    """The CMD-SHELL string of a Docker healthcheck (the part `sh -c` runs)."""
+    if not argv or argv[0] != "CMD-SHELL":
+        return shlex.join(argv[1:] if argv and argv[0] == "CMD" else argv)
+    return argv[1]
