@@ -1,0 +1,386 @@
+"""ElastiCache operations with boto3: endpoint discovery, manual snapshots, AUTH token rotation,
+alarm status.
+
+Every function takes the boto3 client(s) it uses, so tests hand in moto or Stubber clients and
+nothing talks to AWS at import time. `register(app)` adds them to a typer CLI as `aws ...`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import string
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Annotated, Any
+
+from redisops.errors import OperationError, UsageError
+
+# ElastiCache AUTH tokens: 16-128 printable characters; the only specials AWS allows.
+TOKEN_SPECIALS = "!&#$^<>-"
+TOKEN_ALPHABET = string.ascii_letters + string.digits + TOKEN_SPECIALS
+SNAPSHOT_MARK = "-manual-"
+_STAMP = "%Y%m%d-%H%M%S"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    replication_group_id: str
+    host: str
+    port: int
+    reader_host: str | None
+    cluster_mode: bool
+    tls: bool
+    auth_token_enabled: bool
+    user_group_ids: tuple[str, ...]
+    status: str
+    members: tuple[str, ...]
+    replicas: tuple[str, ...] = field(default=())
+
+    @property
+    def url(self) -> str:
+        return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}/0"
+
+
+def _group(client: Any, replication_group_id: str) -> dict[str, Any]:
+    try:
+        groups = client.describe_replication_groups(ReplicationGroupId=replication_group_id)["ReplicationGroups"]
+    except client.exceptions.ReplicationGroupNotFoundFault:
+        raise UsageError(f"replication group {replication_group_id!r} not found in this account/region") from None
+    return dict(groups[0])
+
+
+def discover_endpoint(client: Any, replication_group_id: str) -> Endpoint:
+    """Where clients connect: the configuration endpoint in cluster mode, else the primary."""
+    rg = _group(client, replication_group_id)
+    cluster = bool(rg.get("ClusterEnabled")) or rg.get("ClusterMode") == "enabled"
+    node_groups = rg.get("NodeGroups") or []
+    reader = None
+    if cluster:
+        ep = rg.get("ConfigurationEndpoint")
+    else:
+        ep = node_groups[0].get("PrimaryEndpoint") if node_groups else None
+        reader = (node_groups[0].get("ReaderEndpoint") or {}).get("Address") if node_groups else None
+    if not ep:
+        raise OperationError(f"replication group {replication_group_id} has no endpoint yet "
+                             f"(status {rg.get('Status')})")
+    replicas = tuple(m["CacheClusterId"] for g in node_groups for m in g.get("NodeGroupMembers") or []
+                     if m.get("CurrentRole") == "replica")
+    return Endpoint(
+        replication_group_id=replication_group_id, host=ep["Address"], port=int(ep["Port"]), reader_host=reader,
+        cluster_mode=cluster, tls=bool(rg.get("TransitEncryptionEnabled")),
+        auth_token_enabled=bool(rg.get("AuthTokenEnabled")), user_group_ids=tuple(rg.get("UserGroupIds") or ()),
+        status=str(rg.get("Status")), members=tuple(rg.get("MemberClusters") or ()), replicas=replicas)
+
+
+def wait_group_available(client: Any, replication_group_id: str, *, timeout_s: float = 1800, poll_s: float = 15,
+                         sleep: Callable[[float], None] = time.sleep) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = _group(client, replication_group_id).get("Status")
+        if status == "available":
+            return
+        if time.monotonic() >= deadline:
+            raise OperationError(f"replication group {replication_group_id} still {status!r} after {timeout_s:.0f}s")
+        sleep(poll_s)
+
+
+# ---------------------------------------------------------------------------------------------
+# snapshots
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SnapshotInfo:
+    name: str
+    status: str
+    source: str
+    created: dt.datetime | None
+
+
+def snapshot_name(replication_group_id: str, now: dt.datetime) -> str:
+    return f"{replication_group_id}{SNAPSHOT_MARK}{now.astimezone(dt.UTC).strftime(_STAMP)}"
+
+
+def create_snapshot(client: Any, replication_group_id: str, *, now: dt.datetime | None = None,
+                    name: str | None = None) -> str:
+    """Start a manual snapshot and return its name.
+
+    Cluster mode: of the whole group. Otherwise: of a replica, so the fork and its memory
+    spike never hit the primary that answers the limiter (AWS's own recommendation)."""
+    ep = discover_endpoint(client, replication_group_id)
+    name = name or snapshot_name(replication_group_id, now or dt.datetime.now(dt.UTC))
+    if ep.cluster_mode:
+        client.create_snapshot(ReplicationGroupId=replication_group_id, SnapshotName=name)
+    else:
+        source = ep.replicas[0] if ep.replicas else (ep.members[0] if ep.members else None)
+        if source is None:
+            raise OperationError(f"replication group {replication_group_id} has no member to snapshot")
+        client.create_snapshot(CacheClusterId=source, SnapshotName=name)
+    return name
+
+
+def wait_snapshot_available(client: Any, name: str, *, timeout_s: float = 3600, poll_s: float = 15,
+                            sleep: Callable[[float], None] = time.sleep) -> SnapshotInfo:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        snap = client.describe_snapshots(SnapshotName=name)["Snapshots"][0]
+        info = _snapshot_info(snap)
+        if info.status == "available":
+            return info
+        if info.status in ("failed", "deleting", "deleted"):
+            raise OperationError(f"snapshot {name} ended in status {info.status}")
+        if time.monotonic() >= deadline:
+            raise OperationError(f"snapshot {name} still {info.status!r} after {timeout_s:.0f}s")
+        sleep(poll_s)
+
+
+def _snapshot_info(snap: dict[str, Any]) -> SnapshotInfo:
+    times = [n["SnapshotCreateTime"] for n in snap.get("NodeSnapshots") or [] if n.get("SnapshotCreateTime")]
+    created: dt.datetime | None = min(times) if times else None
+    name = snap["SnapshotName"]
+    if created is None and SNAPSHOT_MARK in name:
+        try:
+            created = dt.datetime.strptime(name.rsplit(SNAPSHOT_MARK, 1)[1], _STAMP).replace(tzinfo=dt.UTC)
+        except ValueError:
+            created = None
+    return SnapshotInfo(name=name, status=str(snap.get("SnapshotStatus")), source=str(snap.get("SnapshotSource")),
+                        created=created)
+
+
+def list_snapshots(client: Any, replication_group_id: str, *, source: str | None = None) -> list[SnapshotInfo]:
+    """Snapshots of the group (source "manual", "automated" or None for both), oldest first."""
+    kwargs: dict[str, Any] = {"ReplicationGroupId": replication_group_id}
+    if source:
+        kwargs["SnapshotSource"] = source
+    found: list[SnapshotInfo] = []
+    marker: str | None = None
+    while True:
+        page = client.describe_snapshots(**kwargs, **({"Marker": marker} if marker else {}))
+        found.extend(_snapshot_info(s) for s in page.get("Snapshots", []))
+        marker = page.get("Marker")
+        if not marker:
+            break
+    epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
+    return sorted(found, key=lambda s: (s.created or epoch, s.name))
+
+
+def prune_snapshots(client: Any, replication_group_id: str, *, retention_days: int, now: dt.datetime | None = None,
+                    keep_min: int = 1, dry_run: bool = False) -> list[str]:
+    """Delete this tool's manual snapshots older than `retention_days`, never the newest `keep_min`
+    and never one whose age is unknown. Automated snapshots are ElastiCache's to expire."""
+    if retention_days < 1:
+        raise UsageError(f"--retention-days {retention_days}: expected at least 1")
+    now = now or dt.datetime.now(dt.UTC)
+    ours = [s for s in list_snapshots(client, replication_group_id, source="manual")
+            if s.name.startswith(f"{replication_group_id}{SNAPSHOT_MARK}") and s.status == "available"]
+    protected = {s.name for s in ours[-keep_min:]} if keep_min > 0 else set()
+    cutoff = now - dt.timedelta(days=retention_days)
+    doomed = [s.name for s in ours if s.created is not None and s.created < cutoff and s.name not in protected]
+    if not dry_run:
+        for name in doomed:
+            client.delete_snapshot(SnapshotName=name)
+    return doomed
+
+
+# ---------------------------------------------------------------------------------------------
+# AUTH token rotation
+# ---------------------------------------------------------------------------------------------
+def generate_token(length: int = 64) -> str:
+    """A token in ElastiCache's alphabet with every character class present."""
+    if not 32 <= length <= 128:
+        raise UsageError(f"--length {length}: expected 32..128")
+    while True:
+        token = "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(length))
+        classes = (string.ascii_lowercase, string.ascii_uppercase, string.digits, TOKEN_SPECIALS)
+        if all(any(c in cls for c in token) for cls in classes):
+            return token
+
+
+Verifier = Callable[[Endpoint, str, str], None]  # (endpoint, username, token); raises when refused
+
+
+def verify_with_redis(endpoint: Endpoint, username: str, token: str, *, ca_cert: str | None = None,
+                      timeout_s: float = 5.0) -> None:
+    """Connect over TLS, AUTH, PING: what the application will do with the new token."""
+    import redis
+
+    client = redis.Redis(host=endpoint.host, port=endpoint.port, username=username, password=token,
+                         ssl=endpoint.tls, ssl_ca_certs=ca_cert, socket_timeout=timeout_s,
+                         socket_connect_timeout=timeout_s)
+    try:
+        if client.ping() is not True:
+            raise OperationError("PING with the new token did not answer PONG")
+    finally:
+        client.close()
+
+
+@dataclass
+class RotationResult:
+    replication_group_id: str
+    secret_id: str
+    dry_run: bool
+    steps: list[str]
+
+
+def rotate_auth_token(
+    elasticache: Any,
+    secretsmanager: Any,
+    replication_group_id: str,
+    secret_id: str,
+    *,
+    verify: Verifier,
+    generate: Callable[[], str] = generate_token,
+    dry_run: bool = False,
+    wait: Callable[[Any, str], None] = wait_group_available,
+) -> RotationResult:
+    """ROTATE (old and new both valid) -> write the secret -> verify a real connection -> SET.
+
+    If verification fails the secret is put back and the old token stays valid (SET is never
+    sent), so the application keeps working; the error says what to do next."""
+    ep = discover_endpoint(elasticache, replication_group_id)
+    steps: list[str] = []
+    if not ep.auth_token_enabled:
+        raise UsageError(f"replication group {replication_group_id} does not use an AUTH token"
+                         + (" (it uses RBAC user groups: rotate the user's password)" if ep.user_group_ids else ""))
+    if not ep.tls:
+        raise UsageError(f"replication group {replication_group_id}: AUTH rotation requires transit encryption")
+    if ep.status != "available":
+        raise OperationError(f"replication group {replication_group_id} is {ep.status!r}; rotate when available")
+    current = secretsmanager.get_secret_value(SecretId=secret_id)
+    try:
+        document = json.loads(current["SecretString"])
+    except (KeyError, json.JSONDecodeError):
+        raise UsageError(f"secret {secret_id}: expected a JSON object with username and password") from None
+    if not isinstance(document, dict) or "password" not in document:
+        raise UsageError(f"secret {secret_id}: expected a JSON object with username and password")
+    username = str(document.get("username") or "default")
+    steps = [f"modify {replication_group_id}: new AUTH token, strategy ROTATE (old and new valid)",
+             f"wait until {replication_group_id} is available",
+             f"put the new token into secret {secret_id} (AWSCURRENT; the old becomes AWSPREVIOUS)",
+             f"verify: TLS connection to {ep.host}:{ep.port} as {username} with the new token",
+             f"modify {replication_group_id}: strategy SET (only the new token valid)",
+             f"wait until {replication_group_id} is available"]
+    if dry_run:
+        return RotationResult(replication_group_id, secret_id, True, steps)
+    token = generate()
+    elasticache.modify_replication_group(ReplicationGroupId=replication_group_id, AuthToken=token,
+                                         AuthTokenUpdateStrategy="ROTATE", ApplyImmediately=True)
+    wait(elasticache, replication_group_id)
+    secretsmanager.put_secret_value(SecretId=secret_id, SecretString=json.dumps({**document, "password": token}))
+    try:
+        verify(ep, username, token)
+    except Exception as exc:
+        secretsmanager.put_secret_value(SecretId=secret_id, SecretString=current["SecretString"])
+        raise OperationError(
+            f"the new token was refused ({type(exc).__name__}); secret {secret_id} is back to the old token, "
+            f"which stays valid (SET was not sent). Rerun the rotation once the cause is fixed.") from exc
+    elasticache.modify_replication_group(ReplicationGroupId=replication_group_id, AuthToken=token,
+                                         AuthTokenUpdateStrategy="SET", ApplyImmediately=True)
+    wait(elasticache, replication_group_id)
+    return RotationResult(replication_group_id, secret_id, False, steps)
+
+
+# ---------------------------------------------------------------------------------------------
+# alarms
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AlarmStatus:
+    name: str
+    state: str
+    reason: str
+    updated: str
+    metric: str
+    member: str | None
+
+
+def alarm_status(cloudwatch: Any, *, names: Iterable[str] = (), prefix: str | None = None) -> list[AlarmStatus]:
+    """State of this stack's alarms (the stack output `alarmNames`, or a name prefix), ALARM first."""
+    names = list(names)
+    if not names and not prefix:
+        raise UsageError("give the alarm names (stack output alarmNames) or --prefix")
+    raw: list[dict[str, Any]] = []
+    paginator = cloudwatch.get_paginator("describe_alarms")
+    if names:
+        for i in range(0, len(names), 100):  # API limit per call
+            for page in paginator.paginate(AlarmNames=names[i:i + 100], AlarmTypes=["MetricAlarm"]):
+                raw.extend(page.get("MetricAlarms", []))
+    else:
+        for page in paginator.paginate(AlarmNamePrefix=prefix, AlarmTypes=["MetricAlarm"]):
+            raw.extend(page.get("MetricAlarms", []))
+    order = {"ALARM": 0, "INSUFFICIENT_DATA": 1, "OK": 2}
+    out = [AlarmStatus(
+        name=a["AlarmName"], state=a.get("StateValue", "INSUFFICIENT_DATA"), reason=a.get("StateReason", ""),
+        updated=str(a.get("StateUpdatedTimestamp", "")), metric=a.get("MetricName", ""),
+        member=next((d["Value"] for d in a.get("Dimensions", []) if d["Name"] == "CacheClusterId"), None))
+        for a in raw]
+    missing = sorted(set(names) - {a.name for a in out})
+    out += [AlarmStatus(n, "MISSING", "no such alarm (deleted, or another account/region)", "", "", None)
+            for n in missing]
+    return sorted(out, key=lambda a: (order.get(a.state, -1), a.name))
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+def register(app: Any) -> None:
+    """Add `aws endpoint|snapshot|prune-snapshots|list-snapshots|rotate-auth-token|alarms` to a typer app."""
+    import typer
+
+    aws_app = typer.Typer(help="ElastiCache operations (boto3; credentials from the usual AWS chain).")
+    app.add_typer(aws_app, name="aws")
+
+    def session(region: str | None) -> Any:
+        import boto3
+
+        return boto3.session.Session(region_name=region)
+
+    def emit(value: Any) -> None:
+        typer.echo(json.dumps(value, indent=2, default=str))
+
+    @aws_app.command("endpoint")
+    def endpoint_cmd(replication_group_id: str, region: str | None = typer.Option(None)) -> None:
+        """Print the endpoint of a replication group (for smoke/health)."""
+        ep = discover_endpoint(session(region).client("elasticache"), replication_group_id)
+        emit({**asdict(ep), "url": ep.url})
+
+    @aws_app.command("snapshot")
+    def snapshot_cmd(replication_group_id: str, region: str | None = typer.Option(None),
+                     wait: bool = typer.Option(True), retention_days: int = typer.Option(0, help="prune after; 0: no")) -> None:
+        """Take a manual snapshot, wait for it, optionally prune old manual snapshots."""
+        client = session(region).client("elasticache")
+        name = create_snapshot(client, replication_group_id)
+        info = wait_snapshot_available(client, name) if wait else None
+        pruned = prune_snapshots(client, replication_group_id, retention_days=retention_days) if retention_days else []
+        emit({"snapshot": name, "status": info.status if info else "creating", "pruned": pruned})
+
+    @aws_app.command("list-snapshots")
+    def list_cmd(replication_group_id: str, region: str | None = typer.Option(None)) -> None:
+        emit([asdict(s) for s in list_snapshots(session(region).client("elasticache"), replication_group_id)])
+
+    @aws_app.command("prune-snapshots")
+    def prune_cmd(replication_group_id: str, retention_days: int = typer.Option(...),
+                  region: str | None = typer.Option(None), dry_run: bool = typer.Option(False)) -> None:
+        emit({"deleted" if not dry_run else "would_delete": prune_snapshots(
+            session(region).client("elasticache"), replication_group_id, retention_days=retention_days,
+            dry_run=dry_run)})
+
+    @aws_app.command("rotate-auth-token")
+    def rotate_cmd(replication_group_id: str, secret_id: str = typer.Option(..., help="stack output authSecretArn"),
+                   region: str | None = typer.Option(None), ca_cert: str | None = typer.Option(None),
+                   dry_run: bool = typer.Option(False)) -> None:
+        """ROTATE, update the secret, verify with a real TLS connection, SET."""
+        s = session(region)
+        result = rotate_auth_token(s.client("elasticache"), s.client("secretsmanager"), replication_group_id,
+                                   secret_id, dry_run=dry_run,
+                                   verify=lambda ep, user, tok: verify_with_redis(ep, user, tok, ca_cert=ca_cert))
+        emit(asdict(result))
+
+    @aws_app.command("alarms")
+    def alarms_cmd(names: Annotated[list[str] | None, typer.Argument()] = None, prefix: str | None = typer.Option(None),
+                   region: str | None = typer.Option(None)) -> None:
+        """Alarm states; exit 1 when any is in ALARM or missing."""
+        states = alarm_status(session(region).client("cloudwatch"), names=names or (), prefix=prefix)
+        emit([asdict(a) for a in states])
+        if any(a.state in ("ALARM", "MISSING") for a in states):
+            raise typer.Exit(1)
