@@ -14,7 +14,7 @@ import string
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Annotated, Any
+from typing import Any
 
 from redisops.errors import OperationError, UsageError
 
@@ -377,7 +377,8 @@ def register(app: Any) -> None:
         emit(asdict(result))
 
     @aws_app.command("alarms")
-    def alarms_cmd(names: Annotated[list[str] | None, typer.Argument()] = None, prefix: str | None = typer.Option(None),
+    def alarms_cmd(names: list[str] | None = typer.Option(None, "--name", help="repeat; stack output alarmNames"),  # noqa: B008
+                   prefix: str | None = typer.Option(None),
                    region: str | None = typer.Option(None)) -> None:
         """Alarm states; exit 1 when any is in ALARM or missing."""
         states = alarm_status(session(region).client("cloudwatch"), names=names or (), prefix=prefix)
