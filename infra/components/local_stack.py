@@ -230,10 +230,10 @@ class LocalRedisStack(pulumi.ComponentResource):
         self.passwords = self._passwords()
         app_password: pulumi.Output[str] = (
             pulumi.Output.secret(args.app_password) if args.app_password is not None
-            else self._random("app").result)
+            else pulumi.Output.secret(self._random("app").result))
         grafana_password: pulumi.Output[str] = (
             pulumi.Output.secret(args.grafana_admin_password) if args.grafana_admin_password is not None
-            else self._random("grafana-admin").result)
+            else pulumi.Output.secret(self._random("grafana-admin").result))
 
         self.tls: LocalTls | None = None
         if args.tls:
@@ -289,7 +289,9 @@ class LocalRedisStack(pulumi.ComponentResource):
                                      opts=pulumi.ResourceOptions(parent=self))
 
     def _passwords(self) -> dict[str, pulumi.Output[str]]:
-        return {user: self._random(user).result for user in GENERATED_USERS}
+        # Explicitly secret: everything derived from them (uploads, env output) stays secret
+        # even where a provider's schema would not say so.
+        return {user: pulumi.Output.secret(self._random(user).result) for user in GENERATED_USERS}
 
     def _labels(self, service: str) -> list[docker.ContainerLabelArgs]:
         return [docker.ContainerLabelArgs(label=k, value=v)
