@@ -100,6 +100,7 @@ class SmokeRun:
         self._keys_written: set[str] = set()
         self._script_loads = 0
         self._flushed = False
+        self._decisions: Any = None
 
     # -- plumbing ----------------------------------------------------------------------------
     def _emit(self, check: Check) -> Check:
@@ -140,7 +141,7 @@ class SmokeRun:
         planned = self.planned()
         try:
             self._run_checks(planned)
-        except _Unavailable as exc:
+        except (_Unavailable, redis.ConnectionError, redis.TimeoutError) as exc:
             done = {c.name for c in self.report.checks}
             self._skip_rest([n for n in planned if n not in done and n != "cleanup"],
                             f"Redis became unavailable ({exc})")
@@ -148,8 +149,9 @@ class SmokeRun:
             try:
                 self._cleanup()
             finally:
-                if self._app is not None:
-                    self._app.close()
+                for client in (self._app, self._decisions):
+                    if client is not None:
+                        client.close()
                 self.report.duration_s = time.perf_counter() - started
         return self.report
 
@@ -437,9 +439,6 @@ class SmokeRun:
                           f"retry-after in (0, {tier.window_s}] s; peek agrees; key TTL in (0, {tier.window_s}] s")
             key = make_key(self.prefix, tier_key(tier, CLIENT_ID), tier.algorithm)
             self._keys_written.add(key)
-            decision_client = rc.client(self.spec, "app", extra={"max_connections": self.options.concurrency + 4}
-                                        if self.spec.mode != "cluster" else {})
-            limiter = RateLimiter(decision_client, tier.algorithm, prefix=self.prefix, timeout=self.spec.timeout_s)
             results: list[tuple[Decision, float]] = []
             lock = threading.Lock()
             stop = threading.Event()
@@ -456,6 +455,8 @@ class SmokeRun:
                     results.append((d, elapsed))
 
             try:
+                limiter = RateLimiter(self._decision_client(), tier.algorithm, prefix=self.prefix,
+                                      timeout=self.spec.timeout_s)
                 t_start = self._server_time()
                 with ThreadPoolExecutor(max_workers=self.options.concurrency) as pool:
                     list(pool.map(one, range(n)))
@@ -516,8 +517,29 @@ class SmokeRun:
                 c.status = "fail"
                 c.actual = f"{type(exc).__name__}: {exc}"
                 raise _Unavailable(str(exc)) from exc
-            finally:
-                decision_client.close()
+
+    def _decision_client(self) -> Any:
+        """One pooled client for every tier, its connections opened before any burst.
+
+        The application keeps its connections open; a latency figure that included a TCP
+        (or TLS) handshake per request would measure the smoke test, not the limiter.
+        """
+        if self._decisions is not None:
+            return self._decisions
+        n = self.options.concurrency
+        if self.spec.mode == "cluster":
+            self._decisions = rc.client(self.spec, "app")
+            return self._decisions
+        self._decisions = rc.client(self.spec, "app", extra={"max_connections": n + 4})
+        pool = self._decisions.connection_pool
+        conns = []
+        try:
+            for _ in range(n):
+                conns.append(pool.get_connection())
+        finally:
+            for conn in conns:
+                pool.release(conn)
+        return self._decisions
 
     def _check_script_reload(self) -> None:
         with self._timed("script-reload") as c:

@@ -1,0 +1,236 @@
+"""redisops smoke against real redis-server instances: the rendered config passes, each broken one
+fails and names the right check, and the run never leaves keys or hangs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from redis_conf.acl import APP_FORBIDDEN_COMMANDS, APP_RULES, password_digest
+from redisops import connection as rc
+from redisops.report import Check
+from redisops.smoke import SmokeRun, run_smoke
+from tests.integration._redisops_servers import (
+    REPO,
+    SETTINGS,
+    acl_with,
+    rendered_server,
+    requires_redis,
+    smoke_keys,
+)
+
+pytestmark = [pytest.mark.slow, requires_redis]
+DEV_SETTINGS = REPO / "Pulumi.dev.yaml"
+
+
+def spec_for(env: dict[str, str], **kw: object) -> rc.ConnectionSpec:
+    return rc.resolve(environ=env, settings_file=DEV_SETTINGS, **kw)  # type: ignore[arg-type]
+
+
+def failed_names(report: object) -> set[str]:
+    return {c.name for c in report.failed}  # type: ignore[attr-defined]
+
+
+def run_cli(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    full_env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), "COLUMNS": "200", **env}
+    return subprocess.run([sys.executable, "-m", "redisops", *args], capture_output=True, text=True, env=full_env,
+                          timeout=timeout, cwd=REPO, check=False)
+
+
+def test_rendered_server_passes_every_check_via_cli(tmp_path: Path) -> None:
+    with rendered_server(tmp_path / "srv") as srv:
+        admin = srv.admin()
+        # Keys that belong to the application: the smoke test must not touch them.
+        admin.set("rl:{general:real-user}:g", "1234", ex=3600)
+        admin.set("app:config", "keep-me")
+        json_path, junit_path = tmp_path / "smoke.json", tmp_path / "smoke.xml"
+        proc = run_cli(["smoke", "--settings", str(DEV_SETTINGS), "--json", str(json_path), "--junit",
+                        str(junit_path)], srv.env())
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        report = json.loads(json_path.read_text())
+        statuses = {c["name"]: c["status"] for c in report["checks"]}
+        expected_names = {"reachable", "tls", "auth-refuses-anonymous", "auth-refuses-wrong-password",
+                          "auth-app-login", "memory-policy", "maxmemory", "persistence-aof", "persistence-status",
+                          "script-cache", "script-reload", "latency", "cleanup",
+                          *(f"forbidden:{c}" for c in APP_FORBIDDEN_COMMANDS),
+                          *(f"ratelimit:{t.name}" for t in SETTINGS.tiers)}
+        assert set(statuses) == expected_names
+        assert all(s == "pass" for s in statuses.values()), statuses
+        by_name = {c["name"]: c for c in report["checks"]}
+        for tier in SETTINGS.tiers:
+            data = by_name[f"ratelimit:{tier.name}"]["data"]
+            assert data["allowed"] >= tier.limit and data["denied"] >= 1
+            assert 0 < data["pttl_ms"] <= tier.window_s * 1000
+        assert by_name["memory-policy"]["actual"] == "allkeys-lru"
+        assert report["meta"]["latency_ms"]["p99_ms"] > 0
+        # CI artefacts and the terminal never carry a password.
+        for text in (json_path.read_text(), junit_path.read_text(), proc.stdout, proc.stderr):
+            for pw in srv.passwords.values():
+                assert pw not in text
+        suite = ET.parse(junit_path).getroot()
+        assert suite.get("tests") == str(len(expected_names)) and suite.get("failures") == "0"
+        assert "smoke PASSED" in proc.stdout
+        # Nothing of ours left behind, everything of theirs untouched.
+        assert smoke_keys(srv) == []
+        assert admin.get("app:config") == b"keep-me"
+        assert admin.get("rl:{general:real-user}:g") == b"1234"
+        assert 3590 < admin.ttl("rl:{general:real-user}:g") <= 3600
+        admin.close()
+
+
+def test_tls_server_passes_with_certificate_verified(tmp_path: Path) -> None:
+    with rendered_server(tmp_path / "srv", tls=True) as srv:
+        report = run_smoke(spec_for(srv.env()))
+        assert report.passed, [(c.name, c.actual) for c in report.failed]
+        tls = report.get("tls")
+        assert tls.status == "pass" and "verified" in tls.actual and "TLSv1." in tls.actual
+
+
+def test_tls_with_an_unknown_ca_fails_the_tls_check(tmp_path: Path) -> None:
+    with rendered_server(tmp_path / "srv", tls=True) as srv:
+        env = srv.env()
+        del env["REDIS_CA_CERT"]  # system CAs do not know the test CA
+        report = run_smoke(spec_for(env))
+        assert "tls" in failed_names(report)
+        assert "certificate verification failed" in report.get("tls").actual
+
+
+def test_insecure_skip_verify_is_reported_not_silent(tmp_path: Path) -> None:
+    with rendered_server(tmp_path / "srv", tls=True) as srv:
+        env = srv.env()
+        del env["REDIS_CA_CERT"]
+        proc = run_cli(["smoke", "--insecure-skip-verify", "--settings", str(DEV_SETTINGS)], env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "--insecure-skip-verify" in proc.stderr and "NOT verified" in proc.stderr
+        assert "NOT verified" in proc.stdout
+
+
+def test_no_password_server_fails_auth_checks(tmp_path: Path) -> None:
+    pw = {c: f"{c}-pw-0123456789abcdef" for c in ("app", "monitor", "replica", "sentinel", "admin")}
+    acl = acl_with(pw, app_line=f"user default reset on nopass {APP_RULES}")
+    with rendered_server(tmp_path / "srv", acl_text=acl, passwords=pw) as srv:
+        report = run_smoke(spec_for(srv.env()))
+        assert "auth-refuses-anonymous" in failed_names(report)
+        assert "unauthenticated clients are served" in report.get("auth-refuses-anonymous").actual
+        assert smoke_keys(srv) == []
+
+
+def test_flushall_allowed_for_app_user_fails_that_probe_only(tmp_path: Path) -> None:
+    pw = {c: f"{c}-pw-0123456789abcdef" for c in ("app", "monitor", "replica", "sentinel", "admin")}
+    acl = acl_with(pw, app_line=f"user default reset on #{password_digest(pw['app'])} {APP_RULES} +flushall")
+    with rendered_server(tmp_path / "srv", acl_text=acl, passwords=pw) as srv:
+        admin = srv.admin()
+        admin.set("precious", "data")
+        report = run_smoke(spec_for(srv.env()))
+        assert failed_names(report) == {"forbidden:FLUSHALL"}
+        assert "QUEUED" in report.get("forbidden:FLUSHALL").actual
+        # The probe was discarded, never executed.
+        assert admin.get("precious") == b"data"
+        admin.close()
+
+
+def test_tls_expected_but_server_speaks_plain_tcp(tmp_path: Path) -> None:
+    with rendered_server(tmp_path / "srv") as srv:
+        report = run_smoke(spec_for(srv.env(REDIS_TLS="true")))
+        assert "tls" in failed_names(report)
+        assert "speaks plain TCP" in report.get("tls").actual
+        assert not report.passed
+
+
+def test_wrong_password_fails_app_login(tmp_path: Path) -> None:
+    with rendered_server(tmp_path / "srv") as srv:
+        proc = run_cli(["smoke", "--settings", str(DEV_SETTINGS)], srv.env(REDIS_PASSWORD="not-the-password-123"))
+        assert proc.returncode == 1
+        assert "auth-app-login" in proc.stdout and "FAILED" in proc.stdout
+        assert "not-the-password-123" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(("overrides", "check", "actual"), [
+    ({"maxmemory-policy": "noeviction"}, "memory-policy", "noeviction"),
+    ({"appendonly": "no"}, "persistence-aof", "aof_enabled:0"),
+])
+def test_server_that_differs_from_the_declared_settings(tmp_path: Path, overrides: dict[str, str], check: str,
+                                                        actual: str) -> None:
+    with rendered_server(tmp_path / "srv", overrides=overrides) as srv:
+        report = run_smoke(spec_for(srv.env()))
+        assert failed_names(report) == {check}
+        assert report.get(check).actual == actual
+        assert "settings Pulumi.dev.yaml" in report.get(check).expected
+
+
+def test_flags_override_expectations(tmp_path: Path) -> None:
+    with rendered_server(tmp_path / "srv") as srv:
+        exp = rc.Expectations("volatile-ttl", False, None, "flags")
+        report = run_smoke(spec_for(srv.env(), flag_expectations=exp))
+        assert failed_names(report) == {"memory-policy", "persistence-aof"}
+
+
+def test_redis_killed_mid_run_is_reported_cleaned_and_bounded(tmp_path: Path) -> None:
+    with rendered_server(tmp_path / "srv") as srv:
+        def kill_after_ratelimit_general(check: Check) -> None:
+            if check.name == "ratelimit:general":
+                srv.proc.kill9()
+
+        t0 = time.monotonic()
+        report = SmokeRun(spec_for(srv.env()), on_check=kill_after_ratelimit_general).run()
+        assert time.monotonic() - t0 < 15
+        assert report.get("ratelimit:general").status == "pass"
+        assert report.get("ratelimit:auth").status == "fail"
+        actual = report.get("ratelimit:auth").actual
+        assert "fell back" in actual or "Connection refused" in actual
+        assert report.get("ratelimit:financial").status == "skip"
+        cleanup = report.get("cleanup")
+        assert cleanup.status == "fail" and "expires within 60 s" in cleanup.detail
+        assert not report.passed
+
+
+def test_paused_redis_does_not_hang_the_run(tmp_path: Path) -> None:
+    with rendered_server(tmp_path / "srv") as srv:
+        def pause(check: Check) -> None:
+            if check.name == "script-cache":
+                srv.proc.pause()
+
+        t0 = time.monotonic()
+        try:
+            report = SmokeRun(spec_for(srv.env(REDIS_TIMEOUT="300")), on_check=pause).run()
+        finally:
+            srv.proc.resume()
+        assert time.monotonic() - t0 < 20
+        assert "ratelimit:general" in failed_names(report)
+        assert report.get("cleanup").status == "fail"
+        # Once resumed, whatever could not be deleted still carries a TTL.
+        admin = srv.admin()
+        for key in admin.scan_iter(match="smoke:*"):
+            assert 0 < admin.pttl(key) <= 60_000
+        admin.close()
+
+
+def test_ctrl_c_still_cleans_up(tmp_path: Path) -> None:
+    with rendered_server(tmp_path / "srv") as srv:
+        def interrupt(name: str) -> None:
+            if name == "ratelimit:admin":
+                raise KeyboardInterrupt
+
+        run = SmokeRun(spec_for(srv.env()), on_start=interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            run.run()
+        assert run.report.get("cleanup").status == "pass"
+        assert run.report.get("ratelimit:general").status == "pass"
+        assert smoke_keys(srv) == []
+
+
+def test_unreachable_server_fails_fast_with_exit_1(tmp_path: Path) -> None:
+    from tests.support.redisproc import free_port
+
+    t0 = time.monotonic()
+    proc = run_cli(["smoke"], {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "REDIS_PASSWORD": "x" * 20})
+    assert proc.returncode == 1
+    assert "reachable" in proc.stdout and "ConnectionRefused" in proc.stdout
+    assert time.monotonic() - t0 < 30
