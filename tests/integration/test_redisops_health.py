@@ -1,0 +1,228 @@
+"""redisops health against real servers: each watched quantity is pushed over its warning and its
+critical line (the thresholds table's, or a test override where the table's needs thousands of
+clients) and the status and exit code follow."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import redis
+
+from infra.thresholds import DEFAULT_THRESHOLDS, apply_overrides
+from redisops import connection as rc
+from redisops.health import HealthOptions, run_health
+from tests.integration._redisops_servers import Server, rendered_server, requires_redis
+from tests.integration.test_redisops_smoke import run_cli
+
+pytestmark = [pytest.mark.slow, requires_redis]
+FAST = HealthOptions(sample_seconds=0.5)
+
+
+def health(srv: Server, overrides: dict | None = None, options: HealthOptions = FAST, **env: str):  # type: ignore[no-untyped-def]
+    thresholds = apply_overrides(overrides or {}, DEFAULT_THRESHOLDS)
+    return run_health(rc.resolve(environ=srv.env(**env)), thresholds, options)
+
+
+@pytest.fixture
+def srv(tmp_path: Path) -> Iterator[Server]:
+    with rendered_server(tmp_path / "srv") as s:
+        yield s
+
+
+@contextmanager
+def raw_clients(srv: Server, n: int, command: bytes | None = None) -> Iterator[list[socket.socket]]:
+    """n authenticated connections, each optionally left inside a blocking command."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            pw = srv.passwords["app"].encode()
+            s.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(pw), pw))
+            assert s.recv(16).startswith(b"+OK")
+            if command:
+                s.sendall(command)
+            socks.append(s)
+        yield socks
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_healthy_server_is_ok_and_exit_0(srv: Server) -> None:
+    app = redis.Redis(port=srv.port, password=srv.passwords["app"])
+    app.set("rl:{general:u1}:g", "1", px=60_000)
+    proc = run_cli(["health", "--sample-seconds", "0.3"], srv.env())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "health OK" in proc.stdout
+    report = health(srv)
+    assert report.level() == "OK"
+    keys = report.get("limiter_keys")
+    assert keys.data["by_tier"] == {"general": 1} and keys.status == "OK"
+    app.close()
+
+
+def test_memory_usage_warning_then_critical(tmp_path: Path) -> None:
+    with rendered_server(tmp_path / "srv", overrides={"maxmemory-policy": "noeviction"}) as srv:
+        admin = srv.admin()
+        used = int(admin.info("memory")["used_memory"])
+        # maxmemory set so that the baseline sits at 70 %, then filled towards the lines.
+        admin.config_set("maxmemory", str(int(used / 0.70)))
+        limit = int(admin.info("memory")["maxmemory"])
+
+        def fill_to(pct: float) -> None:
+            i = 0
+            while int(admin.info("memory")["used_memory"]) < limit * pct / 100:
+                admin.set(f"fill:{pct}:{i}", "x" * 2000)
+                i += 1
+
+        fill_to(84)
+        r = health(srv)
+        assert r.get("memory_usage").status == "WARNING", r.get("memory_usage").actual
+        fill_to(93)
+        r = health(srv)
+        assert r.get("memory_usage").status == "CRITICAL", r.get("memory_usage").actual
+        assert r.level() == "CRITICAL"
+        admin.close()
+
+
+def test_connected_clients_over_warn_and_crit(srv: Server) -> None:
+    lines = {"connected_clients": {"warn": 20, "crit": 60}}
+    with raw_clients(srv, 30):
+        r = health(srv, lines)
+        assert r.get("connected_clients").status == "WARNING"
+        assert r.level() == "WARNING"
+    with raw_clients(srv, 70):
+        assert health(srv, lines).get("connected_clients").status == "CRITICAL"
+
+
+def test_blocked_clients_over_the_tables_lines(srv: Server) -> None:
+    blpop = b"*3\r\n$5\r\nBLPOP\r\n$13\r\nhealth:nowait\r\n$1\r\n0\r\n"
+    with raw_clients(srv, 11, blpop):
+        time.sleep(0.2)
+        r = health(srv)
+        assert r.get("blocked_clients").status == "WARNING", r.get("blocked_clients").actual
+    with raw_clients(srv, 51, blpop):
+        time.sleep(0.2)
+        assert health(srv).get("blocked_clients").status == "CRITICAL"
+
+
+def _load(srv: Server, stop: threading.Event, per_second: int | None) -> None:
+    r = redis.Redis(port=srv.port, password=srv.passwords["app"])
+    while not stop.is_set():
+        t0 = time.monotonic()
+        pipe = r.pipeline(transaction=False)
+        for _ in range(100):
+            pipe.ping()
+        pipe.execute()
+        if per_second:
+            time.sleep(max(0.0, 100 / per_second - (time.monotonic() - t0)))
+    r.close()
+
+
+@pytest.mark.parametrize(("rate", "level"), [(2000, "WARNING"), (None, "CRITICAL")])
+def test_command_rate(srv: Server, rate: int | None, level: str) -> None:
+    stop = threading.Event()
+    t = threading.Thread(target=_load, args=(srv, stop, rate))
+    t.start()
+    try:
+        time.sleep(0.2)
+        check = health(srv, options=HealthOptions(sample_seconds=1.0)).get("command_rate")
+    finally:
+        stop.set()
+        t.join()
+    assert check.status == level, check.actual
+
+
+@pytest.mark.parametrize(("misses", "level"), [(20, "OK"), (40, "WARNING"), (60, "CRITICAL")])
+def test_keyspace_miss_ratio(srv: Server, misses: int, level: str) -> None:
+    app = redis.Redis(port=srv.port, password=srv.passwords["app"])
+    app.set("present", "1")
+    for i in range(100):
+        app.get(f"absent:{i}" if i < misses else "present")
+    check = health(srv).get("keyspace_miss_ratio")
+    assert check.status == level, check.actual
+    assert f"{misses}.0 %" in check.actual
+    app.close()
+
+
+def test_evictions_are_critical(tmp_path: Path) -> None:
+    with rendered_server(tmp_path / "srv", overrides={"maxmemory-policy": "allkeys-lru"}) as srv:
+        admin = srv.admin()
+        assert health(srv).get("evicted_keys").status == "OK"
+        admin.config_set("maxmemory", str(int(admin.info("memory")["used_memory"]) + 200_000))
+        for i in range(500):
+            admin.set(f"fill:{i}", "x" * 2000)
+        check = health(srv).get("evicted_keys")
+        assert check.status == "CRITICAL" and int(check.data["value"]) > 0
+        admin.close()
+
+
+def test_limiter_key_without_ttl_is_critical(srv: Server) -> None:
+    app = redis.Redis(port=srv.port, password=srv.passwords["app"])
+    app.set("rl:{auth:u1}:g", "1", px=60_000)
+    app.set("rl:{auth:u2}:g", "1")  # a limiter key that would live forever
+    check = health(srv).get("limiter_keys")
+    assert check.status == "CRITICAL"
+    assert check.data["without_ttl"] == ["rl:{auth:u2}:g"]
+    assert check.data["by_tier"] == {"auth": 2}
+    app.close()
+
+
+def test_scan_budget_bounds_the_work(srv: Server) -> None:
+    app = redis.Redis(port=srv.port, password=srv.passwords["app"])
+    pipe = app.pipeline(transaction=False)
+    for i in range(300):
+        pipe.set(f"rl:{{general:u{i}}}:g", "1", px=60_000)
+    pipe.execute()
+    check = health(srv, options=HealthOptions(sample_seconds=0.2, scan_budget=50)).get("limiter_keys")
+    assert check.data["scanned"] == 50 and "scan budget reached" in check.actual
+    app.close()
+
+
+def test_replica_with_link_down_is_critical(tmp_path: Path, srv: Server) -> None:
+    admin = srv.admin()
+    # Point the server at a primary that does not exist: role slave, link down.
+    admin.execute_command("REPLICAOF", "127.0.0.1", "1")
+    try:
+        check = health(srv).get("replication_link_down")
+        assert check.status == "CRITICAL" and "link down" in check.actual
+    finally:
+        admin.execute_command("REPLICAOF", "NO", "ONE")
+        admin.close()
+
+
+def test_slowlog_needs_admin_and_is_listed(srv: Server) -> None:
+    admin = srv.admin()
+    admin.config_set("slowlog-log-slower-than", "0")
+    admin.set("k", "v")
+    as_admin = health(srv).get("slowlog")
+    assert as_admin.data["top"], as_admin.actual
+    as_app = health(srv, options=HealthOptions(sample_seconds=0.2, use_admin=False)).get("slowlog")
+    assert "not readable" in as_app.actual
+    admin.close()
+
+
+def test_unreachable_is_critical_exit_2(tmp_path: Path) -> None:
+    from tests.support.redisproc import free_port
+
+    proc = run_cli(["health"], {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "REDIS_PASSWORD": "x" * 20})
+    assert proc.returncode == 2
+    assert "CRITICAL" in proc.stdout
+
+
+def test_cli_threshold_override_gives_exit_1(srv: Server) -> None:
+    with raw_clients(srv, 8):
+        proc = run_cli(["health", "--sample-seconds", "0.2", "--threshold", "connected_clients=5:100", "--json",
+                        str(srv.data_dir / "h.json")], srv.env())
+    assert proc.returncode == 1, proc.stdout
+    assert "health WARNING" in proc.stdout
+    text = (srv.data_dir / "h.json").read_text()
+    assert '"level": "WARNING"' in text
+    for pw in srv.passwords.values():
+        assert pw not in text and pw not in proc.stdout
