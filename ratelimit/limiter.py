@@ -20,7 +20,8 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 import redis
 import redis.asyncio
@@ -117,8 +118,7 @@ def _positive_int(name: str, value: object) -> int:
     return value
 
 
-@dataclass(frozen=True)
-class _Call:
+class _Call(NamedTuple):
     """One validated decision request: what goes into EVALSHA and how to fall back."""
 
     script: LuaScript
@@ -129,12 +129,13 @@ class _Call:
     fail_open: bool
 
 
-def _prepare(prefix: str, algorithm: str, key: str, limit: int, window_s: float, cost: int,
-             burst: int | None, peek: bool, fail_open: bool) -> _Call:
+@lru_cache(maxsize=1024, typed=True)
+def _static_args(algorithm: str, limit: int, window_s: float, cost: int, burst: int | None,
+                 peek: bool) -> tuple[LuaScript, tuple[str, ...]]:
+    """Validate once per distinct (algorithm, limit, window, cost, burst): a tier's requests
+    repeat the same few shapes, and this is the hot path."""
     if algorithm not in ALGORITHMS:
         raise RateLimitError(f"unknown algorithm {algorithm!r}; expected one of {', '.join(ALGORITHMS)}")
-    if not isinstance(key, str) or not key:
-        raise RateLimitError("key must be a non-empty string")
     limit = _positive_int("limit", limit)
     cost = _positive_int("cost", cost)
     window_ms = _window_ms(window_s)
@@ -151,11 +152,22 @@ def _prepare(prefix: str, algorithm: str, key: str, limit: int, window_s: float,
     args = [str(limit), str(window_ms), str(cost), "1" if peek else "0"]
     if algorithm == "gcra" and burst is not None:
         args.append(str(burst))
-    return _Call(script(algorithm), make_key(prefix, key, algorithm), tuple(args), limit, cost, fail_open)
+    return script(algorithm), tuple(args)
+
+
+def _prepare(prefix: str, algorithm: str, key: str, limit: int, window_s: float, cost: int,
+             burst: int | None, peek: bool, fail_open: bool) -> _Call:
+    if not isinstance(key, str) or not key:
+        raise RateLimitError("key must be a non-empty string")
+    try:
+        lua, args = _static_args(algorithm, limit, window_s, cost, burst, peek)
+    except TypeError:  # unhashable argument: certainly not an int or a number of seconds
+        raise RateLimitError(f"invalid limit/window/cost/burst: {limit!r}, {window_s!r}, {cost!r}, {burst!r}") from None
+    return _Call(lua, make_key(prefix, key, algorithm), args, limit, cost, fail_open)
 
 
 def _decision(reply: Sequence[int], limit: int) -> Decision:
-    allowed, remaining, retry_us, reset_us = (int(v) for v in reply)
+    allowed, remaining, retry_us, reset_us = reply  # integer replies: already ints
     return Decision(
         allowed=allowed == 1,
         remaining=max(0, remaining),

@@ -11,7 +11,7 @@ See docs/rate-limiter.md for the semantics and how to call them from another lan
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
@@ -26,12 +26,12 @@ KEY_SUFFIX: dict[str, str] = {"gcra": "g", "sliding_log": "s", "fixed_window": "
 class LuaScript:
     name: str
     source: str
+    # EVALSHA needs the SHA1 of the exact source; computing it locally (once) saves a SCRIPT
+    # LOAD round trip on the happy path.
+    sha: str = field(init=False)
 
-    @property
-    def sha(self) -> str:
-        # EVALSHA needs the SHA1 of the exact source; computing it locally saves a SCRIPT LOAD
-        # round trip on the happy path.
-        return hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest())
 
 
 @cache

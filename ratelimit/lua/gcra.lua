@@ -12,10 +12,12 @@
 -- Time comes from TIME so that every app server shares one clock; Redis >= 5 replicates the
 -- script's effects (the SET with its absolute expiry), not the script, so TIME is safe.
 
+local floor, ceil, fmt = math.floor, math.ceil, string.format
+
 local function int_arg(i, name, min, max)
   local v = tonumber(ARGV[i])
-  if v == nil or v ~= math.floor(v) or v < min or v > max then
-    return nil, string.format('ERR ratelimit: %s must be an integer in [%d, %d], got %s',
+  if v == nil or v ~= floor(v) or v < min or v > max then
+    return nil, fmt('ERR ratelimit: %s must be an integer in [%d, %d], got %s',
       name, min, max, tostring(ARGV[i]))
   end
   return v
@@ -39,14 +41,14 @@ if ARGV[5] ~= nil and ARGV[5] ~= '' then
   burst = b
 end
 if cost > burst then
-  return redis.error_reply(string.format(
+  return redis.error_reply(fmt(
     'ERR ratelimit: cost %d exceeds burst %d and could never be allowed', cost, burst))
 end
 
 -- Rounding the emission interval up keeps the long-run rate at or below limit/window.
-local interval = math.ceil(window_ms * 1000 / limit)
+local interval = ceil(window_ms * 1000 / limit)
 local tolerance = burst * interval
-if tolerance > 2^50 then
+if tolerance > 1125899906842624 then  -- 2^50
   return redis.error_reply('ERR ratelimit: burst * window / limit too large')
 end
 
@@ -61,16 +63,15 @@ local allow_at = new_tat - tolerance
 
 if allow_at > now then
   -- Units that would still fit now (a smaller request may pass where this one cannot).
-  local remaining = math.floor((tolerance - (tat - now)) / interval)
+  local remaining = floor((tolerance - (tat - now)) / interval)
   return {0, remaining, allow_at - now, tat - now}
 end
 
 if mode == '1' then
-  return {1, math.floor((tolerance - (tat - now)) / interval), 0, tat - now}
+  return {1, floor((tolerance - (tat - now)) / interval), 0, tat - now}
 end
 
 -- The key lives exactly until the TAT drains (rounded up to Redis' millisecond expiry
 -- clock); an expired key and a drained TAT mean the same thing.
-redis.call('SET', KEYS[1], string.format('%d', new_tat),
-  'PXAT', string.format('%d', math.ceil(new_tat / 1000)))
-return {1, math.floor((tolerance - (new_tat - now)) / interval), 0, new_tat - now}
+redis.call('SET', KEYS[1], fmt('%d', new_tat), 'PXAT', fmt('%d', ceil(new_tat / 1000)))
+return {1, floor((tolerance - (new_tat - now)) / interval), 0, new_tat - now}

@@ -1,0 +1,73 @@
+"""A throwaway redis-server on loopback for the benchmark (and anything else that needs one).
+
+No password and no persistence: the benchmark measures the limiter, and redis-benchmark must
+not carry a secret on its argv.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalRedis:
+    """`with LocalRedis() as srv: redis.Redis(port=srv.port)`; stopped (and its dir removed) on exit."""
+
+    def __init__(self, binary: str | None = None, extra_args: list[str] | None = None) -> None:
+        found = binary or shutil.which("redis-server") or "/usr/bin/redis-server"
+        if not Path(found).exists():
+            raise FileNotFoundError("redis-server not found; install it (Debian: apt-get install redis-server)")
+        self.binary = found
+        self.extra_args = list(extra_args or [])
+        self.port = 0
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10.0) -> LocalRedis:
+        self._dir = tempfile.TemporaryDirectory(prefix="ratelimit-redis-")
+        self.port = _free_port()
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", self._dir.name, "--daemonize", "no",
+                "--logfile", str(Path(self._dir.name) / "redis.log"), *self.extra_args]
+        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                break
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"redis-server did not start on 127.0.0.1:{self.port}")
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(10)
+        self._proc = None
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+    def __enter__(self) -> LocalRedis:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()

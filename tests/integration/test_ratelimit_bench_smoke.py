@@ -1,0 +1,46 @@
+"""The benchmark runs end to end at toy sizes and reports every field (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from ratelimit.bench import run_benchmark
+from tests.support.ratelimit_fixtures import requires_redis
+
+pytestmark = [pytest.mark.slow, requires_redis]
+
+CONTENDERS = {"gcra", "sliding_log", "fixed_window", "limits_moving_window", "limits_sliding_window_counter"}
+THROUGHPUT_FIELDS = {"decisions", "allowed", "decisions_per_s", "latency_p50_us", "latency_p99_us",
+                     "client_cpu_us_per_decision", "server_usec_per_call", "server_evalsha_calls",
+                     "decisions_per_s_all_rounds"}
+
+
+def test_benchmark_writes_complete_results(tmp_path) -> None:
+    result = run_benchmark(tmp_path, decisions=400, per_client=200, memory_clients=300, log_clients=50,
+                           ceiling_requests=2000, rounds=2, chart=True)
+    on_disk = json.loads((tmp_path / "ratelimit.json").read_text())
+    assert on_disk == json.loads(json.dumps(result))
+    assert (tmp_path / "ratelimit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    assert set(on_disk["throughput"]) == CONTENDERS
+    for name, row in on_disk["throughput"].items():
+        assert set(row) == THROUGHPUT_FIELDS, name
+        assert row["decisions_per_s"] > 0 and row["latency_p99_us"] >= row["latency_p50_us"] > 0
+        # Rounds of 200 requests from one id against 120 per minute: 120 admitted (GCRA refills
+        # one unit per 0.5 s, so a slow round may admit a few more).
+        assert row["decisions"] == 200 and 120 <= row["allowed"] <= 130, (name, row["allowed"])
+        assert row["server_evalsha_calls"] == 200 and row["server_usec_per_call"] > 0, name
+    assert set(on_disk["memory"]) == CONTENDERS
+    for name, row in on_disk["memory"].items():
+        assert row["bytes_per_client"] > 0 and row["keys"] >= row["clients"], name
+    assert on_disk["memory"]["sliding_log"]["requests_per_client"] == 120
+    if shutil.which("redis-benchmark"):
+        assert all(v and v > 0 for v in on_disk["ceilings"].values())
+    assert set(on_disk["ratios"]) >= {"gcra_server_cost_vs_fixed_window", "gcra_bytes_per_client",
+                                      "limits_moving_window_memory_vs_gcra", "python_throughput_gcra_vs_best_limits"}
+    assert set(on_disk["targets_met"]) == {"gcra_server_cost_vs_fixed_window", "gcra_bytes_per_client",
+                                           "limits_moving_window_memory_vs_gcra", "python_throughput_vs_limits"}
+    assert all(isinstance(v, bool) for v in on_disk["targets_met"].values())
