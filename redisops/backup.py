@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import shutil
 import socket
 import subprocess
@@ -175,6 +174,7 @@ def backup(spec: rc.ConnectionSpec, to_dir: Path, *, data_dir: Path | None = Non
             raise UsageError(f"--data-dir {src_dir}: not a directory on this machine (CONFIG GET dir says "
                              f"{dir_conf}); for a container pass the volume's path on the host")
         dbfilename = _config_get(client, "dbfilename") or "dump.rdb"
+        appendfilename = _config_get(client, "appendfilename") or "appendonly.aof"
         aofdir = _config_get(client, "appenddirname") or "appendonlydir"
         before = client.info("persistence")
         aof_enabled = bool(int(before.get("aof_enabled", 0)))
@@ -191,8 +191,9 @@ def backup(spec: rc.ConnectionSpec, to_dir: Path, *, data_dir: Path | None = Non
 
     to_dir = Path(to_dir)
     to_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    final = to_dir / f"{PREFIX}{stamp}-{secrets.token_hex(3)}"
+    # Names sort by time (retention relies on it), to the microsecond.
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    final = to_dir / f"{PREFIX}{stamp}"
     work = final.with_name(final.name + ".partial")
     work.mkdir(mode=0o700)
     try:
@@ -232,7 +233,9 @@ def backup(spec: rc.ConnectionSpec, to_dir: Path, *, data_dir: Path | None = Non
             "source": spec.display_url,
             "data_dir": str(src_dir),
             "dbfilename": dbfilename,
-            "appenddirname": aofdir if (work / "appendonlydir").is_dir() else None,
+            "appenddirname": aofdir,
+            "aof_included": (work / "appendonlydir").is_dir(),
+            "appendfilename": appendfilename,
             "aof_enabled": aof_enabled,
             "keys": rdb.keys,
             "expires": rdb.expires,
@@ -294,7 +297,7 @@ def list_backups(directory: Path) -> list[dict[str, Any]]:
             continue
         out.append({"path": str(p), "name": p.name, "created": m.get("created"), "keys": m.get("keys"),
                     "size": sum(int(f.get("size", 0)) for f in m["files"]), "redis_version": m.get("redis_version"),
-                    "aof": bool(m.get("appenddirname")), "source": m.get("source")})
+                    "aof": bool(m.get("aof_included")), "source": m.get("source")})
     return out
 
 
@@ -424,13 +427,18 @@ def restore(spec: rc.ConnectionSpec, from_dir: Path, *, data_dir: Path | None = 
     progress(f"restoring {dbfilename}", 0.5)
     _place(from_dir / "dump.rdb", target / dbfilename, aside / dbfilename)
     restored.append(dbfilename)
+    tmp_dir = target / f".{aofdir}.restore"
+    shutil.rmtree(tmp_dir, ignore_errors=True)
     if (from_dir / "appendonlydir").is_dir():
-        tmp_dir = target / f".{aofdir}.restore"
-        shutil.rmtree(tmp_dir, ignore_errors=True)
         shutil.copytree(from_dir / "appendonlydir", tmp_dir)
-        _chown_like(tmp_dir, aside / aofdir)
-        os.replace(tmp_dir, target / aofdir)
         restored.append(aofdir + "/")
+    else:
+        # Redis 7 with appendonly yes and no AOF on disk starts EMPTY and ignores dump.rdb. An
+        # AOF whose base is the restored RDB is loaded with AOF on and ignored with it off.
+        synthesize_aof(from_dir / "dump.rdb", tmp_dir, manifest.get("appendfilename") or "appendonly.aof")
+        restored.append(aofdir + "/ (built from the RDB)")
+    _chown_like(tmp_dir, aside / aofdir)
+    os.replace(tmp_dir, target / aofdir)
     result = RestoreResult(target, aside if moved else None, restored, expected_keys=manifest.get("keys"))
     if wait <= 0:
         result.message = ("files restored; start Redis now (docker compose start redis / systemctl start "
@@ -441,6 +449,18 @@ def restore(spec: rc.ConnectionSpec, from_dir: Path, *, data_dir: Path | None = 
     check_key_count(manifest, result.verified_keys)
     result.message = f"Redis is back with {result.verified_keys} keys"
     return result
+
+
+def synthesize_aof(rdb: Path, directory: Path, appendfilename: str) -> None:
+    """A multi-part AOF (Redis >= 7.0) whose only part is `rdb` as its RDB-format base."""
+    directory.mkdir(mode=0o700)
+    base = f"{appendfilename}.1.base.rdb"
+    shutil.copyfile(rdb, directory / base)
+    (directory / f"{appendfilename}.manifest").write_text(f"file {base} seq 1 type b\n")
+    ok, out = check_aof(directory / f"{appendfilename}.manifest")
+    if not ok:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise OperationError(f"the AOF built from the RDB fails redis-check-aof: {_last_lines(out)}")
 
 
 def _place(src: Path, dst: Path, previous: Path) -> None:

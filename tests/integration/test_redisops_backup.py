@@ -1,0 +1,223 @@
+"""redisops backup/restore against a real redis-server: 10k keys with TTLs survive a destroyed data
+dir; a corrupted backup is refused before anything is overwritten; a running server is not
+restored under unless --force; retention keeps the newest N."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from redisops import backup as bk
+from redisops import connection as rc
+from redisops.errors import OperationError
+from tests.integration._redisops_servers import Server, rendered_server, requires_redis
+from tests.integration.test_redisops_smoke import run_cli
+
+pytestmark = [pytest.mark.slow, requires_redis]
+N_KEYS = 10_000
+
+
+@pytest.fixture
+def srv(tmp_path: Path) -> Iterator[Server]:
+    with rendered_server(tmp_path / "srv") as s:
+        yield s
+
+
+def write_keys(srv: Server, n: int = N_KEYS) -> dict[str, tuple[str, int, float]]:
+    """n keys with TTLs from 10 min to 1 day: key -> (value, ttl_s, time written)."""
+    rnd = random.Random(4711)
+    app = redis.Redis(port=srv.port, password=srv.passwords["app"])
+    expected = {}
+    pipe = app.pipeline(transaction=False)
+    for i in range(n):
+        key, value, ttl = f"rl:{{general:user-{i}}}:g", f"v{rnd.getrandbits(48)}", rnd.randint(600, 86_400)
+        pipe.set(key, value, ex=ttl)
+        expected[key] = (value, ttl, 0.0)
+    t0 = time.time()
+    pipe.execute()
+    t_mid = (t0 + time.time()) / 2
+    app.close()
+    return {k: (v, ttl, t_mid) for k, (v, ttl, _) in expected.items()}
+
+
+def assert_all_back(srv: Server, expected: dict[str, tuple[str, int, float]]) -> None:
+    admin = srv.admin()
+    assert admin.dbsize() == len(expected)
+    keys = list(expected)
+    now = time.time()
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start:start + 1000]
+        pipe = admin.pipeline(transaction=False)
+        for k in chunk:
+            pipe.get(k)
+            pipe.pttl(k)
+        replies = pipe.execute()
+        for i, k in enumerate(chunk):
+            value, ttl, written = expected[k]
+            assert replies[2 * i] == value.encode(), k
+            want = written + ttl - now
+            assert abs(replies[2 * i + 1] / 1000 - want) <= 1.0, (k, replies[2 * i + 1], want)
+    admin.close()
+
+
+def destroy_data(data_dir: Path) -> None:
+    (data_dir / "dump.rdb").unlink(missing_ok=True)
+    shutil.rmtree(data_dir / "appendonlydir", ignore_errors=True)
+
+
+def digest_tree(path: Path) -> dict[str, str]:
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file() and not p.name.endswith(".log")}
+
+
+def test_backup_destroy_restore_every_key_and_ttl(srv: Server, tmp_path: Path) -> None:
+    expected = write_keys(srv)
+    backups = tmp_path / "backups"
+    proc = run_cli(["backup", "--to", str(backups), "--json", str(tmp_path / "b.json")], srv.env(), timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads((tmp_path / "b.json").read_text())
+    manifest = result["manifest"]
+    assert manifest["keys"] == N_KEYS and manifest["expires"] == N_KEYS
+    assert manifest["redis_version"].startswith("7.")
+    paths = {f["path"] for f in manifest["files"]}
+    assert "dump.rdb" in paths and any(p.startswith("appendonlydir/") and p.endswith(".manifest") for p in paths)
+    backup_dir = Path(result["path"])
+    for f in manifest["files"]:
+        assert hashlib.sha256((backup_dir / f["path"]).read_bytes()).hexdigest() == f["sha256"]
+    assert (backup_dir / "dump.rdb").stat().st_mode & 0o077 == 0
+    for pw in srv.passwords.values():
+        assert pw not in (backup_dir / "manifest.json").read_text() and pw not in proc.stdout
+
+    srv.proc.stop()
+    destroy_data(srv.data_dir)
+    proc = run_cli(["restore", "--from", str(backup_dir), "--data-dir", str(srv.data_dir)], srv.env())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "restored dump.rdb, appendonlydir/" in proc.stdout
+    srv.proc.start(write_config=False)
+    assert_all_back(srv, expected)
+    proc = run_cli(["restore", "--from", str(backup_dir), "--verify-only"], srv.env())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{N_KEYS} keys, as in the backup" in proc.stdout
+
+
+def test_restore_refuses_a_running_server_unless_forced(srv: Server, tmp_path: Path) -> None:
+    expected = write_keys(srv, 500)
+    spec = rc.resolve(environ=srv.env())
+    result = bk.backup(spec, tmp_path / "backups")
+    app = redis.Redis(port=srv.port, password=srv.passwords["app"])
+    app.set("written-after-backup", "1")
+    app.close()
+    before = digest_tree(srv.data_dir)
+    proc = run_cli(["restore", "--from", str(result.path), "--data-dir", str(srv.data_dir)], srv.env())
+    assert proc.returncode == 1
+    assert "is running" in proc.stderr and "--force" in proc.stderr
+    assert digest_tree(srv.data_dir) == before
+    assert srv.proc.running()
+
+    restored = bk.restore(spec, result.path, force=True)
+    assert restored.data_dir == srv.data_dir and restored.moved_aside is not None
+    assert (restored.moved_aside / "dump.rdb").exists()  # the old data is kept, not deleted
+    srv.proc.proc.wait(10)  # type: ignore[union-attr]
+    srv.proc.start(write_config=False)
+    assert_all_back(srv, expected)  # and the key written after the backup is gone
+
+
+def test_corrupted_backup_is_detected_before_anything_is_overwritten(srv: Server, tmp_path: Path) -> None:
+    write_keys(srv, 1000)
+    result = bk.backup(rc.resolve(environ=srv.env()), tmp_path / "backups")
+    srv.proc.stop()
+    rdb = result.path / "dump.rdb"
+    data = bytearray(rdb.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    rdb.write_bytes(bytes(data))
+    before = digest_tree(srv.data_dir)
+    proc = run_cli(["restore", "--from", str(result.path), "--data-dir", str(srv.data_dir)], srv.env())
+    assert proc.returncode == 1
+    assert "dump.rdb: SHA-256" in proc.stderr and "nothing was changed" in proc.stderr
+    assert digest_tree(srv.data_dir) == before
+
+
+def test_corruption_with_a_matching_manifest_is_caught_by_redis_check_rdb(srv: Server, tmp_path: Path) -> None:
+    write_keys(srv, 1000)
+    result = bk.backup(rc.resolve(environ=srv.env()), tmp_path / "backups")
+    rdb = result.path / "dump.rdb"
+    data = bytearray(rdb.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    rdb.write_bytes(bytes(data))
+    manifest = json.loads((result.path / "manifest.json").read_text())
+    for f in manifest["files"]:
+        if f["path"] == "dump.rdb":
+            f["sha256"] = hashlib.sha256(bytes(data)).hexdigest()
+    (result.path / "manifest.json").write_text(json.dumps(manifest))
+    _, problems = bk.verify_backup(result.path)
+    assert len(problems) == 1 and "redis-check-rdb" in problems[0]
+    with pytest.raises(OperationError, match="redis-check-rdb"):
+        bk.restore(rc.resolve(environ=srv.env()), result.path, data_dir=srv.data_dir, force=True)
+    assert srv.proc.running()  # verification failed first: the server was not even stopped
+
+
+def test_keep_and_list(srv: Server, tmp_path: Path) -> None:
+    write_keys(srv, 100)
+    spec = rc.resolve(environ=srv.env())
+    made = [bk.backup(spec, tmp_path / "b", keep=2).path for _ in range(3)]
+    listed = bk.list_backups(tmp_path / "b")
+    assert [Path(b["path"]) for b in listed] == made[1:]
+    assert all(b["keys"] == 100 for b in listed)
+    proc = run_cli(["backup", "--to", str(tmp_path / "b"), "--list", "--keep", "1", "--json", str(tmp_path / "l.json")],
+                   {})
+    assert proc.returncode == 0, proc.stderr
+    assert [Path(b["path"]) for b in json.loads((tmp_path / "l.json").read_text())] == made[2:]
+
+
+def test_backup_without_admin_credentials_is_a_usage_error(srv: Server, tmp_path: Path) -> None:
+    env = srv.env()
+    del env["REDIS_ADMIN_PASSWORD"]
+    proc = run_cli(["backup", "--to", str(tmp_path / "b")], env)
+    assert proc.returncode == 2
+    assert "REDIS_ADMIN_PASSWORD" in proc.stderr
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())
+
+
+def test_check_tools_never_get_a_password(srv: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_keys(srv, 50)
+    seen: list[list[str]] = []
+    real_run = subprocess.run
+
+    def recording_run(args, *a, **kw):  # type: ignore[no-untyped-def]
+        seen.append([str(x) for x in args])
+        return real_run(args, *a, **kw)
+
+    monkeypatch.setattr(bk.subprocess, "run", recording_run)
+    bk.backup(rc.resolve(environ=srv.env()), tmp_path / "b")
+    assert {Path(a[0]).name for a in seen} == {"redis-check-rdb", "redis-check-aof"}
+    for argv in seen:
+        for pw in srv.passwords.values():
+            assert all(pw not in arg for arg in argv)
+
+
+def test_rdb_only_backup_restores_into_a_server_with_aof_on(tmp_path: Path) -> None:
+    """Redis 7 with appendonly yes ignores dump.rdb when no AOF exists and starts empty: restore
+    builds an AOF whose base is the RDB, and moves the server's stale AOF aside."""
+    with rendered_server(tmp_path / "rdb-only", overrides={"appendonly": "no"}) as src:
+        expected = write_keys(src, 2000)
+        result = bk.backup(rc.resolve(environ=src.env()), tmp_path / "b")
+    assert result.manifest["aof_included"] is False
+    with rendered_server(tmp_path / "aof-on") as dst:
+        admin = dst.admin()
+        admin.set("stale", "1")
+        admin.close()
+        dst.proc.stop()
+        restored = bk.restore(rc.resolve(environ=dst.env()), result.path, data_dir=dst.data_dir)
+        assert "appendonlydir/ (built from the RDB)" in restored.restored
+        assert (restored.moved_aside / "appendonlydir").is_dir()  # type: ignore[operator]
+        dst.proc.start(write_config=False)
+        assert_all_back(dst, expected)
