@@ -28,6 +28,8 @@ _COMMON_MODIFIABLE = frozenset({
     "reserved-memory-percent", "set-max-intset-entries", "slowlog-log-slower-than", "slowlog-max-len",
     "stream-node-max-bytes", "stream-node-max-entries", "tcp-keepalive", "timeout",
     "zset-max-listpack-entries", "zset-max-listpack-value",
+    # Settable only in a new parameter group at creation time (cluster mode cannot be toggled).
+    "cluster-enabled",
 })
 MODIFIABLE: dict[Family, frozenset[str]] = {
     "redis7": _COMMON_MODIFIABLE,
@@ -56,9 +58,10 @@ class ReportEntry:
     equivalent: str
 
 
-def elasticache_parameters(conf: RedisConf, family: Family, *, reserved_memory_percent: int = 25) -> dict[str, str]:
+def elasticache_parameters(conf: RedisConf, family: Family, *, reserved_memory_percent: int = 25,
+                           cluster_mode: bool = False) -> dict[str, str]:
     """Parameter group parameters (name -> value) for `family`; only modifiable names."""
-    params: dict[str, str] = {}
+    params: dict[str, str] = {"cluster-enabled": "yes"} if cluster_mode else {}
     for name, value in conf.values.items():
         mapping = SPECS[name].elasticache
         if mapping.parameter is not None:

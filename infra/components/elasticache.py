@@ -42,7 +42,6 @@ AUTH_TOKEN_SPECIALS = "!&#$^<>-"
 AUTH_TOKEN_LENGTH = 64
 # Fixed at creation for a cluster-mode group; set on our own group because a custom group
 # does not inherit it from default.<family>.cluster.on.
-CLUSTER_ENABLED_PARAMETER = "cluster-enabled"
 # RBAC: the access string of the application user is the ACL model's app rules (one source),
 # so the managed service refuses the same commands the self-hosted targets refuse.
 APP_USER_NAME = "app"
@@ -158,10 +157,8 @@ class ElastiCacheArgs:
         c = settings.config
         ec = c.elasticache
         family = family_for(c.engine, c.engine_version)
-        parameters = elasticache_parameters(settings.redis_conf, family,
+        parameters = elasticache_parameters(settings.redis_conf, family, cluster_mode=ec.cluster_mode,
                                             reserved_memory_percent=ec.reserved_memory_percent)
-        if ec.cluster_mode:
-            parameters = {**parameters, CLUSTER_ENABLED_PARAMETER: "yes"}
         if c.network.vpc_id is None:
             raise SettingError("network.vpcId", None, "required for target elasticache")
         token = c.auth_token.get_secret_value() if c.auth_token is not None else None

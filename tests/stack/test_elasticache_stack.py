@@ -15,7 +15,6 @@ import pytest
 from infra.components.elasticache import (
     APP_ACCESS_STRING,
     AUTH_TOKEN_SPECIALS,
-    CLUSTER_ENABLED_PARAMETER,
     ElastiCacheArgs,
 )
 from infra.errors import SettingError, SettingsErrors
@@ -349,9 +348,8 @@ def test_every_parameter_is_modifiable_in_its_family(name: str, family: str) -> 
     assert "name" not in group.inputs  # auto-named: a family change never deletes the in-use group first
     assert not group.delete_before_replace
     params = {p["name"]: p["value"] for p in group.inputs["parameters"]}
-    extra = {CLUSTER_ENABLED_PARAMETER} if name == "cluster" else set()
-    assert set(params) - extra <= MODIFIABLE[family]  # type: ignore[index]
-    assert params.get(CLUSTER_ENABLED_PARAMETER) == ("yes" if name == "cluster" else None)
+    assert set(params) <= MODIFIABLE[family]  # type: ignore[index]
+    assert params.get("cluster-enabled") == ("yes" if name == "cluster" else None)
     assert params["maxmemory-policy"] == "allkeys-lru"  # Pulumi.prod.yaml override
     assert params["reserved-memory-percent"] == "25"
     assert all(v != "" for v in params.values())
