@@ -7,6 +7,7 @@ flag and what is expected). Tables and progress go to the terminal; passwords ne
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -420,8 +421,135 @@ def dev_status(stack: Annotated[str, typer.Option(help="Stack name")] = "dev") -
     raise typer.Exit(0 if status.healthy else 1)
 
 
+# --- ElastiCache (redisops/aws.py) -------------------------------------------------------------
+# Top-level shortcuts that take the replication group and secret from the stack outputs; the
+# full set (list/prune snapshots, ...) is under `redisops aws ...`.
+
+RgId = Annotated[str | None, typer.Option("--replication-group-id",
+                                          help="Default: stack output replicationGroupId")]
+Region = Annotated[str | None, typer.Option(help="AWS region (default: the AWS config chain)")]
+
+
+def _aws_outputs(stack_outputs: Path | None, stack: str | None) -> dict[str, Any]:
+    if stack_outputs is not None and stack is not None:
+        raise UsageError("--stack-outputs and --stack are alternatives; expected one of them")
+    if stack_outputs is not None:
+        return rc.load_outputs_file(stack_outputs)
+    if stack is not None:
+        return rc.pulumi_outputs(stack)
+    return {}
+
+
+def _output(outputs: dict[str, Any], flag_value: Any, key: str, flag: str) -> Any:
+    value = flag_value if flag_value is not None else outputs.get(key)
+    if value in (None, "", []):
+        raise UsageError(f"{flag} is required (or --stack-outputs/--stack with the output {key}); "
+                         "expected the ElastiCache stack's value")
+    return value
+
+
+def _aws_client(region: str | None, service: str) -> Any:
+    import boto3
+
+    return boto3.session.Session(region_name=region).client(service)
+
+
+def _print_json(value: Any) -> None:
+    def default(o: Any) -> Any:
+        return dataclasses.asdict(o) if dataclasses.is_dataclass(o) and not isinstance(o, type) else str(o)
+
+    sys.stdout.write(json.dumps(value, indent=2, default=default) + "\n")
+
+
+@app.command()
+@_exits
+def endpoint(replication_group_id: RgId = None, stack_outputs: StackOutputs = None, stack: Stack = None,
+             region: Region = None) -> None:
+    """Where clients connect to an ElastiCache replication group (primary or configuration endpoint)."""
+    from redisops import aws
+
+    rg = _output(_aws_outputs(stack_outputs, stack), replication_group_id, "replicationGroupId",
+                 "--replication-group-id")
+    ep = aws.discover_endpoint(_aws_client(region, "elasticache"), rg)
+    _print_json({**dataclasses.asdict(ep), "url": ep.url})
+
+
+@app.command()
+@_exits
+def snapshot(replication_group_id: RgId = None, stack_outputs: StackOutputs = None, stack: Stack = None,
+             region: Region = None, wait: Annotated[bool, typer.Option(help="Wait until available")] = True,
+             retention_days: Annotated[int, typer.Option(min=0, help="Then delete manual snapshots older than "
+                                                                     "this (0: keep all)")] = 0) -> None:
+    """ElastiCache backup: a manual snapshot (from a replica when there is one), optionally pruned."""
+    from redisops import aws
+
+    rg = _output(_aws_outputs(stack_outputs, stack), replication_group_id, "replicationGroupId",
+                 "--replication-group-id")
+    client = _aws_client(region, "elasticache")
+    with _progress() as progress:
+        progress.add_task(f"snapshot of {rg}", total=None)
+        name = aws.create_snapshot(client, rg)
+        info = aws.wait_snapshot_available(client, name) if wait else None
+        pruned = aws.prune_snapshots(client, rg, retention_days=retention_days) if retention_days else []
+    _print_json({"snapshot": name, "status": info.status if info else "creating", "pruned": pruned})
+
+
+@app.command("rotate-token")
+@_exits
+def rotate_token(replication_group_id: RgId = None, stack_outputs: StackOutputs = None, stack: Stack = None,
+                 region: Region = None,
+                 secret_id: Annotated[str | None, typer.Option(help="Default: stack output authSecretArn")] = None,
+                 ca_cert: Annotated[str | None, typer.Option(help="CA bundle for the TLS check")] = None,
+                 dry_run: Annotated[bool, typer.Option(help="Show what would happen")] = False) -> None:
+    """Rotate the ElastiCache AUTH token: ROTATE, store in Secrets Manager, verify over TLS, SET."""
+    from redisops import aws
+
+    outputs = _aws_outputs(stack_outputs, stack)
+    rg = _output(outputs, replication_group_id, "replicationGroupId", "--replication-group-id")
+    secret = _output(outputs, secret_id, "authSecretArn", "--secret-id")
+    result = aws.rotate_auth_token(
+        _aws_client(region, "elasticache"), _aws_client(region, "secretsmanager"), rg, secret, dry_run=dry_run,
+        verify=lambda ep, user, tok: aws.verify_with_redis(ep, user, tok, ca_cert=ca_cert))
+    _print_json(result)
+
+
+@app.command()
+@_exits
+def alarms(stack_outputs: StackOutputs = None, stack: Stack = None, region: Region = None,
+           name: Annotated[list[str] | None, typer.Option("--name", help="Alarm name (repeatable); "
+                                                          "default: stack output alarmNames")] = None,
+           prefix: Annotated[str | None, typer.Option(help="Alarm name prefix")] = None) -> None:
+    """CloudWatch alarm states of the stack; exit 1 when any is in ALARM or missing."""
+    from redisops import aws
+
+    names = name or _aws_outputs(stack_outputs, stack).get("alarmNames") or []
+    if not names and not prefix:
+        raise UsageError("alarms needs --name, --prefix or --stack-outputs/--stack with the output alarmNames")
+    states = aws.alarm_status(_aws_client(region, "cloudwatch"), names=names, prefix=prefix)
+    _print_json(states)
+    raise typer.Exit(1 if any(a.state in ("ALARM", "MISSING") for a in states) else 0)
+
+
+def _register_aws_group() -> None:
+    try:
+        from redisops import aws
+    except ImportError:  # boto3 missing: the self-managed commands still work
+        return
+    aws.register(app)
+
+
+_register_aws_group()
+
+
 def main() -> None:
-    app()
+    try:
+        app()
+    except UsageError as exc:  # raised by commands not wrapped in _exits (redisops aws ...)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except OperationError as exc:
+        err.print(f"[bold red]failed:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
