@@ -54,7 +54,11 @@ Role = Literal["primary", "replica"]
 
 
 class TopologyError(ValueError):
-    """A Sentinel tuning or topology that cannot work; the message says what is allowed."""
+    """A Sentinel tuning or topology that cannot work: the setting, its value, what is allowed."""
+
+    def __init__(self, key: str, value: Any, allowed: str) -> None:
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"{key} = {value!r}: {allowed}")
 
 
 @dataclass(frozen=True)
@@ -70,20 +74,20 @@ class SentinelTuning:
 
     def __post_init__(self) -> None:
         if not 1 <= self.quorum <= SENTINEL_COUNT:
-            raise TopologyError(f"sentinel.quorum {self.quorum}: expected 1..{SENTINEL_COUNT} "
+            raise TopologyError("sentinel.quorum", self.quorum, f"expected 1..{SENTINEL_COUNT} "
                                 f"(a majority, 2 of {SENTINEL_COUNT}, is recommended)")
         if self.down_after_ms < 100:
-            raise TopologyError(f"sentinel.downAfterMs {self.down_after_ms}: expected at least 100 ms")
+            raise TopologyError("sentinel.downAfterMs", self.down_after_ms, "expected at least 100 ms")
         if self.failover_timeout_ms < self.down_after_ms:
-            raise TopologyError(f"sentinel.failoverTimeoutMs {self.failover_timeout_ms}: expected at least "
-                                f"downAfterMs ({self.down_after_ms})")
+            raise TopologyError("sentinel.failoverTimeoutMs", self.failover_timeout_ms,
+                                f"expected at least sentinel.downAfterMs ({self.down_after_ms})")
         if self.parallel_syncs < 1:
-            raise TopologyError(f"sentinel.parallelSyncs {self.parallel_syncs}: expected at least 1")
+            raise TopologyError("sentinel.parallelSyncs", self.parallel_syncs, "expected at least 1")
         if not 0 <= self.min_replicas_to_write < NODE_COUNT:
-            raise TopologyError(f"sentinel.minReplicasToWrite {self.min_replicas_to_write}: expected "
-                                f"0..{NODE_COUNT - 1} (there are {NODE_COUNT - 1} replicas)")
+            raise TopologyError("sentinel.minReplicasToWrite", self.min_replicas_to_write,
+                                f"expected 0..{NODE_COUNT - 1} (there are {NODE_COUNT - 1} replicas)")
         if self.min_replicas_max_lag < 1:
-            raise TopologyError(f"sentinel.minReplicasMaxLag {self.min_replicas_max_lag}: expected >= 1 s")
+            raise TopologyError("sentinel.minReplicasMaxLag", self.min_replicas_max_lag, "expected >= 1 s")
 
     @classmethod
     def from_settings(cls, s: Any) -> SentinelTuning:
@@ -108,10 +112,10 @@ class Endpoint:
 def _require(passwords: Mapping[str, str], *names: str) -> None:
     missing = [n for n in names if not passwords.get(n)]
     if missing:
-        raise TopologyError(f"missing passwords for {', '.join(missing)}")
+        raise TopologyError("passwords", missing, "every credential is required")
     for n in names:
-        if any(c in passwords[n] for c in '"\\\n\r ') :
-            raise TopologyError(f"password {n!r}: must not contain quotes, backslashes, spaces or newlines "
+        if any(c in passwords[n] for c in '"\\\n\r '):
+            raise TopologyError(f"passwords.{n}", "<secret>", "no quotes, backslashes, spaces or newlines "
                                 "(it is written into redis.conf / sentinel.conf)")
 
 
@@ -252,10 +256,10 @@ def topology_files(
     hosts (the private interface); `announce` adds replica-announce / sentinel announce so that
     what Sentinel hands to clients is the address they can reach."""
     if len(nodes) != NODE_COUNT or len(sentinels) != SENTINEL_COUNT:
-        raise TopologyError(f"expected {NODE_COUNT} nodes and {SENTINEL_COUNT} sentinels, got "
-                            f"{len(nodes)} and {len(sentinels)}")
+        raise TopologyError("nodes/sentinels", (len(nodes), len(sentinels)),
+                            f"expected {NODE_COUNT} nodes and {SENTINEL_COUNT} Sentinels")
     if tuning.quorum <= SENTINEL_COUNT // 2:
-        raise TopologyError(f"sentinel.quorum {tuning.quorum}: with {SENTINEL_COUNT} Sentinels a quorum below "
+        raise TopologyError("sentinel.quorum", tuning.quorum, f"with {SENTINEL_COUNT} Sentinels a quorum below "
                             f"{SENTINEL_COUNT // 2 + 1} lets a minority declare the primary down")
     binds = list(binds or [n.host for n in nodes])
     sentinel_binds = list(sentinel_binds or [s.host for s in sentinels])

@@ -190,6 +190,12 @@ class RealisticMocks(Mocks):
                 rid = rg
             elif t == "aws:ec2/securityGroup:SecurityGroup":
                 rid = f"sg-{abs(hash(args.name)) % 16**12:012x}"
+            elif t == "aws:ec2/networkInterface:NetworkInterface":
+                # A private IP inside the subnet: third octet from the subnet id's last hex digit
+                # (the same digit getSubnet turns into the AZ), host part from the resource name.
+                subnet = str(inputs.get("subnetId", "subnet-0"))
+                outputs.setdefault("privateIp", f"10.0.{int(subnet[-1], 16)}.{10 + sum(map(ord, args.name)) % 200}")
+                outputs.setdefault("privateIps", [outputs["privateIp"]])
             elif t == "aws:ec2/instance:Instance":
                 outputs.update(privateIp=f"10.0.{len(self.resources) % 250}.10",
                                privateDns=f"ip-10-0-{len(self.resources) % 250}-10.{REGION}.compute.internal")

@@ -1,0 +1,648 @@
+"""The `sentinel` target: three EC2 hosts in three AZs, each running redis + Redis Sentinel.
+
+Layout per host i (0 = the initial primary): a fixed network interface (its private IP is the
+node's identity in every rendered file and survives instance replacement), an instance from
+the shared launch template (IMDSv2 only, encrypted root and data volumes), Debian's redis
+packages. The rendered files (`redis_conf.sentinel`) and the TLS key are kept as KMS-encrypted
+SecureString parameters under `/redisstack/<stack>/<name>/node-<i>/`; user data carries only
+their names and fetches them at first boot with the instance role, which may read that path
+and nothing else. No secret is ever in user data, instance metadata or a process argv.
+
+Backups: EBS snapshots of the data volumes by a DLM policy in the backup window.
+Alarms: EC2 status checks per host (system failures auto-recover the instance) and, through
+the CloudWatch agent scraping the local redis_exporter (EMF), Redis alarms from the thresholds
+table for every row that is a plain gauge, an increase of a counter or the memory ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_random as random
+import pulumi_tls as tls
+
+from infra.components.aws_common import (
+    PortRule,
+    alarm_topic,
+    app_secret,
+    child,
+    customer_kms_key,
+    redis_security_group,
+)
+from infra.envcontract import env_contract, sentinel_url
+from infra.errors import SettingError
+from infra.settings import Settings
+from infra.thresholds import Threshold
+from ratelimit.tiers import Tier
+from redis_conf.acl import CREDENTIALS, render_acl_file
+from redis_conf.render import TlsFiles
+from redis_conf.schema import RedisConf
+from redis_conf.sentinel import (
+    MASTER_NAME,
+    NODE_COUNT,
+    REDIS_PORT,
+    SENTINEL_PORT,
+    Endpoint,
+    SentinelTuning,
+    TopologyError,
+    topology_files,
+)
+
+ETC = "/etc/redis"
+DATA_DIR = "/var/lib/redis"
+ACL_FILE = f"{ETC}/users.acl"
+TLS_DIR = f"{ETC}/tls"
+EXPORTER_PORT = 9121
+EXPORTER_PASSWORD_FILE = "/etc/redis_exporter/password.json"
+CW_NAMESPACE = "redisstack/Redis"
+PASSWORD_LENGTH = 40
+DATA_DEVICE = "/dev/sdf"
+# Files fetched at boot: parameter leaf -> (path, owner, mode).
+HOST_FILES: Mapping[str, tuple[str, str, str]] = {
+    "redis.conf": (f"{ETC}/redis.conf", "redis", "0600"),
+    "sentinel.conf": (f"{ETC}/sentinel.conf", "redis", "0600"),
+    "users.acl": (ACL_FILE, "redis", "0600"),
+    "exporter-password.json": (EXPORTER_PASSWORD_FILE, "prometheus", "0400"),
+}
+TLS_HOST_FILES: Mapping[str, tuple[str, str, str]] = {
+    "tls/server.key": (f"{TLS_DIR}/server.key", "redis", "0600"),
+    "tls/server.crt": (f"{TLS_DIR}/server.crt", "redis", "0644"),
+    "tls/ca.crt": (f"{TLS_DIR}/ca.crt", "redis", "0644"),
+}
+
+# Threshold rows CloudWatch can judge from what the agent publishes (per node):
+#   gauge     - the exporter metric itself
+#   increase  - growth of a counter over the period (DIFF of the max)
+#   ratio     - 100 * a / b
+Kind = Literal["gauge", "increase", "ratio"]
+CW_ROWS: Mapping[str, tuple[Kind, tuple[str, ...], str]] = {
+    "memory_usage": ("ratio", ("redis_memory_used_bytes", "redis_memory_max_bytes"), "Maximum"),
+    "connected_clients": ("gauge", ("redis_connected_clients",), "Maximum"),
+    "blocked_clients": ("gauge", ("redis_blocked_clients",), "Maximum"),
+    "redis_down": ("gauge", ("redis_up",), "Minimum"),
+    "evicted_keys": ("increase", ("redis_evicted_keys_total",), "Maximum"),
+    "rejected_connections": ("increase", ("redis_rejected_connections_total",), "Maximum"),
+    "rdb_last_bgsave_failed": ("gauge", ("redis_rdb_last_bgsave_status",), "Minimum"),
+    "aof_last_write_failed": ("gauge", ("redis_aof_last_write_status",), "Minimum"),
+    "replication_link_down": ("gauge", ("redis_master_link_up",), "Minimum"),
+}
+# Published by replicas only, and roles move on failover: silence is not a breach.
+_MISSING_OK = {"replication_link_down", "evicted_keys", "rejected_connections"}
+
+
+@dataclass(frozen=True)
+class SentinelHostsArgs:
+    """Everything SentinelHosts needs, validated without network calls; secrets out of repr."""
+
+    stack: str
+    engine: str
+    engine_version: str
+    tls: bool
+    redis_conf: RedisConf
+    tiers: tuple[Tier, ...]
+    thresholds: tuple[Threshold, ...]
+    vpc_id: str
+    subnet_ids: tuple[str, ...]
+    app_security_group_ids: tuple[str, ...]
+    allowed_cidrs: tuple[str, ...] = ()
+    instance_type: str = "t4g.small"
+    ami_ssm_parameter: str = "/aws/service/debian/release/bookworm/latest/arm64"
+    data_volume_gib: int = 20
+    tuning: SentinelTuning = field(default_factory=SentinelTuning)
+    backup_retention_days: int = 7
+    backup_window: str = "03:00-05:00"
+    timeout_ms: int = 5000
+    enabled: bool = True
+    rate_limit_mode: str = "redis"
+    alarm_email: str | None = None
+    log_retention_days: int = 30
+    tags: Mapping[str, str] = field(default_factory=dict)
+    app_password: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.engine != "redis":
+            raise SettingError("engine", self.engine, "the sentinel target installs Debian's redis packages: "
+                               "use engine redis")
+        if len(self.subnet_ids) != NODE_COUNT or len(set(self.subnet_ids)) != NODE_COUNT:
+            raise SettingError("network.subnetIds", list(self.subnet_ids),
+                               f"exactly {NODE_COUNT} distinct subnets, one per availability zone")
+        if not self.app_security_group_ids and not self.allowed_cidrs:
+            raise SettingError("network.appSecurityGroupIds", [], "required: who may reach Redis and Sentinel")
+        if self.tuning.quorum != 2:
+            raise SettingError("sentinel.quorum", self.tuning.quorum,
+                               f"2 (a majority of the {NODE_COUNT} Sentinels): 1 lets a single partitioned "
+                               "Sentinel start failovers, 3 makes any host loss block them")
+
+    @staticmethod
+    def from_settings(settings: Settings) -> SentinelHostsArgs:
+        cfg = settings.config
+        s = cfg.sentinel
+        try:
+            tuning = SentinelTuning.from_settings(s)
+        except TopologyError as exc:
+            raise SettingError(exc.key, exc.value, exc.allowed) from None
+        assert cfg.network.vpc_id is not None  # settings require it for this target
+        return SentinelHostsArgs(
+            stack=settings.stack,
+            engine=cfg.engine,
+            engine_version=cfg.engine_version,
+            tls=settings.tls,
+            redis_conf=settings.redis_conf,
+            tiers=settings.tiers,
+            thresholds=settings.thresholds,
+            vpc_id=cfg.network.vpc_id,
+            subnet_ids=tuple(cfg.network.subnet_ids),
+            app_security_group_ids=tuple(cfg.network.app_security_group_ids),
+            allowed_cidrs=tuple(cfg.network.allowed_cidrs),
+            instance_type=s.instance_type,
+            ami_ssm_parameter=s.ami_ssm_parameter,
+            data_volume_gib=s.data_volume_gib,
+            tuning=tuning,
+            backup_retention_days=cfg.backup.retention_days,
+            backup_window=cfg.backup.window,
+            timeout_ms=cfg.timeout_ms,
+            enabled=cfg.enabled,
+            rate_limit_mode=cfg.rate_limit_mode,
+            # Shared with the elasticache target until the settings grow a target-neutral key.
+            alarm_email=cfg.elasticache.alarm_email,
+            log_retention_days=cfg.elasticache.log_retention_days,
+            tags=settings.tags,
+            app_password=cfg.password.get_secret_value() if cfg.password else None,
+        )
+
+    def parameter_prefix(self, name: str) -> str:
+        return f"/redisstack/{self.stack}/{name}"
+
+
+def host_tls_files() -> TlsFiles:
+    return TlsFiles(cert_file=f"{TLS_DIR}/server.crt", key_file=f"{TLS_DIR}/server.key",
+                    ca_cert_file=f"{TLS_DIR}/ca.crt")
+
+
+def render_host_files(args: SentinelHostsArgs, ips: Sequence[str], passwords: Mapping[str, str]) -> list[dict[str, str]]:
+    """Per host: parameter leaf -> content (secret). Pure, so tests can start exactly these."""
+    nodes = [Endpoint(ip, REDIS_PORT) for ip in ips]
+    sentinels = [Endpoint(ip, SENTINEL_PORT) for ip in ips]
+    files = topology_files(args.redis_conf, nodes, sentinels, passwords=passwords, tuning=args.tuning,
+                           tls=host_tls_files() if args.tls else None, data_dirs=[DATA_DIR] * NODE_COUNT,
+                           sentinel_dirs=[DATA_DIR] * NODE_COUNT, aclfile=ACL_FILE)
+    acl = render_acl_file(passwords)
+    out = []
+    for i, f in enumerate(files):
+        scheme = "rediss" if args.tls else "redis"
+        addr = f"{scheme}://{ips[i]}:{REDIS_PORT}"
+        out.append({
+            "redis.conf": f.redis_conf,
+            "sentinel.conf": f.sentinel_conf,
+            "users.acl": acl,
+            "exporter-password.json": json.dumps({addr: passwords["monitor"]}) + "\n",
+        })
+    return out
+
+
+def exporter_args(ip: str, *, tls: bool) -> str:
+    scheme = "rediss" if tls else "redis"
+    parts = [f"-redis.addr {scheme}://{ip}:{REDIS_PORT}", "-redis.user monitor",
+             f"-redis.password-file {EXPORTER_PASSWORD_FILE}",
+             # Only the CloudWatch agent on this host scrapes it.
+             f"-web.listen-address 127.0.0.1:{EXPORTER_PORT}"]
+    if tls:
+        parts.append(f"-tls-ca-cert-file {TLS_DIR}/ca.crt")
+    return " ".join(parts)
+
+
+def cloudwatch_agent_config(node: str, log_group: str) -> dict[str, Any]:
+    """The agent scrapes the local exporter and publishes the alarm metrics via EMF."""
+    metrics = sorted({m for _, names, _ in CW_ROWS.values() for m in names})
+    return {
+        "agent": {"run_as_user": "cwagent"},
+        "logs": {
+            "metrics_collected": {
+                "prometheus": {
+                    "log_group_name": log_group,
+                    "prometheus_config_path": "/opt/aws/amazon-cloudwatch-agent/etc/prometheus.yaml",
+                    "emf_processor": {
+                        "metric_namespace": CW_NAMESPACE,
+                        "metric_declaration": [{
+                            "source_labels": ["job"], "label_matcher": "^redis$",
+                            "dimensions": [["node"]],
+                            "metric_selectors": [f"^{m}$" for m in metrics],
+                        }],
+                    },
+                },
+            },
+            "force_flush_interval": 5,
+        },
+    }
+
+
+def cloudwatch_agent_prometheus(node: str) -> str:
+    return json.dumps({"global": {"scrape_interval": "60s", "scrape_timeout": "10s"},
+                       "scrape_configs": [{"job_name": "redis", "static_configs": [
+                           {"targets": [f"127.0.0.1:{EXPORTER_PORT}"], "labels": {"node": node}}]}]})
+
+
+def user_data(*, region: str, prefix: str, node: str, tls: bool, exporter: str, agent_config: str,
+              agent_prometheus: str) -> str:
+    """cloud-init shell script. Holds parameter names, never their values."""
+    files = dict(HOST_FILES)
+    if tls:
+        files.update(TLS_HOST_FILES)
+    fetch = "\n".join(
+        f"fetch {shlex.quote(leaf)} {shlex.quote(path)} {owner} {mode}" for leaf, (path, owner, mode) in files.items())
+    return f"""#!/bin/bash
+# redisstack sentinel host {node}: installs Debian's redis, fetches its files from SSM, starts units.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+REGION={shlex.quote(region)}
+PREFIX={shlex.quote(prefix)}/{node}
+apt-get update -q
+apt-get install -y -q redis-server redis-sentinel redis-tools prometheus-redis-exporter awscli curl
+systemctl stop redis-server redis-sentinel prometheus-redis-exporter
+
+# Data volume (the second EBS disk, encrypted): format once, mount at {DATA_DIR}.
+ROOT_DISK=$(lsblk -no PKNAME "$(findmnt -no SOURCE /)")
+DATA_DISK=$(lsblk -dnpo NAME,TYPE | awk '$2=="disk"{{print $1}}' | grep -v "/dev/$ROOT_DISK" | head -n1)
+blkid "$DATA_DISK" >/dev/null || mkfs.ext4 -q -L redisdata "$DATA_DISK"
+grep -q 'LABEL=redisdata' /etc/fstab || echo 'LABEL=redisdata {DATA_DIR} ext4 defaults,nofail 0 2' >> /etc/fstab
+mount {DATA_DIR} || true
+chown redis:redis {DATA_DIR}; chmod 0750 {DATA_DIR}
+
+# Secrets come from SSM SecureString (KMS) over the instance role; umask keeps them private
+# from the moment they exist.
+umask 077
+install -d -o redis -g redis -m 0750 {ETC} {TLS_DIR}
+install -d -o prometheus -g prometheus -m 0750 {EXPORTER_PASSWORD_FILE.rsplit('/', 1)[0]}
+fetch() {{
+  aws ssm get-parameter --region "$REGION" --with-decryption --name "$PREFIX/$1" \\
+    --query Parameter.Value --output text > "$2.tmp"
+  chown "$3:$3" "$2.tmp"; chmod "$4" "$2.tmp"; mv "$2.tmp" "$2"
+}}
+{fetch}
+umask 022
+
+cat > /etc/default/prometheus-redis-exporter <<'EOF'
+ARGS="{exporter}"
+EOF
+
+# CloudWatch agent (EMF metrics from the local exporter for the threshold alarms).
+ARCH=$(dpkg --print-architecture)
+curl -fsSL -o /tmp/cwagent.deb "https://amazoncloudwatch-agent.s3.amazonaws.com/debian/$ARCH/latest/amazon-cloudwatch-agent.deb"
+dpkg -i /tmp/cwagent.deb
+cat > /opt/aws/amazon-cloudwatch-agent/etc/prometheus.yaml <<'EOF'
+{agent_prometheus}
+EOF
+cat > /opt/aws/amazon-cloudwatch-agent/etc/redisstack.json <<'EOF'
+{agent_config}
+EOF
+/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s \\
+  -c file:/opt/aws/amazon-cloudwatch-agent/etc/redisstack.json
+
+systemctl enable --now redis-server
+systemctl enable --now redis-sentinel
+systemctl enable --now prometheus-redis-exporter
+"""
+
+
+def _assume(service: str) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]})
+
+
+def host_policy(*, parameter_arn_prefix: str, kms_key_arn: str, region: str, log_group_arn: str) -> str:
+    """Least privilege for a host: read its own parameters, decrypt them via SSM only, write
+    EMF logs to its one log group."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "ReadOwnParameters", "Effect": "Allow", "Action": ["ssm:GetParameter"],
+         "Resource": f"{parameter_arn_prefix}/*"},
+        {"Sid": "DecryptThroughSsmOnly", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": kms_key_arn,
+         "Condition": {"StringEquals": {"kms:ViaService": f"ssm.{region}.amazonaws.com"}}},
+        {"Sid": "PublishMetricsAsEmf", "Effect": "Allow",
+         "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+         "Resource": [log_group_arn, f"{log_group_arn}:*"]},
+    ]}, sort_keys=True)
+
+
+def _password(name: str, parent: pulumi.Resource) -> pulumi.Output[str]:
+    pw = random.RandomPassword(name, length=PASSWORD_LENGTH, special=False, min_upper=2, min_lower=2,
+                               min_numeric=2, opts=child(parent))
+    return pulumi.Output.secret(pw.result)
+
+
+class SentinelHosts(pulumi.ComponentResource):
+    """Three redis + Sentinel hosts in three AZs, with their network, secrets, backups and alarms."""
+
+    stack_outputs: dict[str, Any]
+
+    def __init__(self, name: str, args: SentinelHostsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("redisstack:sentinel:SentinelHosts", name, None, opts)
+        self._name, self._args = name, args
+        tags = dict(args.tags)
+        region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        region_name = region.apply(lambda r: r.region or r.name)
+
+        # Three AZs or nothing: a second host in one AZ makes that AZ's loss a quorum loss.
+        subnets = [aws.ec2.get_subnet_output(id=s, opts=pulumi.InvokeOutputOptions(parent=self))
+                   for s in args.subnet_ids]
+        self.availability_zones = pulumi.Output.all(*[s.availability_zone for s in subnets]).apply(
+            lambda azs: _distinct_azs(list(azs), args.subnet_ids))
+
+        self.kms_key = customer_kms_key(name, self, description=f"redisstack {args.stack}: Redis Sentinel hosts "
+                                        "(EBS, SSM parameters, secrets, alarm topic)", tags=tags)
+        ports = [PortRule(REDIS_PORT, "Redis (TLS)" if args.tls else "Redis"),
+                 PortRule(SENTINEL_PORT, "Redis Sentinel")]
+        self.security_group, self.ingress, self.egress = redis_security_group(
+            name, self, vpc_id=args.vpc_id, ports=ports, source_security_group_ids=args.app_security_group_ids,
+            cidrs=args.allowed_cidrs, self_ports=ports,
+            description=f"redisstack {args.stack}: Redis + Sentinel, only from the application",
+            tags=tags)
+        # Hosts fetch packages and the CloudWatch agent and call SSM/CloudWatch Logs over HTTPS.
+        self.egress.append(aws.vpc.SecurityGroupEgressRule(
+            f"{name}-out-443", security_group_id=self.security_group.id, ip_protocol="tcp", from_port=443,
+            to_port=443, cidr_ipv4="0.0.0.0/0", description="HTTPS to package mirrors and AWS APIs",
+            tags=tags, opts=child(self)))
+        self.egress.append(aws.vpc.SecurityGroupEgressRule(
+            f"{name}-out-80", security_group_id=self.security_group.id, ip_protocol="tcp", from_port=80,
+            to_port=80, cidr_ipv4="0.0.0.0/0", description="HTTP to Debian mirrors (apt verifies signatures)",
+            tags=tags, opts=child(self)))
+
+        # Fixed interfaces: every rendered file names these IPs.
+        self.interfaces = [aws.ec2.NetworkInterface(
+            f"{name}-node-{i}-eni", subnet_id=subnet, security_groups=[self.security_group.id],
+            description=f"redisstack {args.stack} redis node {i}", tags={**tags, "Name": f"{name}-node-{i}"},
+            opts=child(self)) for i, subnet in enumerate(args.subnet_ids)]
+        ips = pulumi.Output.all(*[eni.private_ip for eni in self.interfaces])
+
+        passwords = {c: _password(f"{name}-{c}-password", self) for c in CREDENTIALS if c != "app"}
+        passwords["app"] = (pulumi.Output.secret(args.app_password) if args.app_password is not None
+                            else _password(f"{name}-app-password", self))
+        all_passwords = pulumi.Output.all(**passwords)
+
+        files = pulumi.Output.all(ips, all_passwords).apply(
+            lambda v: render_host_files(args, list(v[0]), dict(v[1])))
+        prefix = args.parameter_prefix(name)
+        self.parameters: list[aws.ssm.Parameter] = []
+        leaves = list(HOST_FILES)
+        if args.tls:
+            self.tls_ca = self._tls(ips)
+            leaves += list(TLS_HOST_FILES)
+        for i in range(NODE_COUNT):
+            for leaf in leaves:
+                value: pulumi.Output[str] = (files.apply(_pick(i, leaf)) if leaf in HOST_FILES
+                                             else self._tls_value(leaf))
+                self.parameters.append(aws.ssm.Parameter(
+                    f"{name}-node-{i}-{leaf.replace('/', '-').replace('.', '-')}",
+                    name=f"{prefix}/node-{i}/{leaf}", type="SecureString", key_id=self.kms_key.arn,
+                    value=pulumi.Output.secret(value), tier="Standard",  # type: ignore[arg-type]
+                    description=f"redisstack {args.stack} node {i}: {leaf}", tags=tags,
+                    # The name is fixed (user data and the IAM policy name the path).
+                    opts=child(self, delete_before_replace=True, additional_secret_outputs=["value"])))
+
+        self.log_group = aws.cloudwatch.LogGroup(
+            f"{name}-metrics", retention_in_days=args.log_retention_days, kms_key_id=self.kms_key.arn,
+            tags=tags, opts=child(self))
+        self.role = aws.iam.Role(f"{name}-host-role", assume_role_policy=_assume("ec2.amazonaws.com"),
+                                 description="redisstack sentinel hosts", tags=tags, opts=child(self))
+        param_arn = pulumi.Output.all(region_name, identity.account_id).apply(
+            lambda v: f"arn:aws:ssm:{v[0]}:{v[1]}:parameter{prefix}")
+        self.role_policy = aws.iam.RolePolicy(
+            f"{name}-host-policy", role=self.role.id,
+            policy=pulumi.Output.all(param_arn, self.kms_key.arn, region_name, self.log_group.arn).apply(
+                lambda v: host_policy(parameter_arn_prefix=v[0], kms_key_arn=v[1], region=v[2], log_group_arn=v[3])),
+            opts=child(self))
+        # Session Manager instead of SSH: no key pair, no port 22.
+        self.ssm_core = aws.iam.RolePolicyAttachment(
+            f"{name}-host-ssm", role=self.role.name,
+            policy_arn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore", opts=child(self))
+        self.profile = aws.iam.InstanceProfile(f"{name}-host-profile", role=self.role.name, tags=tags,
+                                               opts=child(self))
+
+        ami = aws.ssm.get_parameter_output(name=args.ami_ssm_parameter, opts=pulumi.InvokeOutputOptions(parent=self))
+        backup_tag = f"{args.stack}-{name}"
+        self.launch_template = aws.ec2.LaunchTemplate(
+            f"{name}-lt",
+            image_id=ami.value,
+            instance_type=args.instance_type,
+            iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=self.profile.arn),
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1,
+                instance_metadata_tags="disabled"),
+            block_device_mappings=[
+                aws.ec2.LaunchTemplateBlockDeviceMappingArgs(device_name="/dev/xvda", ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                    encrypted="true", kms_key_id=self.kms_key.arn, volume_size=16, volume_type="gp3",
+                    delete_on_termination="true")),
+                aws.ec2.LaunchTemplateBlockDeviceMappingArgs(device_name=DATA_DEVICE, ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                    encrypted="true", kms_key_id=self.kms_key.arn, volume_size=args.data_volume_gib,
+                    volume_type="gp3", delete_on_termination="true")),
+            ],
+            monitoring=aws.ec2.LaunchTemplateMonitoringArgs(enabled=True),
+            tag_specifications=[aws.ec2.LaunchTemplateTagSpecificationArgs(
+                resource_type="volume", tags={**tags, "redisstack-backup": backup_tag})],
+            update_default_version=True,
+            tags=tags,
+            opts=child(self))
+
+        self.instances: list[aws.ec2.Instance] = []
+        for i, eni in enumerate(self.interfaces):
+            node = f"node-{i}"
+            ud = pulumi.Output.all(region_name, eni.private_ip, self.log_group.name).apply(
+                _user_data_for(args, prefix, node))
+            self.instances.append(aws.ec2.Instance(
+                f"{name}-{node}",
+                launch_template=aws.ec2.InstanceLaunchTemplateArgs(id=self.launch_template.id, version="$Latest"),
+                primary_network_interface=aws.ec2.InstancePrimaryNetworkInterfaceArgs(network_interface_id=eni.id),
+                user_data=ud,
+                # A changed user data means new files at first boot only; replacing a node is an
+                # operator's decision (docs/runbooks/failover.md), not a side effect of `up`.
+                user_data_replace_on_change=False,
+                tags={**tags, "Name": f"{name}-{node}", "redisstack-node": node},
+                opts=child(self, depends_on=[*self.parameters, self.role_policy])))
+
+        self.dlm = self._backups(backup_tag, tags)
+        self.topic, self.subscription = alarm_topic(name, self, kms_key_id=self.kms_key.arn, email=args.alarm_email,
+                                                    tags=tags)
+        self.alarms = self._alarms(region_name, tags)
+
+        endpoints = ips.apply(lambda v: [f"{ip}:{SENTINEL_PORT}" for ip in v])
+        url = ips.apply(lambda v: sentinel_url([(ip, SENTINEL_PORT) for ip in v], MASTER_NAME, tls=args.tls))
+        self.app_secret, _ = app_secret(f"{name}-app", self, secret_string=passwords["app"],
+                                        kms_key_id=self.kms_key.arn, description="Redis application password "
+                                        "(REDIS_PASSWORD; also authenticates Sentinel discovery)",
+                                        name_prefix=f"redisstack/{args.stack}/{name}/app-", tags=tags)
+        self.admin_secret, _ = app_secret(f"{name}-admin", self, secret_string=passwords["admin"],
+                                          kms_key_id=self.kms_key.arn, description="Redis/Sentinel admin password",
+                                          name_prefix=f"redisstack/{args.stack}/{name}/admin-", tags=tags)
+        env = pulumi.Output.all(url, passwords["app"]).apply(lambda v: {
+            **env_contract(url=v[0], password=v[1], tls=args.tls, timeout_ms=args.timeout_ms, tiers=args.tiers,
+                           enabled=args.enabled, rate_limit_mode=args.rate_limit_mode),
+            "REDIS_SENTINEL_MASTER": MASTER_NAME,
+        })
+        self.stack_outputs = {
+            "env": pulumi.Output.secret(env),
+            "sentinelUrl": url,
+            "sentinelEndpoints": endpoints,
+            "masterName": MASTER_NAME,
+            "redisNodes": ips.apply(lambda v: [f"{ip}:{REDIS_PORT}" for ip in v]),
+            "availabilityZones": self.availability_zones,
+            "instanceIds": [inst.id for inst in self.instances],
+            "securityGroupId": self.security_group.id,
+            "appSecretArn": self.app_secret.arn,
+            "adminSecretArn": self.admin_secret.arn,
+            "alarmTopicArn": self.topic.arn,
+            "parameterPrefix": prefix,
+            "tls": args.tls,
+            "sentinelTuning": {"quorum": args.tuning.quorum, "downAfterMs": args.tuning.down_after_ms,
+                               "failoverTimeoutMs": args.tuning.failover_timeout_ms,
+                               "parallelSyncs": args.tuning.parallel_syncs,
+                               "minReplicasToWrite": args.tuning.min_replicas_to_write,
+                               "minReplicasMaxLag": args.tuning.min_replicas_max_lag},
+        }
+        if args.tls:
+            self.stack_outputs["caCertPem"] = self.tls_ca
+        self.register_outputs(self.stack_outputs)
+
+    # -- children ---------------------------------------------------------------------------
+    def _tls(self, ips: pulumi.Output[list[Any]]) -> pulumi.Output[str]:
+        name = self._name
+        c = child(self)
+        ca_key = tls.PrivateKey(f"{name}-ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=c)
+        ca = tls.SelfSignedCert(f"{name}-ca", private_key_pem=ca_key.private_key_pem, is_ca_certificate=True,
+                                validity_period_hours=24 * 365 * 5, early_renewal_hours=24 * 60,
+                                subject=tls.SelfSignedCertSubjectArgs(common_name=f"redisstack {self._args.stack} CA"),
+                                allowed_uses=["cert_signing", "crl_signing", "digital_signature"], opts=c)
+        key = tls.PrivateKey(f"{name}-server-key", algorithm="ECDSA", ecdsa_curve="P256", opts=c)
+        csr = tls.CertRequest(f"{name}-server-csr", private_key_pem=key.private_key_pem,
+                              subject=tls.CertRequestSubjectArgs(common_name="redis"),
+                              ip_addresses=ips.apply(lambda v: [str(x) for x in v]), opts=c)
+        cert = tls.LocallySignedCert(f"{name}-server", cert_request_pem=csr.cert_request_pem,
+                                     ca_private_key_pem=ca_key.private_key_pem, ca_cert_pem=ca.cert_pem,
+                                     validity_period_hours=24 * 365, early_renewal_hours=24 * 30,
+                                     # client_auth: replicas and Sentinel present it on outgoing links.
+                                     allowed_uses=["digital_signature", "key_encipherment", "server_auth",
+                                                   "client_auth"], opts=c)
+        self._tls_values: dict[str, pulumi.Output[str]] = {
+                            "tls/server.key": pulumi.Output.secret(key.private_key_pem),
+                            "tls/server.crt": cert.cert_pem, "tls/ca.crt": ca.cert_pem}
+        return ca.cert_pem
+
+    def _tls_value(self, leaf: str) -> pulumi.Output[str]:
+        return self._tls_values[leaf]
+
+    def _backups(self, backup_tag: str, tags: dict[str, str]) -> aws.dlm.LifecyclePolicy:
+        role = aws.iam.Role(f"{self._name}-dlm-role", assume_role_policy=_assume("dlm.amazonaws.com"), tags=tags,
+                            opts=child(self))
+        aws.iam.RolePolicyAttachment(
+            f"{self._name}-dlm-policy", role=role.name,
+            policy_arn="arn:aws:iam::aws:policy/service-role/AWSDataLifecycleManagerServiceRole", opts=child(self))
+        start = self._args.backup_window.split("-")[0]
+        return aws.dlm.LifecyclePolicy(
+            f"{self._name}-snapshots",
+            description=f"redisstack {self._args.stack} redis data volumes",
+            execution_role_arn=role.arn, state="ENABLED",
+            policy_details=aws.dlm.LifecyclePolicyPolicyDetailsArgs(
+                resource_types=["VOLUME"],
+                target_tags={"redisstack-backup": backup_tag},
+                schedules=[aws.dlm.LifecyclePolicyPolicyDetailsScheduleArgs(
+                    name="daily",
+                    create_rule=aws.dlm.LifecyclePolicyPolicyDetailsScheduleCreateRuleArgs(
+                        interval=24, interval_unit="HOURS", times=start),
+                    retain_rule=aws.dlm.LifecyclePolicyPolicyDetailsScheduleRetainRuleArgs(
+                        count=self._args.backup_retention_days),
+                    copy_tags=True,
+                    tags_to_add={"redisstack-snapshot": backup_tag})]),
+            tags=tags, opts=child(self))
+
+    def _alarms(self, region: pulumi.Output[str], tags: dict[str, str]) -> list[aws.cloudwatch.MetricAlarm]:
+        alarms: list[aws.cloudwatch.MetricAlarm] = []
+        topic = self.topic.arn
+        for i, inst in enumerate(self.instances):
+            node = f"node-{i}"
+            # A failed host is recovered onto new hardware with the same ENI, volumes and IP.
+            alarms.append(aws.cloudwatch.MetricAlarm(
+                f"{self._name}-{node}-system-check",
+                alarm_description=f"{node}: EC2 system status check failed; instance auto-recovers",
+                namespace="AWS/EC2", metric_name="StatusCheckFailed_System", dimensions={"InstanceId": inst.id},
+                statistic="Maximum", period=60, evaluation_periods=2, threshold=0,
+                comparison_operator="GreaterThanThreshold", treat_missing_data="missing",
+                alarm_actions=[region.apply(lambda r: f"arn:aws:automate:{r}:ec2:recover"), topic],
+                ok_actions=[topic], tags={**tags, "severity": "critical"}, opts=child(self)))
+            alarms.append(aws.cloudwatch.MetricAlarm(
+                f"{self._name}-{node}-instance-check",
+                alarm_description=f"{node}: EC2 instance status check failed (OS/boot); Sentinel fails over "
+                                  "if it was the primary",
+                namespace="AWS/EC2", metric_name="StatusCheckFailed_Instance", dimensions={"InstanceId": inst.id},
+                statistic="Maximum", period=60, evaluation_periods=3, threshold=0,
+                comparison_operator="GreaterThanThreshold", treat_missing_data="missing",
+                alarm_actions=[topic], ok_actions=[topic], tags={**tags, "severity": "critical"},
+                opts=child(self)))
+            for t in self._args.thresholds:
+                row = CW_ROWS.get(t.name)
+                if row is None:
+                    continue
+                for severity, line in t.lines():
+                    alarms.append(self._redis_alarm(node, t, severity, line, row, tags))
+        return alarms
+
+    def _redis_alarm(self, node: str, t: Threshold, severity: str, line: float,
+                     row: tuple[Kind, tuple[str, ...], str], tags: dict[str, str]) -> aws.cloudwatch.MetricAlarm:
+        kind, metrics, stat = row
+        periods = max(1, _minutes(t.for_))
+        op = "GreaterThanThreshold" if t.direction == "above" else "LessThanThreshold"
+
+        def q(id_: str, metric: str) -> aws.cloudwatch.MetricAlarmMetricQueryArgs:
+            return aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                id=id_, return_data=False, metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                    namespace=CW_NAMESPACE, metric_name=metric, dimensions={"node": node}, period=60, stat=stat))
+
+        if kind == "gauge":
+            queries = [q("m0", metrics[0]), aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                id="e", expression="m0", label=t.name, return_data=True)]
+        elif kind == "increase":
+            queries = [q("m0", metrics[0]), aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                id="e", expression="DIFF(m0)", label=f"increase of {metrics[0]}", return_data=True)]
+        else:
+            queries = [q("m0", metrics[0]), q("m1", metrics[1]), aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                id="e", expression="100 * m0 / m1", label=t.name, return_data=True)]
+        return aws.cloudwatch.MetricAlarm(
+            f"{self._name}-{node}-{t.name}-{severity}",
+            alarm_description=f"{node}: {t.description} {t.direction} {line:g} {t.unit} ({severity}, "
+                              f"thresholds table row {t.name})",
+            metric_queries=queries, evaluation_periods=periods, threshold=line, comparison_operator=op,
+            treat_missing_data="notBreaching" if t.name in _MISSING_OK else "missing",
+            alarm_actions=[self.topic.arn], ok_actions=[self.topic.arn],
+            tags={**tags, "severity": severity, "threshold": t.name}, opts=child(self))
+
+
+def _pick(i: int, leaf: str) -> Callable[[list[dict[str, str]]], str]:
+    return lambda files: files[i][leaf]
+
+
+def _user_data_for(args: SentinelHostsArgs, prefix: str, node: str) -> Callable[[list[Any]], str]:
+    def render(v: list[Any]) -> str:
+        region, ip, log_group = v
+        return user_data(region=region, prefix=prefix, node=node, tls=args.tls,
+                         exporter=exporter_args(ip, tls=args.tls),
+                         agent_config=json.dumps(cloudwatch_agent_config(node, log_group), indent=1),
+                         agent_prometheus=cloudwatch_agent_prometheus(node))
+    return render
+
+
+def _minutes(duration: str) -> int:
+    """Prometheus `for:` ("5m", "1m", "0m", "30s") -> whole CloudWatch minutes."""
+    unit = duration[-1]
+    n = int(duration[:-1])
+    return {"s": max(1, n // 60) if n else 0, "m": n, "h": n * 60}[unit]
+
+
+def _distinct_azs(azs: list[str], subnet_ids: Sequence[str]) -> list[str]:
+    if len(set(azs)) != len(azs):
+        raise SettingError("network.subnetIds", list(subnet_ids),
+                           f"subnets in {len(azs)} different availability zones (got {', '.join(azs)})")
+    return azs

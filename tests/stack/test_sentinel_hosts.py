@@ -1,0 +1,300 @@
+"""Stack tests (mocks) for the `sentinel` target: three EC2 hosts running redis + Sentinel.
+
+The config is the committed Pulumi.prod-sentinel.yaml and a variant of Pulumi.prod.yaml with
+`target: sentinel`; every security-relevant property is asserted on what the program declares.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from typing import Any
+
+import pytest
+
+from infra.components.sentinel_hosts import CW_ROWS, HOST_FILES, TLS_HOST_FILES, SentinelHostsArgs
+from infra.errors import SettingError, SettingsErrors
+from infra.settings import parse_settings
+from infra.thresholds import DEFAULT_THRESHOLDS
+from redis_conf.sentinel import MASTER_NAME
+from tests.support.pulumi_harness import StackRun, load_stack_file, run_program, unwrap_secret
+
+APP_SG = "sg-0a1b2c3d4e5f60aa1"
+T_INSTANCE = "aws:ec2/instance:Instance"
+T_PARAM = "aws:ssm/parameter:Parameter"
+T_IN = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+T_OUT = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+
+
+def prod_variant(**overrides: Any) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Pulumi.prod.yaml switched to the sentinel target (it already lists 3 subnets)."""
+    config, secret = load_stack_file("Pulumi.prod.yaml")
+    config = {**config, "target": "sentinel", "engineVersion": "7.0", **overrides}
+    return config, secret
+
+
+@cache
+def prod_sentinel() -> StackRun:
+    config, secret = load_stack_file("Pulumi.prod-sentinel.yaml")
+    return run_program(config, stack="prod-sentinel", secret_keys=secret)
+
+
+@cache
+def prod_variant_plain() -> StackRun:
+    config, secret = prod_variant(tls=False)
+    return run_program(config, stack="prod", secret_keys=secret)
+
+
+def secrets_of(run: StackRun) -> list[str]:
+    """Every secret value the stack holds: generated passwords and TLS private keys."""
+    values = [r.outputs["result"] for r in run.of_type("random:index/randomPassword:RandomPassword")]
+    values += [r.outputs["privateKeyPem"] for r in run.of_type("tls:index/privateKey:PrivateKey")]
+    assert values
+    return values
+
+
+def params(run: StackRun) -> dict[str, str]:
+    return {p.inputs["name"]: unwrap_secret(p.inputs["value"]) for p in run.of_type(T_PARAM)}
+
+
+def test_three_instances_in_three_distinct_azs() -> None:
+    run = prod_sentinel()
+    assert len(run.of_type(T_INSTANCE)) == 3
+    azs = run.outputs["availabilityZones"]
+    assert len(azs) == 3 and len(set(azs)) == 3
+    enis = run.of_type("aws:ec2/networkInterface:NetworkInterface")
+    assert sorted(e.inputs["subnetId"] for e in enis) == sorted(
+        load_stack_file("Pulumi.prod-sentinel.yaml")[0]["network"]["subnetIds"])
+    # Each instance sits on its own fixed interface.
+    assert sorted(i.inputs["primaryNetworkInterface"]["networkInterfaceId"] for i in run.of_type(T_INSTANCE)) == \
+        sorted(f"{e.name}-id" for e in enis)
+
+
+def test_subnets_sharing_an_az_are_refused() -> None:
+    # The mock derives the AZ from the last hex digit modulo 4: ...1 and ...5 share one.
+    config, secret = prod_variant(network={"vpcId": "vpc-0a1b2c3d4e5f60718", "appSecurityGroupIds": [APP_SG],
+                                           "subnetIds": ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60005",
+                                                         "subnet-0a1b2c3d4e5f60002"]})
+    with pytest.raises(Exception, match=r"network.subnetIds.*3 different availability zones"):
+        run_program(config, stack="prod", secret_keys=secret)
+
+
+def test_imdsv2_required_and_volumes_encrypted_with_the_stack_key() -> None:
+    run = prod_sentinel()
+    lt = run.one("aws:ec2/launchTemplate:LaunchTemplate")
+    md = lt.inputs["metadataOptions"]
+    assert md["httpTokens"] == "required" and md["httpEndpoint"] == "enabled"
+    assert md["httpPutResponseHopLimit"] == 1
+    key_arn = run.one("aws:kms/key:Key").outputs["arn"]
+    devices = {d["deviceName"]: d["ebs"] for d in lt.inputs["blockDeviceMappings"]}
+    assert set(devices) == {"/dev/xvda", "/dev/sdf"}
+    for ebs in devices.values():
+        assert ebs["encrypted"] == "true" and ebs["kmsKeyId"] == key_arn
+    assert devices["/dev/sdf"]["volumeSize"] == 20
+    # The instances take everything from the template: no override reopens IMDSv1.
+    for inst in run.of_type(T_INSTANCE):
+        assert inst.inputs["launchTemplate"]["id"] == f"{lt.name}-id"
+        assert "metadataOptions" not in inst.inputs and "rootBlockDevice" not in inst.inputs
+
+
+@pytest.mark.parametrize("which", ["tls", "plain"])
+def test_no_secret_in_user_data(which: str) -> None:
+    run = prod_sentinel() if which == "tls" else prod_variant_plain()
+    secrets = secrets_of(run)
+    for inst in run.of_type(T_INSTANCE):
+        ud = inst.inputs["userData"]
+        assert isinstance(ud, str), "user data must be plain text that holds no secret"
+        for s in secrets:
+            assert s not in ud
+        assert not re.search(r"masterauth|requirepass|auth-pass|sentinel-pass|BEGIN .*PRIVATE KEY", ud)
+        # What it does instead: fetch its own files from SSM with decryption.
+        node = inst.inputs["tags"]["redisstack-node"]
+        assert f"PREFIX=/redisstack/{run.outputs['parameterPrefix'].split('/')[2]}/redis/{node}" in ud
+        assert "aws ssm get-parameter" in ud and "--with-decryption" in ud
+        for leaf in HOST_FILES:
+            assert f"fetch {leaf} " in ud
+        assert ("fetch tls/server.key" in ud) is (which == "tls")
+        assert "systemctl enable --now redis-server" in ud and "systemctl enable --now redis-sentinel" in ud
+
+
+def test_files_are_secure_string_parameters_with_the_secrets() -> None:
+    run = prod_sentinel()
+    key_arn = run.one("aws:kms/key:Key").outputs["arn"]
+    prefix = run.outputs["parameterPrefix"]
+    ps = run.of_type(T_PARAM)
+    expected = {f"{prefix}/node-{i}/{leaf}" for i in range(3) for leaf in (*HOST_FILES, *TLS_HOST_FILES)}
+    assert {p.inputs["name"] for p in ps} == expected
+    for p in ps:
+        assert p.inputs["type"] == "SecureString" and p.inputs["keyId"] == key_arn
+        assert "value" in p.additional_secret_outputs and p.delete_before_replace
+    values = params(run)
+    sentinel_pw = next(r.outputs["result"] for r in run.of_type("random:index/randomPassword:RandomPassword")
+                       if r.name == "redis-sentinel-password")
+    assert f"sentinel auth-pass {MASTER_NAME} {sentinel_pw}" in values[f"{prefix}/node-0/sentinel.conf"]
+
+
+def test_rendered_topology_names_the_fixed_ips_and_settings() -> None:
+    run = prod_sentinel()
+    prefix = run.outputs["parameterPrefix"]
+    values = params(run)
+    ips = [n.split(":")[0] for n in run.outputs["redisNodes"]]
+    assert len(set(ips)) == 3
+    for i, ip in enumerate(ips):
+        rc = values[f"{prefix}/node-{i}/redis.conf"]
+        sc = values[f"{prefix}/node-{i}/sentinel.conf"]
+        assert f"bind {ip}\n" in rc and f"bind {ip}\n" in sc
+        assert "tls-replication yes" in rc and "tls-replication yes" in sc
+        assert "masteruser replica" in rc and "min-replicas-to-write 1\n" in rc and "min-replicas-max-lag 10\n" in rc
+        assert ("replicaof" in rc) is (i != 0)
+        if i:
+            assert f"replicaof {ips[0]} 6379" in rc
+        assert f"sentinel monitor {MASTER_NAME} {ips[0]} 6379 2" in sc
+        assert f"sentinel down-after-milliseconds {MASTER_NAME} 5000" in sc
+        assert f"sentinel failover-timeout {MASTER_NAME} 60000" in sc
+        assert f"sentinel parallel-syncs {MASTER_NAME} 1" in sc
+        assert "protected-mode yes" in sc and f"sentinel announce-ip {ip}" in sc
+        assert "user default on #" in sc  # Sentinels require a password
+        # IPs, not DNS names: hostnames stay off.
+        assert "announce-hostnames" not in sc
+        exporter = json.loads(values[f"{prefix}/node-{i}/exporter-password.json"])
+        assert list(exporter) == [f"rediss://{ip}:6379"]
+
+
+def test_security_group_admits_redis_and_sentinel_only_from_app_and_itself() -> None:
+    run = prod_sentinel()
+    sg = run.one("aws:ec2/securityGroup:SecurityGroup")
+    sg_id = sg.outputs["id"]
+    ingress = run.of_type(T_IN)
+    assert {(r.inputs["fromPort"], r.inputs["toPort"]) for r in ingress} == {(6379, 6379), (26379, 26379)}
+    sources = {(r.inputs["fromPort"], r.inputs.get("referencedSecurityGroupId")) for r in ingress}
+    assert sources == {(6379, APP_SG), (6379, sg_id), (26379, APP_SG), (26379, sg_id)}
+    assert all("cidrIpv4" not in r.inputs and "cidrIpv6" not in r.inputs for r in ingress)
+    assert all(r.inputs["securityGroupId"] == sg_id for r in ingress)
+    egress = run.of_type(T_OUT)
+    to_self = {r.inputs["fromPort"] for r in egress if r.inputs.get("referencedSecurityGroupId") == sg_id}
+    assert to_self == {6379, 26379}
+    to_world = {r.inputs["fromPort"] for r in egress if r.inputs.get("cidrIpv4") == "0.0.0.0/0"}
+    assert to_world == {80, 443}
+    for eni in run.of_type("aws:ec2/networkInterface:NetworkInterface"):
+        assert eni.inputs["securityGroups"] == [sg_id]
+
+
+def test_instance_role_reads_only_its_parameters() -> None:
+    run = prod_sentinel()
+    policy = json.loads(run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    assert set(by_sid) == {"ReadOwnParameters", "DecryptThroughSsmOnly", "PublishMetricsAsEmf"}
+    assert by_sid["ReadOwnParameters"]["Action"] == ["ssm:GetParameter"]
+    assert by_sid["ReadOwnParameters"]["Resource"].endswith(f"parameter{run.outputs['parameterPrefix']}/*")
+    dec = by_sid["DecryptThroughSsmOnly"]
+    assert dec["Resource"] == run.one("aws:kms/key:Key").outputs["arn"]
+    assert dec["Condition"] == {"StringEquals": {"kms:ViaService": "ssm.eu-west-1.amazonaws.com"}}
+    assert all("*" not in a for s in policy["Statement"] for a in s["Action"])
+    attached = {r.inputs["policyArn"] for r in run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+                if r.name.startswith("redis-host")}
+    assert attached == {"arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"}
+
+
+def test_outputs_env_contract_is_secret_with_a_sentinel_url() -> None:
+    run = prod_sentinel()
+    assert "env" in run.secret_outputs
+    env = run.outputs["env"]
+    ips = [n.split(":")[0] for n in run.outputs["redisNodes"]]
+    url = f"rediss+sentinel://{','.join(f'{ip}:26379' for ip in ips)}/{MASTER_NAME}"
+    assert env["REDIS_URL"] == url == run.outputs["sentinelUrl"]
+    assert env["REDIS_SENTINEL_MASTER"] == MASTER_NAME and env["REDIS_TLS"] == "true"
+    app_pw = next(r.outputs["result"] for r in run.of_type("random:index/randomPassword:RandomPassword")
+                  if r.name == "redis-app-password")
+    assert env["REDIS_PASSWORD"] == app_pw
+    assert env["RATE_LIMIT_GENERAL"] == "120,60"
+    assert run.outputs["sentinelEndpoints"] == [f"{ip}:26379" for ip in ips]
+    assert run.outputs["masterName"] == MASTER_NAME
+    # Nothing secret in the plain outputs.
+    plain = json.dumps({k: v for k, v in run.outputs.items() if k not in run.secret_outputs})
+    for s in secrets_of(run):
+        assert s not in plain
+
+
+def test_snapshots_target_the_data_volumes_in_the_backup_window() -> None:
+    run = prod_sentinel()
+    lt = run.one("aws:ec2/launchTemplate:LaunchTemplate")
+    vol_tags = next(t["tags"] for t in lt.inputs["tagSpecifications"] if t["resourceType"] == "volume")
+    dlm = run.one("aws:dlm/lifecyclePolicy:LifecyclePolicy")
+    details = dlm.inputs["policyDetails"]
+    assert details["resourceTypes"] == ["VOLUME"]
+    assert details["targetTags"].items() <= vol_tags.items()
+    schedule = details["schedules"][0]
+    assert schedule["createRule"] == {"interval": 24, "intervalUnit": "HOURS", "times": "03:00"}
+    assert schedule["retainRule"]["count"] == 14
+
+
+def test_alarms_per_host_follow_the_thresholds_table() -> None:
+    run = prod_sentinel()
+    alarms = {a.name: a for a in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    topic = run.one("aws:sns/topic:Topic").outputs["arn"]
+    for i in range(3):
+        sys_check = alarms[f"redis-node-{i}-system-check"]
+        assert "arn:aws:automate:eu-west-1:ec2:recover" in sys_check.inputs["alarmActions"]
+        assert topic in sys_check.inputs["alarmActions"]
+        for t in DEFAULT_THRESHOLDS:
+            for severity, line in t.lines():
+                name = f"redis-node-{i}-{t.name}-{severity}"
+                if t.name not in CW_ROWS:
+                    assert name not in alarms
+                    continue
+                a = alarms[name]
+                assert a.inputs["threshold"] == line
+                assert a.inputs["alarmActions"] == [topic]
+                queries = a.inputs["metricQueries"]
+                dims = {q["metric"]["dimensions"]["node"] for q in queries if "metric" in q}
+                assert dims == {f"node-{i}"}
+    mem = alarms["redis-node-0-memory_usage-critical"].inputs["metricQueries"]
+    assert next(q for q in mem if q.get("returnData"))["expression"] == "100 * m0 / m1"
+    assert alarms["redis-node-0-redis_down-critical"].inputs["comparisonOperator"] == "LessThanThreshold"
+
+
+def test_overridden_threshold_moves_the_alarm() -> None:
+    config, secret = prod_variant(thresholds={"connected_clients": {"warn": 700, "crit": 900}})
+    run = run_program(config, stack="prod", secret_keys=secret)
+    alarms = {a.name: a for a in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    assert alarms["redis-node-2-connected_clients-warning"].inputs["threshold"] == 700
+    assert alarms["redis-node-2-connected_clients-critical"].inputs["threshold"] == 900
+
+
+def test_components_and_children_follow_the_naming_rules() -> None:
+    run = prod_sentinel()
+    comp = run.one("redisstack:sentinel:SentinelHosts")
+    assert comp.name == "redis"
+    for r in run.resources:
+        if r is comp:
+            continue
+        assert r.name.startswith("redis-"), r.name
+        assert r.parent_type == "redisstack:sentinel:SentinelHosts", (r.type, r.name)
+
+
+def _settings(**overrides: Any) -> Any:
+    config, secret = prod_variant(**overrides)
+    return parse_settings({k: v for k, v in config.items() if ":" not in k}, secret_keys=frozenset(secret),
+                          stack="prod")
+
+
+def test_args_refuse_a_quorum_other_than_two() -> None:
+    with pytest.raises(SettingError) as exc:
+        SentinelHostsArgs.from_settings(_settings(sentinel={"quorum": 1}))
+    assert exc.value.key == "sentinel.quorum" and "majority" in str(exc.value)
+
+
+def test_settings_refuse_fewer_than_three_subnets() -> None:
+    net = {"vpcId": "vpc-0a1b2c3d4e5f60718", "appSecurityGroupIds": [APP_SG],
+           "subnetIds": ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"]}
+    with pytest.raises(SettingsErrors) as exc:
+        _settings(network=net)
+    assert any(e.key == "network.subnetIds" for e in exc.value.errors)
+
+
+def test_args_refuse_failover_timeout_below_down_after() -> None:
+    with pytest.raises(SettingError) as exc:
+        SentinelHostsArgs.from_settings(_settings(sentinel={"downAfterMs": 9000, "failoverTimeoutMs": 5000}))
+    assert exc.value.key == "sentinel.failoverTimeoutMs" and exc.value.value == 5000
+    assert "sentinel.downAfterMs (9000)" in exc.value.allowed
