@@ -37,7 +37,6 @@ import json
 import os
 import re
 import secrets
-import shlex
 import shutil
 import signal
 import socket
@@ -624,10 +623,7 @@ def _up_processes(project: Path, stack: str, run_dir: Path, overrides: Mapping[s
             continue
         services[name] = {"url": urls[name], **start_process(spec, remap, run_dir)}
         _save_state(run_dir, {"mode": "processes", "services": services})
-    redis_info = services["redis"]
-    healthcheck = remap.argv("redis", list(specs["redis"].healthcheck))
-    return {"outputs": outputs, "services": services,
-            "healthcheck": healthcheck, "redis": redis_info}
+    return {"outputs": outputs, "services": services}
 
 
 def _save_state(run_dir: Path, state: Mapping[str, Any]) -> None:
@@ -654,7 +650,7 @@ def up(project_dir: Path | None = None, *, stack: str = "dev", mode: Mode = "aut
     run_dir = project / ".run" / stack
     current = status(project, stack=stack)
     if current.mode != "down":
-        if all(s.running for s in current.services if not s.detail or s.pid):
+        if all(s.running for s in current.services if s.pid is not None or current.mode == "docker"):
             out(f"dev stack {stack} is already running ({current.mode}); `redisops dev down` first to recreate")
             return current
         down(project, stack=stack, out=out)
@@ -703,9 +699,3 @@ def down(project_dir: Path | None = None, *, stack: str = "dev", out: Out = prin
         shutil.rmtree(run_dir)
     return DevStatus(stack, "down", run_dir)
 
-
-def healthcheck_shell(argv: Sequence[str]) -> str:
-    """The CMD-SHELL string of a Docker healthcheck (the part `sh -c` runs)."""
-    if not argv or argv[0] != "CMD-SHELL":
-        return shlex.join(argv[1:] if argv and argv[0] == "CMD" else argv)
-    return argv[1]
