@@ -58,13 +58,16 @@ class Expectations:
     maxmemory: int | None = None  # bytes
     source: str = "none"
 
+    def declares(self) -> bool:
+        return any(v is not None for v in (self.maxmemory_policy, self.aof, self.maxmemory))
+
     def merged(self, other: Expectations) -> Expectations:
         """Fields set here win; the rest come from `other`."""
         return Expectations(
             maxmemory_policy=self.maxmemory_policy if self.maxmemory_policy is not None else other.maxmemory_policy,
             aof=self.aof if self.aof is not None else other.aof,
             maxmemory=self.maxmemory if self.maxmemory is not None else other.maxmemory,
-            source=", ".join(s for s in (self.source, other.source) if s and s != "none") or "none",
+            source=", ".join(e.source for e in (self, other) if e.source != "none" and e.declares()) or "none",
         )
 
 

@@ -155,5 +155,7 @@ def summary_line(report: Report) -> str:
                 f"{counts['CRITICAL']} critical in {report.duration_s:.2f} s")
     word = "PASSED" if not failed else "FAILED"
     names = f" ({', '.join(c.name for c in failed)})" if failed else ""
-    return f"{report.command} {word}: {len(report.checks) - len(failed)}/{len(report.checks)} checks passed{names} " \
-           f"in {report.duration_s:.2f} s"
+    counts = {s: sum(1 for c in report.checks if c.status == s) for s in ("pass", "warn", "skip")}
+    extra = "".join(f", {counts[s]} {label}" for s, label in (("warn", "warning"), ("skip", "skipped")) if counts[s])
+    return (f"{report.command} {word}: {counts['pass']} passed, {len(failed)} failed{names}{extra} "
+            f"in {report.duration_s:.2f} s")

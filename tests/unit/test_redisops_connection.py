@@ -214,3 +214,11 @@ def test_redact_removes_every_secret() -> None:
     spec = rc.spec_from_env(env(REDIS_ADMIN_PASSWORD="admin-password-0123456789"))
     text = f"WRONGPASS for {PW} and admin-password-0123456789"
     assert rc.redact(text, spec) == "WRONGPASS for **** and ****"
+
+
+def test_expectation_sources_name_only_what_contributed() -> None:
+    empty_flags = rc.Expectations(source="flags")
+    settings = rc.Expectations("allkeys-lru", True, None, "settings Pulumi.dev.yaml")
+    assert empty_flags.merged(settings).source == "settings Pulumi.dev.yaml"
+    both = rc.Expectations(aof=False, source="flags").merged(settings)
+    assert (both.source, both.aof, both.maxmemory_policy) == ("flags, settings Pulumi.dev.yaml", False, "allkeys-lru")
