@@ -112,7 +112,8 @@ def _passwords() -> dict[str, str]:
 
 @contextmanager
 def sentinel_topology(base: Path, *, tls: bool, tuning: SentinelTuning = FAST,
-                      start_sentinels: bool = True) -> Iterator[Topology]:
+                      start_sentinels: bool = True, host: str = HOST) -> Iterator[Topology]:
+    """`host` is how the members name each other: an IP, or a DNS name (hostname mode)."""
     passwords = _passwords()
     certs = make_tls_files(base / "certs") if tls else None
     tls_files = (TlsFiles(str(certs.cert), str(certs.key), str(certs.ca_cert)) if certs else None)
@@ -127,8 +128,9 @@ def sentinel_topology(base: Path, *, tls: bool, tuning: SentinelTuning = FAST,
         (d / "users.acl").write_text(render_acl_file(passwords))
         (d / "users.acl").chmod(0o600)
     files = topology_files(
-        load_base(), [Endpoint(HOST, p) for p in node_ports], [Endpoint(HOST, p) for p in sentinel_ports],
+        load_base(), [Endpoint(host, p) for p in node_ports], [Endpoint(host, p) for p in sentinel_ports],
         passwords=passwords, tuning=tuning, tls=tls_files,
+        binds=[HOST] * 3, sentinel_binds=[HOST] * 3,
         data_dirs=[str(d) for d in dirs], sentinel_dirs=[str(d) for d in sdirs],
         aclfile=[str(d / "users.acl") for d in dirs])
     nodes = [RedisProcess(workdir=dirs[i], config_text=f.redis_conf, port=node_ports[i]) for i, f in enumerate(files)]
