@@ -107,7 +107,8 @@ def to_junit(report: Report, secrets: tuple[str, ...] = ()) -> str:
     props = ET.SubElement(suite, "properties")
     ET.SubElement(props, "property", {"name": "target", "value": report.target})
     for key, value in report.meta.items():
-        ET.SubElement(props, "property", {"name": str(key), "value": json.dumps(value, default=str)})
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        ET.SubElement(props, "property", {"name": str(key), "value": text})
     for c in report.checks:
         case = ET.SubElement(suite, "testcase", {"classname": f"redisops.{report.command}", "name": c.name,
                                                  "time": f"{c.duration_ms / 1000:.3f}"})
