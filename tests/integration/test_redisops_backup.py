@@ -221,3 +221,15 @@ def test_rdb_only_backup_restores_into_a_server_with_aof_on(tmp_path: Path) -> N
         assert (restored.moved_aside / "appendonlydir").is_dir()  # type: ignore[operator]
         dst.proc.start(write_config=False)
         assert_all_back(dst, expected)
+
+
+def test_verify_only_works_offline_and_fails_on_a_bad_backup(srv: Server, tmp_path: Path) -> None:
+    write_keys(srv, 200)
+    result = bk.backup(rc.resolve(environ=srv.env()), tmp_path / "b")
+    srv.proc.stop()
+    ok = run_cli(["restore", "--from", str(result.path), "--verify-only"], srv.env(REDIS_TIMEOUT="300"))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "200 keys" in ok.stdout and "not reachable, key count not compared" in ok.stdout
+    (result.path / "appendonlydir" / "stray.aof").write_text("x")
+    bad = run_cli(["restore", "--from", str(result.path), "--verify-only"], srv.env(REDIS_TIMEOUT="300"))
+    assert bad.returncode == 1 and "stray.aof: not in the manifest" in bad.stderr
