@@ -92,7 +92,10 @@ class HealthRun:
         client = None
         try:
             self._step("connectivity")
-            client = rc.client(self.spec, role)
+            # In cluster mode INFO/SLOWLOG/SCAN are per node: judge the node named in REDIS_URL
+            # (run health once per shard primary).
+            client = (rc.node_client(self.spec, self.spec.hosts[0], role) if self.spec.mode == "cluster"
+                      else rc.client(self.spec, role))
             if not self._connectivity(client):
                 return self.report
             self._step("sampling")
