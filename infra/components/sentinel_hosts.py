@@ -483,6 +483,9 @@ class SentinelHosts(pulumi.ComponentResource):
             **env_contract(url=v[0], password=v[1], tls=args.tls, timeout_ms=args.timeout_ms, tiers=args.tiers,
                            enabled=args.enabled, rate_limit_mode=args.rate_limit_mode),
             "REDIS_SENTINEL_MASTER": MASTER_NAME,
+            # Sentinels' default user authenticates with the application's password (discovery
+            # only); spelled out so clients set sentinel_kwargs={"password": ...}.
+            "REDIS_SENTINEL_PASSWORD": v[1],
         })
         self.stack_outputs = {
             "env": pulumi.Output.secret(env),
@@ -494,6 +497,9 @@ class SentinelHosts(pulumi.ComponentResource):
             "instanceIds": [inst.id for inst in self.instances],
             "securityGroupId": self.security_group.id,
             "appSecretArn": self.app_secret.arn,
+            # For redisops (backup/restore/failover drills); also in Secrets Manager.
+            "adminPassword": pulumi.Output.secret(passwords["admin"]),
+            "sentinelPassword": pulumi.Output.secret(passwords["app"]),
             "adminSecretArn": self.admin_secret.arn,
             "alarmTopicArn": self.topic.arn,
             "parameterPrefix": prefix,

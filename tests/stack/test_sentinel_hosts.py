@@ -206,7 +206,8 @@ def test_outputs_env_contract_is_secret_with_a_sentinel_url() -> None:
     assert env["REDIS_SENTINEL_MASTER"] == MASTER_NAME and env["REDIS_TLS"] == "true"
     app_pw = next(r.outputs["result"] for r in run.of_type("random:index/randomPassword:RandomPassword")
                   if r.name == "redis-app-password")
-    assert env["REDIS_PASSWORD"] == app_pw
+    assert env["REDIS_PASSWORD"] == app_pw == env["REDIS_SENTINEL_PASSWORD"] == run.outputs["sentinelPassword"]
+    assert {"env", "adminPassword", "sentinelPassword"} <= run.secret_outputs
     assert env["RATE_LIMIT_GENERAL"] == "120,60"
     assert run.outputs["sentinelEndpoints"] == [f"{ip}:26379" for ip in ips]
     assert run.outputs["masterName"] == MASTER_NAME
