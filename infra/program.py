@@ -41,6 +41,18 @@ TARGETS: dict[str, Callable[[Settings], dict[str, Any]]] = {
 }
 
 
+def expectations(settings: Settings) -> dict[str, Any]:
+    """What `redisops smoke/health` hold the running server to (redisops.connection reads it).
+
+    ElastiCache has no AOF and sizes maxmemory by node type, so only the policy is declared there.
+    """
+    conf = settings.redis_conf
+    if settings.target == "elasticache":
+        return {"maxmemoryPolicy": conf["maxmemory-policy"], "appendonly": False}
+    return {"maxmemoryPolicy": conf["maxmemory-policy"], "appendonly": bool(conf["appendonly"]),
+            "maxmemoryBytes": int(conf["maxmemory"])}
+
+
 def common_outputs(settings: Settings) -> dict[str, Any]:
     """What every target reports: the tiers the app gets and what the guide's redis.conf became."""
     outputs: dict[str, Any] = {
@@ -48,6 +60,7 @@ def common_outputs(settings: Settings) -> dict[str, Any]:
         "rateLimits": {t.name: {"limit": t.limit, "windowSeconds": t.window_s, "algorithm": t.algorithm,
                                 "failOpen": t.fail_open} for t in settings.tiers},
     }
+    outputs["expectations"] = expectations(settings)
     if settings.target == "elasticache":
         outputs["redisConfReport"] = report_as_dicts(settings.redis_conf)
         outputs["parameterFamily"] = family_for(settings.config.engine, settings.config.engine_version)

@@ -268,10 +268,6 @@ class LocalRedisStack(pulumi.ComponentResource):
             "exposedBeyondLoopback": args.exposed_beyond_loopback,
             "tls": args.tls,
             "topology": args.topology,
-            # What redisops smoke/health hold the running server to (redisops.connection).
-            "expectations": {"maxmemoryPolicy": args.redis_conf.get("maxmemory-policy"),
-                             "appendonly": bool(args.redis_conf.get("appendonly")),
-                             "maxmemoryBytes": int(args.redis_conf.get("maxmemory", 0) or 0)},
             "networkName": self.network.name,
             "adminPassword": pulumi.Output.secret(self.passwords["admin"]),
             "monitorPassword": pulumi.Output.secret(self.passwords["monitor"]),
