@@ -40,7 +40,11 @@ DEFAULT_TIMEOUT = 0.1
 DEFAULT_FALLBACK_RETRY_AFTER = 1.0
 
 # Server replies that mean "Redis cannot decide right now", not "the caller is wrong".
-_UNAVAILABLE_PREFIXES = ("OOM", "BUSY", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY")
+_UNAVAILABLE_PREFIXES = ("OOM", "BUSY", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY",
+                         "NOREPLICAS")
+# A primary that lost its replicas (min-replicas-to-write) is often one Sentinel has already
+# replaced: its pooled connections must go so a Sentinel-managed client looks the master up again.
+_STALE_PRIMARY_PREFIX = "NOREPLICAS"
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
@@ -298,6 +302,9 @@ class RateLimiter(_Base):
         except ResponseError as exc:
             _raise_for_response(exc)
             if _is_unavailable(exc):
+                pool = getattr(self.client, "connection_pool", None)
+                if pool is not None and str(exc).startswith(_STALE_PRIMARY_PREFIX):
+                    pool.disconnect()
                 return self._on_unavailable(call, exc)
             raise
         except _UNAVAILABLE as exc:
@@ -351,6 +358,9 @@ class AsyncRateLimiter(_Base):
         except ResponseError as exc:
             _raise_for_response(exc)
             if _is_unavailable(exc):
+                pool = getattr(self.client, "connection_pool", None)
+                if pool is not None and str(exc).startswith(_STALE_PRIMARY_PREFIX):
+                    await pool.disconnect()
                 return self._on_unavailable(call, exc)
             raise
         except _UNAVAILABLE as exc:

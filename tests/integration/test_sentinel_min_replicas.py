@@ -16,7 +16,6 @@ import pytest
 import redis
 
 from ratelimit import RateLimiter, decision_client_kwargs
-from ratelimit.limiter import _UNAVAILABLE_PREFIXES
 from tests.integration._sentinel_topology import FAST, Topology, sentinel_topology, wait_until
 from tests.support.redisproc import have_redis
 
@@ -72,9 +71,6 @@ def test_silent_replicas_stop_writes_after_the_lag(topo: Topology) -> None:
     wait_until(lambda: not _writes_refused(primary), LAG + 5, "writes accepted once a replica acknowledges")
 
 
-@pytest.mark.xfail("NOREPLICAS" not in _UNAVAILABLE_PREFIXES, strict=True,
-                   reason="ratelimit.limiter does not treat NOREPLICAS as 'Redis unavailable' yet: the "
-                          "limiter raises instead of applying the tier's fail policy")
 def test_limiter_applies_fail_policy_when_writes_are_refused(topo: Topology) -> None:
     limiter = RateLimiter(redis.Redis("127.0.0.1", topo.nodes[0].port, password=topo.passwords["app"],
                                       **decision_client_kwargs(0.2)))
