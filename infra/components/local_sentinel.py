@@ -12,12 +12,13 @@ render re-seeds it.
 
 Reaching the topology: Sentinel hands out container hostnames, which only resolve on the
 stack's network; applications rehearsing failover run there (attach to the `networkName`
-output). The exporter watches the initial primary under the `redis` alias.
+output). The exporter watches the initial primary under the `redis` alias; `primary_ports`
+publishes that node (only that one) so host tools reach it, without following a failover.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
@@ -103,6 +104,8 @@ class LocalSentinelArgs:
     tls_ca_pem: pulumi.Input[str] | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     memory_mb: int | None = None
+    # Host ports of the initial primary (redis-0) only: Sentinel never hands out host ports.
+    primary_ports: Sequence[docker.ContainerPortArgs] = ()
 
     def __post_init__(self) -> None:
         missing = [c for c in CREDENTIALS if c not in self.passwords]
@@ -160,7 +163,8 @@ class LocalSentinel(pulumi.ComponentResource):
                 host, aliases, volume=self.volumes[i],
                 uploads=[_upload(RENDERED_CONF, conf, "0400"), _upload(ACL, acl, "0400"), *tls_uploads],
                 command=seed_and_exec(RENDERED_CONF, f"{DATA}/redis.conf", f"{args.engine}-server"),
-                health=healthcheck(args.engine, REDIS_PORT, tls=args.tls), memory=args.memory_mb, depends=[]))
+                health=healthcheck(args.engine, REDIS_PORT, tls=args.tls), memory=args.memory_mb, depends=[],
+                ports=list(args.primary_ports) if i == 0 else []))
         self.sentinels = []
         for i, host in enumerate(SENTINEL_HOSTNAMES):
             conf = _secret(files.apply(_sentinel_conf(i)))
@@ -179,7 +183,8 @@ class LocalSentinel(pulumi.ComponentResource):
 
     def _container(self, host: str, aliases: list[str], *, volume: docker.Volume,
                    uploads: list[docker.ContainerUploadArgs], command: list[str], health: list[str],
-                   memory: int | None, depends: list[docker.Container]) -> docker.Container:
+                   memory: int | None, depends: list[docker.Container],
+                   ports: list[docker.ContainerPortArgs] | None = None) -> docker.Container:
         args = self._args
         return docker.Container(
             f"{self._name}-{host}",
@@ -188,7 +193,9 @@ class LocalSentinel(pulumi.ComponentResource):
             user=REDIS_USER,
             network_mode=args.network_name,
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.network_name, aliases=aliases)],
-            # Nothing published: Sentinel hands out names that resolve only on this network.
+            # Nothing published but what the caller asks for (the initial primary): Sentinel
+            # hands out names that resolve only on this network.
+            ports=ports or None,
             labels=[docker.ContainerLabelArgs(label=k, value=v)
                     for k, v in {**args.labels, "redisstack.service": host}.items()],
             restart="unless-stopped",

@@ -13,9 +13,11 @@ the handshake against the exported CA, while the check holds no credential at al
 REDISCLI_AUTH in the container env (visible in `docker inspect`), no password file the
 healthcheck user could leak.
 
-Topology: only `single` is built. A sentinel topology adds more `_redis_node` calls (one per
-node, each with `replica_of`) plus Sentinel containers on the same network; the TLS
-component already issues a certificate usable for both server and client auth.
+Topology: `single` is one `_redis_node`. `sentinel` replaces it by `LocalSentinel` (3 nodes +
+3 Sentinels on the same network, infra/components/local_sentinel.py); its initial primary keeps
+the `redis` alias and the published host port, so the exporter, Prometheus, Grafana and host
+tools are unchanged, while applications get a Sentinel URL. Sentinel answers with container
+hostnames, so only clients on the stack network can follow a failover (docs/dev-stack.md).
 """
 
 from __future__ import annotations
@@ -30,8 +32,15 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
+from infra.components.local_sentinel import (
+    NODE_HOSTNAMES,
+    SENTINEL_HOSTNAMES,
+    TLS_DNS_NAMES,
+    LocalSentinel,
+    LocalSentinelArgs,
+)
 from infra.components.local_tls import LocalTls, LocalTlsArgs, server_sans
-from infra.envcontract import env_contract, redis_url
+from infra.envcontract import env_contract, redis_url, sentinel_url
 from infra.errors import SettingError
 from infra.monitoring import grafana as gf
 from infra.monitoring import prometheus as prom
@@ -41,6 +50,7 @@ from ratelimit.tiers import Tier
 from redis_conf.acl import render_acl_file
 from redis_conf.render import TlsFiles, render_redis_conf
 from redis_conf.schema import RedisConf
+from redis_conf.sentinel import MASTER_NAME, REDIS_PORT, SENTINEL_COUNT, SENTINEL_PORT, SentinelTuning
 
 # --- what runs where (shared with redisops.devstack) -----------------------------------------
 SERVICE_LABEL = "redisstack.service"
@@ -75,6 +85,7 @@ PASSWORD_LENGTH = 40
 # Alphanumeric only: these passwords land in .env files, JSON and YAML; 40 characters of 62
 # symbols is ~238 bits, so specials add nothing but quoting bugs.
 GENERATED_USERS = ("monitor", "replica", "sentinel", "admin")
+TOPOLOGIES = ("single", "sentinel")
 
 
 @dataclass(frozen=True)
@@ -94,14 +105,20 @@ class LocalStackArgs:
     rate_limit_mode: str = "redis"
     topology: str = "single"
     labels: Mapping[str, str] = field(default_factory=dict)
+    sentinel_tuning: SentinelTuning = field(default_factory=SentinelTuning)
     app_password: str | None = field(default=None, repr=False)
     grafana_admin_password: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        if self.topology != "single":
+        if self.topology not in TOPOLOGIES:
             raise SettingError("local.topology", self.topology,
-                               "only single is built by the local target so far; the sentinel topology "
-                               "(1 primary + 2 replicas + 3 Sentinels) is a later issue: use single")
+                               "single (one Redis) or sentinel (1 primary + 2 replicas + 3 Sentinels)")
+        # Checked here, not only by the renderer: there it would fail inside an apply, long
+        # after `pulumi preview` said the plan was fine.
+        if self.topology == "sentinel" and self.sentinel_tuning.quorum <= SENTINEL_COUNT // 2:
+            raise SettingError("sentinel.quorum", self.sentinel_tuning.quorum,
+                               f"{SENTINEL_COUNT // 2 + 1}..{SENTINEL_COUNT} with local.topology sentinel "
+                               f"(a minority of the {SENTINEL_COUNT} Sentinels must not declare the primary down)")
         missing = [s for s in SERVICES if s not in self.ports or s not in self.images]
         if missing:
             raise SettingError(f"local.ports.{missing[0]}", None, f"required for {', '.join(SERVICES)}")
@@ -124,6 +141,7 @@ class LocalStackArgs:
             enabled=cfg.enabled,
             rate_limit_mode=cfg.rate_limit_mode,
             topology=local.topology,
+            sentinel_tuning=SentinelTuning.from_settings(cfg.sentinel),
             labels={"project": settings.project, "stack": settings.stack, "managed-by": "pulumi"},
             app_password=cfg.password.get_secret_value() if cfg.password else None,
             grafana_admin_password=(cfg.grafana_admin_password.get_secret_value()
@@ -237,7 +255,9 @@ class LocalRedisStack(pulumi.ComponentResource):
 
         self.tls: LocalTls | None = None
         if args.tls:
-            dns, ips = server_sans([HOSTNAMES["redis"]], args.bind_address)
+            # The sentinel topology's members verify each other by container hostname.
+            names = [HOSTNAMES["redis"]] if args.topology == "single" else [*TLS_DNS_NAMES]
+            dns, ips = server_sans(names, args.bind_address)
             self.tls = LocalTls(f"{name}-tls", LocalTlsArgs(common_name=HOSTNAMES["redis"], dns_names=dns,
                                                             ip_addresses=ips), opts=child)
 
@@ -246,18 +266,24 @@ class LocalRedisStack(pulumi.ComponentResource):
         self.volumes = {s: docker.Volume(f"{name}-{s}-data", labels=[docker.VolumeLabelArgs(label=k, value=v)
                                                                       for k, v in args.labels.items()],
                                          opts=child)
-                        for s in ("redis", "prometheus", "grafana")}
+                        # LocalSentinel brings a volume per node and Sentinel.
+                        for s in (("redis",) if args.topology == "single" else ()) + ("prometheus", "grafana")}
 
-        self.redis = self._redis_node(app_password)
+        self.sentinel: LocalSentinel | None = None
+        if args.topology == "sentinel":
+            self.sentinel = self._sentinel(app_password)
+            self.redis = self.sentinel.nodes[0]
+        else:
+            self.redis = self._redis_node(app_password)
         self.exporter = self._exporter(depends_on=[self.redis])
         self.prometheus = self._prometheus(depends_on=[self.exporter])
         self.grafana = self._grafana(grafana_password, depends_on=[self.prometheus])
 
         host = args.client_host
         url = redis_url(host, args.ports["redis"], tls=args.tls)
-        env = app_password.apply(lambda pw: env_contract(
-            url=url, password=pw, tls=args.tls, timeout_ms=args.timeout_ms, tiers=args.tiers,
-            enabled=args.enabled, rate_limit_mode=args.rate_limit_mode))
+        app_url = (url if self.sentinel is None else
+                   sentinel_url([(h, SENTINEL_PORT) for h in SENTINEL_HOSTNAMES], MASTER_NAME, tls=args.tls))
+        env = app_password.apply(lambda pw: self._env(app_url, pw))
         self.stack_outputs = {
             "env": pulumi.Output.secret(env),
             "redisUrl": url,
@@ -274,9 +300,35 @@ class LocalRedisStack(pulumi.ComponentResource):
             "grafanaAdminUser": GRAFANA_ADMIN_USER,
             "grafanaAdminPassword": pulumi.Output.secret(grafana_password),
         }
+        if self.sentinel is not None:
+            tuning = args.sentinel_tuning
+            sentinel_password: pulumi.Output[str] = pulumi.Output.secret(app_password)
+            self.stack_outputs.update({
+                "sentinelUrl": app_url,
+                "masterName": MASTER_NAME,
+                "sentinelEndpoints": [f"{h}:{SENTINEL_PORT}" for h in SENTINEL_HOSTNAMES],
+                "redisNodes": [f"{h}:{REDIS_PORT}" for h in NODE_HOSTNAMES],
+                # Sentinels' default user authenticates with the application's password.
+                "sentinelPassword": sentinel_password,
+                "sentinelTuning": {"quorum": tuning.quorum, "downAfterMs": tuning.down_after_ms,
+                                   "failoverTimeoutMs": tuning.failover_timeout_ms,
+                                   "parallelSyncs": tuning.parallel_syncs,
+                                   "minReplicasToWrite": tuning.min_replicas_to_write,
+                                   "minReplicasMaxLag": tuning.min_replicas_max_lag},
+            })
         if self.tls is not None:
             self.stack_outputs["caCertPem"] = self.tls.ca_cert_pem
         self.register_outputs(self.stack_outputs)
+
+    def _env(self, url: str, password: str) -> dict[str, str]:
+        args = self._args
+        env = env_contract(url=url, password=password, tls=args.tls, timeout_ms=args.timeout_ms, tiers=args.tiers,
+                           enabled=args.enabled, rate_limit_mode=args.rate_limit_mode)
+        if self.sentinel is not None:
+            # As the EC2 sentinel target: spelled out so clients set sentinel_kwargs={"password": ...}.
+            env["REDIS_SENTINEL_MASTER"] = MASTER_NAME
+            env["REDIS_SENTINEL_PASSWORD"] = password
+        return env
 
     # -- children ---------------------------------------------------------------------------
     def _random(self, user: str) -> random.RandomPassword:
@@ -315,8 +367,23 @@ class LocalRedisStack(pulumi.ComponentResource):
             security_opts=["no-new-privileges:true"],
         )
 
+    def _sentinel(self, app_password: pulumi.Output[str]) -> LocalSentinel:
+        """1 primary + 2 replicas + 3 Sentinels; only the initial primary is published."""
+        args = self._args
+        return LocalSentinel(f"{self._name}-sentinel", LocalSentinelArgs(
+            engine=args.engine, tls=args.tls, redis_conf=args.redis_conf, tuning=args.sentinel_tuning,
+            network_name=self.network.name, image=self.images["redis"].image_id,
+            passwords={"app": app_password, **self.passwords},
+            tls_cert_pem=self.tls.cert_pem if self.tls else None,
+            tls_key_pem=self.tls.private_key_pem if self.tls else None,
+            tls_ca_pem=self.tls.ca_cert_pem if self.tls else None,
+            labels=args.labels, memory_mb=container_memory_mb(args.redis_conf),
+            primary_ports=[docker.ContainerPortArgs(internal=REDIS_PORT, external=args.ports["redis"],
+                                                    ip=args.bind_address, protocol="tcp")]),
+            opts=pulumi.ResourceOptions(parent=self))
+
     def _redis_node(self, app_password: pulumi.Output[str]) -> docker.Container:
-        """One Redis container. The sentinel topology calls this per node (with replica wiring)."""
+        """The single topology's Redis container."""
         args, name, owner = self._args, self._name, USERS["redis"]
         acl = pulumi.Output.all(app_password, *[self.passwords[u] for u in GENERATED_USERS]).apply(
             lambda pws: render_acl_file(dict(zip(("app", *GENERATED_USERS), pws, strict=True))))

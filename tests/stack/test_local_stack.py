@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID
 
 from infra.components import local_stack as ls
-from infra.errors import SettingError
 from infra.monitoring import grafana as gf
 from infra.monitoring import prometheus as prom
 from infra.settings import Images
@@ -379,13 +378,3 @@ def test_env_contract_output(run: StackRun) -> None:
     assert run.outputs["expectations"] == {"maxmemoryPolicy": "allkeys-lru", "appendonly": True,
                                            "maxmemoryBytes": 800 * 2**20}
 
-
-def test_sentinel_topology_is_refused_with_a_clear_error() -> None:
-    config, keys = dev_config(local={"topology": "sentinel"})
-    with pytest.raises(Exception) as info:
-        run_program(config, secret_keys=keys)
-    err = info.value
-    while err is not None and not isinstance(err, SettingError):
-        err = err.__cause__ or err.__context__  # type: ignore[assignment]
-    assert isinstance(err, SettingError), repr(info.value)
-    assert err.key == "local.topology" and err.value == "sentinel" and "single" in err.allowed
