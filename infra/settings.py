@@ -174,9 +174,6 @@ class ElastiCacheSettings(_Model):
     reserved_memory_percent: int = Field(25, ge=0, le=100, description="Memory kept free for snapshots/replication")
     maintenance_window: str = Field("sun:05:00-sun:07:00", description="Weekly maintenance window (UTC)")
     apply_immediately: bool = Field(False, description="Apply modifications now instead of in the window")
-    log_retention_days: int = Field(30, description="CloudWatch Logs retention of slow/engine logs")
-    alarm_email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
-                                    description="Email subscribed to the alarm topic")
     protect: bool = Field(True, description="Pulumi protect on the replication group")
 
     @field_validator("replication_group_id")
@@ -188,13 +185,6 @@ class ElastiCacheSettings(_Model):
             raise ValueError("expected 1-40 letters, digits or '-', starting with a letter, without '--' "
                              "or a trailing '-'")
         return v.lower()
-
-    @field_validator("log_retention_days")
-    @classmethod
-    def _retention(cls, v: int) -> int:
-        if v not in LOG_RETENTION_DAYS:
-            raise ValueError(f"expected one of CloudWatch's retention values: {', '.join(map(str, LOG_RETENTION_DAYS))}")
-        return v
 
     @field_validator("maintenance_window")
     @classmethod
@@ -216,6 +206,21 @@ class SentinelSettings(_Model):
     quorum: int = Field(2, ge=1, le=3, description="Sentinels that must agree the primary is down")
     min_replicas_to_write: int = Field(1, ge=0, le=2, description="Primary refuses writes with fewer replicas")
     min_replicas_max_lag: int = Field(10, ge=1, description="Seconds of replica lag tolerated")
+
+
+class AlertingSettings(_Model):
+    """Where alarms go and how long logs are kept (AWS targets)."""
+
+    email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+                              description="Email subscribed to the alarm SNS topic")
+    log_retention_days: int = Field(30, description="CloudWatch Logs retention (slow/engine logs, agent metrics)")
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, v: int) -> int:
+        if v not in LOG_RETENTION_DAYS:
+            raise ValueError(f"expected one of CloudWatch's retention values: {', '.join(map(str, LOG_RETENTION_DAYS))}")
+        return v
 
 
 class BackupSettings(_Model):
@@ -256,6 +261,7 @@ class StackConfig(_Model):
     elasticache: ElastiCacheSettings = Field(default_factory=ElastiCacheSettings, description="elasticache target")
     sentinel: SentinelSettings = Field(default_factory=SentinelSettings, description="sentinel target")
     backup: BackupSettings = Field(default_factory=BackupSettings, description="Snapshots and backups")
+    alerting: AlertingSettings = Field(default_factory=AlertingSettings, description="Alarm routing and log retention")
     tags: dict[str, str] = Field(default_factory=dict, description="Tags on every AWS resource")
 
     @field_validator("password", "grafana_admin_password")
@@ -386,7 +392,7 @@ _PATTERN_HELP = {
     "appSecurityGroupIds": 'expected security group ids like "sg-0a1b2c3d4e5f60aa1"',
     "nodeType": 'expected an ElastiCache node type like "cache.r7g.large"',
     "kmsKeyArn": 'expected a KMS key ARN like "arn:aws:kms:eu-west-1:123456789012:key/<id>"',
-    "alarmEmail": 'expected an email address like "oncall@example.com"',
+    "email": 'expected an email address like "oncall@example.com"',
     "instanceType": 'expected an EC2 instance type like "t4g.small"',
 }
 

@@ -172,8 +172,8 @@ class ElastiCacheArgs:
             replication_group_id=ec.replication_group_id, kms_key_arn=ec.kms_key_arn, auth_mode=ec.auth_mode,
             auth_token=pulumi.Output.secret(token) if token is not None else None,
             auth_token_update_strategy=ec.auth_token_update_strategy, maintenance_window=ec.maintenance_window,
-            apply_immediately=ec.apply_immediately, log_retention_days=ec.log_retention_days,
-            alarm_email=ec.alarm_email, protect=ec.protect, snapshot_retention_days=c.backup.retention_days,
+            apply_immediately=ec.apply_immediately, log_retention_days=c.alerting.log_retention_days,
+            alarm_email=c.alerting.email, protect=ec.protect, snapshot_retention_days=c.backup.retention_days,
             snapshot_window=c.backup.window, final_snapshot=c.backup.final_snapshot, timeout_ms=c.timeout_ms,
             enabled=c.enabled, rate_limit_mode=c.rate_limit_mode, tags=settings.tags,
         )

@@ -170,8 +170,8 @@ class SentinelHostsArgs:
             enabled=cfg.enabled,
             rate_limit_mode=cfg.rate_limit_mode,
             # Shared with the elasticache target until the settings grow a target-neutral key.
-            alarm_email=cfg.elasticache.alarm_email,
-            log_retention_days=cfg.elasticache.log_retention_days,
+            alarm_email=cfg.alerting.email,
+            log_retention_days=cfg.alerting.log_retention_days,
             tags=settings.tags,
             app_password=cfg.password.get_secret_value() if cfg.password else None,
         )

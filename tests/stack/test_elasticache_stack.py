@@ -463,7 +463,7 @@ def test_alarm_topic_is_encrypted_and_mails_the_configured_address() -> None:
 def test_no_subscription_without_alarm_email() -> None:
     cfg, secret = prod_config()
     cfg = copy.deepcopy(cfg)
-    del cfg["elasticache"]["alarmEmail"]
+    del cfg["alerting"]["email"]
     assert run_program(cfg, stack="prod", secret_keys=secret).of_type(SUBSCRIPTION) == []
 
 

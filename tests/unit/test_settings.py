@@ -139,7 +139,7 @@ BAD: list[tuple[str, dict[str, Any], tuple[str, ...], str, Any, str]] = [
      "network.subnetIds.0", "subnet-1", 'like "subnet-0a1b'),
     ("node type", {**PROD, "elasticache": {"nodeType": "r7g.large"}}, (), "elasticache.nodeType", "r7g.large",
      'like "cache.r7g.large"'),
-    ("log retention", {**PROD, "elasticache": {"logRetentionDays": 10}}, (), "elasticache.logRetentionDays", 10,
+    ("log retention", {**PROD, "alerting": {"logRetentionDays": 10}}, (), "alerting.logRetentionDays", 10,
      "CloudWatch's retention values"),
     ("snapshot window format", {**PROD, "backup": {"window": "3-5"}}, (), "backup.window", "3-5", "HH:MM-HH:MM"),
     ("snapshot window too short", {**PROD, "backup": {"window": "03:00-03:30"}}, (), "backup.window", "03:00-03:30",
