@@ -106,6 +106,12 @@ class StackRun:
             raise LookupError(f"expected one {type_} {name or ''}, found {[r.name for r in found]}")
         return found[0]
 
+    def named(self, name: str) -> Resource:
+        found = [r for r in self.resources if r.name == name]
+        if len(found) != 1:
+            raise LookupError(f"expected one resource named {name}, found {len(found)}")
+        return found[0]
+
 
 def urn_parts(urn: str) -> tuple[str | None, str | None]:
     """(type, name) of a URN `urn:pulumi:stack::project::parentType$type::name`."""
@@ -223,10 +229,12 @@ class RecordingMocks(Mocks):
                 outputs.setdefault("imageId", f"sha256:{digest}")
                 outputs.setdefault("repoDigest", f"{plain.get('name', name)}@sha256:{digest}")
             outputs.setdefault("name", plain.get("name") or name)
+        # The record keeps generated values plain (what a test compares against) and echoed
+        # inputs as they came; the engine gets provider-secret outputs wrapped, as for real.
+        self.pending[(t, name)] = Resource(t, name, None, None, inputs, dict(outputs))
         for key in SECRET_OUTPUTS.get(t, ()):
             if key in outputs and not is_secret(outputs[key]):
                 outputs[key] = secret(outputs[key])
-        self.pending[(t, name)] = Resource(t, name, None, None, inputs, outputs)
         return rid, outputs
 
     def _aws(self, t: str, name: str, inputs: Mapping[str, Any], outputs: dict[str, Any]) -> str | None:
@@ -246,6 +254,12 @@ class RecordingMocks(Mocks):
             rid = rg
         elif t == "aws:ec2/securityGroup:SecurityGroup":
             rid = f"sg-{digest[:17]}"
+        elif t == "aws:ec2/networkInterface:NetworkInterface":
+            # A private IP inside the subnet: third octet from the subnet id's last hex digit
+            # (the same digit getSubnet turns into the AZ), host part from the resource name.
+            subnet = str(inputs.get("subnetId", "subnet-0"))
+            outputs.setdefault("privateIp", f"10.0.{int(subnet[-1], 16)}.{10 + int(digest[:4], 16) % 200}")
+            outputs.setdefault("privateIps", [outputs["privateIp"]])
         elif t == "aws:ec2/instance:Instance":
             octet = int(digest[:4], 16) % 250
             outputs.update(privateIp=f"10.0.{octet}.10",
