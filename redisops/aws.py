@@ -13,7 +13,7 @@ import secrets
 import string
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from redisops.errors import OperationError, UsageError
@@ -318,70 +318,3 @@ def alarm_status(cloudwatch: Any, *, names: Iterable[str] = (), prefix: str | No
     out += [AlarmStatus(n, "MISSING", "no such alarm (deleted, or another account/region)", "", "", None)
             for n in missing]
     return sorted(out, key=lambda a: (order.get(a.state, -1), a.name))
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI
-# ---------------------------------------------------------------------------------------------
-def register(app: Any) -> None:
-    """Add `aws endpoint|snapshot|prune-snapshots|list-snapshots|rotate-auth-token|alarms` to a typer app."""
-    import typer
-
-    aws_app = typer.Typer(help="ElastiCache operations (boto3; credentials from the usual AWS chain).")
-    app.add_typer(aws_app, name="aws")
-
-    def session(region: str | None) -> Any:
-        import boto3
-
-        return boto3.session.Session(region_name=region)
-
-    def emit(value: Any) -> None:
-        typer.echo(json.dumps(value, indent=2, default=str))
-
-    @aws_app.command("endpoint")
-    def endpoint_cmd(replication_group_id: str, region: str | None = typer.Option(None)) -> None:
-        """Print the endpoint of a replication group (for smoke/health)."""
-        ep = discover_endpoint(session(region).client("elasticache"), replication_group_id)
-        emit({**asdict(ep), "url": ep.url})
-
-    @aws_app.command("snapshot")
-    def snapshot_cmd(replication_group_id: str, region: str | None = typer.Option(None),
-                     wait: bool = typer.Option(True), retention_days: int = typer.Option(0, help="prune after; 0: no")) -> None:
-        """Take a manual snapshot, wait for it, optionally prune old manual snapshots."""
-        client = session(region).client("elasticache")
-        name = create_snapshot(client, replication_group_id)
-        info = wait_snapshot_available(client, name) if wait else None
-        pruned = prune_snapshots(client, replication_group_id, retention_days=retention_days) if retention_days else []
-        emit({"snapshot": name, "status": info.status if info else "creating", "pruned": pruned})
-
-    @aws_app.command("list-snapshots")
-    def list_cmd(replication_group_id: str, region: str | None = typer.Option(None)) -> None:
-        emit([asdict(s) for s in list_snapshots(session(region).client("elasticache"), replication_group_id)])
-
-    @aws_app.command("prune-snapshots")
-    def prune_cmd(replication_group_id: str, retention_days: int = typer.Option(...),
-                  region: str | None = typer.Option(None), dry_run: bool = typer.Option(False)) -> None:
-        emit({"deleted" if not dry_run else "would_delete": prune_snapshots(
-            session(region).client("elasticache"), replication_group_id, retention_days=retention_days,
-            dry_run=dry_run)})
-
-    @aws_app.command("rotate-auth-token")
-    def rotate_cmd(replication_group_id: str, secret_id: str = typer.Option(..., help="stack output authSecretArn"),
-                   region: str | None = typer.Option(None), ca_cert: str | None = typer.Option(None),
-                   dry_run: bool = typer.Option(False)) -> None:
-        """ROTATE, update the secret, verify with a real TLS connection, SET."""
-        s = session(region)
-        result = rotate_auth_token(s.client("elasticache"), s.client("secretsmanager"), replication_group_id,
-                                   secret_id, dry_run=dry_run,
-                                   verify=lambda ep, user, tok: verify_with_redis(ep, user, tok, ca_cert=ca_cert))
-        emit(asdict(result))
-
-    @aws_app.command("alarms")
-    def alarms_cmd(names: list[str] | None = typer.Option(None, "--name", help="repeat; stack output alarmNames"),  # noqa: B008
-                   prefix: str | None = typer.Option(None),
-                   region: str | None = typer.Option(None)) -> None:
-        """Alarm states; exit 1 when any is in ALARM or missing."""
-        states = alarm_status(session(region).client("cloudwatch"), names=names or (), prefix=prefix)
-        emit([asdict(a) for a in states])
-        if any(a.state in ("ALARM", "MISSING") for a in states):
-            raise typer.Exit(1)

@@ -428,8 +428,7 @@ def dev_status(stack: Annotated[str, typer.Option(help="Stack name")] = "dev") -
 
 
 # --- ElastiCache (redisops/aws.py) -------------------------------------------------------------
-# Top-level shortcuts that take the replication group and secret from the stack outputs; the
-# full set (list/prune snapshots, ...) is under `redisops aws ...`.
+# Commands that take the replication group and secret from the stack outputs or flags.
 
 RgId = Annotated[str | None, typer.Option("--replication-group-id",
                                           help="Default: stack output replicationGroupId")]
@@ -485,13 +484,18 @@ def endpoint(replication_group_id: RgId = None, stack_outputs: StackOutputs = No
 def snapshot(replication_group_id: RgId = None, stack_outputs: StackOutputs = None, stack: Stack = None,
              region: Region = None, wait: Annotated[bool, typer.Option(help="Wait until available")] = True,
              retention_days: Annotated[int, typer.Option(min=0, help="Then delete manual snapshots older than "
-                                                                     "this (0: keep all)")] = 0) -> None:
+                                                                     "this (0: keep all)")] = 0,
+             list_: Annotated[bool, typer.Option("--list", help="List the group's snapshots (manual and "
+                                                 "automated, oldest first) instead of taking one")] = False) -> None:
     """ElastiCache backup: a manual snapshot (from a replica when there is one), optionally pruned."""
     from redisops import aws
 
     rg = _output(_aws_outputs(stack_outputs, stack), replication_group_id, "replicationGroupId",
                  "--replication-group-id")
     client = _aws_client(region, "elasticache")
+    if list_:
+        _print_json(aws.list_snapshots(client, rg))
+        return
     with _progress() as progress:
         progress.add_task(f"snapshot of {rg}", total=None)
         name = aws.create_snapshot(client, rg)
@@ -536,21 +540,10 @@ def alarms(stack_outputs: StackOutputs = None, stack: Stack = None, region: Regi
     raise typer.Exit(1 if any(a.state in ("ALARM", "MISSING") for a in states) else 0)
 
 
-def _register_aws_group() -> None:
-    try:
-        from redisops import aws
-    except ImportError:  # boto3 missing: the self-managed commands still work
-        return
-    aws.register(app)
-
-
-_register_aws_group()
-
-
 def main() -> None:
     try:
         app()
-    except UsageError as exc:  # raised by commands not wrapped in _exits (redisops aws ...)
+    except UsageError as exc:  # raised by commands not wrapped in _exits
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except OperationError as exc:

@@ -277,29 +277,3 @@ def test_alarm_status_reports_states_alarm_first_and_missing(aws: None) -> None:
     assert sorted(a.name for a in by_prefix) == sorted(names)
     with pytest.raises(UsageError):
         ops.alarm_status(cw)
-
-
-# --- CLI wiring ----------------------------------------------------------------------------
-def test_register_adds_working_aws_commands(aws: None) -> None:
-    import typer
-    from typer.testing import CliRunner
-
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """redisops"""
-
-    ops.register(app)
-    ec = boto3.client("elasticache", region_name=REGION)
-    make_group(ec)
-    runner = CliRunner()
-    out = runner.invoke(app, ["aws", "endpoint", "rl-prod", "--region", REGION])
-    assert out.exit_code == 0, out.output
-    data = json.loads(out.output)
-    assert data["url"].startswith("rediss://master.rl-prod.") and data["replicas"] == ["rl-prod-002", "rl-prod-003"]
-    cw = boto3.client("cloudwatch", region_name=REGION)
-    _alarm(cw, "redisstack-prod-rl-prod-001-x", "rl-prod-001")
-    cw.set_alarm_state(AlarmName="redisstack-prod-rl-prod-001-x", StateValue="ALARM", StateReason="r")
-    out = runner.invoke(app, ["aws", "alarms", "--prefix", "redisstack-prod-", "--region", REGION])
-    assert out.exit_code == 1 and json.loads(out.output)[0]["state"] == "ALARM"

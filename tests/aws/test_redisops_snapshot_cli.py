@@ -52,6 +52,18 @@ def test_snapshot_takes_the_group_from_stack_outputs(tmp_path: Path) -> None:
     assert body["snapshot"] in names
 
 
+def test_snapshot_list_shows_what_was_taken(tmp_path: Path) -> None:
+    make_group()
+    f = outputs_file(tmp_path, replicationGroupId="rl-prod")
+    taken = json.loads((r := runner.invoke(app, ["snapshot", "--stack-outputs", str(f), "--region", REGION])).stdout[
+        r.stdout.index("{"):])["snapshot"]
+    result = runner.invoke(app, ["snapshot", "--list", "--stack-outputs", str(f), "--region", REGION])
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.stdout)
+    assert [s["name"] for s in listed] == [taken]
+    assert listed[0]["status"] == "available"
+
+
 def test_endpoint_from_outputs(tmp_path: Path) -> None:
     make_group()
     result = runner.invoke(app, ["endpoint", "--stack-outputs", str(outputs_file(tmp_path, replicationGroupId="rl-prod")),
