@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import ExtensionOID
 
 from infra.components import local_stack as ls
 from infra.components.local_sentinel import NODE_HOSTNAMES, PRIMARY_ALIAS, SENTINEL_HOSTNAMES, TLS_DNS_NAMES
@@ -242,7 +241,7 @@ def test_sentinel_settings_reach_the_rendered_files() -> None:
 def test_certificate_names_every_member_and_chains_to_the_exported_ca(run: StackRun) -> None:
     cert_pem = run.one("tls:index/locallySignedCert:LocallySignedCert").outputs["certPem"]
     cert = x509.load_pem_x509_certificate(cert_pem.encode())
-    san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert set(san.get_values_for_type(x509.DNSName)) == set(TLS_DNS_NAMES)
     assert {*NODE_HOSTNAMES, *SENTINEL_HOSTNAMES, PRIMARY_ALIAS, "localhost"} <= set(TLS_DNS_NAMES)
     assert {str(i) for i in san.get_values_for_type(x509.IPAddress)} == {"127.0.0.1"}
@@ -263,7 +262,7 @@ def test_single_topology_keeps_its_one_name_certificate_and_one_redis() -> None:
     assert set(containers(r)) == {"redis", *MONITORING}
     cert = x509.load_pem_x509_certificate(
         r.one("tls:index/locallySignedCert:LocallySignedCert").outputs["certPem"].encode())
-    san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert set(san.get_values_for_type(x509.DNSName)) == {"redis", "localhost"}
     assert r.outputs["env"]["REDIS_URL"] == r.outputs["redisUrl"] == "rediss://127.0.0.1:6379/0"
     assert not {"sentinelUrl", "sentinelPassword", "masterName"} & set(r.outputs)
