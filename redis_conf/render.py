@@ -29,6 +29,24 @@ class ReplicaOf:
     masterauth: str  # secret: only ever rendered into a file written with mode 0600
 
 
+def listener_lines(port: int, tls: TlsFiles | None) -> list[str]:
+    """The listening port: plain, or TLS only (`port 0`) for Redis and Sentinel alike."""
+    if tls is None:
+        return [f"port {port}"]
+    return [
+        "port 0",
+        f"tls-port {port}",
+        f"tls-cert-file {tls.cert_file}",
+        f"tls-key-file {tls.key_file}",
+        f"tls-ca-cert-file {tls.ca_cert_file}",
+        f"tls-auth-clients {tls.auth_clients}",
+        # Outgoing links (replica -> primary, Sentinel -> Redis and peers) use TLS too.
+        "tls-replication yes",
+        'tls-protocols "TLSv1.2 TLSv1.3"',
+        "tls-prefer-server-ciphers yes",
+    ]
+
+
 def render_redis_conf(
     conf: RedisConf,
     *,
@@ -51,21 +69,7 @@ def render_redis_conf(
         f"dir {data_dir}",
         f"aclfile {aclfile}",
     ]
-    if tls is None:
-        lines.append(f"port {port}")
-    else:
-        lines += [
-            "port 0",
-            f"tls-port {port}",
-            f"tls-cert-file {tls.cert_file}",
-            f"tls-key-file {tls.key_file}",
-            f"tls-ca-cert-file {tls.ca_cert_file}",
-            f"tls-auth-clients {tls.auth_clients}",
-            # Replicas and Sentinel speak TLS to the primary too.
-            "tls-replication yes",
-            'tls-protocols "TLSv1.2 TLSv1.3"',
-            "tls-prefer-server-ciphers yes",
-        ]
+    lines += listener_lines(port, tls)
     lines += ['appendfilename "appendonly.aof"', "dbfilename dump.rdb"]
     for name, value in conf.values.items():
         lines.append(f"{name} {SPECS[name].render(value)}")

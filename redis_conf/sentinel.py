@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from redis_conf.acl import password_digest
-from redis_conf.render import ReplicaOf, TlsFiles, render_redis_conf
+from redis_conf.render import ReplicaOf, TlsFiles, listener_lines, render_redis_conf
 from redis_conf.schema import RedisConf
 
 MASTER_NAME = "redisstack"
@@ -187,20 +187,7 @@ def sentinel_conf(
         "protected-mode yes",
         f"dir {data_dir}",
     ]
-    if tls is None:
-        lines.append(f"port {port}")
-    else:
-        lines += [
-            "port 0",
-            f"tls-port {port}",
-            f"tls-cert-file {tls.cert_file}",
-            f"tls-key-file {tls.key_file}",
-            f"tls-ca-cert-file {tls.ca_cert_file}",
-            f"tls-auth-clients {tls.auth_clients}",
-            # Sentinel's outgoing links (to Redis and to peers) use TLS when this is on.
-            "tls-replication yes",
-            'tls-protocols "TLSv1.2 TLSv1.3"',
-        ]
+    lines += listener_lines(port, tls)
     lines += [
         f"user default on #{password_digest(passwords['app'])} {SENTINEL_CLIENT_RULES}",
         f"user sentinel on #{password_digest(passwords['sentinel'])} {SENTINEL_PEER_RULES}",
