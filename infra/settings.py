@@ -203,7 +203,8 @@ class SentinelSettings(_Model):
     down_after_ms: int = Field(5000, ge=500, description="Sentinel down-after-milliseconds")
     failover_timeout_ms: int = Field(60000, ge=1000, description="Sentinel failover-timeout")
     parallel_syncs: int = Field(1, ge=1, description="Replicas resyncing at once after failover")
-    quorum: int = Field(2, ge=1, le=3, description="Sentinels that must agree the primary is down")
+    quorum: int = Field(2, ge=2, le=3, description="Sentinels (of 3) that must agree the primary is down; "
+                        "1 would let a minority start failovers")
     min_replicas_to_write: int = Field(1, ge=0, le=2, description="Primary refuses writes with fewer replicas")
     min_replicas_max_lag: int = Field(10, ge=1, description="Seconds of replica lag tolerated")
 
@@ -446,6 +447,12 @@ def _cross_checks(cfg: StackConfig) -> list[SettingError]:
                                            f"must not overlap elasticache.maintenanceWindow "
                                            f"({ec.maintenance_window})"))
                 break
+    if target == "sentinel" and cfg.sentinel.quorum != 2:
+        # Each EC2 host runs one Sentinel next to its Redis: losing the primary's host also
+        # loses a Sentinel, so a quorum of 3 could never be reached when it matters.
+        errors.append(SettingError("sentinel.quorum", cfg.sentinel.quorum,
+                                   "2 on the sentinel target: a Sentinel shares each host with Redis, so a "
+                                   "quorum of 3 blocks failover when the primary's host is lost"))
     if target == "sentinel" and len(cfg.network.subnet_ids) < 3:
         errors.append(SettingError("network.subnetIds", list(cfg.network.subnet_ids),
                                    "the sentinel target needs 3 subnets in 3 different AZs"))

@@ -592,6 +592,12 @@ def _up_docker(project: Path, stack: str, run_dir: Path, out: Out) -> dict[str, 
 def _up_processes(project: Path, stack: str, run_dir: Path, overrides: Mapping[str, Any] | None,
                   out: Out) -> dict[str, Any]:
     run = offline_run(project, stack, overrides)
+    if run.outputs.get("topology") == "sentinel":
+        # Sentinel hands out container hostnames; without Docker's network there is nothing
+        # for host processes to resolve them to (tests/integration/test_devstack_sentinel.py
+        # maps them by hand to prove the files, which is no dev environment).
+        raise DevStackError("the process mode runs local.topology single only; use Docker "
+                            "(mode docker) for local.topology sentinel")
     specs = container_specs(run.resources)
     busy = [(s, hp, ip) for s, spec in specs.items() if s not in NOT_PACKAGED
             for _, hp, ip in spec.ports if not _port_free(ip, hp)]

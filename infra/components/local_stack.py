@@ -50,7 +50,7 @@ from ratelimit.tiers import Tier
 from redis_conf.acl import render_acl_file
 from redis_conf.render import TlsFiles, render_redis_conf
 from redis_conf.schema import RedisConf
-from redis_conf.sentinel import MASTER_NAME, REDIS_PORT, SENTINEL_COUNT, SENTINEL_PORT, SentinelTuning
+from redis_conf.sentinel import MASTER_NAME, REDIS_PORT, SENTINEL_PORT, SentinelTuning
 
 # --- what runs where (shared with redisops.devstack) -----------------------------------------
 SERVICE_LABEL = "redisstack.service"
@@ -113,12 +113,6 @@ class LocalStackArgs:
         if self.topology not in TOPOLOGIES:
             raise SettingError("local.topology", self.topology,
                                "single (one Redis) or sentinel (1 primary + 2 replicas + 3 Sentinels)")
-        # Checked here, not only by the renderer: there it would fail inside an apply, long
-        # after `pulumi preview` said the plan was fine.
-        if self.topology == "sentinel" and self.sentinel_tuning.quorum <= SENTINEL_COUNT // 2:
-            raise SettingError("sentinel.quorum", self.sentinel_tuning.quorum,
-                               f"{SENTINEL_COUNT // 2 + 1}..{SENTINEL_COUNT} with local.topology sentinel "
-                               f"(a minority of the {SENTINEL_COUNT} Sentinels must not declare the primary down)")
         missing = [s for s in SERVICES if s not in self.ports or s not in self.images]
         if missing:
             raise SettingError(f"local.ports.{missing[0]}", None, f"required for {', '.join(SERVICES)}")

@@ -134,10 +134,6 @@ class SentinelHostsArgs:
                                f"exactly {NODE_COUNT} distinct subnets, one per availability zone")
         if not self.app_security_group_ids and not self.allowed_cidrs:
             raise SettingError("network.appSecurityGroupIds", [], "required: who may reach Redis and Sentinel")
-        if self.tuning.quorum != 2:
-            raise SettingError("sentinel.quorum", self.tuning.quorum,
-                               f"2 (a majority of the {NODE_COUNT} Sentinels): 1 lets a single partitioned "
-                               "Sentinel start failovers, 3 makes any host loss block them")
 
     @staticmethod
     def from_settings(settings: Settings) -> SentinelHostsArgs:

@@ -105,6 +105,15 @@ def test_a_busy_port_is_named_with_the_config_key_and_nothing_is_left_behind(tmp
     assert devstack.status(proj).mode == "down"
 
 
+@pytest.mark.slow
+def test_process_mode_refuses_the_sentinel_topology_and_leaves_nothing(tmp_path: Path) -> None:
+    proj = project(tmp_path)
+    with pytest.raises(devstack.DevStackError, match="topology single only"):
+        devstack.up(proj, mode="processes", overrides={"local": {"topology": "sentinel"}}, run_smoke=False,
+                    out=lambda _m: None)
+    assert devstack.status(proj).mode == "down"
+
+
 def test_find_project_and_target_check(tmp_path: Path) -> None:
     with pytest.raises(devstack.DevStackError, match="no redisstack project"):
         devstack.find_project(tmp_path)

@@ -280,10 +280,11 @@ def _settings(**overrides: Any) -> Any:
                           stack="prod")
 
 
-def test_args_refuse_a_quorum_other_than_two() -> None:
-    with pytest.raises(SettingError) as exc:
-        SentinelHostsArgs.from_settings(_settings(sentinel={"quorum": 1}))
-    assert exc.value.key == "sentinel.quorum" and "majority" in str(exc.value)
+def test_settings_refuse_a_quorum_other_than_two() -> None:
+    with pytest.raises(SettingsErrors) as exc:
+        _settings(sentinel={"quorum": 3})
+    [err] = [e for e in exc.value.errors if e.key == "sentinel.quorum"]
+    assert err.value == 3 and "blocks failover" in err.allowed
 
 
 def test_settings_refuse_fewer_than_three_subnets() -> None:
