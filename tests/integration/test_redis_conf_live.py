@@ -156,6 +156,6 @@ def test_tls_only_server(tmp_path: Path) -> None:
         secure = client(proc, None, PASSWORDS["app"], ssl=True, ssl_ca_certs=str(certs.ca_cert),
                         ssl_cert_reqs=ssl.CERT_REQUIRED, ssl_check_hostname=True)
         assert secure.set("tls:probe", "ok") and secure.get("tls:probe") == "ok"
-        with pytest.raises(redis.exceptions.ConnectionError, match="CERTIFICATE_VERIFY_FAILED|certificate"):
+        with pytest.raises(redis.exceptions.ConnectionError, match=r"CERTIFICATE_VERIFY_FAILED|certificate"):
             client(proc, None, PASSWORDS["app"], ssl=True, ssl_cert_reqs=ssl.CERT_REQUIRED,
                    ssl_ca_certs=str(certs.client_cert)).ping()
