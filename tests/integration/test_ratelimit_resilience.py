@@ -70,7 +70,11 @@ def test_every_key_written_has_a_bounded_ttl(rl_redis: redis.Redis) -> None:
         limiter.peek(f"never-{a}", 3, 1, algorithm=a)
 
     keys = {k.decode() for k in scan_keys(rl_redis)}
-    assert keys == set(windows), keys ^ set(windows)
+    assert keys <= set(windows), keys - set(windows)
+    # A GCRA key lives only until its TAT drains (200 ms after one admin hit), so on a loaded
+    # machine some may already be gone; the window-long keys of the other algorithms may not.
+    long_lived = {k for k in windows if windows[k] >= 60_000 and not k.endswith(":g")}
+    assert long_lived and long_lived <= keys, long_lived - keys
     for key in keys:
         pttl = rl_redis.pttl(key)
         # +1: expiry is rounded up to Redis' millisecond clock so a key never dies early.
