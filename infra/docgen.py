@@ -101,7 +101,70 @@ def env_table() -> str:
     return "\n".join(rows)
 
 
-BLOCKS = {"config": config_table, "env": env_table}
+# What each stack output means; a test fails when an output has no entry here.
+OUTPUT_DOCS: dict[str, str] = {
+    "env": "the env contract above (holds REDIS_PASSWORD)",
+    "redisUrl": "REDIS_URL without credentials",
+    "target": "the target this stack deploys",
+    "rateLimits": "the effective tiers (limit, window, algorithm, fail policy)",
+    "expectations": "what `redisops smoke/health` hold the server to (policy, AOF, maxmemory)",
+    "tls": "TLS on/off",
+    "engine": "redis or valkey", "engineVersion": "engine version",
+    "caCertPem": "CA that signed the server certificate (clients verify against it)",
+    "adminPassword": "operator (ACL `admin`) password, for `redisops backup/restore`",
+    "monitorPassword": "redis_exporter (ACL `monitor`) password",
+    "redisPassword": "the AUTH token / app password",
+    "sentinelPassword": "password Sentinels require from clients",
+    "bindAddress": "host address the local ports are published on",
+    "exposedBeyondLoopback": "true when a local port is reachable from other machines",
+    "exporterUrl": "redis_exporter metrics URL", "prometheusUrl": "Prometheus URL",
+    "grafanaUrl": "Grafana URL", "grafanaAdminUser": "Grafana admin user",
+    "grafanaAdminPassword": "Grafana admin password",
+    "networkName": "the private Docker network", "topology": "single or sentinel",
+    "primaryEndpoint": "primary (or configuration) endpoint", "readerEndpoint": "reader endpoint",
+    "port": "Redis port", "replicationGroupId": "replication group id (auto-named)",
+    "memberClusterIds": "member clusters the alarms watch", "clusterMode": "cluster mode on/off",
+    "authMode": "token or rbac", "username": "ACL user the app logs in as (RBAC) or default",
+    "authSecretArn": "Secrets Manager secret holding the app credential",
+    "securityGroupId": "the Redis security group", "subnetGroupName": "cache subnet group",
+    "parameterGroupName": "parameter group (auto-named)", "parameterFamily": "redis7 / valkey7 / valkey8",
+    "parameters": "parameters derived from redis_conf/redis.conf",
+    "redisConfReport": "every redis.conf directive and its ElastiCache fate (parameter or managed equivalent)",
+    "kmsKeyArn": "customer KMS key (at-rest encryption, secrets, logs, SNS)",
+    "alarmNames": "CloudWatch alarms from the thresholds table", "alarmTopicArn": "SNS topic alarms notify",
+    "logGroups": "CloudWatch Logs groups of the slow log and engine log",
+    "sentinelUrl": "REDIS_URL for Sentinel discovery", "sentinelEndpoints": "host:port of each Sentinel",
+    "masterName": "the name Sentinels monitor", "sentinelTuning": "down-after, failover timeout, quorum, ...",
+    "redisNodes": "host:port of each Redis node", "instanceIds": "EC2 instances",
+    "availabilityZones": "AZ of each host", "appSecretArn": "Secrets Manager secret of the app password",
+    "adminSecretArn": "Secrets Manager secret of the admin password",
+    "parameterPrefix": "SSM path holding the hosts' rendered files (SecureString)",
+}
+EXAMPLE_STACKS = ("dev", "prod", "prod-sentinel")
+
+
+def stack_outputs() -> dict[str, dict[str, bool]]:
+    """output name -> {stack: secret?} from the example stacks run under mocks."""
+    from redisops.mockrun import load_stack_config, run_program
+
+    found: dict[str, dict[str, bool]] = {}
+    for stack in EXAMPLE_STACKS:
+        config, secret_keys = load_stack_config(README.parent / f"Pulumi.{stack}.yaml")
+        run = run_program(config, stack=stack, secret_keys=secret_keys, deterministic=True)
+        for name in run.outputs:
+            found.setdefault(name, {})[stack] = name in run.secret_outputs
+    return found
+
+
+def outputs_table() -> str:
+    rows = ["| output | stacks | secret | meaning |", "|---|---|---|---|"]
+    for name, stacks in sorted(stack_outputs().items()):
+        secret = "yes" if any(stacks.values()) else "no"
+        rows.append(f"| `{name}` | {', '.join(stacks)} | {secret} | {OUTPUT_DOCS.get(name, '**undocumented**')} |")
+    return "\n".join(rows)
+
+
+BLOCKS = {"config": config_table, "env": env_table, "outputs": outputs_table}
 
 
 def render_readme(text: str) -> str:

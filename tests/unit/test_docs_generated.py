@@ -16,3 +16,12 @@ def test_every_setting_is_documented() -> None:
     for name, field in StackConfig.model_fields.items():
         assert f"redisstack:{field.alias or name}" in table
     assert "`redisstack:elasticache.nodeType`" in table and "`redisstack:local.ports.grafana`" in table
+
+
+def test_every_stack_output_is_documented() -> None:
+    from infra.docgen import OUTPUT_DOCS, stack_outputs
+
+    outputs = stack_outputs()
+    assert {"env", "redisUrl", "primaryEndpoint", "sentinelUrl"} <= set(outputs)
+    assert sorted(set(outputs) - set(OUTPUT_DOCS)) == [], "document new outputs in infra/docgen.py OUTPUT_DOCS"
+    assert outputs["env"] == {"dev": True, "prod": True, "prod-sentinel": True}, "env is secret everywhere"
