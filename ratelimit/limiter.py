@@ -19,7 +19,6 @@ import logging
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -62,8 +61,10 @@ class RateLimitError(ValueError):
     """The request to the limiter itself is invalid (bad limit, window, cost or burst)."""
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
+    """One rate-limit decision (immutable). A NamedTuple rather than a frozen dataclass: it is
+    built once per request on the hot path and costs a quarter of the time to create."""
+
     allowed: bool
     # Units that may still be spent right now (after this request, for a hit).
     remaining: int

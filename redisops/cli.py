@@ -355,15 +355,15 @@ def env(
 def bench(
     out_dir: Annotated[Path, typer.Option("--out", help="Where ratelimit.json (+ .png) go")] = Path("bench/results"),
     decisions: Annotated[int, typer.Option(min=100)] = 20_000,
-    rounds: Annotated[int, typer.Option(min=1)] = 2,
-    no_chart: Annotated[bool, typer.Option(help="Skip the PNG chart")] = False,
+    rounds: Annotated[int, typer.Option(min=1, help="Throughput rounds per contender (best is kept)")] = 5,
+    chart: Annotated[bool, typer.Option("--chart/--no-chart", help="Also write the PNG chart")] = True,
 ) -> None:
     """The rate limiter's benchmark (ratelimit.bench) against a throwaway loopback redis-server."""
     try:
         from ratelimit.bench import run_benchmark
     except ImportError as exc:
         raise OperationError(f"the benchmark is not available: {exc}") from None
-    result = run_benchmark(out_dir, decisions=decisions, rounds=rounds, chart=not no_chart)
+    result = run_benchmark(out_dir, decisions=decisions, rounds=rounds, chart=chart)
     summary = {k: result[k] for k in ("ratios", "targets_met", "duration_s") if k in result}
     out.print_json(json.dumps(summary))
     targets = result.get("targets_met", {})

@@ -12,7 +12,8 @@ from tests.support.ratelimit_fixtures import requires_redis
 
 pytestmark = [pytest.mark.slow, requires_redis]
 
-CONTENDERS = {"gcra", "sliding_log", "fixed_window", "limits_moving_window", "limits_sliding_window_counter"}
+CONTENDERS = {"gcra", "sliding_log", "fixed_window", "limits_moving_window", "limits_sliding_window_counter",
+              "limits_moving_window_with_stats"}
 THROUGHPUT_FIELDS = {"decisions", "allowed", "decisions_per_s", "latency_p50_us", "latency_p99_us",
                      "client_cpu_us_per_decision", "server_usec_per_call", "server_evalsha_calls",
                      "decisions_per_s_all_rounds"}
@@ -32,8 +33,11 @@ def test_benchmark_writes_complete_results(tmp_path) -> None:
         # Rounds of 200 requests from one id against 120 per minute: 120 admitted (GCRA refills
         # one unit per 0.5 s, so a slow round may admit a few more).
         assert row["decisions"] == 200 and 120 <= row["allowed"] <= 130, (name, row["allowed"])
-        assert row["server_evalsha_calls"] == 200 and row["server_usec_per_call"] > 0, name
-    assert set(on_disk["memory"]) == CONTENDERS
+        # The with-stats contender makes two server calls per decision (hit, then the stats).
+        calls = 400 if name == "limits_moving_window_with_stats" else 200
+        assert row["server_evalsha_calls"] == calls and row["server_usec_per_call"] > 0, name
+    assert on_disk["ratios"]["python_throughput_gcra_vs_limits_with_stats"] > 0
+    assert set(on_disk["memory"]) == CONTENDERS - {"limits_moving_window_with_stats"}
     for name, row in on_disk["memory"].items():
         assert row["bytes_per_client"] > 0 and row["keys"] >= row["clients"], name
     assert on_disk["memory"]["sliding_log"]["requests_per_client"] == 120
