@@ -33,8 +33,11 @@ stamp=.venv/.requirements.sha256
 want=$(cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "==> installing Python requirements into .venv"
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -r requirements-dev.txt
-  .venv/bin/pip install -q --no-deps -e .
+  # pip repeats a warning per package for local index folders some machines configure but
+  # lack; keep the set-up output readable without hiding real errors.
+  quiet_pip() { .venv/bin/pip install -q "$@" 2>&1 | { grep -v "^WARNING: Location 'file://" || true; }; }
+  quiet_pip --upgrade pip
+  quiet_pip -r requirements-dev.txt
+  quiet_pip --no-deps -e .
   echo "$want" > "$stamp"
 fi
