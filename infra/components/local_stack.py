@@ -294,6 +294,11 @@ class LocalRedisStack(pulumi.ComponentResource):
             "grafanaAdminUser": GRAFANA_ADMIN_USER,
             "grafanaAdminPassword": pulumi.Output.secret(grafana_password),
         }
+        if self.sentinel is None:
+            # The provider keeps container uploads secret as a whole (one of them is the ACL
+            # file), so the rendered redis.conf - which holds no secret - is also exported in
+            # plain text: a reviewer sees a redis.conf change in the stack render's diff.
+            self.stack_outputs["redisConf"] = redis_container_conf(args.redis_conf, tls=args.tls)
         if self.sentinel is not None:
             tuning = args.sentinel_tuning
             sentinel_password: pulumi.Output[str] = pulumi.Output.secret(app_password)

@@ -378,3 +378,12 @@ def test_env_contract_output(run: StackRun) -> None:
     assert run.outputs["expectations"] == {"maxmemoryPolicy": "allkeys-lru", "appendonly": True,
                                            "maxmemoryBytes": 800 * 2**20}
 
+
+
+def test_rendered_redis_conf_is_exported_in_plain_text_for_reviews(run: StackRun) -> None:
+    assert "redisConf" not in run.secret_outputs
+    exported = run.outputs["redisConf"]
+    assert exported == uploads(run, "redis")[ls.REDIS_CONF]["content"], "the output is what the container reads"
+    assert "maxmemory 800mb" in exported and "tls-port 6379" in exported
+    for secret in all_secrets(run).values():
+        assert secret not in exported
