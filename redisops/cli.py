@@ -33,6 +33,8 @@ out = Console()
 err = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+# `env` masks these on top of infra.envcontract.SECRET_VARIABLES (sentinel, admin, monitor passwords, ...).
+SECRET_SUFFIXES = ("_PASSWORD", "_TOKEN", "_SECRET")
 
 
 def _say(text: str) -> None:
@@ -328,9 +330,9 @@ def restore(
 def env(
     stack_outputs: StackOutputs = None,
     stack: Stack = None,
-    show_secrets: Annotated[bool, typer.Option(help="Print the password instead of a mask")] = False,
+    show_secrets: Annotated[bool, typer.Option(help="Print passwords, tokens and secrets instead of a mask")] = False,
 ) -> None:
-    """Print the application's .env body from stack outputs (password masked unless --show-secrets)."""
+    """Print the application's .env body from stack outputs (*_PASSWORD, *_TOKEN, *_SECRET masked unless asked)."""
     from infra.envcontract import SECRET_VARIABLES, render_dotenv
 
     if stack_outputs is not None:
@@ -346,7 +348,8 @@ def env(
         raise UsageError(f"{source}: no `env` output (a dict of REDIS_* and RATE_LIMIT_* variables)")
     values = {str(k): "" if v is None else str(v) for k, v in env_out.items()}
     if not show_secrets:
-        values = {k: ("****" if k in SECRET_VARIABLES and v else v) for k, v in values.items()}
+        values = {k: ("****" if (k in SECRET_VARIABLES or k.endswith(SECRET_SUFFIXES)) and v else v)
+                  for k, v in values.items()}
     sys.stdout.write(render_dotenv(values))
 
 

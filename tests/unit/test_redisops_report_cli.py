@@ -134,6 +134,20 @@ def test_env_command_masks_the_password_unless_asked(tmp_path: Path) -> None:
     assert f"REDIS_PASSWORD={SECRET}" in shown.stdout
 
 
+def test_env_command_masks_every_password_token_and_secret(tmp_path: Path) -> None:
+    others = {"REDIS_SENTINEL_PASSWORD": SECRET + "-s", "REDIS_ADMIN_PASSWORD": SECRET + "-a",
+              "REDIS_MONITOR_PASSWORD": SECRET + "-m", "GRAFANA_TOKEN": SECRET + "-t", "APP_SECRET": SECRET + "-x"}
+    f = tmp_path / "o.json"
+    f.write_text(json.dumps({"env": {"REDIS_URL": "redis://h:6379/0", "REDIS_PASSWORD": SECRET, **others}}))
+    masked = invoke(["env", "--stack-outputs", str(f)])
+    assert masked.exit_code == 0
+    assert SECRET not in masked.stdout
+    for name in others:
+        assert f'{name}="****"' in masked.stdout
+    shown = invoke(["env", "--stack-outputs", str(f), "--show-secrets"])
+    assert all(v in shown.stdout for v in others.values())
+
+
 def test_restore_of_a_directory_without_manifest_is_a_usage_error(tmp_path: Path) -> None:
     result = invoke(["restore", "--from", str(tmp_path)], {"REDIS_URL": "redis://127.0.0.1:1"})
     assert result.exit_code == 2 and "no manifest.json" in result.output
