@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from infra.cidr import cidr_problem
 from infra.errors import NAMESPACE, SettingError, SettingsErrors
 from infra.thresholds import Threshold, apply_overrides
 from ratelimit.tiers import ALGORITHMS, DEFAULT_TIERS, SPEC_HELP, Tier, parse_limit_spec
@@ -124,10 +125,14 @@ class LocalSettings(_Model):
     @classmethod
     def _ip(cls, v: str) -> str:
         try:
-            ipaddress.ip_address(v)
+            address = ipaddress.ip_address(v)
         except ValueError:
-            raise ValueError('expected an IP address, e.g. "127.0.0.1" (loopback) or "0.0.0.0" '
-                             "(all interfaces)") from None
+            address = None
+        # Docker publishes through the bridge's IPv4 host binding; an IPv6 address would only
+        # fail later, at `pulumi up`.
+        if address is None or address.version != 4:
+            raise ValueError('expected an IPv4 address, e.g. "127.0.0.1" (loopback) or "0.0.0.0" '
+                             "(all interfaces)")
         return v
 
 
@@ -145,13 +150,9 @@ class NetworkSettings(_Model):
     @classmethod
     def _cidrs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for cidr in v:
-            try:
-                net = ipaddress.ip_network(cidr, strict=True)
-            except ValueError:
-                raise ValueError(f'"{cidr}" is not a CIDR; expected e.g. "10.0.0.0/16"') from None
-            if net.prefixlen == 0:
-                raise ValueError(f'"{cidr}" opens Redis to the whole internet; expected a private range '
-                                 "narrower than /0 (prefer appSecurityGroupIds)")
+            problem = cidr_problem(cidr)
+            if problem:
+                raise ValueError(problem)
         return v
 
 
@@ -268,8 +269,14 @@ class StackConfig(_Model):
     @field_validator("password", "grafana_admin_password")
     @classmethod
     def _password(cls, v: SecretStr | None) -> SecretStr | None:
-        if v is not None and len(v.get_secret_value()) < MIN_PASSWORD:
+        if v is None:
+            return v
+        text = v.get_secret_value()
+        if len(text) < MIN_PASSWORD:
             raise ValueError(f"expected at least {MIN_PASSWORD} characters (the guide's minimum)")
+        # It is written into redis.conf / sentinel.conf (masterauth, auth-pass) and .env files.
+        if not text.isprintable() or any(c in text for c in '"\\ '):
+            raise ValueError("expected printable characters without quotes, backslashes or spaces")
         return v
 
     @field_validator("auth_token")
@@ -440,13 +447,20 @@ def _cross_checks(cfg: StackConfig) -> list[SettingError]:
                                        "Multi-AZ needs at least 2 subnets in different AZs"))
         start, end = _window_minutes(cfg.backup.window)
         mw_start, mw_end = _weekly_window(ec.maintenance_window)
-        for day in range(8):
-            s, e = day * 1440 + start, day * 1440 + end
+        week = 7 * 1440
+        # Every daily occurrence against the weekly window, also one week earlier and later,
+        # so windows that wrap past midnight or the end of the week are compared too.
+        occurrences = [(d * 1440 + start + shift, d * 1440 + end + shift)
+                       for d in range(7) for shift in (-week, 0, week)]
+        for s, e in occurrences:
             if s < mw_end and mw_start < e:
                 errors.append(SettingError("backup.window", cfg.backup.window,
                                            f"must not overlap elasticache.maintenanceWindow "
                                            f"({ec.maintenance_window})"))
                 break
+    if target == "sentinel" and not cfg.tls:
+        errors.append(SettingError("tls", cfg.tls, "the sentinel target requires TLS: passwords and "
+                                   "replication cross availability zones"))
     if target == "sentinel" and cfg.sentinel.quorum != 2:
         # Each EC2 host runs one Sentinel next to its Redis: losing the primary's host also
         # loses a Sentinel, so a quorum of 3 could never be reached when it matters.

@@ -35,6 +35,8 @@ from pulumi_policy import (
     ResourceValidationPolicy,
 )
 
+from infra.cidr import cidr_problem
+
 REDIS_PORTS: tuple[int, ...] = (6379, 6380, 26379)
 PRODUCTION_STACKS: tuple[str, ...] = ("prod", "production")
 MIN_SNAPSHOT_RETENTION_DAYS = 7
@@ -69,10 +71,10 @@ def _get(props: Mapping[str, Any], key: str, default: Any = None) -> Any:
 
 
 def _is_world(cidr: str) -> bool:
-    try:
-        return ipaddress.ip_network(str(cidr).strip(), strict=False).prefixlen == 0
-    except ValueError:
-        return False
+    """Reachable from the internet: /0, any public range, or a private range wider than /8 (/48)
+    (the same rule as the stack settings, infra/cidr.py)."""
+    problem = cidr_problem(cidr)
+    return problem is not None and "is not a CIDR" not in problem
 
 
 def _covers(protocol: Any, from_port: Any, to_port: Any, ports: Iterable[int]) -> list[int]:
@@ -113,7 +115,7 @@ def _policy(name: str, description: str, validate: Callable[[ResourceValidationA
 # 1. no security group rule open to the internet on Redis/Sentinel ports
 # ---------------------------------------------------------------------------------------------
 def _world_rules(resource_type: str, props: Mapping[str, Any]) -> list[tuple[str, Any, Any, Any]]:
-    """(cidr, protocol, from, to) of every ingress that admits 0.0.0.0/0 or ::/0."""
+    """(cidr, protocol, from, to) of every ingress open to the internet (0.0.0.0/0, ::/0, public ranges)."""
     found: list[tuple[str, Any, Any, Any]] = []
 
     def collect(rule: Mapping[str, Any], protocol_key: str, cidr_keys: Sequence[str]) -> None:

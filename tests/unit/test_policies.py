@@ -97,6 +97,14 @@ def test_scoped_or_unrelated_rules_pass(type_: str, props: dict[str, Any]) -> No
     assert run(P.NO_WORLD_INGRESS, type_, props) == []
 
 
+@pytest.mark.parametrize("cidr", ["0.0.0.0/1", "128.0.0.0/1", "8.8.8.0/24", "2001:db8::/16"])
+def test_public_or_too_wide_ranges_on_redis_ports_are_rejected(cidr: str) -> None:
+    key = "cidrIpv6" if ":" in cidr else "cidrIpv4"
+    violations = run(P.NO_WORLD_INGRESS, P.INGRESS_RULE,
+                     {"ipProtocol": "tcp", "fromPort": 6379.0, "toPort": 6379.0, key: cidr}, name="redis-in")
+    assert len(violations) == 1 and cidr in violations[0]
+
+
 def test_port_list_comes_from_policy_config() -> None:
     rule = {"ipProtocol": "tcp", "fromPort": 7000.0, "toPort": 7000.0, "cidrIpv4": "0.0.0.0/0"}
     assert run(P.NO_WORLD_INGRESS, P.INGRESS_RULE, rule) == []
