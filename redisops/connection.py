@@ -134,7 +134,7 @@ def _host_ports(name: str, netloc: str, default_port: int) -> tuple[tuple[str, i
     for part in netloc.split(","):
         part = part.strip()
         if not part:
-            raise UsageError(f"{name}: empty host in {netloc!r}; {URL_HELP}")
+            raise UsageError(f"{name}: empty host in the host list; {URL_HELP}")
         if part.startswith("["):  # [ipv6]:port
             host, _, rest = part[1:].partition("]")
             port = _port(name, rest.lstrip(":"), default_port)
@@ -142,7 +142,7 @@ def _host_ports(name: str, netloc: str, default_port: int) -> tuple[tuple[str, i
             host, _, p = part.rpartition(":") if ":" in part else (part, "", "")
             port = _port(name, p, default_port)
         if not host:
-            raise UsageError(f"{name}: missing host in {part!r}; {URL_HELP}")
+            raise UsageError(f"{name}: missing host before the port; {URL_HELP}")
         out.append((host, port))
     return tuple(out)
 
@@ -166,9 +166,10 @@ def parse_url(url: str, name: str = "REDIS_URL") -> ParsedUrl:
     if scheme not in SCHEMES:
         raise UsageError(f"{name}: scheme {scheme!r} is not supported; {URL_HELP}")
     tls = scheme.startswith("rediss")
-    userinfo, _, hostpart = rest.rpartition("@") if "@" in rest.split("/", 1)[0] else ("", "", rest)
+    # The last '@' ends the credentials: a password may hold '/', ':' or '@' (then it is not the path).
+    rest = rest.split("?", 1)[0]
+    userinfo, _, hostpart = rest.rpartition("@")
     netloc, _, path = hostpart.partition("/")
-    path = path.split("?", 1)[0]
     username = password = None
     if userinfo:
         user, sep, pw = userinfo.partition(":")

@@ -41,6 +41,27 @@ def test_credentials_in_the_url_are_accepted_but_never_displayed() -> None:
     assert spec.display_url == "redis://app@cache:6379/0"
 
 
+@pytest.mark.parametrize("url", [
+    "redis://app:pa/ss:w0rd-xyz@cache:6379/0",
+    "redis://app:pa/ss@w0rd-xyz@cache:6379/0",
+    "redis://app:pa:ss/w0rd-xyz@cache:6379/0",
+])
+def test_a_password_with_slash_colon_or_at_is_parsed_not_taken_for_host_and_port(url: str) -> None:
+    spec = rc.spec_from_env({"REDIS_URL": url})
+    assert spec.hosts == (("cache", 6379),) and spec.db == 0 and spec.username == "app"
+    assert spec.password == url.split("app:", 1)[1].rsplit("@", 1)[0]
+    sentinel = rc.parse_url("redis+sentinel://:pa/ss-w0rd@s1:26379,s2/mymaster")
+    assert sentinel.password == "pa/ss-w0rd" and sentinel.hosts == (("s1", 26379), ("s2", 26379))
+    assert sentinel.master_name == "mymaster"
+
+
+@pytest.mark.parametrize("tail", ["cache:bad/0", ":6379/0", "a,,b/0", "cache/x", "a:1,b:2/0"])
+def test_url_errors_never_echo_the_credentials(tail: str) -> None:
+    with pytest.raises(UsageError) as exc:
+        rc.spec_from_env({"REDIS_URL": f"redis://appuser:sekretA/sekretB@{tail}"})
+    assert "sekret" not in str(exc.value) and "appuser" not in str(exc.value)
+
+
 @pytest.mark.parametrize(("url", "fragment"), [
     ("", "REDIS_URL is not set"),
     ("cache:6379", "not a URL"),
