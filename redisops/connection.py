@@ -504,8 +504,8 @@ def client(spec: ConnectionSpec, role: Role = "app", *, timeout: float | None = 
         from redis.cluster import RedisCluster
 
         kw.pop("health_check_interval", None)
-        kw.pop("retry", None)
-        return RedisCluster(host=host, port=port, **kw)
+        # `retry` is RedisCluster's own parameter (not a node kwarg): without it, 10 retries with backoff.
+        return RedisCluster(host=host, port=port, retry=kw.pop("retry"), **kw)
     return redis.Redis(host=host, port=port, db=spec.db, **kw)
 
 

@@ -134,6 +134,17 @@ def test_sentinel_and_cluster_inputs() -> None:
         rc.spec_from_env({"REDIS_URL": "redis+sentinel://s1/m", "REDIS_CLUSTER": "true"})
 
 
+def test_cluster_client_gets_no_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    import redis.cluster
+
+    seen: dict = {}
+    monkeypatch.setattr(redis.cluster, "RedisCluster", lambda **kw: seen.update(kw))
+    rc.client(rc.spec_from_env(env(REDIS_CLUSTER="true")))
+    retry = seen["retry"]  # RedisCluster's named parameter: absent means 10 retries with backoff
+    assert retry and retry.get_retries() == 0 and type(retry._backoff).__name__ == "NoBackoff"
+    assert seen["host"] == "127.0.0.1" and "health_check_interval" not in seen
+
+
 def write_outputs(tmp_path: Path, outputs: dict) -> Path:
     f = tmp_path / "outputs.json"
     f.write_text(json.dumps(outputs))
