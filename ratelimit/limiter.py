@@ -29,7 +29,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.retry import Retry
 
 from ratelimit.scripts import KEY_SUFFIX, LuaScript, script
-from ratelimit.tiers import ALGORITHMS, Tier
+from ratelimit.tiers import ALGORITHMS, Tier, bounds_problem
 
 log = logging.getLogger(__name__)
 
@@ -145,15 +145,11 @@ def _static_args(algorithm: str, limit: int, window_s: float, cost: int, burst: 
     cost = _positive_int("cost", cost)
     window_ms = _window_ms(window_s)
     # Checked here as well as in Lua so a Python caller gets the error even with Redis down.
-    if algorithm == "gcra":
-        cap = limit if burst is None else _positive_int("burst", burst)
-        if cost > cap:
-            raise RateLimitError(f"cost {cost} exceeds burst {cap} and could never be allowed")
-    else:
-        if burst is not None:
-            raise RateLimitError(f"burst applies to gcra only, not {algorithm}")
-        if cost > limit:
-            raise RateLimitError(f"cost {cost} exceeds limit {limit} and could never be allowed")
+    if burst is not None:
+        _positive_int("burst", burst)
+    problem = bounds_problem(algorithm, limit, window_ms, cost, burst)
+    if problem:
+        raise RateLimitError(problem)
     args = [str(limit), str(window_ms), str(cost), "1" if peek else "0"]
     if algorithm == "gcra" and burst is not None:
         args.append(str(burst))

@@ -18,6 +18,32 @@ SPEC_HELP = 'expected "<limit>,<window_seconds>" with positive integers, e.g. "1
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
+# The bounds the Lua scripts enforce (ratelimit/lua/*.lua); checked in Python too so a bad
+# tier is refused when it is configured, not on every request once Redis is reachable.
+MAX_LIMIT = 1_000_000_000
+MAX_SLIDING_LOG_LIMIT = 10_000  # one sorted-set member per unit: O(limit) per call beyond this
+MAX_WINDOW_MS = 31_622_400_000  # 366 days
+MAX_GCRA_TOLERANCE_US = 2**50  # burst * emission interval stays exact in Lua doubles
+
+
+def bounds_problem(algorithm: str, limit: int, window_ms: int, cost: int = 1, burst: int | None = None) -> str | None:
+    """Why the scripts would refuse these numbers, or None."""
+    cap = MAX_SLIDING_LOG_LIMIT if algorithm == "sliding_log" else MAX_LIMIT
+    if limit > cap:
+        return f"limit {limit} exceeds {cap} for {algorithm}" + (
+            " (use gcra for large limits)" if algorithm == "sliding_log" else "")
+    if window_ms > MAX_WINDOW_MS:
+        return f"window of {window_ms} ms exceeds {MAX_WINDOW_MS} ms (366 days)"
+    if burst is not None and algorithm != "gcra":
+        return f"burst applies to gcra only, not {algorithm}"
+    allowance = burst if (algorithm == "gcra" and burst is not None) else limit
+    if cost > allowance:
+        return f"cost {cost} exceeds {'burst' if algorithm == 'gcra' else 'limit'} {allowance} and could never be allowed"
+    if algorithm == "gcra" and allowance * -(-window_ms * 1000 // limit) > MAX_GCRA_TOLERANCE_US:
+        return "burst * window / limit too large"
+    return None
+
+
 @dataclass(frozen=True)
 class Tier:
     """One named limit: at most `limit` requests per `window_s` seconds per client."""
@@ -42,6 +68,9 @@ class Tier:
             raise ValueError(f"tier {self.name}: algorithm {self.algorithm!r} not one of {', '.join(ALGORITHMS)}")
         if self.burst is not None and not (isinstance(self.burst, int) and self.burst > 0):
             raise ValueError(f"tier {self.name}: burst {self.burst!r} must be a positive integer")
+        problem = bounds_problem(self.algorithm, self.limit, self.window_s * 1000, 1, self.burst)
+        if problem:
+            raise ValueError(f"tier {self.name}: {problem}")
 
     @property
     def env_name(self) -> str:

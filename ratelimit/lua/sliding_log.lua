@@ -80,13 +80,16 @@ end
 -- stores in 9 bytes instead of a 20-byte string.
 local member_fmt = '%d.%d'
 if limit < 1000 then member_fmt = '%d%03d' end
-local args = {}
 local score = string.format('%d', now)
-for i = 1, cost do
-  args[#args + 1] = score
-  args[#args + 1] = string.format(member_fmt, now, count + i)
+-- ZADD in chunks: unpack() of more than ~8000 values overflows Lua's C stack.
+for first = 1, cost, 1000 do
+  local args = {}
+  for i = first, math.min(cost, first + 999) do
+    args[#args + 1] = score
+    args[#args + 1] = string.format(member_fmt, now, count + i)
+  end
+  redis.call('ZADD', key, unpack(args))
 end
-redis.call('ZADD', key, unpack(args))
 -- The key dies when its newest entry leaves the window (rounded up to the ms clock).
 redis.call('PEXPIREAT', key, string.format('%d', math.ceil((now + window_us) / 1000)))
 return {1, limit - count - cost, 0, window_us}

@@ -209,3 +209,13 @@ def test_async_noscript_recovery_and_stall(own_server: RedisProcess) -> None:
         await slow_client.aclose()
 
     asyncio.run(run())
+
+
+def test_sliding_log_takes_a_cost_beyond_luas_unpack_limit(rl_redis: redis.Redis) -> None:
+    # unpack() of more than ~8000 values overflows Lua's C stack; the script adds in chunks.
+    limiter = RateLimiter(rl_redis)
+    first = limiter.hit("bulk", 10_000, 60, cost=6_000, algorithm="sliding_log")
+    assert first.allowed and first.remaining == 4_000 and not first.fallback
+    assert rl_redis.zcard(make_key("rl", "bulk", "sliding_log")) == 6_000
+    second = limiter.hit("bulk", 10_000, 60, cost=6_000, algorithm="sliding_log")
+    assert not second.allowed and second.remaining == 4_000

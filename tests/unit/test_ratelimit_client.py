@@ -136,3 +136,14 @@ def test_tier_burst_is_forwarded() -> None:
     limiter = RateLimiter(decision_client(port=free_port()))
     with pytest.raises(RateLimitError, match="cost 4 exceeds burst 3"):
         limiter.hit_tier(tier, "c", cost=4)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"name": "mfa", "limit": 20000, "window_s": 60, "algorithm": "sliding_log"}, "exceeds 10000 for sliding_log"),
+    ({"name": "big", "limit": 2_000_000_000, "window_s": 60}, "exceeds 1000000000"),
+    ({"name": "long", "limit": 10, "window_s": 40_000_000}, "366 days"),
+    ({"name": "auth", "limit": 10, "window_s": 60, "algorithm": "fixed_window", "burst": 20}, "gcra only"),
+])
+def test_tiers_the_scripts_would_refuse_are_refused_when_configured(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Tier(**kwargs)
