@@ -118,6 +118,11 @@ class HealthRun:
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             self.report.add(Check("connectivity-lost", "CRITICAL", expected="Redis answers throughout",
                                   actual=rc.redact(f"{type(exc).__name__}: {exc}", self.spec)))
+        except (redis.RedisError, OSError, ValueError) as exc:
+            # e.g. NOPERM on INFO: a report that says so, not a traceback.
+            self.report.add(Check("health-error", "CRITICAL", expected="every health query answers",
+                                  actual=rc.redact(f"{type(exc).__name__}: {exc}", self.spec),
+                                  detail="the checks before this one ran; the rest did not"))
         finally:
             if client is not None:
                 client.close()

@@ -17,7 +17,13 @@ import redis
 from infra.thresholds import DEFAULT_THRESHOLDS, apply_overrides
 from redisops import connection as rc
 from redisops.health import HealthOptions, run_health
-from tests.integration._redisops_servers import Server, rendered_server, requires_redis
+from tests.integration._redisops_servers import (
+    Server,
+    acl_with,
+    new_passwords,
+    rendered_server,
+    requires_redis,
+)
 from tests.integration.test_redisops_smoke import run_cli
 
 pytestmark = [pytest.mark.slow, requires_redis]
@@ -214,6 +220,21 @@ def test_unreachable_is_critical_exit_2(tmp_path: Path) -> None:
     proc = run_cli(["health"], {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "REDIS_PASSWORD": "x" * 20})
     assert proc.returncode == 2
     assert "CRITICAL" in proc.stdout
+
+
+def test_a_refused_query_is_a_critical_report_not_a_traceback(tmp_path: Path) -> None:
+    passwords = new_passwords()
+    # The app user may PING but not INFO: NOPERM mid-run.
+    acl = acl_with(passwords, app_line=f"user default on >{passwords['app']} ~* &* -@all +ping")
+    with rendered_server(tmp_path / "srv", acl_text=acl, passwords=passwords) as srv:
+        json_path = tmp_path / "h.json"
+        proc = run_cli(["health", "--as-app", "--sample-seconds", "0.1", "--json", str(json_path)], srv.env())
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stderr and "health-error" in proc.stdout
+        text = json_path.read_text()
+        assert '"health-error"' in text and "NoPermissionError" in text and '"level": "CRITICAL"' in text
+        for pw in passwords.values():
+            assert pw not in text and pw not in proc.stdout
 
 
 def test_cli_threshold_override_gives_exit_1(srv: Server) -> None:
