@@ -4,15 +4,23 @@ Backup (self-managed Redis: the local stack's volume, a Sentinel host's data dir
 
 1. BGSAVE through the admin ACL user (SAVE would block every limiter call for the whole dump);
 2. wait until the save counter moves and `rdb_last_bgsave_status:ok`;
-3. copy the RDB (and the AOF directory when AOF is on) into `<dir>/redis-<UTC time>/`;
+3. copy the RDB (and the AOF directory when AOF is on: with no AOF rewrite running, its manifest
+   first, then exactly the files it names, again if a rewrite changed it) into
+   `<dir>/redis-<UTC time>.partial/`;
 4. verify the copy with redis-check-rdb / redis-check-aof and write `manifest.json` (size and
-   SHA-256 of every file, Redis version, key count as read back from the RDB).
+   SHA-256 of every file, Redis version, key count as read back from the RDB); fsync every file
+   and directory, then rename it to `<dir>/redis-<UTC time>/`.
+
+Retention (`--keep`) counts only backups whose files match the manifest's sizes.
 
 Restore checks everything before it touches anything: the manifest's checksums and the
 check tools must pass, the server must be stopped (or `--force` stops it with SHUTDOWN NOSAVE,
-so its own exit does not write over the restored file). Files it replaces are moved aside into
-`<data dir>/pre-restore-<time>/`, never deleted. A backup without an AOF is restored with the
-server's old AOF moved aside too: otherwise Redis would load the stale AOF and ignore the RDB.
+so its own exit does not write over the restored file). The new files are built, checked,
+chowned and fsynced under temp names in the data dir; only then are the live ones moved aside into
+`<data dir>/pre-restore-<time>/` (never deleted) and the new ones renamed in, with the port
+checked before every rename; any failure puts the previous files back. A backup without an AOF
+is restored with the server's old AOF moved aside too: otherwise Redis would load the stale AOF
+and ignore the RDB.
 
 The password reaches neither argv nor the manifest; the check tools get file paths only.
 """
@@ -23,6 +31,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -41,6 +50,7 @@ from redisops.errors import OperationError, UsageError
 MANIFEST = "manifest.json"
 FORMAT = 1
 PREFIX = "redis-"
+PARTIAL = ".partial"  # a backup being written: never listed, counted or pruned
 _KEYS_READ = re.compile(r"\[info\] (\d+) keys read")
 _EXPIRES = re.compile(r"\[info\] (\d+) expires")
 
@@ -154,6 +164,7 @@ def backup(spec: rc.ConnectionSpec, to_dir: Path, *, data_dir: Path | None = Non
     if spec.mode == "cluster":
         raise UsageError("backup of a cluster-mode deployment: run it per shard (REDIS_URL of each primary) or "
                          "use managed snapshots (`redisops snapshot` on ElastiCache)")
+    deadline = time.monotonic() + timeout
     client = rc.client(spec, "admin")
     try:
         progress("connecting as the admin user", None)
@@ -186,72 +197,133 @@ def backup(spec: rc.ConnectionSpec, to_dir: Path, *, data_dir: Path | None = Non
             raise OperationError(f"BGSAVE failed (rdb_last_bgsave_status:{after.get('rdb_last_bgsave_status')}); "
                                  "see the Redis log; nothing was copied")
         keyspace = client.info("keyspace")
+
+        to_dir = Path(to_dir)
+        to_dir.mkdir(parents=True, exist_ok=True)
+        # Names sort by time (retention relies on it), to the microsecond.
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        final = to_dir / f"{PREFIX}{stamp}"
+        work = final.with_name(final.name + PARTIAL)
+        work.mkdir(mode=0o700)
+        try:
+            rdb_src = src_dir / dbfilename
+            if not rdb_src.is_file():
+                raise OperationError(f"{rdb_src} does not exist after BGSAVE: is --data-dir the directory Redis "
+                                     f"writes to (CONFIG GET dir: {dir_conf})?")
+            files: list[dict[str, Any]] = []
+            progress(f"copying {dbfilename}", 0.0)
+            _copy_fsync(rdb_src, work / "dump.rdb")
+            files.append(_file_entry(work, work / "dump.rdb"))
+            if aof_enabled and (src_dir / aofdir).is_dir():
+                files += _copy_aof(client, src_dir / aofdir, work / "appendonlydir", work, deadline, progress)
+            progress("verifying with redis-check-rdb", None)
+            rdb = check_rdb(work / "dump.rdb")
+            if not rdb.ok:
+                raise OperationError(f"the copied RDB fails redis-check-rdb: {_last_lines(rdb.output)}")
+            verified = {"rdb": _last_lines(rdb.output, 3)}
+            if (work / "appendonlydir").is_dir():
+                progress("verifying with redis-check-aof", None)
+                manifests = list((work / "appendonlydir").glob("*.manifest"))
+                if not manifests:
+                    raise OperationError("the AOF directory has no manifest file; cannot verify it")
+                ok, out = check_aof(manifests[0])
+                if not ok:
+                    raise OperationError(f"the copied AOF fails redis-check-aof: {_last_lines(out)}")
+                verified["aof"] = _last_lines(out, 1)
+            manifest = {
+                "format": FORMAT,
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                "redis_version": server.get("redis_version"),
+                "source": spec.display_url,
+                "data_dir": str(src_dir),
+                "dbfilename": dbfilename,
+                "appenddirname": aofdir,
+                "aof_included": (work / "appendonlydir").is_dir(),
+                "appendfilename": appendfilename,
+                "aof_enabled": aof_enabled,
+                "keys": rdb.keys,
+                "expires": rdb.expires,
+                "keyspace": {db: dict(v) for db, v in keyspace.items()},
+                "rdb_last_save_time": after.get("rdb_last_save_time"),
+                "files": files,
+                "verified": verified,
+            }
+            _write_json(work / MANIFEST, manifest)
+            # Every file was fsynced as it was copied; the directories make the names durable, so a
+            # crash cannot leave a durable manifest next to a short or missing dump.rdb.
+            if (work / "appendonlydir").is_dir():
+                _fsync_dir(work / "appendonlydir")
+            _fsync_dir(work)
+            os.replace(work, final)
+            _fsync_dir(to_dir)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
     finally:
         client.close()
-
-    to_dir = Path(to_dir)
-    to_dir.mkdir(parents=True, exist_ok=True)
-    # Names sort by time (retention relies on it), to the microsecond.
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    final = to_dir / f"{PREFIX}{stamp}"
-    work = final.with_name(final.name + ".partial")
-    work.mkdir(mode=0o700)
-    try:
-        rdb_src = src_dir / dbfilename
-        if not rdb_src.is_file():
-            raise OperationError(f"{rdb_src} does not exist after BGSAVE: is --data-dir the directory Redis "
-                                 f"writes to (CONFIG GET dir: {dir_conf})?")
-        files: list[dict[str, Any]] = []
-        progress(f"copying {dbfilename}", 0.0)
-        shutil.copyfile(rdb_src, work / "dump.rdb")
-        files.append(_file_entry(work, work / "dump.rdb"))
-        if aof_enabled and (src_dir / aofdir).is_dir():
-            (work / "appendonlydir").mkdir(mode=0o700)
-            aof_files = sorted(p for p in (src_dir / aofdir).iterdir() if p.is_file())
-            for i, p in enumerate(aof_files):
-                progress(f"copying {aofdir}/{p.name}", (i + 1) / (len(aof_files) + 1))
-                shutil.copyfile(p, work / "appendonlydir" / p.name)
-                files.append(_file_entry(work, work / "appendonlydir" / p.name))
-        progress("verifying with redis-check-rdb", None)
-        rdb = check_rdb(work / "dump.rdb")
-        if not rdb.ok:
-            raise OperationError(f"the copied RDB fails redis-check-rdb: {_last_lines(rdb.output)}")
-        verified = {"rdb": _last_lines(rdb.output, 3)}
-        if (work / "appendonlydir").is_dir():
-            progress("verifying with redis-check-aof", None)
-            manifests = list((work / "appendonlydir").glob("*.manifest"))
-            if not manifests:
-                raise OperationError("the AOF directory has no manifest file; cannot verify it")
-            ok, out = check_aof(manifests[0])
-            if not ok:
-                raise OperationError(f"the copied AOF fails redis-check-aof: {_last_lines(out)}")
-            verified["aof"] = _last_lines(out, 1)
-        manifest = {
-            "format": FORMAT,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "redis_version": server.get("redis_version"),
-            "source": spec.display_url,
-            "data_dir": str(src_dir),
-            "dbfilename": dbfilename,
-            "appenddirname": aofdir,
-            "aof_included": (work / "appendonlydir").is_dir(),
-            "appendfilename": appendfilename,
-            "aof_enabled": aof_enabled,
-            "keys": rdb.keys,
-            "expires": rdb.expires,
-            "keyspace": {db: dict(v) for db, v in keyspace.items()},
-            "rdb_last_save_time": after.get("rdb_last_save_time"),
-            "files": files,
-            "verified": verified,
-        }
-        _write_json(work / MANIFEST, manifest)
-        os.replace(work, final)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     pruned = prune(to_dir, keep) if keep else []
     progress("done", 1.0)
     return BackupResult(final, manifest, pruned)
+
+
+def _wait_no_rewrite(client: Any, deadline: float, progress: Progress) -> None:
+    """An AOF rewrite replaces the base and increment files under the copy: wait until none runs."""
+    while True:
+        info = client.info("persistence")
+        if not int(info.get("aof_rewrite_in_progress", 0)) and not int(info.get("aof_rewrite_scheduled", 0)):
+            return
+        if time.monotonic() > deadline:
+            raise OperationError("an AOF rewrite is still running (aof_rewrite_in_progress:1) at the timeout; "
+                                 "nothing was kept, rerun later or raise --timeout")
+        progress("waiting for the AOF rewrite to finish", None)
+        time.sleep(0.1)
+
+
+def _aof_manifest(aof_dir: Path) -> tuple[str, str, list[str]]:
+    """(manifest file name, its text, the base and increment files it names)."""
+    manifests = sorted(aof_dir.glob("*.manifest"))
+    if not manifests:
+        raise OperationError(f"{aof_dir} has no AOF manifest file; cannot copy a consistent AOF")
+    text = manifests[0].read_bytes().decode()
+    names = []
+    for line in text.splitlines():
+        parts = shlex.split(line)
+        fields = dict(zip(parts[::2], parts[1::2], strict=False))
+        # History files (type h) are the leftovers of a finished rewrite that Redis deletes.
+        if "file" in fields and fields.get("type") in ("b", "i"):
+            names.append(fields["file"])
+    if not names:
+        raise OperationError(f"{manifests[0]} names no base or increment file")
+    return manifests[0].name, text, names
+
+
+def _copy_aof(client: Any, src: Path, dst: Path, work: Path, deadline: float,
+              progress: Progress) -> list[dict[str, Any]]:
+    """The AOF manifest first, then exactly the files it names; retried once if a rewrite changed it."""
+    for attempt in (1, 2):
+        _wait_no_rewrite(client, deadline, progress)
+        shutil.rmtree(dst, ignore_errors=True)
+        dst.mkdir(mode=0o700)
+        name, text, parts = _aof_manifest(src)
+        files: list[dict[str, Any]] = []
+        try:
+            for i, part in enumerate(parts):
+                progress(f"copying {src.name}/{part}", (i + 1) / (len(parts) + 1))
+                _copy_fsync(src / part, dst / part)
+                files.append(_file_entry(work, dst / part))
+        except FileNotFoundError:
+            changed = True  # a rewrite finished and deleted a part between reading the manifest and copying it
+        else:
+            info = client.info("persistence")
+            changed = (_aof_manifest(src)[1] != text or bool(int(info.get("aof_rewrite_in_progress", 0))))
+        if not changed:
+            (dst / name).write_bytes(text.encode())
+            _fsync_file(dst / name)
+            files.append(_file_entry(work, dst / name))
+            return sorted(files, key=lambda f: f["path"])
+        if attempt == 1:
+            progress("an AOF rewrite changed the AOF during the copy; copying again", None)
+    raise OperationError(f"the AOF in {src} changed twice during the copy (AOF rewrites); nothing was kept, rerun")
 
 
 def _file_entry(root: Path, path: Path) -> dict[str, Any]:
@@ -259,11 +331,28 @@ def _file_entry(root: Path, path: Path) -> dict[str, Any]:
     return {"path": str(path.relative_to(root)), "size": path.stat().st_size, "sha256": sha256_of(path)}
 
 
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _copy_fsync(src: Path, dst: Path) -> None:
+    shutil.copyfile(src, dst)
+    _fsync_file(dst)
+
+
 def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
+    _fsync_file(tmp)
     os.replace(tmp, path)
 
 
@@ -282,18 +371,40 @@ def load_manifest(path: Path) -> dict[str, Any]:
     return data
 
 
+def _size_problems(path: Path, manifest: dict[str, Any]) -> list[str]:
+    """The cheap part of verify_backup: every file the manifest lists exists with its size."""
+    problems = []
+    for f in manifest["files"]:
+        p = path / str(f.get("path"))
+        try:
+            size = p.stat().st_size
+        except OSError:
+            problems.append(f"{f.get('path')}: missing")
+            continue
+        if size != f.get("size"):
+            problems.append(f"{f.get('path')}: size {size}, manifest says {f.get('size')}")
+    return problems
+
+
 def list_backups(directory: Path) -> list[dict[str, Any]]:
+    """Backups in `directory`, oldest first; a damaged one (bad manifest, a file missing or of the
+    wrong size) carries "error" instead of its details."""
     out: list[dict[str, Any]] = []
     directory = Path(directory)
     if not directory.is_dir():
         return out
     for p in sorted(directory.iterdir()):
-        if not (p.is_dir() and p.name.startswith(PREFIX) and (p / MANIFEST).is_file()):
+        if not (p.is_dir() and p.name.startswith(PREFIX) and not p.name.endswith(PARTIAL)
+                and (p / MANIFEST).is_file()):
             continue
         try:
             m = load_manifest(p)
         except (UsageError, OperationError) as exc:
             out.append({"path": str(p), "name": p.name, "error": str(exc)})
+            continue
+        problems = _size_problems(p, m)
+        if problems:
+            out.append({"path": str(p), "name": p.name, "error": "damaged: " + "; ".join(problems)})
             continue
         out.append({"path": str(p), "name": p.name, "created": m.get("created"), "keys": m.get("keys"),
                     "size": sum(int(f.get("size", 0)) for f in m["files"]), "redis_version": m.get("redis_version"),
@@ -302,7 +413,11 @@ def list_backups(directory: Path) -> list[dict[str, Any]]:
 
 
 def prune(directory: Path, keep: int) -> list[Path]:
-    """Delete all but the newest `keep` complete backups (names sort by time)."""
+    """Delete all but the newest `keep` intact backups (names sort by time).
+
+    Only backups whose files all match the manifest's sizes count towards `keep` (a crash can leave
+    a short dump.rdb behind a complete manifest); damaged ones are neither counted nor deleted.
+    """
     if keep < 1:
         raise UsageError(f"--keep {keep}: expected a number of backups >= 1")
     complete = [Path(b["path"]) for b in list_backups(directory) if "error" not in b]
@@ -368,6 +483,7 @@ class RestoreResult:
     verified_keys: int | None = None
     expected_keys: int | None = None
     message: str = ""
+    warnings: list[str] = field(default_factory=list)
 
 
 def restore(spec: rc.ConnectionSpec, from_dir: Path, *, data_dir: Path | None = None, force: bool = False,
@@ -414,41 +530,116 @@ def restore(spec: rc.ConnectionSpec, from_dir: Path, *, data_dir: Path | None = 
         raise UsageError(f"--data-dir {target}: not a directory")
     dbfilename = manifest.get("dbfilename") or "dump.rdb"
     aofdir = manifest.get("appenddirname") or "appendonlydir"
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    aside = target / f"pre-restore-{stamp}"
-    moved = False
-    # Without an AOF in the backup the server's AOF is moved aside too: Redis prefers it to the RDB.
-    for name in (dbfilename, aofdir):
-        if (target / name).exists():
-            aside.mkdir(exist_ok=True, mode=0o700)
-            os.replace(target / name, aside / name)
-            moved = True
-    restored = []
-    progress(f"restoring {dbfilename}", 0.5)
-    _place(from_dir / "dump.rdb", target / dbfilename, aside / dbfilename)
-    restored.append(dbfilename)
-    tmp_dir = target / f".{aofdir}.restore"
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    if (from_dir / "appendonlydir").is_dir():
-        shutil.copytree(from_dir / "appendonlydir", tmp_dir)
-        restored.append(aofdir + "/")
-    else:
-        # Redis 7 with appendonly yes and no AOF on disk starts EMPTY and ignores dump.rdb. An
-        # AOF whose base is the restored RDB is loaded with AOF on and ignored with it off.
-        synthesize_aof(from_dir / "dump.rdb", tmp_dir, manifest.get("appendfilename") or "appendonly.aof")
-        restored.append(aofdir + "/ (built from the RDB)")
-    _chown_like(tmp_dir, aside / aofdir)
-    os.replace(tmp_dir, target / aofdir)
-    result = RestoreResult(target, aside if moved else None, restored, expected_keys=manifest.get("keys"))
+    result = RestoreResult(target, None, [], expected_keys=manifest.get("keys"))
+    # Everything is built, checked, owned and fsynced under temp names in the data dir first; the
+    # live files are only touched by renames, and put back if anything fails.
+    staged = {dbfilename: target / f".{dbfilename}.restore", aofdir: target / f".{aofdir}.restore"}
+    uid, gid = _owner(target, [dbfilename, aofdir])
+    try:
+        for path in staged.values():
+            _remove(path)  # left over by an interrupted restore
+        progress(f"staging {dbfilename}", 0.3)
+        _copy_fsync(from_dir / "dump.rdb", staged[dbfilename])
+        os.chmod(staged[dbfilename], 0o600)
+        result.restored.append(dbfilename)
+        if (from_dir / "appendonlydir").is_dir():
+            shutil.copytree(from_dir / "appendonlydir", staged[aofdir])
+            result.restored.append(aofdir + "/")
+        else:
+            # Redis 7 with appendonly yes and no AOF on disk starts EMPTY and ignores dump.rdb. An
+            # AOF whose base is the restored RDB is loaded with AOF on and ignored with it off.
+            # Without an AOF in the backup the server's AOF is moved aside too: Redis prefers it.
+            synthesize_aof(from_dir / "dump.rdb", staged[aofdir], manifest.get("appendfilename") or "appendonly.aof")
+            result.restored.append(aofdir + "/ (built from the RDB)")
+        _seal_tree(staged[aofdir])
+        for name, path in staged.items():
+            warning = _chown_tree(path, uid, gid, target / name)
+            if warning:
+                result.warnings.append(warning)
+        _fsync_dir(target)
+        progress("replacing the data files", 0.7)
+        result.moved_aside = _swap(target, staged, address)
+    finally:
+        for path in staged.values():
+            _remove(path)
+    warnings = "".join(f"\nwarning: {w}" for w in result.warnings)
     if wait <= 0:
         result.message = ("files restored; start Redis now (docker compose start redis / systemctl start "
                           "redis-server) and check the key count with `redisops restore --from "
-                          f"{from_dir} --verify-only`")
+                          f"{from_dir} --verify-only`") + warnings
         return result
     result.verified_keys = wait_and_count(spec, wait, progress)
-    check_key_count(manifest, result.verified_keys)
-    result.message = f"Redis is back with {result.verified_keys} keys"
+    verdict = check_key_count(manifest, result.verified_keys)
+    result.message = f"Redis is back: {verdict}" + warnings
     return result
+
+
+def _swap(target: Path, staged: dict[str, Path], address: tuple[str, int]) -> Path | None:
+    """Move the live files aside and the staged ones in, by rename; undo it all on any failure.
+
+    The port is checked before every rename: a supervisor (Docker restart policy, systemd
+    Restart=) may have started Redis again after SHUTDOWN, and a running server would write its
+    dataset over the restored files.
+    """
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    aside = target / f"pre-restore-{stamp}"
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = target / f"pre-restore-{stamp}-{n}"
+    set_aside: list[str] = []
+    placed: list[str] = []
+    try:
+        for name in staged:
+            if (target / name).exists() or (target / name).is_symlink():
+                aside.mkdir(exist_ok=True, mode=0o700)
+                _ensure_stopped(address)
+                os.replace(target / name, aside / name)
+                set_aside.append(name)
+        for name, path in staged.items():
+            _ensure_stopped(address)
+            os.replace(path, target / name)
+            placed.append(name)
+        _fsync_dir(target)
+        if set_aside:
+            _fsync_dir(aside)
+    except BaseException as exc:
+        failed = []
+        for name in reversed(placed):
+            try:
+                os.replace(target / name, staged[name])
+            except OSError as err:
+                failed.append(f"{target / name}: {err}")
+        for name in reversed(set_aside):
+            try:
+                os.replace(aside / name, target / name)
+            except OSError as err:
+                failed.append(f"{aside / name}: {err}")
+        if failed:
+            raise OperationError(f"restore failed ({exc}) and putting the previous files back failed too "
+                                 f"({'; '.join(failed)}): they are in {aside}; move them back by hand") from exc
+        try:
+            if aside.is_dir() and not any(aside.iterdir()):
+                aside.rmdir()
+            _fsync_dir(target)
+        except OSError:
+            pass
+        raise
+    return aside if set_aside else None
+
+
+def _ensure_stopped(address: tuple[str, int]) -> None:
+    if _is_listening(address, 0.5):
+        raise OperationError(f"Redis at {address[0]}:{address[1]} is listening again (a supervisor restarted it "
+                             "after SHUTDOWN?); nothing was replaced. Stop it through its supervisor (docker "
+                             "compose stop redis / systemctl stop redis-server) and rerun")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def synthesize_aof(rdb: Path, directory: Path, appendfilename: str) -> None:
@@ -463,28 +654,43 @@ def synthesize_aof(rdb: Path, directory: Path, appendfilename: str) -> None:
         raise OperationError(f"the AOF built from the RDB fails redis-check-aof: {_last_lines(out)}")
 
 
-def _place(src: Path, dst: Path, previous: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.restore")
-    shutil.copyfile(src, tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    _chown_like(tmp, previous)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, dst)
+def _seal_tree(directory: Path) -> None:
+    """0700 / 0600, every file and the directory fsynced."""
+    os.chmod(directory, 0o700)
+    for p in directory.rglob("*"):
+        if p.is_file():
+            os.chmod(p, 0o600)
+            _fsync_file(p)
+    _fsync_dir(directory)
 
 
-def _chown_like(path: Path, reference: Path) -> None:
-    """Give restored files the owner of the ones they replace (Redis runs as its own user)."""
-    if not reference.exists():
-        return
-    st = reference.stat()
-    try:
-        os.chown(path, st.st_uid, st.st_gid)
-        if path.is_dir():
-            for p in path.rglob("*"):
-                os.chown(p, st.st_uid, st.st_gid)
-    except PermissionError:
-        pass
+def _owner(target: Path, names: list[str]) -> tuple[int, int]:
+    """The owner of the files being replaced or, on a fresh volume, of the data dir: Redis runs as
+    its own user and must read the 0600 files."""
+    for name in names:
+        if (target / name).exists():
+            st = (target / name).stat()
+            return st.st_uid, st.st_gid
+    st = target.stat()
+    return st.st_uid, st.st_gid
+
+
+def _chown_tree(path: Path, uid: int, gid: int, shown: Path) -> str | None:
+    """chown `path` (recursively) to uid:gid; a warning naming `shown` when that is not allowed."""
+    errors = []
+    for p in [path, *(path.rglob("*") if path.is_dir() else [])]:
+        st = p.lstat()
+        if (st.st_uid, st.st_gid) == (uid, gid):
+            continue
+        try:
+            os.chown(p, uid, gid)
+        except OSError as exc:
+            errors.append(exc.strerror or str(exc))
+    if not errors:
+        return None
+    return (f"{shown} could not be given the owner {uid}:{gid} of the data it replaces ({errors[0]}): a Redis "
+            f"running as that user cannot read it; run `chown -R {uid}:{gid} {shown}` as root before starting "
+            "Redis")
 
 
 def wait_and_count(spec: rc.ConnectionSpec, wait: float, progress: Progress = _noop) -> int:
@@ -514,6 +720,11 @@ def check_key_count(manifest: dict[str, Any], actual: int) -> str:
     if actual == expected:
         return f"{actual} keys, as in the backup"
     expires = int(manifest.get("expires") or 0)
+    # The key count is read from the RDB; an AOF copied after the BGSAVE also holds the writes
+    # made since, and Redis loads the AOF.
+    if actual > expected and manifest.get("aof_included"):
+        return (f"{actual} keys, {actual - expected} more than the backup's RDB: its AOF holds writes made "
+                "after the BGSAVE")
     # Keys with a TTL that ran out between backup and restore are gone legitimately.
     if expected - expires <= actual < expected:
         return f"{actual} keys of {expected}: {expected - actual} keys with a TTL expired since the backup"
