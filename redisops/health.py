@@ -105,10 +105,10 @@ class HealthRun:
             info1 = client.info("all")
             interval = max(1e-3, time.monotonic() - t0)
             self._memory(info1)
-            self._clients(info1)
+            self._clients(info0, info1, interval)
             self._rates(info0, info1, interval)
             self._miss_ratio(info1)
-            self._evictions(info1)
+            self._evictions(info0, info1, interval)
             self._persistence(info1)
             self._replication(info1)
             self._step("limiter keys")
@@ -163,12 +163,21 @@ class HealthRun:
         self._judge("memory_usage", pct, f"{pct:.1f} % ({info.get('used_memory_human')} of "
                     f"{info.get('maxmemory_human')}, policy {info.get('maxmemory_policy')})")
 
-    def _clients(self, info: dict[str, Any]) -> None:
+    def _counter_delta(self, name: str, a: dict[str, Any], b: dict[str, Any], interval: float, what: str,
+                       detail: str = "") -> None:
+        """Judge a cumulative counter by its growth between the two samples (like increase() in the
+        alert); the total since start is information only, or one old event stays CRITICAL forever."""
+        total = int(b.get(name, 0))
+        delta = max(0, total - int(a.get(name, 0)))
+        c = self._judge(name, delta, f"{delta} {what} during the {interval:.1f} s sample ({total} since start)",
+                        detail=detail if delta else "")
+        c.data["since_start"] = total
+
+    def _clients(self, a: dict[str, Any], info: dict[str, Any], interval: float) -> None:
         self._judge("connected_clients", int(info.get("connected_clients", 0)),
                     f"{info.get('connected_clients')} connected (maxclients {info.get('maxclients', '?')})")
         self._judge("blocked_clients", int(info.get("blocked_clients", 0)), f"{info.get('blocked_clients')} blocked")
-        rejected = int(info.get("rejected_connections", 0))
-        self._judge("rejected_connections", rejected, f"{rejected} rejected since start (maxclients reached)")
+        self._counter_delta("rejected_connections", a, info, interval, "rejected (maxclients reached)")
 
     def _rates(self, a: dict[str, Any], b: dict[str, Any], interval: float) -> None:
         # Our own two INFO calls are in the delta; at 2 commands they do not move a 1000/s line.
@@ -194,10 +203,9 @@ class HealthRun:
         self._judge("keyspace_miss_ratio", ratio, f"{ratio:.1f} % ({misses} misses of {lookups} lookups since start)",
                     detail="for a limiter a miss is a client's first request in a window")
 
-    def _evictions(self, info: dict[str, Any]) -> None:
-        evicted = int(info.get("evicted_keys", 0))
-        self._judge("evicted_keys", evicted, f"{evicted} keys evicted since start",
-                    detail="an evicted limiter key resets that client's window (over-admission)" if evicted else "")
+    def _evictions(self, a: dict[str, Any], b: dict[str, Any], interval: float) -> None:
+        self._counter_delta("evicted_keys", a, b, interval, "keys evicted",
+                            detail="an evicted limiter key resets that client's window (over-admission)")
 
     def _persistence(self, info: dict[str, Any]) -> None:
         bgsave_ok = info.get("rdb_last_bgsave_status") == "ok"

@@ -151,3 +151,48 @@ def test_env_command_masks_every_password_token_and_secret(tmp_path: Path) -> No
 def test_restore_of_a_directory_without_manifest_is_a_usage_error(tmp_path: Path) -> None:
     result = invoke(["restore", "--from", str(tmp_path)], {"REDIS_URL": "redis://127.0.0.1:1"})
     assert result.exit_code == 2 and "no manifest.json" in result.output
+
+
+class FakeInfoClient:
+    """INFO samples in order; everything else answers as an idle server."""
+
+    def __init__(self, *samples: dict) -> None:
+        self.samples = list(samples)
+
+    def ping(self) -> bool:
+        return True
+
+    def info(self, section: str = "all") -> dict:
+        base = {"used_memory": 1, "maxmemory": 100, "total_commands_processed": 0, "rdb_last_bgsave_status": "ok",
+                "role": "master"}
+        return {**base, **self.samples.pop(0)}
+
+    def scan_iter(self, **kw: object) -> list:
+        return []
+
+    def pipeline(self, transaction: bool = False) -> FakeInfoClient:
+        return self
+
+    def slowlog_get(self, n: int) -> list:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("before", "after", "level"), [(7, 7, "OK"), (7, 9, "CRITICAL"), (0, 0, "OK")])
+def test_evictions_and_rejections_are_judged_on_the_sample_not_since_start(
+        monkeypatch: pytest.MonkeyPatch, before: int, after: int, level: str) -> None:
+    from redisops import connection as rc
+    from redisops.health import HealthOptions, run_health
+
+    a = {"evicted_keys": before, "rejected_connections": before}
+    b = {"evicted_keys": after, "rejected_connections": after}
+    monkeypatch.setattr(rc, "client", lambda spec, role: FakeInfoClient(a, b))
+    spec = rc.spec_from_env({"REDIS_URL": "redis://127.0.0.1:1/0"})
+    report = run_health(spec, options=HealthOptions(sample_seconds=0.01))
+    for name in ("evicted_keys", "rejected_connections"):
+        check = report.get(name)
+        assert check.status == level, check.actual
+        assert check.data["value"] == after - before and check.data["since_start"] == after
+        assert f"({after} since start)" in check.actual
