@@ -119,6 +119,12 @@ class SmokeRun:
         t0 = time.perf_counter()
         try:
             yield check
+        except BaseException as exc:
+            # An exception out of a check is its failure, never a pass (the message is redacted in _emit).
+            if check.status != "fail" or not check.actual:
+                check.status = "fail"
+                check.actual = f"{type(exc).__name__}: {exc}"
+            raise
         finally:
             check.duration_ms = _ms(time.perf_counter() - t0)
             self._emit(check)
@@ -145,6 +151,13 @@ class SmokeRun:
             done = {c.name for c in self.report.checks}
             self._skip_rest([n for n in planned if n not in done and n != "cleanup"],
                             f"Redis became unavailable ({exc})")
+        except (redis.RedisError, OSError, ValueError) as exc:
+            # NOPERM, a ResponseError, a RateLimitError...: the report so far, the failure, the rest skipped.
+            error = rc.redact(f"{type(exc).__name__}: {exc}", self.spec)
+            if not any(c.status == "fail" for c in self.report.checks):
+                self._emit(Check("smoke-error", "fail", "every check runs to its verdict", error))
+            done = {c.name for c in self.report.checks}
+            self._skip_rest([n for n in planned if n not in done and n != "cleanup"], f"an earlier check failed ({error})")
         finally:
             try:
                 self._cleanup()

@@ -136,6 +136,28 @@ def test_flushall_allowed_for_app_user_fails_that_probe_only(tmp_path: Path) -> 
         admin.close()
 
 
+def test_a_refused_command_mid_run_fails_that_check_keeps_the_report_and_cleans_up(tmp_path: Path) -> None:
+    pw = {c: f"{c}-pw-0123456789abcdef" for c in ("app", "monitor", "replica", "sentinel", "admin")}
+    # TIME refused: the first tier's check meets NOPERM (a ResponseError, not a lost connection).
+    acl = acl_with(pw, app_line=f"user default reset on #{password_digest(pw['app'])} {APP_RULES} -time")
+    with rendered_server(tmp_path / "srv", acl_text=acl, passwords=pw) as srv:
+        json_path, junit_path = tmp_path / "smoke.json", tmp_path / "smoke.xml"
+        proc = run_cli(["smoke", "--settings", str(DEV_SETTINGS), "--json", str(json_path),
+                        "--junit", str(junit_path)], srv.env())
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stderr
+        data = json.loads(json_path.read_text())
+        checks = {c["name"]: c for c in data["checks"]}
+        first = checks["ratelimit:general"]
+        assert first["status"] == "fail" and "NOPERM" in first["actual"].upper() + first["detail"].upper(), first
+        assert checks["ratelimit:auth"]["status"] == "skip" and checks["latency"]["status"] == "skip"
+        assert checks["cleanup"]["status"] == "pass"
+        assert ET.parse(junit_path).getroot() is not None
+        assert smoke_keys(srv) == []
+        for p in pw.values():
+            assert p not in proc.stdout and p not in json_path.read_text()
+
+
 def test_tls_expected_but_server_speaks_plain_tcp(tmp_path: Path) -> None:
     with rendered_server(tmp_path / "srv") as srv:
         report = run_smoke(spec_for(srv.env(REDIS_TLS="true")))
