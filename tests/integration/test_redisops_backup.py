@@ -1,11 +1,14 @@
 """redisops backup/restore against a real redis-server: 10k keys with TTLs survive a destroyed data
 dir; a corrupted backup is refused before anything is overwritten; a running server is not
-restored under unless --force; retention keeps the newest N."""
+restored under unless --force (nor when a supervisor restarts it); a failure mid-restore puts the
+previous files back; retention keeps the newest N intact backups; an AOF rewrite during the copy
+is copied again."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -233,3 +236,205 @@ def test_verify_only_works_offline_and_fails_on_a_bad_backup(srv: Server, tmp_pa
     (result.path / "appendonlydir" / "stray.aof").write_text("x")
     bad = run_cli(["restore", "--from", str(result.path), "--verify-only"], srv.env(REDIS_TIMEOUT="300"))
     assert bad.returncode == 1 and "stray.aof: not in the manifest" in bad.stderr
+
+
+def _count(srv: Server) -> int:
+    admin = srv.admin()
+    try:
+        return int(admin.dbsize())
+    finally:
+        admin.close()
+
+
+def _rdb_only(backup_dir: Path) -> None:
+    """Turn a backup into one without an AOF (as taken from a server with appendonly no)."""
+    shutil.rmtree(backup_dir / "appendonlydir")
+    manifest = json.loads((backup_dir / "manifest.json").read_text())
+    manifest["files"] = [f for f in manifest["files"] if not f["path"].startswith("appendonlydir/")]
+    manifest["aof_included"] = False
+    (backup_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_failure_after_staging_puts_the_previous_files_back(srv: Server, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live files are moved aside and the new ones renamed in only after staging; a failure in
+    the middle of that (here: the AOF directory's rename) moves everything back."""
+    write_keys(srv, 300)
+    result = bk.backup(rc.resolve(environ=srv.env()), tmp_path / "b")
+    admin = srv.admin()
+    admin.set("written-after-backup", "1")
+    admin.close()
+    srv.proc.stop()
+    before = digest_tree(srv.data_dir)
+    real_replace = bk.os.replace
+
+    def failing_replace(src, dst):  # type: ignore[no-untyped-def]
+        if Path(src).name == ".appendonlydir.restore":
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(bk.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="No space left"):
+        bk.restore(rc.resolve(environ=srv.env()), result.path, data_dir=srv.data_dir)
+    monkeypatch.undo()
+    assert digest_tree(srv.data_dir) == before  # no staging leftovers, no pre-restore dir either
+    assert not list(srv.data_dir.glob("pre-restore-*"))
+    srv.proc.start(write_config=False)
+    assert _count(srv) == 301
+
+
+def test_an_aof_that_fails_its_check_changes_nothing(srv: Server, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    write_keys(srv, 100)
+    result = bk.backup(rc.resolve(environ=srv.env()), tmp_path / "b")
+    _rdb_only(result.path)
+    srv.proc.stop()
+    before = digest_tree(srv.data_dir)
+    monkeypatch.setattr(bk, "check_aof", lambda _p: (False, "AOF is not valid"))
+    with pytest.raises(OperationError, match="AOF built from the RDB fails redis-check-aof"):
+        bk.restore(rc.resolve(environ=srv.env()), result.path, data_dir=srv.data_dir)
+    assert digest_tree(srv.data_dir) == before
+
+
+def test_a_supervisor_restart_after_shutdown_aborts_the_restore(srv: Server, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """--force: Redis comes back (restart policy) after SHUTDOWN NOSAVE, before the renames. The
+    restore must not put files under a running server: it aborts and leaves the live files."""
+    write_keys(srv, 200)
+    spec = rc.resolve(environ=srv.env())
+    result = bk.backup(spec, tmp_path / "b")
+    admin = srv.admin()
+    admin.set("written-after-backup", "1")
+    admin.close()
+    real_seal = bk._seal_tree
+
+    def seal_then_supervisor_restarts(directory: Path) -> None:
+        real_seal(directory)
+        srv.proc.proc.wait(10)  # type: ignore[union-attr]
+        srv.proc.start(write_config=False)
+
+    monkeypatch.setattr(bk, "_seal_tree", seal_then_supervisor_restarts)
+    with pytest.raises(OperationError, match="listening again"):
+        bk.restore(spec, result.path, force=True)
+    assert srv.proc.running()
+    assert (srv.data_dir / "dump.rdb").is_file() and (srv.data_dir / "appendonlydir").is_dir()
+    assert not list(srv.data_dir.glob("pre-restore-*")) and not list(srv.data_dir.glob(".*.restore"))
+    assert _count(srv) == 201  # the running server kept its data, including the later write
+    srv.proc.restart()
+    assert _count(srv) == 201  # and so did its files
+
+
+def test_restore_into_a_fresh_volume_takes_the_data_dirs_owner(srv: Server, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    write_keys(srv, 50)
+    spec = rc.resolve(environ=srv.env())
+    result = bk.backup(spec, tmp_path / "b")
+    srv.proc.stop()
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    os.chown(fresh, 65534, 65534)  # the redis user of a new volume, not the operator
+    restored = bk.restore(spec, result.path, data_dir=fresh)
+    assert restored.warnings == [] and restored.moved_aside is None
+    for p in [fresh / "dump.rdb", fresh / "appendonlydir", *(fresh / "appendonlydir").iterdir()]:
+        assert (p.stat().st_uid, p.stat().st_gid) == (65534, 65534), p
+
+    def no_chown(*_a: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    other = tmp_path / "other"
+    other.mkdir()
+    os.chown(other, 65534, 65534)
+    monkeypatch.setattr(bk.os, "chown", no_chown)
+    restored = bk.restore(spec, result.path, data_dir=other)
+    assert len(restored.warnings) == 2 and all("65534:65534" in w for w in restored.warnings)
+    assert "warning:" in restored.message and f"chown -R 65534:65534 {other / 'dump.rdb'}" in restored.message
+
+
+def test_backup_and_restore_fsync_every_file_and_directory(srv: Server, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    write_keys(srv, 50)
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(bk.os, "fsync", recording_fsync)
+    spec = rc.resolve(environ=srv.env())
+    result = bk.backup(spec, tmp_path / "b")
+    work = str(result.path) + ".partial"
+    for f in result.manifest["files"]:
+        assert f"{work}/{f['path']}" in synced, f["path"]
+    for d in (f"{work}/appendonlydir", work, str(tmp_path / "b")):
+        assert d in synced, d
+    synced.clear()
+    srv.proc.stop()
+    bk.restore(spec, result.path, data_dir=srv.data_dir)
+    data = str(srv.data_dir)
+    assert f"{data}/.dump.rdb.restore" in synced and f"{data}/.appendonlydir.restore" in synced
+    assert any(p.startswith(f"{data}/.appendonlydir.restore/") and p.endswith(".manifest") for p in synced)
+    assert synced[-2:] == [data, next(str(p) for p in srv.data_dir.glob("pre-restore-*"))]
+
+
+def test_retention_counts_only_intact_backups_and_skips_partial_ones(srv: Server, tmp_path: Path) -> None:
+    write_keys(srv, 100)
+    spec = rc.resolve(environ=srv.env())
+    made = [bk.backup(spec, tmp_path / "b").path for _ in range(3)]
+    with open(made[2] / "dump.rdb", "r+b") as fh:  # a crash left a short file behind a durable manifest
+        fh.truncate(10)
+    partial = shutil.copytree(made[0], tmp_path / "b" / (made[2].name[:-1] + "9Z.partial"))
+    listed = {Path(b["path"]): b for b in bk.list_backups(tmp_path / "b")}
+    assert partial not in listed
+    assert "dump.rdb: size 10" in listed[made[2]]["error"]
+    assert bk.prune(tmp_path / "b", 1) == [made[0]]
+    assert made[1].is_dir() and made[2].is_dir() and partial.is_dir()  # the newest intact one is kept
+
+
+def test_an_aof_rewrite_during_the_copy_is_copied_again(srv: Server, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rewrite between the manifest read and the copy replaces the base file: the backup copies
+    the new manifest and exactly its files. Writes made after the BGSAVE are in the AOF, so the
+    restored server may hold more keys than the RDB's count."""
+    expected = write_keys(srv, 500)
+    real_copy = bk._copy_fsync
+    rewrites: list[str] = []
+
+    def copy_racing_a_rewrite(src: Path, dst: Path) -> None:
+        if src.parent.name == "appendonlydir" and not rewrites:
+            admin = srv.admin()
+            old = (src.parent / "appendonly.aof.manifest").read_text()
+            admin.set("written-after-bgsave", "1")
+            admin.bgrewriteaof()
+            while int(admin.info("persistence")["aof_rewrite_in_progress"]) or (
+                    (src.parent / "appendonly.aof.manifest").read_text() == old):
+                time.sleep(0.02)
+            admin.close()
+            rewrites.append(src.name)
+        real_copy(src, dst)
+
+    monkeypatch.setattr(bk, "_copy_fsync", copy_racing_a_rewrite)
+    spec = rc.resolve(environ=srv.env())
+    result = bk.backup(spec, tmp_path / "b")
+    assert rewrites
+    aof_text = (result.path / "appendonlydir" / "appendonly.aof.manifest").read_text()
+    named = {line.split()[1] for line in aof_text.splitlines() if line.split()[5] in ("b", "i")}
+    copied = {p.name for p in (result.path / "appendonlydir").iterdir()} - {"appendonly.aof.manifest"}
+    assert copied == named and rewrites[0] not in copied
+    assert bk.verify_backup(result.path)[1] == []
+    assert result.manifest["keys"] == 500
+    srv.proc.stop()
+    bk.restore(spec, result.path, data_dir=srv.data_dir)
+    srv.proc.start(write_config=False)
+    assert "1 more than the backup's RDB" in bk.check_key_count(result.manifest, _count(srv))
+    assert _count(srv) == len(expected) + 1
+
+
+def test_key_count_may_exceed_the_rdb_only_when_the_aof_was_restored() -> None:
+    manifest = {"keys": 100, "expires": 10, "aof_included": True}
+    assert "5 more than the backup's RDB" in bk.check_key_count(manifest, 105)
+    assert "expired" in bk.check_key_count(manifest, 95)
+    with pytest.raises(OperationError):
+        bk.check_key_count(manifest, 80)
+    with pytest.raises(OperationError):
+        bk.check_key_count({**manifest, "aof_included": False}, 105)
