@@ -4,8 +4,8 @@ Safe against production by construction:
 
 * the only keys written are the limiter's own under `smoke:<run-id>:` and they are deleted at
   the end (in `finally`, so also on failure and Ctrl-C); every one of them carries a TTL no
-  longer than its tier's window, so even a cleanup that cannot reach Redis leaves nothing
-  behind for long;
+  longer than its tier's window (a GCRA tier with a burst: burst emission intervals), so even a
+  cleanup that cannot reach Redis leaves nothing behind for long;
 * destructive commands are probed inside MULTI and dropped with DISCARD: a probe is only sent
   after MULTI answered OK, so it is queued, never executed;
 * the script cache is flushed (so the run proves the application's NOSCRIPT path) unless
@@ -69,6 +69,32 @@ def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     idx = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
     return ordered[idx]
+
+
+def _allowance(tier: Tier) -> int:
+    """Requests a fresh client gets back to back: GCRA's burst (default the limit), else the limit."""
+    return (tier.burst or tier.limit) if tier.algorithm == "gcra" else tier.limit
+
+
+def _ttl_bound_ms(tier: Tier) -> int:
+    """The longest TTL the limiter may set: a GCRA key lives until its TAT, at most burst emission
+    intervals (rounded up to whole microseconds, as gcra.lua does) ahead; others one window."""
+    if tier.algorithm == "gcra":
+        interval_us = math.ceil(tier.window_s * 1000 * 1000 / tier.limit)
+        return math.ceil(_allowance(tier) * interval_us / 1000)
+    return tier.window_s * 1000
+
+
+def _slack(tier: Tier, elapsed: float) -> int:
+    """Admissions beyond the allowance a burst of `elapsed` server seconds may legitimately earn."""
+    if tier.algorithm == "gcra":
+        # GCRA refills one request every window/limit.
+        return math.floor(elapsed / (tier.window_s / tier.limit))
+    if tier.algorithm == "fixed_window":
+        # The key's window starts at its first hit (not at an epoch multiple): it can only roll
+        # over within the burst when the burst lasts a whole window.
+        return tier.limit if elapsed >= tier.window_s else 0
+    return 0
 
 
 def _is_refusal(message: str) -> bool:
@@ -445,11 +471,13 @@ class SmokeRun:
         return float(sec) + usec / 1e6
 
     def _check_tier(self, tier: Tier) -> None:
-        extra = max(self.options.min_extra, math.ceil(tier.limit * self.options.extra_fraction))
-        n = tier.limit + extra
+        cap = _allowance(tier)
+        ttl_max = _ttl_bound_ms(tier)
+        extra = max(self.options.min_extra, math.ceil(cap * self.options.extra_fraction))
+        n = cap + extra
         with self._timed(f"ratelimit:{tier.name}") as c:
-            c.expected = (f"exactly {tier.limit} of {n} concurrent requests allowed, the rest denied with "
-                          f"retry-after in (0, {tier.window_s}] s; peek agrees; key TTL in (0, {tier.window_s}] s")
+            c.expected = (f"exactly {cap} of {n} concurrent requests allowed, the rest denied with "
+                          f"retry-after in (0, {tier.window_s}] s; peek agrees; key TTL in (0, {ttl_max / 1000:g}] s")
             key = make_key(self.prefix, tier_key(tier, CLIENT_ID), tier.algorithm)
             self._keys_written.add(key)
             results: list[tuple[Decision, float]] = []
@@ -486,17 +514,11 @@ class SmokeRun:
                 allowed = sum(1 for d in decisions if d.allowed)
                 denied = [d for d in decisions if not d.allowed]
                 elapsed = max(0.0, t_end - t_start)
-                # GCRA refills one request every window/limit; a burst slower than that earns
-                # those back legitimately. A fixed window may roll over mid-burst.
-                if tier.algorithm == "gcra":
-                    slack = math.floor(elapsed / (tier.window_s / tier.limit))
-                elif tier.algorithm == "fixed_window":
-                    slack = tier.limit if int(t_start // tier.window_s) != int(t_end // tier.window_s) else 0
-                else:
-                    slack = 0
+                # A burst slower than GCRA's refill, or a whole window long, earns admissions back.
+                slack = _slack(tier, elapsed)
                 problems = []
-                if not tier.limit <= allowed <= tier.limit + slack:
-                    want = f"{tier.limit}" if not slack else f"{tier.limit}..{tier.limit + slack}"
+                if not cap <= allowed <= cap + slack:
+                    want = f"{cap}" if not slack else f"{cap}..{cap + slack}"
                     problems.append(f"{allowed} allowed (expected {want})")
                 bad_retry = [d.retry_after for d in denied if not 0 < d.retry_after <= tier.window_s]
                 if bad_retry:
@@ -512,8 +534,8 @@ class SmokeRun:
                 if not peek_ok:
                     problems.append(f"peek disagrees: allowed={peek.allowed} retry_after={peek.retry_after:.3f}")
                 pttl = self._app.pttl(key)
-                if not 0 < pttl <= tier.window_s * 1000:
-                    problems.append(f"key TTL {pttl} ms not in (0, {tier.window_s * 1000}] ms"
+                if not 0 < pttl <= ttl_max:
+                    problems.append(f"key TTL {pttl} ms not in (0, {ttl_max}] ms"
                                     + (" (no TTL: the key would live forever)" if pttl == -1 else ""))
                 retry_text = (f"{min(d.retry_after for d in denied):.2f}-{max(d.retry_after for d in denied):.2f} s"
                               if denied else "-")
@@ -585,7 +607,7 @@ class SmokeRun:
 
     def _cleanup(self) -> None:
         with self._timed("cleanup") as c:
-            window = max((t.window_s for t in self.spec.tiers), default=0)
+            window = max((math.ceil(_ttl_bound_ms(t) / 1000) for t in self.spec.tiers), default=0)
             c.expected = f"no key left under {self.prefix}:*"
             if self._app is None:
                 c.status, c.actual = "pass", "nothing was written"

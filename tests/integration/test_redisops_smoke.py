@@ -3,6 +3,7 @@ fails and names the right check, and the run never leaves keys or hangs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from ratelimit import Tier
 from redis_conf.acl import APP_FORBIDDEN_COMMANDS, APP_RULES, password_digest
 from redisops import connection as rc
 from redisops.report import Check
@@ -156,6 +158,19 @@ def test_a_refused_command_mid_run_fails_that_check_keeps_the_report_and_cleans_
         assert smoke_keys(srv) == []
         for p in pw.values():
             assert p not in proc.stdout and p not in json_path.read_text()
+
+
+def test_gcra_tier_with_a_burst_and_a_fixed_window_tier_pass(tmp_path: Path) -> None:
+    tiers = (Tier("bursty", 10, 10, "gcra", burst=25), Tier("narrow", 10, 10, "gcra", burst=4),
+             Tier("fixed", 20, 30, "fixed_window"))
+    with rendered_server(tmp_path / "srv") as srv:
+        report = run_smoke(dataclasses.replace(spec_for(srv.env()), tiers=tiers))
+        bursty, narrow = report.get("ratelimit:bursty"), report.get("ratelimit:narrow")
+        assert bursty.status == "pass", bursty.detail
+        assert bursty.data["allowed"] in (25, 26) and 10_000 < bursty.data["pttl_ms"] <= 25_000
+        assert narrow.status == "pass" and narrow.data["allowed"] in (4, 5), narrow.detail
+        assert report.get("ratelimit:fixed").status == "pass", report.get("ratelimit:fixed").detail
+        assert smoke_keys(srv) == []
 
 
 def test_tls_expected_but_server_speaks_plain_tcp(tmp_path: Path) -> None:
