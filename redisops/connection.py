@@ -19,6 +19,8 @@ Secrets are held in fields excluded from repr and are never formatted into messa
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -324,10 +326,17 @@ def spec_from_outputs(outputs: Mapping[str, Any], *, source: str, environ: Mappi
 
 
 def write_ca_bundle(pem: str) -> str:
+    """The stack's CA certificate as a file for ssl (removed when the process exits)."""
     fd, path = tempfile.mkstemp(prefix="redisops-ca-", suffix=".pem")
+    atexit.register(_remove_file, path)
     with os.fdopen(fd, "w") as fh:
         fh.write(pem)
     return path
+
+
+def _remove_file(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def load_outputs_file(path: Path) -> dict[str, Any]:
@@ -498,7 +507,19 @@ def client(spec: ConnectionSpec, role: Role = "app", *, timeout: float | None = 
     username, password = credentials(spec, role)
     kw = {**base_kwargs(spec, timeout), "username": username, "password": password, **(extra or {})}
     if spec.mode == "sentinel":
-        return sentinel_for(spec, timeout).master_for(spec.master_name, db=spec.db, **kw)
+        sentinel = sentinel_for(spec, timeout)
+        master = sentinel.master_for(spec.master_name, db=spec.db, **kw)
+        close_master = master.close
+
+        def close() -> None:  # the Sentinel connections go with the client (also on __exit__/__del__)
+            try:
+                close_master()
+            finally:
+                for c in sentinel.sentinels:
+                    c.close()
+
+        master.close = close  # type: ignore[method-assign]
+        return master
     host, port = spec.hosts[0]
     if spec.mode == "cluster":
         from redis.cluster import RedisCluster

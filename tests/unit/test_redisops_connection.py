@@ -145,6 +145,28 @@ def test_cluster_client_gets_no_retries(monkeypatch: pytest.MonkeyPatch) -> None
     assert seen["host"] == "127.0.0.1" and "health_check_interval" not in seen
 
 
+def test_closing_a_sentinel_client_closes_its_sentinel_connections() -> None:
+    spec = rc.spec_from_env({"REDIS_URL": "redis+sentinel://127.0.0.1:1,127.0.0.1:2/mymaster", "REDIS_PASSWORD": PW})
+    master = rc.client(spec)  # connects nothing yet
+    sentinels = master.connection_pool.sentinel_manager.sentinels
+    closed: list[int] = []
+    for i, s in enumerate(sentinels):
+        s.close = lambda i=i: closed.append(i)
+    with master:
+        pass
+    assert sorted(closed) == [0, 1]
+
+
+def test_ca_bundle_written_from_outputs_is_removed_at_exit(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = "from redisops.connection import write_ca_bundle; print(write_ca_bundle('PEM'))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    path = Path(proc.stdout.strip())
+    assert path.name.startswith("redisops-ca-") and not path.exists()
+
+
 def write_outputs(tmp_path: Path, outputs: dict) -> Path:
     f = tmp_path / "outputs.json"
     f.write_text(json.dumps(outputs))
