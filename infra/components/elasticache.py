@@ -273,7 +273,15 @@ class ElastiCacheRedis(pulumi.ComponentResource):
 
         final_snapshot_id: pulumi.Output[str] | None = None
         if args.final_snapshot:
-            suffix = random.RandomId(f"{name}-final-snapshot-suffix", byte_length=4, opts=child(self))
+            # A new suffix whenever the group is replaced: each group is deleted with its own final
+            # snapshot name (a second replacement under one name fails with SnapshotAlreadyExists).
+            # Keepers: the inputs whose change replaces the replication group.
+            suffix = random.RandomId(
+                f"{name}-final-snapshot-suffix", byte_length=4,
+                keepers={"replicationGroupId": args.replication_group_id or "(auto-named)", "engine": args.engine,
+                         "clusterMode": "enabled" if args.cluster_mode else "disabled",
+                         "kmsKeyId": kms_key_arn, "subnetGroupName": subnet_group.name},
+                opts=child(self))
             final_snapshot_id = suffix.hex.apply(lambda h: f"{_fixed_id(args.base_id, 'final', limit=200)}-{h}")
 
         # --- the replication group --------------------------------------------------------

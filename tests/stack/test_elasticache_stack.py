@@ -304,6 +304,27 @@ def test_defaults_keep_at_least_seven_days_of_snapshots() -> None:
     assert r.one(RG).inputs["finalSnapshotIdentifier"].startswith("redisstack-prod-final-")
 
 
+@pytest.mark.parametrize("name", ["prod", "cluster", "valkey"])
+def test_final_snapshot_name_changes_with_every_replacement_of_the_group(name: str) -> None:
+    # The suffix is regenerated whenever an input that replaces the group changes, so a second
+    # replacement never reuses the first one's final snapshot name (SnapshotAlreadyExists).
+    r = run(name)
+    suffix = r.one("random:index/randomId:RandomId")
+    keepers = suffix.inputs["keepers"]
+    rg = r.one(RG).inputs
+    assert keepers == {
+        "replicationGroupId": "(auto-named)", "engine": rg["engine"], "clusterMode": rg["clusterMode"],
+        "kmsKeyId": rg["kmsKeyId"], "subnetGroupName": rg["subnetGroupName"]}
+    assert rg["finalSnapshotIdentifier"].endswith("-" + suffix.outputs["hex"])
+
+
+def test_final_snapshot_suffix_follows_a_fixed_group_id() -> None:
+    cfg, secret = variant(elasticache__replicationGroupId="rl-prod", elasticache__kmsKeyArn=GIVEN_KMS)
+    r = run_program(cfg, stack="prod", secret_keys=secret)
+    keepers = r.one("random:index/randomId:RandomId").inputs["keepers"]
+    assert keepers["replicationGroupId"] == "rl-prod" and keepers["kmsKeyId"] == GIVEN_KMS
+
+
 def test_fixed_id_unprotected_no_final_snapshot_variant() -> None:
     res = run("given").one(RG)
     assert res.inputs["replicationGroupId"] == "rl-prod"
