@@ -31,10 +31,14 @@ def child(parent: pulumi.Resource, **kwargs: Any) -> pulumi.ResourceOptions:
 TOPIC_PUBLISHERS = ("cloudwatch.amazonaws.com", "elasticache.amazonaws.com")
 
 
-def kms_key_policy(account_id: str, partition: str, publishers: Sequence[str] = TOPIC_PUBLISHERS) -> str:
+def kms_key_policy(account_id: str, partition: str, publishers: Sequence[str] = TOPIC_PUBLISHERS, *,
+                   logs_region: str | None = None) -> str:
     """Key policy: the account administers the key through IAM (ElastiCache and Secrets Manager
     use it on behalf of IAM principals via grants / kms:ViaService); listed AWS services may only
-    encrypt for the SNS topic, and only on behalf of this account."""
+    encrypt for the SNS topic, and only on behalf of this account. With `logs_region`, CloudWatch
+    Logs of that region may use the key for this account's log groups: a log group with
+    `kms_key_id` is only created when the key policy lets the logs service in (IAM grants do
+    not reach it)."""
     statements: list[dict[str, Any]] = [{
         "Sid": "AccountAdministersThroughIam",
         "Effect": "Allow",
@@ -51,14 +55,26 @@ def kms_key_policy(account_id: str, partition: str, publishers: Sequence[str] = 
             "Resource": "*",
             "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
         })
+    if logs_region is not None:
+        statements.append({
+            "Sid": "CloudWatchLogsEncryptsOwnLogGroups",
+            "Effect": "Allow",
+            "Principal": {"Service": f"logs.{logs_region}.amazonaws.com"},
+            "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+            "Resource": "*",
+            "Condition": {"ArnLike": {
+                "kms:EncryptionContext:aws:logs:arn": f"arn:{partition}:logs:{logs_region}:{account_id}:log-group:*"}},
+        })
     return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
 
 
 def customer_kms_key(name: str, parent: pulumi.Resource, *, description: str, tags: Mapping[str, str],
-                     protect: bool = False) -> aws.kms.Key:
-    """A symmetric customer key with yearly automatic rotation and a 30-day deletion window."""
+                     protect: bool = False, logs_region: pulumi.Input[str] | None = None) -> aws.kms.Key:
+    """A symmetric customer key with yearly automatic rotation and a 30-day deletion window.
+    Pass `logs_region` when a CloudWatch log group is encrypted with it (see kms_key_policy)."""
     identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=parent))
-    policy = identity.apply(lambda i: kms_key_policy(i.account_id, i.arn.split(":")[1] or "aws"))
+    policy = pulumi.Output.all(identity, logs_region).apply(
+        lambda v: kms_key_policy(v[0].account_id, v[0].arn.split(":")[1] or "aws", logs_region=v[1]))
     return aws.kms.Key(
         f"{name}-kms",
         description=description,

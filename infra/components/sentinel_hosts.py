@@ -2,7 +2,8 @@
 
 Layout per host i (0 = the initial primary): a fixed network interface (its private IP is the
 node's identity in every rendered file and survives instance replacement), an instance from
-the shared launch template (IMDSv2 only, encrypted root and data volumes), Debian's redis
+a pinned version of the shared launch template (IMDSv2 only, encrypted root volume), a separate
+encrypted data volume that outlives the instance (protected, retained), Debian's redis
 packages. The rendered files (`redis_conf.sentinel`) and the TLS key are kept as KMS-encrypted
 SecureString parameters under `/redisstack/<stack>/<name>/node-<i>/`; user data carries only
 their names and fetches them at first boot with the instance role, which may read that path
@@ -59,10 +60,15 @@ DATA_DIR = "/var/lib/redis"
 ACL_FILE = f"{ETC}/users.acl"
 TLS_DIR = f"{ETC}/tls"
 EXPORTER_PORT = 9121
-EXPORTER_PASSWORD_FILE = "/etc/redis_exporter/password.json"
+EXPORTER_DIR = "/etc/redis_exporter"
+EXPORTER_PASSWORD_FILE = f"{EXPORTER_DIR}/password.json"
+# The exporter runs as `prometheus` and cannot enter /etc/redis/tls (redis:redis 0750): it
+# verifies Redis with its own copy of the CA certificate (public, 0444).
+EXPORTER_CA_FILE = f"{EXPORTER_DIR}/ca.crt"
 CW_NAMESPACE = "redisstack/Redis"
 PASSWORD_LENGTH = 40
 DATA_DEVICE = "/dev/sdf"
+XEN_DATA_DEVICE = "/dev/xvdf"  # how a Xen instance names DATA_DEVICE
 # Files fetched at boot: parameter leaf -> (path, owner, mode).
 HOST_FILES: Mapping[str, tuple[str, str, str]] = {
     "redis.conf": (f"{ETC}/redis.conf", "redis", "0600"),
@@ -75,10 +81,15 @@ TLS_HOST_FILES: Mapping[str, tuple[str, str, str]] = {
     "tls/server.crt": (f"{TLS_DIR}/server.crt", "redis", "0644"),
     "tls/ca.crt": (f"{TLS_DIR}/ca.crt", "redis", "0644"),
 }
+# Parameters fetched a second time, to a place another user can read.
+EXPORTER_TLS_FILES: Mapping[str, tuple[str, str, str]] = {
+    "tls/ca.crt": (EXPORTER_CA_FILE, "prometheus", "0444"),
+}
 
 # Threshold rows CloudWatch can judge from what the agent publishes (per node):
 #   gauge     - the exporter metric itself
-#   increase  - growth of a counter over the period (DIFF of the max)
+#   increase  - growth of a counter over the period: the agent already publishes Prometheus
+#               counters as per-scrape deltas, so the Sum over the period is the increase
 #   ratio     - 100 * a / b
 Kind = Literal["gauge", "increase", "ratio"]
 CW_ROWS: Mapping[str, tuple[Kind, tuple[str, ...], str]] = {
@@ -86,8 +97,8 @@ CW_ROWS: Mapping[str, tuple[Kind, tuple[str, ...], str]] = {
     "connected_clients": ("gauge", ("redis_connected_clients",), "Maximum"),
     "blocked_clients": ("gauge", ("redis_blocked_clients",), "Maximum"),
     "redis_down": ("gauge", ("redis_up",), "Minimum"),
-    "evicted_keys": ("increase", ("redis_evicted_keys_total",), "Maximum"),
-    "rejected_connections": ("increase", ("redis_rejected_connections_total",), "Maximum"),
+    "evicted_keys": ("increase", ("redis_evicted_keys_total",), "Sum"),
+    "rejected_connections": ("increase", ("redis_rejected_connections_total",), "Sum"),
     "rdb_last_bgsave_failed": ("gauge", ("redis_rdb_last_bgsave_status",), "Minimum"),
     "aof_last_write_failed": ("gauge", ("redis_aof_last_write_status",), "Minimum"),
     "replication_link_down": ("gauge", ("redis_master_link_up",), "Minimum"),
@@ -209,7 +220,7 @@ def exporter_args(ip: str, *, tls: bool) -> str:
              # Only the CloudWatch agent on this host scrapes it.
              f"-web.listen-address 127.0.0.1:{EXPORTER_PORT}"]
     if tls:
-        parts.append(f"-tls-ca-cert-file {TLS_DIR}/ca.crt")
+        parts.append(f"-tls-ca-cert-file {EXPORTER_CA_FILE}")
     return " ".join(parts)
 
 
@@ -245,26 +256,41 @@ def cloudwatch_agent_prometheus(node: str) -> str:
 
 
 def user_data(*, region: str, prefix: str, node: str, tls: bool, exporter: str, agent_config: str,
-              agent_prometheus: str) -> str:
+              agent_prometheus: str, data_volume_id: str) -> str:
     """cloud-init shell script. Holds parameter names, never their values."""
-    files = dict(HOST_FILES)
+    files = list(HOST_FILES.items())
     if tls:
-        files.update(TLS_HOST_FILES)
+        files += [*TLS_HOST_FILES.items(), *EXPORTER_TLS_FILES.items()]
     fetch = "\n".join(
-        f"fetch {shlex.quote(leaf)} {shlex.quote(path)} {owner} {mode}" for leaf, (path, owner, mode) in files.items())
+        f"fetch {shlex.quote(leaf)} {shlex.quote(path)} {owner} {mode}" for leaf, (path, owner, mode) in files)
     return f"""#!/bin/bash
 # redisstack sentinel host {node}: installs Debian's redis, fetches its files from SSM, starts units.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 REGION={shlex.quote(region)}
 PREFIX={shlex.quote(prefix)}/{node}
+DATA_VOLUME={shlex.quote(data_volume_id)}
+
+# Egress is HTTPS only (no port 80): apt uses the Debian mirrors' HTTPS endpoint.
+for f in /etc/apt/sources.list /etc/apt/sources.list.d/* /etc/apt/mirrors/*; do
+  if [ -f "$f" ]; then sed -E -i 's#http://([a-z0-9.-]*\\.)?debian\\.org/#https://deb.debian.org/#g' "$f"; fi
+done
 apt-get update -q
 apt-get install -y -q redis-server redis-sentinel redis-tools prometheus-redis-exporter awscli curl
 systemctl stop redis-server redis-sentinel prometheus-redis-exporter
 
-# Data volume (the second EBS disk, encrypted): format once, mount at {DATA_DIR}.
-ROOT_DISK=$(lsblk -no PKNAME "$(findmnt -no SOURCE /)")
-DATA_DISK=$(lsblk -dnpo NAME,TYPE | awk '$2=="disk"{{print $1}}' | grep -v "/dev/$ROOT_DISK" | head -n1)
+# Data volume: a separate, retained EBS volume ($DATA_VOLUME, encrypted) that Pulumi attaches at
+# {DATA_DEVICE} after the instance starts, so wait for it. Nitro exposes it as NVMe with the
+# volume id as serial; Xen as {XEN_DATA_DEVICE}. Formatted only when it has no
+# filesystem (a replaced host mounts the previous host's data).
+DATA_DISK=""
+for _ in $(seq 1 180); do
+  for dev in "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${{DATA_VOLUME/-/}}" {XEN_DATA_DEVICE} {DATA_DEVICE}; do
+    if [ -b "$dev" ]; then DATA_DISK=$(readlink -f "$dev"); break 2; fi
+  done
+  sleep 5
+done
+[ -n "$DATA_DISK" ] || {{ echo "data volume $DATA_VOLUME never attached" >&2; exit 1; }}
 blkid "$DATA_DISK" >/dev/null || mkfs.ext4 -q -L redisdata "$DATA_DISK"
 grep -q 'LABEL=redisdata' /etc/fstab || echo 'LABEL=redisdata {DATA_DIR} ext4 defaults,nofail 0 2' >> /etc/fstab
 mount {DATA_DIR} || true
@@ -274,7 +300,7 @@ chown redis:redis {DATA_DIR}; chmod 0750 {DATA_DIR}
 # from the moment they exist.
 umask 077
 install -d -o redis -g redis -m 0750 {ETC} {TLS_DIR}
-install -d -o prometheus -g prometheus -m 0750 {EXPORTER_PASSWORD_FILE.rsplit('/', 1)[0]}
+install -d -o prometheus -g prometheus -m 0750 {EXPORTER_DIR}
 fetch() {{
   aws ssm get-parameter --region "$REGION" --with-decryption --name "$PREFIX/$1" \\
     --query Parameter.Value --output text > "$2.tmp"
@@ -311,9 +337,21 @@ def _assume(service: str) -> str:
         {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]})
 
 
+# What the SSM agent needs for Session Manager (AmazonSSMManagedInstanceCore minus its
+# ssm:GetParameter(s)/ListAssociations/... on every resource). These actions take no resource ARN.
+SESSION_MANAGER_ACTIONS = (
+    "ssm:UpdateInstanceInformation",
+    "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel",
+    "ec2messages:AcknowledgeMessage", "ec2messages:DeleteMessage", "ec2messages:FailMessage",
+    "ec2messages:GetEndpoint", "ec2messages:GetMessages", "ec2messages:SendReply",
+)
+
+
 def host_policy(*, parameter_arn_prefix: str, kms_key_arn: str, region: str, log_group_arn: str) -> str:
     """Least privilege for a host: read its own parameters, decrypt them via SSM only, write
-    EMF logs to its one log group."""
+    EMF logs to its one log group, and Session Manager (no SSH) - nothing that reads other
+    parameters."""
     return json.dumps({"Version": "2012-10-17", "Statement": [
         {"Sid": "ReadOwnParameters", "Effect": "Allow", "Action": ["ssm:GetParameter"],
          "Resource": f"{parameter_arn_prefix}/*"},
@@ -322,6 +360,7 @@ def host_policy(*, parameter_arn_prefix: str, kms_key_arn: str, region: str, log
         {"Sid": "PublishMetricsAsEmf", "Effect": "Allow",
          "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
          "Resource": [log_group_arn, f"{log_group_arn}:*"]},
+        {"Sid": "SessionManagerOnly", "Effect": "Allow", "Action": list(SESSION_MANAGER_ACTIONS), "Resource": "*"},
     ]}, sort_keys=True)
 
 
@@ -343,6 +382,8 @@ class SentinelHosts(pulumi.ComponentResource):
         region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self))
         identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self))
         region_name = region.apply(lambda r: r.region or r.name)
+        # aws, aws-cn, aws-us-gov: every ARN this component spells out starts with it.
+        self._partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self)).partition
 
         # Three AZs or nothing: a second host in one AZ makes that AZ's loss a quorum loss.
         subnets = [aws.ec2.get_subnet_output(id=s, opts=pulumi.InvokeOutputOptions(parent=self))
@@ -351,7 +392,8 @@ class SentinelHosts(pulumi.ComponentResource):
             lambda azs: _distinct_azs(list(azs), args.subnet_ids))
 
         self.kms_key = customer_kms_key(name, self, description=f"redisstack {args.stack}: Redis Sentinel hosts "
-                                        "(EBS, SSM parameters, secrets, alarm topic)", tags=tags)
+                                        "(EBS, SSM parameters, secrets, log group, alarm topic)", tags=tags,
+                                        logs_region=region_name)
         ports = [PortRule(REDIS_PORT, "Redis (TLS)" if args.tls else "Redis"),
                  PortRule(SENTINEL_PORT, "Redis Sentinel")]
         self.security_group, self.ingress, self.egress = redis_security_group(
@@ -359,14 +401,12 @@ class SentinelHosts(pulumi.ComponentResource):
             cidrs=args.allowed_cidrs, self_ports=ports,
             description=f"redisstack {args.stack}: Redis + Sentinel, only from the application",
             tags=tags)
-        # Hosts fetch packages and the CloudWatch agent and call SSM/CloudWatch Logs over HTTPS.
+        # Hosts fetch packages (apt over HTTPS, see user_data) and the CloudWatch agent and call
+        # SSM/CloudWatch Logs over HTTPS; nothing else leaves the group. VPC endpoints plus an
+        # internal mirror remove even this (docs/sentinel.md, "Egress").
         self.egress.append(aws.vpc.SecurityGroupEgressRule(
             f"{name}-out-443", security_group_id=self.security_group.id, ip_protocol="tcp", from_port=443,
             to_port=443, cidr_ipv4="0.0.0.0/0", description="HTTPS to package mirrors and AWS APIs",
-            tags=tags, opts=child(self)))
-        self.egress.append(aws.vpc.SecurityGroupEgressRule(
-            f"{name}-out-80", security_group_id=self.security_group.id, ip_protocol="tcp", from_port=80,
-            to_port=80, cidr_ipv4="0.0.0.0/0", description="HTTP to Debian mirrors (apt verifies signatures)",
             tags=tags, opts=child(self)))
 
         # Fixed interfaces: every rendered file names these IPs.
@@ -406,22 +446,24 @@ class SentinelHosts(pulumi.ComponentResource):
             tags=tags, opts=child(self))
         self.role = aws.iam.Role(f"{name}-host-role", assume_role_policy=_assume("ec2.amazonaws.com"),
                                  description="redisstack sentinel hosts", tags=tags, opts=child(self))
-        param_arn = pulumi.Output.all(region_name, identity.account_id).apply(
-            lambda v: f"arn:aws:ssm:{v[0]}:{v[1]}:parameter{prefix}")
+        param_arn = pulumi.Output.all(self._partition, region_name, identity.account_id).apply(
+            lambda v: f"arn:{v[0]}:ssm:{v[1]}:{v[2]}:parameter{prefix}")
         self.role_policy = aws.iam.RolePolicy(
             f"{name}-host-policy", role=self.role.id,
             policy=pulumi.Output.all(param_arn, self.kms_key.arn, region_name, self.log_group.arn).apply(
                 lambda v: host_policy(parameter_arn_prefix=v[0], kms_key_arn=v[1], region=v[2], log_group_arn=v[3])),
             opts=child(self))
-        # Session Manager instead of SSH: no key pair, no port 22.
-        self.ssm_core = aws.iam.RolePolicyAttachment(
-            f"{name}-host-ssm", role=self.role.name,
-            policy_arn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore", opts=child(self))
+        # Session Manager instead of SSH (no key pair, no port 22) is in host_policy: the managed
+        # AmazonSSMManagedInstanceCore would also let a host read every parameter of the account.
         self.profile = aws.iam.InstanceProfile(f"{name}-host-profile", role=self.role.name, tags=tags,
                                                opts=child(self))
 
         ami = aws.ssm.get_parameter_output(name=args.ami_ssm_parameter, opts=pulumi.InvokeOutputOptions(parent=self))
         backup_tag = f"{args.stack}-{name}"
+        # The AMI parameter moves with every Debian point release: the template keeps the AMI it
+        # was created with (ignore_changes), and each instance keeps the template version it was
+        # launched from, so `pulumi up` never replaces hosts; hosts are rolled one at a time
+        # (docs/sentinel.md, "Replacing hosts").
         self.launch_template = aws.ec2.LaunchTemplate(
             f"{name}-lt",
             image_id=ami.value,
@@ -434,32 +476,56 @@ class SentinelHosts(pulumi.ComponentResource):
                 aws.ec2.LaunchTemplateBlockDeviceMappingArgs(device_name="/dev/xvda", ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
                     encrypted="true", kms_key_id=self.kms_key.arn, volume_size=16, volume_type="gp3",
                     delete_on_termination="true")),
-                aws.ec2.LaunchTemplateBlockDeviceMappingArgs(device_name=DATA_DEVICE, ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
-                    encrypted="true", kms_key_id=self.kms_key.arn, volume_size=args.data_volume_gib,
-                    volume_type="gp3", delete_on_termination="true")),
             ],
             monitoring=aws.ec2.LaunchTemplateMonitoringArgs(enabled=True),
-            tag_specifications=[aws.ec2.LaunchTemplateTagSpecificationArgs(
-                resource_type="volume", tags={**tags, "redisstack-backup": backup_tag})],
+            # Root volumes only (the data volumes are their own resources below): not backed up.
+            tag_specifications=[aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type="volume", tags=tags)],
             update_default_version=True,
             tags=tags,
-            opts=child(self))
+            opts=child(self, ignore_changes=["imageId"]))
+
+        # Data volumes outlive their instances: a replaced (or terminated) host leaves its data
+        # behind, the replacement is attached to the same volume. Protected and retained even
+        # when removed from the program; DLM snapshots them (backup tag).
+        self.data_volumes: list[aws.ebs.Volume] = []
+        for i, subnet in enumerate(subnets):
+            self.data_volumes.append(aws.ebs.Volume(
+                f"{name}-node-{i}-data",
+                availability_zone=subnet.availability_zone, size=args.data_volume_gib, type="gp3",
+                encrypted=True, kms_key_id=self.kms_key.arn,
+                tags={**tags, "Name": f"{name}-node-{i}-data", "redisstack-node": f"node-{i}",
+                      "redisstack-backup": backup_tag},
+                opts=child(self, protect=True, retain_on_delete=True)))
 
         self.instances: list[aws.ec2.Instance] = []
-        for i, eni in enumerate(self.interfaces):
+        self.attachments: list[aws.ec2.VolumeAttachment] = []
+        # A number, not "$Latest": "$Latest" re-resolves on every up and replaces all three hosts
+        # at once when the template changes.
+        lt_version = self.launch_template.latest_version.apply(lambda v: str(v))
+        for i, (eni, volume) in enumerate(zip(self.interfaces, self.data_volumes, strict=True)):
             node = f"node-{i}"
-            ud = pulumi.Output.all(region_name, eni.private_ip, self.log_group.name).apply(
+            ud = pulumi.Output.all(region_name, eni.private_ip, self.log_group.name, volume.id).apply(
                 _user_data_for(args, prefix, node))
-            self.instances.append(aws.ec2.Instance(
+            inst = aws.ec2.Instance(
                 f"{name}-{node}",
-                launch_template=aws.ec2.InstanceLaunchTemplateArgs(id=self.launch_template.id, version="$Latest"),
+                launch_template=aws.ec2.InstanceLaunchTemplateArgs(id=self.launch_template.id, version=lt_version),
                 primary_network_interface=aws.ec2.InstancePrimaryNetworkInterfaceArgs(network_interface_id=eni.id),
                 user_data=ud,
-                # A changed user data means new files at first boot only; replacing a node is an
-                # operator's decision (docs/runbooks/failover.md), not a side effect of `up`.
                 user_data_replace_on_change=False,
                 tags={**tags, "Name": f"{name}-{node}", "redisstack-node": node},
-                opts=child(self, depends_on=[*self.parameters, self.role_policy])))
+                # Replacing a node is an operator's decision, one host at a time (docs/sentinel.md),
+                # never a side effect of `up`: a new template version would replace the host, and a
+                # changed user data (read at first boot only) would stop and start all three.
+                opts=child(self, depends_on=[*self.parameters, self.role_policy],
+                           ignore_changes=["launchTemplate", "userData"]))
+            self.instances.append(inst)
+            self.attachments.append(aws.ec2.VolumeAttachment(
+                f"{name}-{node}-data-attachment", device_name=DATA_DEVICE, volume_id=volume.id,
+                instance_id=inst.id,
+                # Stop the old host before its volume moves (Redis flushes on SIGTERM); the volume
+                # can be attached to one instance at a time, so detach before attaching anew.
+                stop_instance_before_detaching=True,
+                opts=child(self, delete_before_replace=True)))
 
         self.dlm = self._backups(backup_tag, tags)
         self.topic, self.subscription = alarm_topic(name, self, kms_key_id=self.kms_key.arn, email=args.alarm_email,
@@ -542,7 +608,9 @@ class SentinelHosts(pulumi.ComponentResource):
                             opts=child(self))
         aws.iam.RolePolicyAttachment(
             f"{self._name}-dlm-policy", role=role.name,
-            policy_arn="arn:aws:iam::aws:policy/service-role/AWSDataLifecycleManagerServiceRole", opts=child(self))
+            policy_arn=self._partition.apply(
+                lambda p: f"arn:{p}:iam::aws:policy/service-role/AWSDataLifecycleManagerServiceRole"),
+            opts=child(self))
         start = self._args.backup_window.split("-")[0]
         return aws.dlm.LifecyclePolicy(
             f"{self._name}-snapshots",
@@ -573,7 +641,8 @@ class SentinelHosts(pulumi.ComponentResource):
                 namespace="AWS/EC2", metric_name="StatusCheckFailed_System", dimensions={"InstanceId": inst.id},
                 statistic="Maximum", period=60, evaluation_periods=2, threshold=0,
                 comparison_operator="GreaterThanThreshold", treat_missing_data="missing",
-                alarm_actions=[region.apply(lambda r: f"arn:aws:automate:{r}:ec2:recover"), topic],
+                alarm_actions=[pulumi.Output.all(self._partition, region).apply(
+                    lambda v: f"arn:{v[0]}:automate:{v[1]}:ec2:recover"), topic],
                 ok_actions=[topic], tags={**tags, "severity": "critical"}, opts=child(self)))
             alarms.append(aws.cloudwatch.MetricAlarm(
                 f"{self._name}-{node}-instance-check",
@@ -608,7 +677,7 @@ class SentinelHosts(pulumi.ComponentResource):
                 id="e", expression="m0", label=t.name, return_data=True)]
         elif kind == "increase":
             queries = [q("m0", metrics[0]), aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                id="e", expression="DIFF(m0)", label=f"increase of {metrics[0]}", return_data=True)]
+                id="e", expression="m0", label=f"increase of {metrics[0]}", return_data=True)]
         else:
             queries = [q("m0", metrics[0]), q("m1", metrics[1]), aws.cloudwatch.MetricAlarmMetricQueryArgs(
                 id="e", expression="100 * m0 / m1", label=t.name, return_data=True)]
@@ -628,8 +697,8 @@ def _pick(i: int, leaf: str) -> Callable[[list[dict[str, str]]], str]:
 
 def _user_data_for(args: SentinelHostsArgs, prefix: str, node: str) -> Callable[[list[Any]], str]:
     def render(v: list[Any]) -> str:
-        region, ip, log_group = v
-        return user_data(region=region, prefix=prefix, node=node, tls=args.tls,
+        region, ip, log_group, data_volume_id = v
+        return user_data(region=region, prefix=prefix, node=node, tls=args.tls, data_volume_id=data_volume_id,
                          exporter=exporter_args(ip, tls=args.tls),
                          agent_config=json.dumps(cloudwatch_agent_config(node, log_group), indent=1),
                          agent_prometheus=cloudwatch_agent_prometheus(node))

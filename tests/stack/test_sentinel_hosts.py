@@ -13,11 +13,21 @@ from typing import Any
 
 import pytest
 
-from infra.components.sentinel_hosts import CW_ROWS, HOST_FILES, TLS_HOST_FILES, SentinelHostsArgs
+from infra.components.sentinel_hosts import (
+    CW_ROWS,
+    EXPORTER_CA_FILE,
+    HOST_FILES,
+    SESSION_MANAGER_ACTIONS,
+    TLS_HOST_FILES,
+    SentinelHostsArgs,
+    exporter_args,
+    user_data,
+)
 from infra.errors import SettingError, SettingsErrors
 from infra.settings import parse_settings
 from infra.thresholds import DEFAULT_THRESHOLDS
 from redis_conf.sentinel import MASTER_NAME
+from redisops.mockrun import RecordingMocks
 from tests.support.pulumi_harness import StackRun, load_stack_file, run_program, unwrap_secret
 
 APP_SG = "sg-0a1b2c3d4e5f60aa1"
@@ -25,6 +35,9 @@ T_INSTANCE = "aws:ec2/instance:Instance"
 T_PARAM = "aws:ssm/parameter:Parameter"
 T_IN = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 T_OUT = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+T_VOLUME = "aws:ebs/volume:Volume"
+T_ATTACH = "aws:ec2/volumeAttachment:VolumeAttachment"
+T_LT = "aws:ec2/launchTemplate:LaunchTemplate"
 
 
 def prod_variant(**overrides: Any) -> tuple[dict[str, Any], tuple[str, ...]]:
@@ -38,12 +51,6 @@ def prod_variant(**overrides: Any) -> tuple[dict[str, Any], tuple[str, ...]]:
 def prod_sentinel() -> StackRun:
     config, secret = load_stack_file("Pulumi.prod-sentinel.yaml")
     return run_program(config, stack="prod-sentinel", secret_keys=secret)
-
-
-@cache
-def prod_variant_plain() -> StackRun:
-    config, secret = prod_variant(tls=False)
-    return run_program(config, stack="prod", secret_keys=secret)
 
 
 def secrets_of(run: StackRun) -> list[str]:
@@ -88,19 +95,69 @@ def test_imdsv2_required_and_volumes_encrypted_with_the_stack_key() -> None:
     assert md["httpPutResponseHopLimit"] == 1
     key_arn = run.one("aws:kms/key:Key").outputs["arn"]
     devices = {d["deviceName"]: d["ebs"] for d in lt.inputs["blockDeviceMappings"]}
-    assert set(devices) == {"/dev/xvda", "/dev/sdf"}
-    for ebs in devices.values():
-        assert ebs["encrypted"] == "true" and ebs["kmsKeyId"] == key_arn
-    assert devices["/dev/sdf"]["volumeSize"] == 20
+    # Only the (disposable) root volume comes from the template; the data lives on its own volume.
+    assert set(devices) == {"/dev/xvda"}
+    assert devices["/dev/xvda"]["encrypted"] == "true" and devices["/dev/xvda"]["kmsKeyId"] == key_arn
+    volumes = run.of_type(T_VOLUME)
+    assert len(volumes) == 3
+    for vol in volumes:
+        assert vol.inputs["encrypted"] is True and vol.inputs["kmsKeyId"] == key_arn
+        assert vol.inputs["size"] == 20 and vol.inputs["type"] == "gp3"
     # The instances take everything from the template: no override reopens IMDSv1.
     for inst in run.of_type(T_INSTANCE):
         assert inst.inputs["launchTemplate"]["id"] == f"{lt.name}-id"
         assert "metadataOptions" not in inst.inputs and "rootBlockDevice" not in inst.inputs
 
 
-@pytest.mark.parametrize("which", ["tls", "plain"])
-def test_no_secret_in_user_data(which: str) -> None:
-    run = prod_sentinel() if which == "tls" else prod_variant_plain()
+def test_data_volumes_survive_instances_and_updates_never_replace_hosts() -> None:
+    run = prod_sentinel()
+    lt = run.one(T_LT)
+    # The AMI parameter moves with Debian point releases: the template keeps its first AMI.
+    assert "imageId" in lt.ignore_changes
+    instances = {i.inputs["tags"]["redisstack-node"]: i for i in run.of_type(T_INSTANCE)}
+    enis = {e.name: e for e in run.of_type("aws:ec2/networkInterface:NetworkInterface")}
+    volumes = {v.inputs["tags"]["redisstack-node"]: v for v in run.of_type(T_VOLUME)}
+    attachments = {a.inputs["instanceId"]: a for a in run.of_type(T_ATTACH)}
+    assert set(instances) == set(volumes) == {"node-0", "node-1", "node-2"}
+    for node, inst in instances.items():
+        # A pinned template version, not "$Latest"/"$Default" (re-resolved on every up), and
+        # neither a template change nor a user-data change reaches a running host.
+        assert not str(inst.inputs["launchTemplate"]["version"]).startswith("$")
+        assert {"launchTemplate", "userData"} <= set(inst.ignore_changes)
+        vol = volumes[node]
+        assert vol.protect, "the data volume must be protected"
+        eni = enis[inst.inputs["primaryNetworkInterface"]["networkInterfaceId"].removesuffix("-id")]
+        assert eni.inputs["subnetId"][-1] in "0123456789abcdef"
+        # Same AZ as the instance (its ENI's subnet; the mock derives the AZ from the last digit).
+        assert vol.inputs["availabilityZone"] == f"eu-west-1{'abcd'[int(eni.inputs['subnetId'][-1], 16) % 4]}"
+        att = attachments[inst.outputs["id"]]
+        assert att.inputs["volumeId"] == vol.outputs["id"] and att.inputs["deviceName"] == "/dev/sdf"
+        assert att.inputs["stopInstanceBeforeDetaching"] is True and att.delete_before_replace
+        # User data waits for exactly this volume and formats it only when it has no filesystem.
+        ud = inst.inputs["userData"]
+        assert f"DATA_VOLUME={vol.outputs['id']}\n" in ud
+        assert "nvme-Amazon_Elastic_Block_Store_${DATA_VOLUME/-/}" in ud
+        assert 'blkid "$DATA_DISK" >/dev/null || mkfs.ext4' in ud
+    for d in lt.inputs["blockDeviceMappings"]:
+        assert d["deviceName"] != "/dev/sdf"
+
+
+def test_plain_text_is_refused_for_the_sentinel_target() -> None:
+    config, secret = prod_variant(tls=False)
+    with pytest.raises(SettingsErrors, match="requires TLS"):
+        run_program(config, stack="prod", secret_keys=secret)
+
+
+def test_user_data_without_tls_fetches_no_certificates() -> None:
+    ud = user_data(region="eu-west-1", prefix="/redisstack/s/redis", node="node-0", tls=False,
+                   exporter=exporter_args("10.0.1.10", tls=False), agent_config="{}", agent_prometheus="{}",
+                   data_volume_id="vol-0123456789abcdef0")
+    assert "fetch tls/" not in ud and "-tls-ca-cert-file" not in ud
+    assert "DATA_VOLUME=vol-0123456789abcdef0\n" in ud
+
+
+def test_no_secret_in_user_data() -> None:
+    run = prod_sentinel()
     secrets = secrets_of(run)
     for inst in run.of_type(T_INSTANCE):
         ud = inst.inputs["userData"]
@@ -114,8 +171,16 @@ def test_no_secret_in_user_data(which: str) -> None:
         assert "aws ssm get-parameter" in ud and "--with-decryption" in ud
         for leaf in HOST_FILES:
             assert f"fetch {leaf} " in ud
-        assert ("fetch tls/server.key" in ud) is (which == "tls")
+        assert "fetch tls/server.key" in ud
         assert "systemctl enable --now redis-server" in ud and "systemctl enable --now redis-sentinel" in ud
+        # The exporter (user prometheus) cannot enter /etc/redis/tls: it gets its own CA copy.
+        ca_fetch = f"fetch tls/ca.crt {EXPORTER_CA_FILE} prometheus 0444"
+        exporter = re.search(r'ARGS="([^"]*)"', ud)
+        assert exporter
+        assert ca_fetch in ud and f"-tls-ca-cert-file {EXPORTER_CA_FILE}" in exporter.group(1)
+        assert "/etc/redis/tls" not in exporter.group(1)
+        # apt over HTTPS only (no port 80 egress): sources are rewritten before apt-get update.
+        assert ud.index("https://deb.debian.org/") < ud.index("apt-get update")
 
 
 def test_files_are_secure_string_parameters_with_the_secrets() -> None:
@@ -175,7 +240,8 @@ def test_security_group_admits_redis_and_sentinel_only_from_app_and_itself() -> 
     to_self = {r.inputs["fromPort"] for r in egress if r.inputs.get("referencedSecurityGroupId") == sg_id}
     assert to_self == {6379, 26379}
     to_world = {r.inputs["fromPort"] for r in egress if r.inputs.get("cidrIpv4") == "0.0.0.0/0"}
-    assert to_world == {80, 443}
+    assert to_world == {443}, "hosts holding secrets get HTTPS egress only (apt over https)"
+    assert all(r.inputs["fromPort"] == r.inputs["toPort"] for r in egress)
     for eni in run.of_type("aws:ec2/networkInterface:NetworkInterface"):
         assert eni.inputs["securityGroups"] == [sg_id]
 
@@ -184,16 +250,23 @@ def test_instance_role_reads_only_its_parameters() -> None:
     run = prod_sentinel()
     policy = json.loads(run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
     by_sid = {s["Sid"]: s for s in policy["Statement"]}
-    assert set(by_sid) == {"ReadOwnParameters", "DecryptThroughSsmOnly", "PublishMetricsAsEmf"}
+    assert set(by_sid) == {"ReadOwnParameters", "DecryptThroughSsmOnly", "PublishMetricsAsEmf", "SessionManagerOnly"}
     assert by_sid["ReadOwnParameters"]["Action"] == ["ssm:GetParameter"]
     assert by_sid["ReadOwnParameters"]["Resource"].endswith(f"parameter{run.outputs['parameterPrefix']}/*")
     dec = by_sid["DecryptThroughSsmOnly"]
     assert dec["Resource"] == run.one("aws:kms/key:Key").outputs["arn"]
     assert dec["Condition"] == {"StringEquals": {"kms:ViaService": "ssm.eu-west-1.amazonaws.com"}}
     assert all("*" not in a for s in policy["Statement"] for a in s["Action"])
-    attached = {r.inputs["policyArn"] for r in run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
-                if r.name.startswith("redis-host")}
-    assert attached == {"arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"}
+    # Session Manager without AmazonSSMManagedInstanceCore (ssm:GetParameter(s) on *): no other
+    # statement reaches SSM parameters, no managed policy is attached to the host role.
+    ssm = by_sid["SessionManagerOnly"]
+    assert sorted(ssm["Action"]) == sorted(SESSION_MANAGER_ACTIONS)
+    assert not any(a.startswith("ssm:GetParameter") for a in ssm["Action"])
+    reading = [s for s in policy["Statement"] if any(a.startswith("ssm:Get") for a in s["Action"])]
+    assert reading == [by_sid["ReadOwnParameters"]]
+    attached = [r for r in run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+                if r.name.startswith("redis-host")]
+    assert attached == []
 
 
 def test_outputs_env_contract_is_secret_with_a_sentinel_url() -> None:
@@ -220,11 +293,14 @@ def test_outputs_env_contract_is_secret_with_a_sentinel_url() -> None:
 def test_snapshots_target_the_data_volumes_in_the_backup_window() -> None:
     run = prod_sentinel()
     lt = run.one("aws:ec2/launchTemplate:LaunchTemplate")
-    vol_tags = next(t["tags"] for t in lt.inputs["tagSpecifications"] if t["resourceType"] == "volume")
+    root_tags = next(t["tags"] for t in lt.inputs["tagSpecifications"] if t["resourceType"] == "volume")
     dlm = run.one("aws:dlm/lifecyclePolicy:LifecyclePolicy")
     details = dlm.inputs["policyDetails"]
     assert details["resourceTypes"] == ["VOLUME"]
-    assert details["targetTags"].items() <= vol_tags.items()
+    # The data volumes are backed up, the disposable root volumes are not.
+    for vol in run.of_type(T_VOLUME):
+        assert details["targetTags"].items() <= vol.inputs["tags"].items()
+    assert not details["targetTags"].items() <= root_tags.items()
     schedule = details["schedules"][0]
     assert schedule["createRule"] == {"interval": 24, "intervalUnit": "HOURS", "times": "03:00"}
     assert schedule["retainRule"]["count"] == 14
@@ -253,6 +329,46 @@ def test_alarms_per_host_follow_the_thresholds_table() -> None:
     mem = alarms["redis-node-0-memory_usage-critical"].inputs["metricQueries"]
     assert next(q for q in mem if q.get("returnData"))["expression"] == "100 * m0 / m1"
     assert alarms["redis-node-0-redis_down-critical"].inputs["comparisonOperator"] == "LessThanThreshold"
+    # The agent publishes counters as per-scrape deltas: the increase is their Sum (a DIFF of
+    # deltas reads ~0 under steady evictions).
+    for row in ("evicted_keys", "rejected_connections"):
+        queries = alarms[f"redis-node-0-{row}-critical"].inputs["metricQueries"]
+        [metric] = [q for q in queries if "metric" in q]
+        assert metric["metric"]["stat"] == "Sum" and metric["metric"]["period"] == 60
+        assert next(q for q in queries if q.get("returnData"))["expression"] == "m0"
+
+
+def test_key_policy_lets_cloudwatch_logs_use_the_key_for_the_metrics_log_group() -> None:
+    run = prod_sentinel()
+    key = run.one("aws:kms/key:Key")
+    assert run.one("aws:cloudwatch/logGroup:LogGroup").inputs["kmsKeyId"] == key.outputs["arn"]
+    policy = json.loads(key.inputs["policy"])
+    [logs] = [s for s in policy["Statement"] if s["Principal"].get("Service") == "logs.eu-west-1.amazonaws.com"]
+    assert set(logs["Action"]) == {"kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*",
+                                   "kms:Describe*"}
+    assert logs["Condition"] == {"ArnLike": {
+        "kms:EncryptionContext:aws:logs:arn": "arn:aws:logs:eu-west-1:123456789012:log-group:*"}}
+
+
+def test_arns_follow_the_partition(monkeypatch: pytest.MonkeyPatch) -> None:
+    answer = RecordingMocks.call
+
+    def gov_cloud(self: RecordingMocks, args: Any) -> Any:
+        if args.token == "aws:index/getPartition:getPartition":
+            self.invokes.append((args.token, dict(args.args)))
+            return {"partition": "aws-us-gov", "dnsSuffix": "amazonaws.com", "id": "aws-us-gov"}, []
+        return answer(self, args)
+
+    monkeypatch.setattr(RecordingMocks, "call", gov_cloud)
+    config, secret = load_stack_file("Pulumi.prod-sentinel.yaml")
+    run = run_program(config, stack="prod-sentinel", secret_keys=secret)
+    policy = json.loads(run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    read = next(s for s in policy["Statement"] if s["Sid"] == "ReadOwnParameters")
+    assert read["Resource"].startswith("arn:aws-us-gov:ssm:eu-west-1:")
+    dlm = next(r for r in run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment") if r.name == "redis-dlm-policy")
+    assert dlm.inputs["policyArn"] == "arn:aws-us-gov:iam::aws:policy/service-role/AWSDataLifecycleManagerServiceRole"
+    recover = run.one("aws:cloudwatch/metricAlarm:MetricAlarm", "redis-node-0-system-check").inputs["alarmActions"]
+    assert "arn:aws-us-gov:automate:eu-west-1:ec2:recover" in recover
 
 
 def test_overridden_threshold_moves_the_alarm() -> None:
