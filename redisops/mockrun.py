@@ -260,6 +260,9 @@ class RecordingMocks(Mocks):
             subnet = str(inputs.get("subnetId", "subnet-0"))
             outputs.setdefault("privateIp", f"10.0.{int(subnet[-1], 16)}.{10 + int(digest[:4], 16) % 200}")
             outputs.setdefault("privateIps", [outputs["privateIp"]])
+        elif t == "aws:ec2/launchTemplate:LaunchTemplate":
+            outputs.setdefault("latestVersion", 1)
+            outputs.setdefault("defaultVersion", 1)
         elif t == "aws:ec2/instance:Instance":
             octet = int(digest[:4], 16) % 250
             outputs.update(privateIp=f"10.0.{octet}.10",
