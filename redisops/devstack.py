@@ -71,6 +71,7 @@ LOCAL_PROGRAMS: Mapping[str, tuple[str, ...]] = {
 }
 NOT_PACKAGED = {"grafana": "Grafana is not packaged for Debian; it runs only with Docker (mode docker)"}
 APT_HINT = "apt-get install redis-server redis-tools prometheus prometheus-redis-exporter"
+PULUMI_TIMEOUT_S = 900.0  # `pulumi up`/`destroy` of the dev stack; a hung CLI must not hang `redisops dev`
 
 
 class DevStackError(RuntimeError):
@@ -321,7 +322,10 @@ def _pid_alive(pid: int, started: int | None) -> bool:
     return now is not None and now == started and not _zombie(pid)
 
 
-def start_process(spec: ContainerSpec, remap: Remap, run_dir: Path) -> dict[str, Any]:
+def start_process(spec: ContainerSpec, remap: Remap, run_dir: Path,
+                  on_started: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Start one service and wait until it is healthy; `on_started` gets its record (pid, ...)
+    as soon as it runs, so that the state file names it before the wait (down() can stop it)."""
     program = local_program(spec.entrypoint[0]) if spec.entrypoint else None
     if program is None:
         raise DevStackError(f"{spec.service}: no local program for {spec.entrypoint[:1]} "
@@ -337,16 +341,29 @@ def start_process(spec: ContainerSpec, remap: Remap, run_dir: Path) -> dict[str,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     _, host_port, host_ip = spec.ports[0]
     dial = "127.0.0.1" if host_ip in ("0.0.0.0", "::") else host_ip  # noqa: S104
+    record = {"pid": proc.pid, "started": proc_start_time(proc.pid), "argv": argv, "host": dial, "port": host_port,
+              "log": str(log), "image": spec.image}
+    if on_started is not None:
+        on_started(record)
     info = {"host": dial, "port": host_port}
     deadline = time.monotonic() + 30
     while not (_wait_port(dial, host_port, 0.5) and _service_health(spec.service, info, run_dir)[0]):
         if time.monotonic() > deadline or proc.poll() is not None:
-            proc.terminate()
+            _reap(proc)
             tail = log.read_text(errors="replace")[-2000:]
             raise DevStackError(f"{spec.service} is not healthy on {dial}:{host_port}; log {log}:\n{tail}")
         time.sleep(0.1)
-    return {"pid": proc.pid, "started": proc_start_time(proc.pid), "argv": argv, "host": dial, "port": host_port, "log": str(log),
-            "image": spec.image}
+    return record
+
+
+def _reap(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    """SIGTERM, SIGKILL after `timeout`, and wait: a failed start leaves neither a process nor a zombie."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _stop_pid(pid: int, started: int | None, timeout: float = 15.0) -> bool:
@@ -565,17 +582,23 @@ def _pulumi_env(project: Path, stack: str) -> dict[str, str]:
     return env
 
 
-def _pulumi(project: Path, stack: str, *args: str) -> str:
-    proc = subprocess.run(["pulumi", *args, "--stack", stack, "--non-interactive"], cwd=project,
-                          env=_pulumi_env(project, stack), capture_output=True, text=True)
+def _pulumi(project: Path, stack: str, *args: str, timeout: float = PULUMI_TIMEOUT_S) -> str:
+    try:
+        proc = subprocess.run(["pulumi", *args, "--stack", stack, "--non-interactive"], cwd=project,
+                              env=_pulumi_env(project, stack), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise DevStackError(f"pulumi {' '.join(args)} did not finish within {timeout:.0f} s") from None
     if proc.returncode != 0:
         raise DevStackError(f"pulumi {' '.join(args)} failed:\n{proc.stderr[-3000:] or proc.stdout[-3000:]}")
     return proc.stdout
 
 
 def _up_docker(project: Path, stack: str, run_dir: Path, out: Out) -> dict[str, Any]:
-    subprocess.run(["pulumi", "stack", "select", "--create", stack, "--non-interactive"], cwd=project,
-                   env=_pulumi_env(project, stack), capture_output=True, text=True, check=False)
+    try:
+        subprocess.run(["pulumi", "stack", "select", "--create", stack, "--non-interactive"], cwd=project,
+                       env=_pulumi_env(project, stack), capture_output=True, text=True, check=False, timeout=120)
+    except subprocess.TimeoutExpired:
+        raise DevStackError(f"pulumi stack select --create {stack} did not finish within 120 s") from None
     out(f"pulumi up --stack {stack} (state: {project / '.pulumi-state'})")
     _pulumi(project, stack, "up", "--yes", "--skip-preview")
     outputs: dict[str, Any] = json.loads(_pulumi(project, stack, "stack", "output", "--json", "--show-secrets"))
@@ -627,8 +650,11 @@ def _up_processes(project: Path, stack: str, run_dir: Path, overrides: Mapping[s
             services[name] = {"url": urls[name], "note": NOT_PACKAGED[name] + "; provisioning files in "
                               f"{remap.roots[name]}"}
             continue
-        services[name] = {"url": urls[name], **start_process(spec, remap, run_dir)}
-        _save_state(run_dir, {"mode": "processes", "services": services})
+        def started(record: dict[str, Any], name: str = name) -> None:
+            services[name] = {"url": urls[name], **record}
+            _save_state(run_dir, {"mode": "processes", "services": services})
+
+        start_process(spec, remap, run_dir, on_started=started)
     return {"outputs": outputs, "services": services}
 
 
