@@ -16,6 +16,7 @@ from infra.components import local_stack as ls
 from infra.components.local_sentinel import NODE_HOSTNAMES, PRIMARY_ALIAS, SENTINEL_HOSTNAMES, TLS_DNS_NAMES
 from infra.errors import SettingError, SettingsErrors
 from redis_conf.sentinel import MASTER_NAME, SentinelTuning
+from tests.support.leaks import generated_secrets, plain_occurrences
 from tests.support.pulumi_harness import StackRun, is_secret, load_stack_file, run_program, unwrap_secret
 
 CONTAINER = "docker:index/container:Container"
@@ -51,23 +52,6 @@ def upload(run: StackRun, host: str, suffix: str) -> str:
 
 def generated(run: StackRun, user: str) -> str:
     return str(run.one(PASSWORD, f"redis-{user}-password").outputs["result"])
-
-
-def secrets_of(run: StackRun) -> dict[str, str]:
-    found = {r.name: str(r.outputs["result"]) for r in run.of_type(PASSWORD)}
-    for r in run.of_type("tls:index/privateKey:PrivateKey"):
-        found[r.name] = str(r.outputs["privateKeyPem"])
-    return found
-
-
-def plain_occurrences(value: Any, needles: dict[str, str], path: str = "") -> list[str]:
-    if is_secret(value):
-        return []
-    if isinstance(value, dict):
-        return [p for k, v in value.items() for p in plain_occurrences(v, needles, f"{path}.{k}")]
-    if isinstance(value, list):
-        return [p for i, v in enumerate(value) for p in plain_occurrences(v, needles, f"{path}[{i}]")]
-    return [f"{path} contains {name}" for name, secret in needles.items() if secret in str(value)]
 
 
 def digest(password: str) -> str:
@@ -168,7 +152,7 @@ def test_configured_app_password_is_the_sentinel_discovery_password() -> None:
 
 
 def test_no_secret_in_commands_env_healthchecks_or_plain_outputs(run: StackRun) -> None:
-    needles = secrets_of(run)
+    needles = generated_secrets(run)
     assert len(needles) == 8  # app, monitor, replica, sentinel, admin, grafana + CA key + server key
     for host, c in containers(run).items():
         exposed = json.dumps([c.get("command"), c.get("entrypoints"), c.get("envs"), c.get("healthcheck"),
@@ -184,7 +168,7 @@ def test_no_secret_in_commands_env_healthchecks_or_plain_outputs(run: StackRun) 
 def test_every_input_holding_a_secret_is_marked_secret(run: StackRun) -> None:
     """What the program hands to providers: Pulumi keeps a value secret in state and diffs only
     when it arrives wrapped."""
-    needles = secrets_of(run)
+    needles = generated_secrets(run)
     leaks = [f"{r.name} input{p}" for r in run.resources for p in plain_occurrences(r.inputs, needles)]
     assert leaks == []
     for r in run.of_type(CONTAINER):

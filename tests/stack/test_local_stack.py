@@ -21,6 +21,7 @@ from infra.monitoring import grafana as gf
 from infra.monitoring import prometheus as prom
 from infra.settings import Images
 from ratelimit.tiers import DEFAULT_TIERS
+from tests.support.leaks import generated_secrets, plain_occurrences
 from tests.support.pulumi_harness import StackRun, is_secret, load_stack_file, run_program, unwrap_secret
 
 CONTAINER = "docker:index/container:Container"
@@ -57,25 +58,6 @@ def uploads(run: StackRun, service: str) -> dict[str, dict[str, Any]]:
 
 def generated(run: StackRun, user: str) -> str:
     return str(run.one(PASSWORD, f"redis-{user}-password").outputs["result"])
-
-
-def all_secrets(run: StackRun) -> dict[str, str]:
-    found = {r.name: str(r.outputs["result"]) for r in run.of_type(PASSWORD)}
-    for r in run.of_type("tls:index/privateKey:PrivateKey"):
-        found[r.name] = str(r.outputs["privateKeyPem"])
-    return found
-
-
-def plain_occurrences(value: Any, needles: dict[str, str], path: str = "") -> list[str]:
-    """Paths where a secret appears outside a Pulumi secret wrapper."""
-    if is_secret(value):
-        return []
-    if isinstance(value, dict):
-        return [p for k, v in value.items() for p in plain_occurrences(v, needles, f"{path}.{k}")]
-    if isinstance(value, list):
-        return [p for i, v in enumerate(value) for p in plain_occurrences(v, needles, f"{path}[{i}]")]
-    text = str(value)
-    return [f"{path} contains {name}" for name, secret in needles.items() if secret in text]
 
 
 # --- images, ports, network -----------------------------------------------------------------------
@@ -246,7 +228,7 @@ def test_redis_healthcheck_holds_no_credential(run: StackRun) -> None:
 # --- no secret where it can leak ------------------------------------------------------------------
 
 def test_no_secret_in_commands_env_healthchecks_or_plain_outputs(run: StackRun) -> None:
-    needles = all_secrets(run)
+    needles = generated_secrets(run)
     assert len(needles) == 8  # 6 passwords + CA key + server key
     for service in ls.SERVICES:
         c = container(run, service)
@@ -261,7 +243,7 @@ def test_no_secret_in_commands_env_healthchecks_or_plain_outputs(run: StackRun) 
 
 
 def test_every_recorded_value_holding_a_secret_is_marked_secret(run: StackRun) -> None:
-    needles = all_secrets(run)
+    needles = generated_secrets(run)
     own = {("random:index/randomPassword:RandomPassword", "result"), ("tls:index/privateKey:PrivateKey", "privateKeyPem"),
            ("tls:index/privateKey:PrivateKey", "privateKeyPemPkcs8")}
     leaks: list[str] = []
@@ -385,5 +367,5 @@ def test_rendered_redis_conf_is_exported_in_plain_text_for_reviews(run: StackRun
     exported = run.outputs["redisConf"]
     assert exported == uploads(run, "redis")[ls.REDIS_CONF]["content"], "the output is what the container reads"
     assert "maxmemory 800mb" in exported and "tls-port 6379" in exported
-    for secret in all_secrets(run).values():
+    for secret in generated_secrets(run).values():
         assert secret not in exported
