@@ -52,6 +52,7 @@ from typing import Any, Literal
 
 from infra.components import local_stack as ls
 from infra.envcontract import render_dotenv
+from redisops import mockrun
 
 Mode = Literal["auto", "docker", "processes"]
 Out = Callable[[str], None]
@@ -107,38 +108,19 @@ class ContainerSpec:
         return (*self.entrypoint, *self.command)
 
 
-def _mock_engine() -> tuple[Callable[..., Any], Callable[[Path], tuple[dict[str, Any], tuple[str, ...]]],
-                            Callable[[Any], Any]]:
-    """(run_program, load_stack_config, unwrap) of the offline Pulumi engine.
-
-    The packaged `redisops.mockrun` when present (works from an installed package); else the
-    test harness of a checkout. `secure:` config values cannot be decrypted without the
-    Pulumi CLI: they are replaced by fresh random secrets, never by predictable placeholders.
-    """
-    try:
-        from redisops import mockrun  # type: ignore[attr-defined]
-
-        def fresh_secret(_key: str) -> str:
-            return "Dev-" + secrets.token_hex(16)
-
-        def load(path: Path) -> tuple[dict[str, Any], tuple[str, ...]]:
-            result: tuple[dict[str, Any], tuple[str, ...]] = mockrun.load_stack_config(path, secret_value=fresh_secret)
-            return result
-
-        return mockrun.run_program, load, mockrun.unwrap
-    except ImportError:
-        from tests.support import pulumi_harness as ph
-
-        return ph.run_program, lambda path: ph.load_stack_file(str(path)), ph.unwrap_secret
-
-
 def _plain(value: Any) -> Any:
     """Recorded mock inputs / resolved outputs with Pulumi's secret wrappers removed."""
-    return _mock_engine()[2](value)
+    return mockrun.unwrap(value)
+
+
+def _fresh_secret(_key: str) -> str:
+    # `secure:` config values cannot be decrypted without the Pulumi CLI: they are replaced by
+    # fresh random secrets, never by predictable placeholders.
+    return "Dev-" + secrets.token_hex(16)
 
 
 def container_specs(resources: Sequence[Any], images: Mapping[str, str] | None = None) -> dict[str, ContainerSpec]:
-    """ContainerSpec per service label from recorded resources (tests.support.pulumi_harness)."""
+    """ContainerSpec per service label from recorded resources (redisops.mockrun)."""
     image_names = dict(images or {})
     for r in resources:
         if r.type == "docker:index/remoteImage:RemoteImage":
@@ -515,19 +497,18 @@ def _deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, 
 
 
 def offline_run(project: Path, stack: str, overrides: Mapping[str, Any] | None = None) -> Any:
-    """The dev stack program under the project's mocks; returns tests.support.pulumi_harness.StackRun."""
+    """The dev stack program under the project's mocks (redisops.mockrun.StackRun)."""
     if str(project) not in sys.path:
         sys.path.insert(0, str(project))
-    run_program, load_stack_config, _ = _mock_engine()
     stack_file = project / f"Pulumi.{stack}.yaml"
     if not stack_file.is_file():
         raise DevStackError(f"no stack file {stack_file}")
-    config, secret_keys = load_stack_config(stack_file)
+    config, secret_keys = mockrun.load_stack_config(stack_file, secret_value=_fresh_secret)
     config = _deep_merge(config, overrides or {})
     if config.get("target") != "local":
         raise DevStackError(f"stack {stack} has redisstack:target = {config.get('target')!r}; "
                             "the dev stack needs target local")
-    return run_program(config, stack=stack, secret_keys=secret_keys)
+    return mockrun.run_program(config, stack=stack, secret_keys=secret_keys)
 
 
 def dev_env(outputs: Mapping[str, Any], run_dir: Path) -> dict[str, str]:
