@@ -5,8 +5,10 @@ How Pulumi's Python language host treats what the program raises:
 - The executor the Pulumi CLI runs, pulumi/pulumi sdk/python/cmd/pulumi-language-python-exec
   (its `__main__` block, read at commit 1b5949891b3c): `except pulumi.RunError as e:
   pulumi.log.error(str(e))`, the message alone; `except Exception:` logs "Program failed with an
-  unhandled exception:" followed by the traceback. That script ships with the CLI, not in the
-  pinned `pulumi` wheel, so it cannot run here.
+  unhandled exception:" followed by the traceback. A RunError leaves exit code 1, which the Go
+  host (sdk/python/cmd/pulumi-language-python/main.go) turns into one more line, "program exited
+  with non-zero exit code: 1". That script ships with the CLI, not in the pinned `pulumi` wheel,
+  so it cannot run here.
 - The pinned SDK's own language host (pulumi==3.272.0, pulumi/automation/_server.py,
   `LanguageServer.Run`, whose comment says it follows pulumi-language-python-exec): `except
   RunError` logs str(exn) and returns it as the RunResponse error; any other exception becomes
