@@ -81,6 +81,35 @@ def _exits(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _bug_summary(exc: Exception) -> str:
+    """`KeyError: 'x' at redisops/render.py:42 in render_stack`: what failed and where, one line."""
+    message = (str(exc).strip().splitlines() or [""])[0][:200]
+    summary = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        last = frames[-1]
+        summary += f" at {'/'.join(Path(last.filename).parts[-2:])}:{last.lineno} in {last.name}"
+    return summary
+
+
+def _unexpected(exc: Exception) -> int:
+    """Bad stack settings, however deep they were found: the list, exit 2. Anything else is a bug:
+    the traceback only with --debug, then one line saying what failed and where, exit EXIT_BUG."""
+    from infra.errors import settings_errors_in
+
+    errors = settings_errors_in(exc)
+    if errors is not None:
+        err.print(f"[bold red]error:[/] {escape(str(errors))}", highlight=False, soft_wrap=True)
+        return 2
+    if _debug["on"]:
+        traceback.print_exception(exc)
+    err.print(f"[bold red]bug:[/] {escape(_bug_summary(exc))}", highlight=False, soft_wrap=True)
+    if not _debug["on"]:
+        err.print(f"hint: rerun with --debug (redisops --debug <command> ...) or {DEBUG_ENV}=1 for the full "
+                  "traceback, and report it", highlight=False, soft_wrap=True)
+    return EXIT_BUG
+
+
 def _resolve(stack_outputs: Path | None, stack: str | None, insecure: bool, settings: Path | None = None,
              expectations: rc.Expectations | None = None) -> rc.ConnectionSpec:
     spec = rc.resolve(stack_outputs=stack_outputs, stack=stack, insecure_skip_verify=insecure,
@@ -555,35 +584,6 @@ def alarms(stack_outputs: StackOutputs = None, stack: Stack = None, region: Regi
     states = aws.alarm_status(_aws_client(region, "cloudwatch"), names=names, prefix=prefix)
     _print_json(states)
     raise typer.Exit(1 if any(a.state in ("ALARM", "MISSING") for a in states) else 0)
-
-
-def _bug_summary(exc: Exception) -> str:
-    """`KeyError: 'x' at redisops/render.py:42 in render_stack`: what failed and where, one line."""
-    message = (str(exc).strip().splitlines() or [""])[0][:200]
-    summary = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    frames = traceback.extract_tb(exc.__traceback__)
-    if frames:
-        last = frames[-1]
-        summary += f" at {'/'.join(Path(last.filename).parts[-2:])}:{last.lineno} in {last.name}"
-    return summary
-
-
-def _unexpected(exc: Exception) -> int:
-    """Bad stack settings, however deep they were found: the list, exit 2. Anything else is a bug:
-    the traceback only with --debug, then one line saying what failed and where, exit EXIT_BUG."""
-    from infra.errors import settings_errors_in
-
-    errors = settings_errors_in(exc)
-    if errors is not None:
-        err.print(f"[bold red]error:[/] {escape(str(errors))}", highlight=False, soft_wrap=True)
-        return 2
-    if _debug["on"]:
-        traceback.print_exception(exc)
-    err.print(f"[bold red]bug:[/] {escape(_bug_summary(exc))}", highlight=False, soft_wrap=True)
-    if not _debug["on"]:
-        err.print(f"hint: rerun with --debug (redisops --debug <command> ...) or {DEBUG_ENV}=1 for the full "
-                  "traceback, and report it", highlight=False, soft_wrap=True)
-    return EXIT_BUG
 
 
 def main() -> None:
