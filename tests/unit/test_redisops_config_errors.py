@@ -242,7 +242,7 @@ def test_debug_shows_the_traceback(tmp_path: Path, how: str) -> None:
 def _readme_example() -> tuple[dict[str, Any], list[str], str]:
     text = (REPO / "README.md").read_text()
     section = text[text.index("Bad config is refused before any resource is declared"):]
-    stack_yaml, output = re.findall(r"```[a-z]*\n(.*?)```", section, re.S)[:2]
+    output, stack_yaml = re.findall(r"```(?:yaml)?\n(.*?)```", section, re.S)[:2]
     command, *printed = output.splitlines()
     assert command.startswith("$ redisops "), command
     return yaml.safe_load(stack_yaml), shlex.split(command[2:])[1:], "\n".join(printed) + "\n"
