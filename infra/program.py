@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from infra.errors import settings_errors_in
 from infra.settings import Settings, load_settings
 from redis_conf.elasticache import family_for, report_as_dicts
 
@@ -72,3 +73,23 @@ def build() -> dict[str, Any]:
     outputs = common_outputs(settings)
     outputs.update(TARGETS[settings.target](settings))
     return outputs
+
+
+def main() -> None:
+    """What `pulumi up`/`pulumi preview` run (infra/__main__.py): build, then export the outputs.
+
+    Bad settings end the run as a `pulumi.RunError`, which Pulumi's language host reports by its
+    message alone: the user sees "invalid stack configuration:" and the list, no program text and
+    no traceback (tests/stack/test_config_errors.py). Anything else stays a traceback: a bug.
+    """
+    import pulumi
+
+    try:
+        outputs = build()
+    except ValueError as exc:
+        errors = settings_errors_in(exc)
+        if errors is None:
+            raise
+        raise pulumi.RunError(str(errors)) from None
+    for key, value in outputs.items():
+        pulumi.export(key, value)

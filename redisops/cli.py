@@ -2,7 +2,9 @@
 
 Exit codes: smoke 0 all checks passed / 1 a check failed; health 0 OK / 1 WARNING / 2 CRITICAL
 (Nagios); every command 2 for missing or malformed input (the message names the variable or
-flag and what is expected). Tables and progress go to the terminal; passwords never do.
+flag and what is expected; bad stack settings print the whole list) and 70 (EX_SOFTWARE) for an
+unexpected error, a bug: one summary line and a hint; `redisops --debug ...` adds the traceback.
+Tables and progress go to the terminal; passwords never do.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import dataclasses
 import functools
 import json
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -33,6 +36,10 @@ out = Console()
 err = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+# sysexits.h EX_SOFTWARE: neither a failed check (1) nor bad input (2), so CI and Nagios tell a crash apart.
+EXIT_BUG = 70
+DEBUG_ENV = "REDISOPS_DEBUG"
+_debug = {"on": False}
 # `env` masks these on top of infra.envcontract.SECRET_VARIABLES (sentinel, admin, monitor passwords, ...).
 SECRET_SUFFIXES = ("_PASSWORD", "_TOKEN", "_SECRET")
 
@@ -52,6 +59,13 @@ Settings = Annotated[Path | None, typer.Option(
 JsonOut = Annotated[Path | None, typer.Option("--json", help="Write the report as JSON to this file", dir_okay=False)]
 
 
+@app.callback()
+def _global_options(debug: Annotated[bool, typer.Option(
+        "--debug", envvar=DEBUG_ENV, help="Print the full Python traceback when a command fails unexpectedly")]
+        = False) -> None:
+    _debug["on"] = debug
+
+
 def _exits(fn: F) -> F:
     """Map our errors to exit codes: UsageError 2, OperationError 1."""
     @functools.wraps(fn)
@@ -65,6 +79,35 @@ def _exits(fn: F) -> F:
             err.print(f"[bold red]failed:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
     return wrapper  # type: ignore[return-value]
+
+
+def _bug_summary(exc: Exception) -> str:
+    """`KeyError: 'x' at redisops/render.py:42 in render_stack`: what failed and where, one line."""
+    message = (str(exc).strip().splitlines() or [""])[0][:200]
+    summary = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        last = frames[-1]
+        summary += f" at {'/'.join(Path(last.filename).parts[-2:])}:{last.lineno} in {last.name}"
+    return summary
+
+
+def _unexpected(exc: Exception) -> int:
+    """Bad stack settings, however deep they were found: the list, exit 2. Anything else is a bug:
+    the traceback only with --debug, then one line saying what failed and where, exit EXIT_BUG."""
+    from infra.errors import settings_errors_in
+
+    errors = settings_errors_in(exc)
+    if errors is not None:
+        err.print(f"[bold red]error:[/] {escape(str(errors))}", highlight=False, soft_wrap=True)
+        return 2
+    if _debug["on"]:
+        traceback.print_exception(exc)
+    err.print(f"[bold red]bug:[/] {escape(_bug_summary(exc))}", highlight=False, soft_wrap=True)
+    if not _debug["on"]:
+        err.print(f"hint: rerun with --debug (redisops --debug <command> ...) or {DEBUG_ENV}=1 for the full "
+                  "traceback, and report it", highlight=False, soft_wrap=True)
+    return EXIT_BUG
 
 
 def _resolve(stack_outputs: Path | None, stack: str | None, insecure: bool, settings: Path | None = None,
@@ -552,6 +595,8 @@ def main() -> None:
     except OperationError as exc:
         err.print(f"[bold red]failed:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
+    except Exception as exc:  # the one place an unexpected error becomes an exit code
+        sys.exit(_unexpected(exc))
 
 
 if __name__ == "__main__":

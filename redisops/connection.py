@@ -400,7 +400,9 @@ def settings_expectations(path: Path) -> tuple[Expectations, tuple[Tier, ...], A
         if isinstance(value, Mapping) and set(value) == {"secure"}:
             secrets.add(short)
             value = "x" * 32  # an encrypted value; only its presence matters here
-        raw[short] = json.dumps(value) if isinstance(value, Mapping | list) else value
+        # As the Pulumi engine hands config to the program (and redisops.mockrun to render): text,
+        # JSON for anything but a string, so a refused value reads the same in every command.
+        raw[short] = value if isinstance(value, str) else json.dumps(value)
     stack = Path(path).stem.split(".", 1)[-1]
     try:
         settings = parse_settings(raw, secret_keys=frozenset(secrets), stack=stack)

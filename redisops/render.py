@@ -270,8 +270,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.stack:
             parser.error("--stack is required unless --write")
         sys.stdout.write(render_stack(args.stack, args.format))
-    except RenderError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except ValueError as exc:  # RenderError, or bad stack settings: a message, not a traceback
+        from infra.errors import settings_errors_in
+
+        if not isinstance(exc, RenderError) and settings_errors_in(exc) is None:
+            raise
+        print(f"error: {settings_errors_in(exc) or exc}", file=sys.stderr)
         return 2
     return 0
 
