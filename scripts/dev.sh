@@ -7,7 +7,8 @@
 # processes (the Docker mode needs none of them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh --python
+# Set-up talks on stderr: stdout is the command's (`eval "$(bash scripts/dev.sh env)"`).
+bash scripts/setup.sh --python >&2
 cmd="${1:-up}"
 if [ "$cmd" = up ]; then
   mode=auto
@@ -18,7 +19,7 @@ if [ "$cmd" = up ]; then
     prev="$arg"
   done
   if [ "$(.venv/bin/python -m redisops dev mode --mode "$mode")" = processes ]; then
-    bash scripts/setup.sh --packages
+    bash scripts/setup.sh --packages >&2
   fi
 fi
 exec .venv/bin/python -m redisops dev "$cmd" "${@:2}"
