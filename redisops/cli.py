@@ -463,6 +463,27 @@ def dev_down(stack: Annotated[str, typer.Option(help="Stack name")] = "dev") -> 
         _say(line)
 
 
+@dev_app.command("env")
+@_exits
+def dev_env(
+    stack: Annotated[str, typer.Option(help="Stack name")] = "dev",
+    engine: Annotated[bool, typer.Option(help="Also export the docker CLI's active engine as DOCKER_HOST")] = True,
+) -> None:
+    """Print `export` lines for running `pulumi` by hand on the dev stack: the same state backend,
+    passphrase and Docker engine as `redisops dev up` (eval "$(redisops dev env)")."""
+    for line in _dev_call("shell_env", stack=stack, with_engine=engine):
+        sys.stdout.write(line + "\n")
+
+
+@dev_app.command("mode")
+@_exits
+def dev_mode(mode: Annotated[str, typer.Option(help="auto, docker or processes")] = "auto") -> None:
+    """Print the mode `redisops dev up --mode <mode>` runs in (docker or processes)."""
+    if mode not in ("auto", "docker", "processes"):
+        raise UsageError(f"--mode {mode!r}: expected auto, docker or processes")
+    sys.stdout.write(_dev_call("resolve_mode", mode=mode) + "\n")
+
+
 @dev_app.command("status")
 @_exits
 def dev_status(stack: Annotated[str, typer.Option(help="Stack name")] = "dev") -> None:

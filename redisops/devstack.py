@@ -13,9 +13,11 @@ Public API (wired into the CLI by redisops/cli.py)::
 
 * ``"docker"`` - `pulumi up` of the dev stack (infra/components/local_stack.py) against a
   local file state backend in ``<project>/.pulumi-state`` (set through PULUMI_BACKEND_URL, so
-  the developer's own `pulumi login` is left alone). Secrets in that state are encrypted with
-  PULUMI_CONFIG_PASSPHRASE / PULUMI_CONFIG_PASSPHRASE_FILE when set; otherwise a random
-  passphrase is generated once into ``.pulumi-state/<stack>.passphrase`` (0600).
+  the developer's own `pulumi login` is left alone), on the Docker engine of the docker CLI's
+  active context (DOCKER_HOST for the Pulumi process, `docker_endpoint`). Secrets in that state
+  are encrypted with PULUMI_CONFIG_PASSPHRASE / PULUMI_CONFIG_PASSPHRASE_FILE when set;
+  otherwise a random passphrase is generated once into ``.pulumi-state/<stack>.passphrase``
+  (0600). `shell_env` prints the same settings for the manual `pulumi` flow (`redisops dev env`).
 * ``"processes"`` - no Docker, no Pulumi CLI: the same Pulumi program runs offline under the
   project's mocks (real random passwords, real TLS keys/certificates), every container's
   uploaded files are written under ``.run/<stack>/<service>/root/...`` and the programs the
@@ -23,7 +25,8 @@ Public API (wired into the CLI by redisops/cli.py)::
   detached with the same arguments; only in-container paths, hostnames and ports are
   remapped, by `Remap` (explicit and tested). Grafana is not packaged for Debian: it runs only
   in docker mode; its provisioning files are still written and validated.
-* ``"auto"`` - docker when both `pulumi` and a reachable Docker engine exist, else processes.
+* ``"auto"`` - docker when both `pulumi` and a reachable Docker engine exist, else processes
+  (`resolve_mode`).
 
 Either way credentials end up in ``.run/<stack>/.env`` (0600; REDIS_* as the app reads them
 plus REDIS_CA_CERT and REDIS_ADMIN_*), the stack outputs in ``.run/<stack>/outputs.json``
@@ -52,7 +55,10 @@ from typing import Any, Literal
 
 from infra.components import local_stack as ls
 from infra.envcontract import render_dotenv
-from redisops import mockrun
+from redisops import devpulumi, mockrun
+from redisops.devpulumi import DevStackError
+
+__all__ = ["DevStackError", "DevStatus", "ServiceStatus", "down", "shell_env", "status", "up"]
 
 Mode = Literal["auto", "docker", "processes"]
 Out = Callable[[str], None]
@@ -72,11 +78,13 @@ LOCAL_PROGRAMS: Mapping[str, tuple[str, ...]] = {
 }
 NOT_PACKAGED = {"grafana": "Grafana is not packaged for Debian; it runs only with Docker (mode docker)"}
 APT_HINT = "apt-get install redis-server redis-tools prometheus prometheus-redis-exporter"
-PULUMI_TIMEOUT_S = 900.0  # `pulumi up`/`destroy` of the dev stack; a hung CLI must not hang `redisops dev`
-
-
-class DevStackError(RuntimeError):
-    """The dev stack cannot be brought up/down; the message says what to do."""
+# `pulumi up` waits for the healthchecks it can see; the exporter (scratch image, no shell for a
+# healthcheck) and anything after the last wait are polled here, as `redisops dev status` does.
+DOCKER_HEALTH_DEADLINE_S = 240.0
+# A container process starts with umask 0022 (runc's default; docker-library/redis#305 is the
+# report that made the redis entrypoint set 0077). Processes started here get the same, so the
+# private umask must come from the command itself, as in the container.
+CONTAINER_UMASK = 0o022
 
 
 # --- reading what the program hands to Docker ---------------------------------------------------
@@ -106,6 +114,20 @@ class ContainerSpec:
     @property
     def argv(self) -> tuple[str, ...]:
         return (*self.entrypoint, *self.command)
+
+    @property
+    def shell_wrapper(self) -> str | None:
+        """The script of a `sh -c <script>` entrypoint (its command is then the script's "$0" "$@")."""
+        if self.entrypoint[:2] == ("sh", "-c") and len(self.entrypoint) == 3:
+            return self.entrypoint[2]
+        return None
+
+    @property
+    def program(self) -> str:
+        """The program the container runs: the entrypoint, or what a `sh -c` wrapper execs."""
+        if self.shell_wrapper is not None and self.command:
+            return self.command[0]
+        return self.entrypoint[0] if self.entrypoint else ""
 
 
 def _plain(value: Any) -> Any:
@@ -257,6 +279,20 @@ def local_program(entrypoint: str) -> str | None:
     return None
 
 
+def local_argv(spec: ContainerSpec, remap: Remap) -> list[str]:
+    """The container's command line with only the program path and the Remap applied: a
+    `sh -c` wrapper (e.g. the private umask) runs here exactly as in the container."""
+    program = local_program(spec.program)
+    if program is None:
+        raise DevStackError(f"{spec.service}: no local program for {spec.program!r} "
+                            f"(image {spec.image}); on Debian: {APT_HINT}")
+    wrapper = spec.shell_wrapper
+    if wrapper is not None:
+        shell = shutil.which("sh") or "/bin/sh"
+        return [shell, "-c", wrapper, program, *remap.argv(spec.service, spec.command[1:])]
+    return [program, *remap.argv(spec.service, spec.argv[1:])]
+
+
 def write_files(spec: ContainerSpec, remap: Remap) -> list[Path]:
     written = []
     for volume in spec.volumes:
@@ -272,10 +308,20 @@ def write_files(spec: ContainerSpec, remap: Remap) -> list[Path]:
     return written
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on host:port now, judged as the servers themselves bind.
+
+    Redis sets SO_REUSEADDR before bind (redis src/anet.c, anetSetReuseAddr called from
+    _anetTcpServer) and so do Go's net.Listen (prometheus, redis_exporter, Grafana, Docker's
+    port publishing): connections of a stopped server that sit in TIME_WAIT do not stop them.
+    A probe without SO_REUSEADDR fails on exactly those and reports a false "in use" right
+    after `down`. With it, bind + listen still fail when another socket listens there."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind((host, port))
+            s.bind((host.strip("[]"), port))
+            s.listen(1)
         except OSError:
             return False
     return True
@@ -308,11 +354,7 @@ def start_process(spec: ContainerSpec, remap: Remap, run_dir: Path,
                   on_started: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Start one service and wait until it is healthy; `on_started` gets its record (pid, ...)
     as soon as it runs, so that the state file names it before the wait (down() can stop it)."""
-    program = local_program(spec.entrypoint[0]) if spec.entrypoint else None
-    if program is None:
-        raise DevStackError(f"{spec.service}: no local program for {spec.entrypoint[:1]} "
-                            f"(image {spec.image}); on Debian: {APT_HINT}")
-    argv = [program, *remap.argv(spec.service, spec.argv[1:])]
+    argv = local_argv(spec, remap)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(remap.roots[spec.service]),
            **{k: remap.text(spec.service, v) for k, v in spec.env.items()}}
     log = run_dir / f"{spec.service}.log"
@@ -320,7 +362,7 @@ def start_process(spec: ContainerSpec, remap: Remap, run_dir: Path,
     workdir.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as fh:
         proc = subprocess.Popen(argv, cwd=workdir, env=env, stdout=fh, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True, umask=CONTAINER_UMASK)
     _, host_port, host_ip = spec.ports[0]
     dial = "127.0.0.1" if host_ip in ("0.0.0.0", "::") else host_ip  # noqa: S104
     record = {"pid": proc.pid, "started": proc_start_time(proc.pid), "argv": argv, "host": dial, "port": host_port,
@@ -543,6 +585,7 @@ def write_credentials(outputs: Mapping[str, Any], run_dir: Path) -> Path:
 
 
 def docker_available() -> bool:
+    """A Pulumi CLI and a Docker engine that answers through the docker CLI's active context."""
     if not (shutil.which("pulumi") and shutil.which("docker")):
         return False
     try:
@@ -551,38 +594,60 @@ def docker_available() -> bool:
         return False
 
 
-def _pulumi_env(project: Path, stack: str) -> dict[str, str]:
-    state = project / ".pulumi-state"
-    state.mkdir(exist_ok=True, mode=0o700)
-    env = {**os.environ, "PULUMI_BACKEND_URL": f"file://{state}", "PULUMI_SKIP_UPDATE_CHECK": "true"}
-    if not env.get("PULUMI_CONFIG_PASSPHRASE") and not env.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
-        pfile = state / f"{stack}.passphrase"
-        if not pfile.exists():
-            _write_private(pfile, secrets.token_urlsafe(32))
-        env["PULUMI_CONFIG_PASSPHRASE_FILE"] = str(pfile)
-    return env
+def resolve_mode(mode: Mode = "auto") -> Literal["docker", "processes"]:
+    """The mode `up` runs in: as asked, or for "auto" docker when docker_available()."""
+    if mode == "docker" or mode == "processes":
+        return mode
+    return "docker" if docker_available() else "processes"
 
 
-def _pulumi(project: Path, stack: str, *args: str, timeout: float = PULUMI_TIMEOUT_S) -> str:
-    try:
-        proc = subprocess.run(["pulumi", *args, "--stack", stack, "--non-interactive"], cwd=project,
-                              env=_pulumi_env(project, stack), capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise DevStackError(f"pulumi {' '.join(args)} did not finish within {timeout:.0f} s") from None
-    if proc.returncode != 0:
-        raise DevStackError(f"pulumi {' '.join(args)} failed:\n{proc.stderr[-3000:] or proc.stdout[-3000:]}")
-    return proc.stdout
+def local_pulumi(project: Path, stack: str, *, environ: Mapping[str, str] | None = None,
+                 with_engine: bool = True) -> devpulumi.LocalPulumi:
+    """The Pulumi CLI on this project's local state, on the docker CLI's active engine."""
+    env = dict(os.environ if environ is None else environ)
+    endpoint = devpulumi.docker_endpoint(env) if with_engine else None
+    return devpulumi.LocalPulumi(project, stack, environ=env, endpoint=endpoint)
+
+
+def shell_env(project_dir: Path | None = None, *, stack: str = "dev", with_engine: bool = True) -> list[str]:
+    """`export` lines for the manual flow (`eval "$(redisops dev env)"`): the state backend,
+    passphrase and Docker engine `redisops dev up` uses, so both flows share one stack."""
+    project = find_project(project_dir)
+    return local_pulumi(project, stack, with_engine=with_engine).shell_env()
+
+
+def published_ports(project: Path, stack: str) -> list[tuple[str, str, int]]:
+    """(service, host address, port) of every port the stack publishes, from the program itself."""
+    specs = container_specs(offline_run(project, stack).resources)
+    return [(s, ip, hp) for s, spec in specs.items() for _, hp, ip in spec.ports]
+
+
+def check_ports(ports: Sequence[tuple[str, str, int]], *, how_to_change: str) -> None:
+    busy = [(s, ip, hp) for s, ip, hp in ports if not port_free(ip, hp)]
+    if busy:
+        s, ip, hp = busy[0]
+        raise DevStackError(
+            f"{s}: {ip}:{hp} is already in use; free it or choose another port with {how_to_change.format(s=s)}. "
+            "A Debian service left enabled holds these after a reboot: sudo systemctl disable --now "
+            "redis-server prometheus prometheus-redis-exporter (scripts/setup.sh --packages disables them)")
 
 
 def _up_docker(project: Path, stack: str, run_dir: Path, out: Out) -> dict[str, Any]:
-    try:
-        subprocess.run(["pulumi", "stack", "select", "--create", stack, "--non-interactive"], cwd=project,
-                       env=_pulumi_env(project, stack), capture_output=True, text=True, check=False, timeout=120)
-    except subprocess.TimeoutExpired:
-        raise DevStackError(f"pulumi stack select --create {stack} did not finish within 120 s") from None
-    out(f"pulumi up --stack {stack} (state: {project / '.pulumi-state'})")
-    _pulumi(project, stack, "up", "--yes", "--skip-preview")
-    outputs: dict[str, Any] = json.loads(_pulumi(project, stack, "stack", "output", "--json", "--show-secrets"))
+    cli = local_pulumi(project, stack)
+    assert cli.endpoint is not None
+    cli.select_or_create()
+    cli.recover_stale_locks(out)
+    if cli.deployed_resources() == 0:
+        # A first `up` (or one after `down`): every published port must be free, or the engine
+        # fails the container late with "port is already allocated".
+        check_ports(published_ports(project, stack),
+                    how_to_change=f"pulumi config set --stack {stack} redisstack:local.ports.{{s}} <port>")
+    # Written first: a failed `pulumi up` still leaves what `down` needs to destroy.
+    _save_state(run_dir, {"mode": "docker", "services": {}})
+    out(f"pulumi up --stack {stack} (state: {cli.state_dir}; engine: {cli.endpoint.host}, "
+        f"docker context {cli.endpoint.context or 'default'})")
+    cli.run("up", "--yes", "--skip-preview")
+    outputs = cli.outputs()
     services = {}
     for name, key in (("redis", "redisUrl"), ("exporter", "exporterUrl"), ("prometheus", "prometheusUrl"),
                       ("grafana", "grafanaUrl")):
@@ -591,6 +656,36 @@ def _up_docker(project: Path, stack: str, run_dir: Path, out: Out) -> dict[str, 
         host, _, port = hostport.rpartition(":")
         services[name] = {"url": url, "host": host.strip("[]"), "port": int(port)}
     return {"outputs": outputs, "services": services}
+
+
+def await_healthy(services: Mapping[str, Mapping[str, Any]], run_dir: Path, *,
+                  timeout: float = DOCKER_HEALTH_DEADLINE_S, out: Out = print) -> None:
+    """Poll every service's health probe (as `status` does) until all pass or `timeout` ends.
+    Grafana migrates its database on a first start before it listens: a first `up` must wait for
+    it, not report it unhealthy."""
+    deadline = time.monotonic() + timeout
+    pending = dict(services)
+    said = False
+    while True:
+        details = {}
+        for name, info in list(pending.items()):
+            ok, detail = _service_health(name, info, run_dir)
+            if ok:
+                del pending[name]
+            else:
+                details[name] = detail
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise DevStackError(
+                f"not healthy within {timeout:.0f} s: "
+                + ", ".join(f"{n} ({pending[n].get('url', '')}{'; ' + d if d else ''})" for n, d in details.items())
+                + "; see `docker logs <container>` (label redisstack.service=<name>)")
+        if not said:
+            out(f"waiting for {', '.join(pending)} to answer (up to {timeout:.0f} s; Grafana migrates its "
+                "database on a first start)")
+            said = True
+        time.sleep(1.0)
 
 
 def _up_processes(project: Path, stack: str, run_dir: Path, overrides: Mapping[str, Any] | None,
@@ -603,15 +698,11 @@ def _up_processes(project: Path, stack: str, run_dir: Path, overrides: Mapping[s
         raise DevStackError("the process mode runs local.topology single only; use Docker "
                             "(mode docker) for local.topology sentinel")
     specs = container_specs(run.resources)
-    busy = [(s, hp, ip) for s, spec in specs.items() if s not in NOT_PACKAGED
-            for _, hp, ip in spec.ports if not _port_free(ip, hp)]
-    if busy:
-        s, hp, ip = busy[0]
-        raise DevStackError(f"{s}: {ip}:{hp} is already in use; free it or choose another port with "
-                            f"overrides {{'local': {{'ports': {{'{s}': <port>}}}}}} "
-                            f"(stack config redisstack:local.ports.{s})")
-    missing = [f"{s} ({spec.entrypoint[0]})" for s, spec in specs.items()
-               if s not in NOT_PACKAGED and not local_program(spec.entrypoint[0])]
+    check_ports([(s, ip, hp) for s, spec in specs.items() if s not in NOT_PACKAGED for _, hp, ip in spec.ports],
+                how_to_change="overrides {{'local': {{'ports': {{'{s}': <port>}}}}}} "
+                              "(stack config redisstack:local.ports.{s})")
+    missing = [f"{s} ({spec.program})" for s, spec in specs.items()
+               if s not in NOT_PACKAGED and not local_program(spec.program)]
     if missing:
         raise DevStackError(f"missing programs for {', '.join(missing)}; on Debian: {APT_HINT}")
     remap = Remap.build(specs, run_dir)
@@ -663,11 +754,14 @@ def up(project_dir: Path | None = None, *, stack: str = "dev", mode: Mode = "aut
     run_dir = project / ".run" / stack
     current = status(project, stack=stack)
     if current.mode != "down":
-        if all(s.running for s in current.services if s.pid is not None or current.mode == "docker"):
+        if current.services and all(s.running for s in current.services
+                                    if s.pid is not None or current.mode == "docker"):
             out(f"dev stack {stack} is already running ({current.mode}); `redisops dev down` first to recreate")
             return current
-        down(project, stack=stack, out=out)
-    chosen = mode if mode != "auto" else ("docker" if docker_available() else "processes")
+        if current.mode != "docker" or current.services:
+            down(project, stack=stack, out=out)
+        # else: a docker `up` that failed half-way; `pulumi up` converges from what it left.
+    chosen = resolve_mode(mode)
     if chosen == "docker" and overrides:
         raise DevStackError("overrides apply to the container-less run only; with Docker set them as stack "
                             f"config: pulumi config set --stack {stack} redisstack:<key> <value>")
@@ -685,6 +779,8 @@ def up(project_dir: Path | None = None, *, stack: str = "dev", mode: Mode = "aut
         raise
     _save_state(run_dir, {"mode": chosen, "services": result["services"]})
     env_file = write_credentials(result["outputs"], run_dir)
+    if chosen == "docker":
+        await_healthy(result["services"], run_dir, out=out)
     final = status(project, stack=stack)
     if run_smoke:
         final.smoke = _smoke(run_dir)
@@ -701,8 +797,10 @@ def down(project_dir: Path | None = None, *, stack: str = "dev", out: Out = prin
     run_dir = project / ".run" / stack
     state = _read_state(run_dir)
     if state is not None and state.get("mode") == "docker":
+        cli = local_pulumi(project, stack)
+        cli.recover_stale_locks(out)
         out(f"pulumi destroy --stack {stack}")
-        _pulumi(project, stack, "destroy", "--yes", "--skip-preview")
+        cli.run("destroy", "--yes", "--skip-preview")
     elif state is not None:
         for name, info in reversed(list(state.get("services", {}).items())):
             pid = info.get("pid")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_docker as docker
 
+from infra.components import docker_rules as rules
 from redis_conf.acl import CREDENTIALS, render_acl_file
 from redis_conf.render import TlsFiles
 from redis_conf.schema import RedisConf
@@ -76,10 +77,12 @@ def local_sentinel_files(conf: RedisConf, tuning: SentinelTuning, passwords: Map
 
 
 def seed_and_exec(rendered: str, live: str, argv: str) -> list[str]:
-    """Entrypoint: copy the rendered file to the writable live copy when the render changed,
-    then exec the server on the live copy (PID 1, signals reach it)."""
+    """Entrypoint: under the redis image entrypoint's private umask (docker_rules.PRIVATE_UMASK),
+    copy the rendered file to the writable live copy when the render changed, then exec the
+    server on the live copy (PID 1, signals reach it)."""
     stamp = f"{live}.rendered"
-    script = (f'if ! cmp -s {rendered} {stamp}; then cp {rendered} {live} && cp {rendered} {stamp}; fi; '
+    script = (f'umask {rules.PRIVATE_UMASK}; '
+              f'if ! cmp -s {rendered} {stamp}; then cp {rendered} {live} && cp {rendered} {stamp}; fi; '
               f'chmod 600 {live} {stamp}; exec {argv} {live}')
     return ["sh", "-c", script]
 
@@ -128,9 +131,8 @@ def _sentinel_conf(i: int) -> Callable[[list[NodeFiles]], str]:
     return lambda files: files[i].sentinel_conf
 
 
-def _upload(path: str, content: pulumi.Input[str], mode: str) -> docker.ContainerUploadArgs:
-    return docker.ContainerUploadArgs(file=path, content=content, owner=REDIS_USER, group=REDIS_USER,
-                                      permissions=mode)
+def _upload(path: str, content: pulumi.Input[str], *, secret: bool) -> docker.ContainerUploadArgs:
+    return rules.upload(path, content, REDIS_USER, secret=secret)
 
 
 class LocalSentinel(pulumi.ComponentResource):
@@ -152,16 +154,16 @@ class LocalSentinel(pulumi.ComponentResource):
         tls_uploads: list[docker.ContainerUploadArgs] = []
         if args.tls:
             assert args.tls_cert_pem and args.tls_key_pem and args.tls_ca_pem
-            tls_uploads = [_upload(f"{TLS_DIR}/server.crt", args.tls_cert_pem, "0644"),
-                           _upload(f"{TLS_DIR}/server.key", pulumi.Output.secret(args.tls_key_pem), "0600"),
-                           _upload(f"{TLS_DIR}/ca.crt", args.tls_ca_pem, "0644")]
+            tls_uploads = [_upload(f"{TLS_DIR}/server.crt", args.tls_cert_pem, secret=False),
+                           _upload(f"{TLS_DIR}/server.key", pulumi.Output.secret(args.tls_key_pem), secret=True),
+                           _upload(f"{TLS_DIR}/ca.crt", args.tls_ca_pem, secret=False)]
         self.nodes = []
         for i, host in enumerate(NODE_HOSTNAMES):
             conf = _secret(files.apply(_node_conf(i)))
             aliases = [host, PRIMARY_ALIAS] if i == 0 else [host]
             self.nodes.append(self._container(
                 host, aliases, volume=self.volumes[i],
-                uploads=[_upload(RENDERED_CONF, conf, "0400"), _upload(ACL, acl, "0400"), *tls_uploads],
+                uploads=[_upload(RENDERED_CONF, conf, secret=True), _upload(ACL, acl, secret=True), *tls_uploads],
                 command=seed_and_exec(RENDERED_CONF, f"{DATA}/redis.conf", f"{args.engine}-server"),
                 health=healthcheck(args.engine, REDIS_PORT, tls=args.tls), memory=args.memory_mb, depends=[],
                 ports=list(args.primary_ports) if i == 0 else []))
@@ -170,7 +172,7 @@ class LocalSentinel(pulumi.ComponentResource):
             conf = _secret(files.apply(_sentinel_conf(i)))
             self.sentinels.append(self._container(
                 host, [host], volume=self.volumes[NODE_COUNT + i],
-                uploads=[_upload(RENDERED_SENTINEL, conf, "0400"), *tls_uploads],
+                uploads=[_upload(RENDERED_SENTINEL, conf, secret=True), *tls_uploads],
                 command=seed_and_exec(RENDERED_SENTINEL, f"{DATA}/sentinel.conf", f"{args.engine}-sentinel"),
                 health=healthcheck(args.engine, SENTINEL_PORT, tls=args.tls), memory=64, depends=self.nodes))
         self.stack_outputs = {
@@ -191,16 +193,16 @@ class LocalSentinel(pulumi.ComponentResource):
             image=args.image,
             hostname=host,
             user=REDIS_USER,
-            network_mode=args.network_name,
-            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.network_name, aliases=aliases)],
+            # networks_advanced only: with network_mode on the same network the engine drops the
+            # aliases, and `redis` (the exporter's target) would not resolve (docker_rules.py).
+            **rules.attach(args.network_name, aliases),
             # Nothing published but what the caller asks for (the initial primary): Sentinel
             # hands out names that resolve only on this network.
             ports=ports or None,
             labels=[docker.ContainerLabelArgs(label=k, value=v)
                     for k, v in {**args.labels, "redisstack.service": host}.items()],
             restart="unless-stopped",
-            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
-            security_opts=["no-new-privileges:true"],
+            **rules.hardening(reads_secret_uploads=True),
             entrypoints=command[:2],
             command=command[2:],
             uploads=uploads,

@@ -6,6 +6,9 @@ bind mount of the developer's checkout, never a secret on a command line or in c
 env, which `docker inspect` and /proc/<pid>/cmdline show to anyone). The in-container paths,
 users and hostnames are module constants because `redisops.devstack` runs the very same
 programs without Docker by remapping exactly these values (see `redisops.devstack.Remap`).
+What the real engine, the docker provider and the pinned images require of every container (one
+network mechanism, uploads readable whoever owns them, the redis entrypoint's umask, Grafana's
+readiness) lives in infra/components/docker_rules.py, with its sources.
 
 Healthcheck decision: the Redis healthcheck sends an unauthenticated PING and accepts
 PONG or NOAUTH. NOAUTH proves the server is up, parsing commands and (with TLS) completing
@@ -32,6 +35,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
+from infra.components import docker_rules as rules
 from infra.components.local_sentinel import (
     NODE_HOSTNAMES,
     SENTINEL_HOSTNAMES,
@@ -61,8 +65,11 @@ HOSTNAMES: Mapping[str, str] = {"redis": "redis", "exporter": "redis-exporter", 
 # Ports the programs listen on inside their containers; the host side is settings' ports.
 CONTAINER_PORTS: Mapping[str, int] = {"redis": 6379, "exporter": 9121, "prometheus": 9090, "grafana": 3000}
 # Non-root users the images are built with (redis/valkey: redis 999; redis_exporter: 59000;
-# prom/prometheus: nobody; grafana: grafana 472). Uploaded files are owned by them.
+# prom/prometheus: nobody; grafana: grafana 472). Uploaded files are owned by them and group 0
+# (infra/components/docker_rules.py: readable even where the provider leaves them root-owned).
 USERS: Mapping[str, str] = {"redis": "999", "exporter": "59000", "prometheus": "65534", "grafana": "472"}
+# Containers that read a secret upload (password, ACL digests, TLS key) run with group 0.
+READS_SECRET_UPLOADS = frozenset({"redis", "exporter", "grafana"})
 
 REDIS_ETC = "/usr/local/etc/redis"
 REDIS_CONF = f"{REDIS_ETC}/redis.conf"
@@ -173,6 +180,11 @@ def redis_healthcheck(engine: str, *, tls: bool) -> list[str]:
     return ["CMD-SHELL", f"{cli}{tls_args} -u {url} PING 2>&1 | grep -qE '^(PONG|NOAUTH)'"]
 
 
+def redis_command(engine: str) -> list[str]:
+    """What the Redis container runs (under docker_rules.with_private_umask)."""
+    return [f"{engine}-server", REDIS_CONF]
+
+
 def container_memory_mb(conf: RedisConf) -> int | None:
     """maxmemory + 50 %: BGSAVE / AOF rewrite fork and copy-on-write pages beyond maxmemory."""
     maxmemory = int(conf.get("maxmemory", 0) or 0)
@@ -213,10 +225,6 @@ def exporter_command(*, tls: bool) -> gf.ExporterCommand:
         tls_ca_cert_file=EXPORTER_CA if tls else None,
         listen_address=f"0.0.0.0:{CONTAINER_PORTS['exporter']}",
     )
-
-
-def _upload(path: str, content: pulumi.Input[str], owner: str, mode: str) -> docker.ContainerUploadArgs:
-    return docker.ContainerUploadArgs(file=path, content=content, owner=owner, group=owner, permissions=mode)
 
 
 class LocalRedisStack(pulumi.ComponentResource):
@@ -344,9 +352,6 @@ class LocalRedisStack(pulumi.ComponentResource):
         return [docker.ContainerLabelArgs(label=k, value=v)
                 for k, v in {**self._args.labels, SERVICE_LABEL: service}.items()]
 
-    def _network(self, service: str) -> list[docker.ContainerNetworksAdvancedArgs]:
-        return [docker.ContainerNetworksAdvancedArgs(name=self.network.name, aliases=[HOSTNAMES[service]])]
-
     def _ports(self, service: str) -> list[docker.ContainerPortArgs]:
         return [docker.ContainerPortArgs(internal=CONTAINER_PORTS[service], external=self._args.ports[service],
                                          ip=self._args.bind_address, protocol="tcp")]
@@ -356,14 +361,13 @@ class LocalRedisStack(pulumi.ComponentResource):
             image=self.images[service].image_id,
             hostname=HOSTNAMES[service],
             user=USERS[service],
-            network_mode=self.network.name,
-            networks_advanced=self._network(service),
+            # The stack network with the service's alias, through networks_advanced only.
+            **rules.attach(self.network.name, [HOSTNAMES[service]]),
             ports=self._ports(service),
             labels=self._labels(service),
             restart="unless-stopped",
             # Non-root users that cannot gain privileges; none of these programs needs a capability.
-            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
-            security_opts=["no-new-privileges:true"],
+            **rules.hardening(reads_secret_uploads=service in READS_SECRET_UPLOADS),
         )
 
     def _sentinel(self, app_password: pulumi.Output[str]) -> LocalSentinel:
@@ -387,22 +391,23 @@ class LocalRedisStack(pulumi.ComponentResource):
         acl = pulumi.Output.all(app_password, *[self.passwords[u] for u in GENERATED_USERS]).apply(
             lambda pws: render_acl_file(dict(zip(("app", *GENERATED_USERS), pws, strict=True))))
         uploads = [
-            _upload(REDIS_CONF, redis_container_conf(args.redis_conf, tls=args.tls), owner, "0640"),
-            _upload(REDIS_ACL, acl, owner, "0600"),
+            # redis.conf holds no secret (it is a plain stack output too); the ACL file holds digests.
+            rules.upload(REDIS_CONF, redis_container_conf(args.redis_conf, tls=args.tls), owner, secret=False),
+            rules.upload(REDIS_ACL, acl, owner, secret=True),
         ]
         if self.tls is not None:
             uploads += [
-                _upload(f"{REDIS_TLS_DIR}/server.crt", self.tls.cert_pem, owner, "0644"),
-                _upload(f"{REDIS_TLS_DIR}/server.key", self.tls.private_key_pem, owner, "0600"),
-                _upload(f"{REDIS_TLS_DIR}/ca.crt", self.tls.ca_cert_pem, owner, "0644"),
+                rules.upload(f"{REDIS_TLS_DIR}/server.crt", self.tls.cert_pem, owner, secret=False),
+                rules.upload(f"{REDIS_TLS_DIR}/server.key", self.tls.private_key_pem, owner, secret=True),
+                rules.upload(f"{REDIS_TLS_DIR}/ca.crt", self.tls.ca_cert_pem, owner, secret=False),
             ]
         return docker.Container(
             f"{name}-redis",
             **self._common("redis"),
-            # The server itself, not the image's docker-entrypoint.sh: nothing to chown (the
-            # volume inherits /data's ownership) and no root step before dropping privileges.
-            entrypoints=[f"{args.engine}-server"],
-            command=[REDIS_CONF],
+            # The server itself under the image entrypoint's umask 0077, not the entrypoint: nothing
+            # to chown (the volume inherits /data's ownership), no root step, and the process mode
+            # runs this very command (redisops.devstack).
+            **rules.with_private_umask(redis_command(args.engine)),
             uploads=uploads,
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volumes["redis"].name, container_path=REDIS_DATA)],
             memory=container_memory_mb(args.redis_conf),
@@ -420,11 +425,11 @@ class LocalRedisStack(pulumi.ComponentResource):
         args, owner = self._args, USERS["exporter"]
         cmd = exporter_command(tls=args.tls)
         addr = gf.exporter_redis_addr(HOSTNAMES["redis"], CONTAINER_PORTS["redis"], tls=args.tls)
-        uploads = [_upload(EXPORTER_PASSWORD_FILE,
-                           self.passwords["monitor"].apply(lambda pw: gf.exporter_password_file(addr, pw)),
-                           owner, "0400")]
+        uploads = [rules.upload(EXPORTER_PASSWORD_FILE,
+                                self.passwords["monitor"].apply(lambda pw: gf.exporter_password_file(addr, pw)),
+                                owner, secret=True)]
         if self.tls is not None:
-            uploads.append(_upload(EXPORTER_CA, self.tls.ca_cert_pem, owner, "0444"))
+            uploads.append(rules.upload(EXPORTER_CA, self.tls.ca_cert_pem, owner, secret=False))
         return docker.Container(
             f"{self._name}-exporter",
             **self._common("exporter"),
@@ -440,20 +445,22 @@ class LocalRedisStack(pulumi.ComponentResource):
         config = prom.render_prometheus_config(f"{HOSTNAMES['exporter']}:{CONTAINER_PORTS['exporter']}",
                                                rule_files=(prom.RULES_FILE_NAME,),
                                                external_labels={"stack": args.labels.get("stack", "dev")})
-        rules = prom.render_alert_rules(args.thresholds) if args.thresholds else prom.render_alert_rules()
+        alert_rules = prom.render_alert_rules(args.thresholds) if args.thresholds else prom.render_alert_rules()
         return docker.Container(
             f"{self._name}-prometheus",
             **self._common("prometheus"),
             entrypoints=["/bin/prometheus"],
             command=prometheus_command(),
-            uploads=[_upload(f"{PROMETHEUS_ETC}/prometheus.yml", config, owner, "0444"),
-                     _upload(f"{PROMETHEUS_ETC}/{prom.RULES_FILE_NAME}", rules, owner, "0444")],
+            uploads=[rules.upload(f"{PROMETHEUS_ETC}/prometheus.yml", config, owner, secret=False),
+                     rules.upload(f"{PROMETHEUS_ETC}/{prom.RULES_FILE_NAME}", alert_rules, owner, secret=False)],
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volumes["prometheus"].name,
                                                 container_path=PROMETHEUS_DATA)],
             healthcheck=docker.ContainerHealthcheckArgs(
                 tests=["CMD", "wget", "-q", "-O", "/dev/null",
                        f"http://127.0.0.1:{CONTAINER_PORTS['prometheus']}/-/ready"],
                 interval="10s", timeout="3s", retries=5, start_period="5s"),
+            # Grafana starts once Prometheus answers (depends_on), not merely once it exists.
+            wait=True, wait_timeout=120,
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
         )
 
@@ -465,14 +472,18 @@ class LocalRedisStack(pulumi.ComponentResource):
             **self._common("grafana"),
             envs=grafana_env(),
             uploads=[
-                _upload(GRAFANA_ADMIN_PASSWORD_FILE, password, owner, "0400"),
-                _upload(f"{GRAFANA_PROVISIONING}/datasources/prometheus.yaml",
-                        gf.render_datasource(prometheus_url), owner, "0444"),
-                _upload(f"{GRAFANA_PROVISIONING}/dashboards/redisstack.yaml",
-                        gf.render_dashboard_provider(GRAFANA_DASHBOARDS), owner, "0444"),
-                _upload(f"{GRAFANA_DASHBOARDS}/redis.json", gf.render_dashboard(), owner, "0444"),
+                rules.upload(GRAFANA_ADMIN_PASSWORD_FILE, password, owner, secret=True),
+                rules.upload(f"{GRAFANA_PROVISIONING}/datasources/prometheus.yaml",
+                             gf.render_datasource(prometheus_url), owner, secret=False),
+                rules.upload(f"{GRAFANA_PROVISIONING}/dashboards/redisstack.yaml",
+                             gf.render_dashboard_provider(GRAFANA_DASHBOARDS), owner, secret=False),
+                rules.upload(f"{GRAFANA_DASHBOARDS}/redis.json", gf.render_dashboard(), owner, secret=False),
             ],
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volumes["grafana"].name,
                                                 container_path="/var/lib/grafana")],
+            # A first start migrates the database before Grafana listens: `pulumi up` ends once
+            # /api/health answers, not with a container that reports unhealthy.
+            healthcheck=rules.grafana_healthcheck(CONTAINER_PORTS["grafana"]),
+            wait=True, wait_timeout=rules.GRAFANA_WAIT_TIMEOUT_S,
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
         )

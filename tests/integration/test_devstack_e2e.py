@@ -158,6 +158,32 @@ def test_persistence_aof_and_rdb_in_the_data_volume(live: Live) -> None:
     assert admin.config_get("dir")["dir"] == str(data)
 
 
+def test_data_files_are_private_as_under_the_images_entrypoint(live: Live) -> None:
+    # Rule: the redis image's entrypoint sets `umask 0077` before it execs the server, so the
+    # data files are 0600 and directories 0700 (docker-library/redis 7.2/debian/
+    # docker-entrypoint.sh at REDIS_VERSION 7.2.5; docker-library/redis#305). The container runs
+    # the server itself under `sh -c 'umask 0077 && exec "$0" "$@"'`; here that very command
+    # runs Debian's redis-server, started with a container's default umask 0022
+    # (devstack.CONTAINER_UMASK), so without the wrapper these files would be 0644/0755.
+    spec = live.specs["redis"]
+    assert spec.shell_wrapper is not None and spec.program == "redis-server"
+    assert devstack.CONTAINER_UMASK == 0o022
+    data = live.remap.path("redis", "/data")
+    admin = live.admin()
+    live.app().set("rl:umask:probe", "1", ex=600)
+    before = admin.lastsave()
+    admin.bgsave()
+    wait_until(lambda: admin.lastsave() != before, 20, "BGSAVE")
+    # An AOF rewrite creates fresh base/incr files and a new manifest under the same umask.
+    admin.bgrewriteaof()
+    wait_until(lambda: admin.info("persistence")["aof_rewrite_in_progress"] == 0
+               and admin.info("persistence")["aof_rewrite_scheduled"] == 0, 20, "AOF rewrite")
+    files = [p for p in data.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"dump.rdb"} and any(p.suffix == ".manifest" for p in files)
+    modes = {str(p.relative_to(data)): oct(p.stat().st_mode & 0o777) for p in data.rglob("*")}
+    assert modes == {k: ("0o700" if (data / k).is_dir() else "0o600") for k in modes}, modes
+
+
 def test_app_user_cannot_run_the_guides_disabled_commands(live: Live) -> None:
     app = live.app()
     for cmd in (("FLUSHALL",), ("CONFIG", "GET", "maxmemory"), ("KEYS", "*")):
@@ -281,7 +307,7 @@ def test_grafana_provisioning_files_match_grafanas_schema(live: Live) -> None:
         assert panel["datasource"]["uid"] == ds["uid"]
         assert all(t["datasource"]["uid"] == ds["uid"] and t["expr"] for t in panel["targets"])
     password = live.remap.path("grafana", ls.GRAFANA_ADMIN_PASSWORD_FILE)
-    assert oct(password.stat().st_mode & 0o777) == "0o400"
+    assert oct(password.stat().st_mode & 0o777) == "0o440"
     assert password.read_text() == live.outputs["grafanaAdminPassword"]
 
 

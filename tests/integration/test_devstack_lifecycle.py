@@ -105,6 +105,43 @@ def test_a_busy_port_is_named_with_the_config_key_and_nothing_is_left_behind(tmp
     assert devstack.status(proj).mode == "down"
 
 
+def _time_wait_ports() -> set[int]:
+    """Local ports of IPv4 sockets in TIME_WAIT (state 06 in /proc/net/tcp)."""
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return {int(f[1].split(":")[1], 16) for f in (line.split() for line in lines) if f[3] == "06"}
+
+
+@pytest.mark.slow
+@needs_programs
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads TIME_WAIT sockets from /proc/net/tcp (Linux)")
+def test_down_then_up_at_once_while_connections_sit_in_time_wait(tmp_path: Path) -> None:
+    # Rule: Redis sets SO_REUSEADDR before it binds (redis src/anet.c: anetSetReuseAddr, called
+    # from _anetTcpServer), so it restarts on a port whose old connections sit in TIME_WAIT;
+    # `up` must not call that port busy (the probe binds the same way: devstack.port_free).
+    proj = project(tmp_path)
+    ports = {s: free_port() for s in ls.SERVICES}
+    overrides = {"local": {"ports": ports}}
+    quiet: list[str] = []
+    try:
+        for _ in range(3):
+            st = devstack.up(proj, mode="processes", overrides=overrides, run_smoke=False, out=quiet.append)
+            assert st.healthy, st.lines()
+            # Clients still connected when `down` stops Redis: its side closes first, so those
+            # sockets (local port = the Redis port) go to TIME_WAIT once the clients close.
+            clients = [socket.create_connection(("127.0.0.1", ports["redis"]), timeout=5) for _ in range(3)]
+            devstack.down(proj, out=quiet.append)
+            for c in clients:
+                c.settimeout(5)
+                assert c.recv(1) == b""  # the server's FIN
+                c.close()
+            assert ports["redis"] in _time_wait_ports()
+            with socket.socket() as plain, pytest.raises(OSError):
+                plain.bind(("127.0.0.1", ports["redis"]))  # why a probe without SO_REUSEADDR failed here
+    finally:
+        devstack.down(proj, out=quiet.append)
+    assert devstack.status(proj).mode == "down"
+
+
 @pytest.mark.slow
 def test_process_mode_refuses_the_sentinel_topology_and_leaves_nothing(tmp_path: Path) -> None:
     proj = project(tmp_path)

@@ -174,8 +174,10 @@ def devstack_sentinel(tmp: Path) -> Iterator[Topology]:
             assert spec.entrypoint == ("sh", "-c"), spec.entrypoint
             argv = [*spec.entrypoint, *(remap_paths(a, m.root) for a in spec.command)]
             with open(m.log, "ab") as log:
+                # A container's process starts with umask 0022; the entrypoint script sets 0077.
                 m.proc = subprocess.Popen(argv, cwd=m.root, stdout=log, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, start_new_session=True)
+                                          stdin=subprocess.DEVNULL, start_new_session=True,
+                                          umask=devstack.CONTAINER_UMASK)
             try:
                 wait_for_port(m.port, timeout=10)
             except TimeoutError:
@@ -232,6 +234,18 @@ def test_the_stack_files_start_a_healthy_sentinel_topology(tmp_path: Path) -> No
         assert app.discover_master(MASTER_NAME) == (HOST, p0)
         app.master_for(MASTER_NAME).set("proof:devstack-sentinel", "1")
         wait_until(lambda: topo.admin("redis-2").get("proof:devstack-sentinel") == b"1", 10, "the write on redis-2")
+        # Everything the members wrote into their data volumes (seeded configs, replicas' RDB from
+        # the full sync, AOF, Sentinel's rewritten config) is private, as under the redis image's
+        # entrypoint umask 0077 (docker-library/redis 7.2/debian/docker-entrypoint.sh, 7.2.5).
+        for h in lsn.NODE_HOSTNAMES:
+            topo.admin(h).bgsave()
+        for h in (*lsn.NODE_HOSTNAMES, *lsn.SENTINEL_HOSTNAMES):
+            data = members[h].root / "data"
+            if h in lsn.NODE_HOSTNAMES:
+                wait_until(lambda data=data: (data / "dump.rdb").exists(), 20, f"{h}: dump.rdb")
+            modes = {str(p.relative_to(data)): oct(p.stat().st_mode & 0o777) for p in data.rglob("*")
+                     if not p.name.startswith("temp-")}
+            assert modes and modes == {k: "0o700" if (data / k).is_dir() else "0o600" for k in modes}, (h, modes)
         # The app password gets discovery only on the Sentinels, nothing that changes their state.
         with pytest.raises(redis.exceptions.NoPermissionError):
             topo.client("sentinel-0", "default", topo.outputs["sentinelPassword"]).execute_command(

@@ -29,11 +29,15 @@ def specs() -> dict[str, ContainerSpec]:
 
 def test_specs_read_back_what_the_program_declared(specs: dict[str, ContainerSpec]) -> None:
     assert set(specs) == set(ls.SERVICES)
-    assert specs["redis"].argv == ("redis-server", ls.REDIS_CONF)
+    # The server under the private-umask wrapper; the program is what the wrapper execs.
+    assert specs["redis"].command == ("redis-server", ls.REDIS_CONF)
+    assert specs["redis"].shell_wrapper == 'umask 0077 && exec "$0" "$@"'
+    assert specs["redis"].program == "redis-server"
+    assert specs["exporter"].program == "/redis_exporter" and specs["exporter"].shell_wrapper is None
     assert specs["redis"].image == "redis:7.2.5"
     assert specs["redis"].ports == ((6379, 16379, "127.0.0.1"),)
     assert specs["redis"].volumes == ("/data",)
-    assert {u.path: oct(u.mode) for u in specs["redis"].uploads}[ls.REDIS_ACL] == "0o600"
+    assert {u.path: oct(u.mode) for u in specs["redis"].uploads}[ls.REDIS_ACL] == "0o440"
 
 
 def test_paths_move_under_the_service_root(specs: dict[str, ContainerSpec], tmp_path: Path) -> None:
@@ -126,7 +130,7 @@ def test_write_files_keeps_declared_modes(specs: dict[str, ContainerSpec], tmp_p
     remap = Remap.build(specs, tmp_path)
     written = write_files(specs["redis"], remap)
     assert {p.name: oct(p.stat().st_mode & 0o777) for p in written} == {
-        "redis.conf": "0o640", "users.acl": "0o600", "server.crt": "0o644", "server.key": "0o600", "ca.crt": "0o644"}
+        "redis.conf": "0o444", "users.acl": "0o440", "server.crt": "0o444", "server.key": "0o440", "ca.crt": "0o444"}
     assert (tmp_path / "redis/root/data").is_dir()
     spec = ContainerSpec("x", "img", "x", ("/bin/x",), (), {}, (Upload("/etc/x/y", "z", 0o400),), ((1, 2, "127.0.0.1"),),
                          ())

@@ -77,7 +77,7 @@ def test_image_override_is_used() -> None:
     r = run_program(config, secret_keys=keys)
     assert r.one("docker:index/remoteImage:RemoteImage", "redis-redis-image").inputs["name"] == "valkey/valkey:8.0.1"
     redis = container(r, "redis")
-    assert redis["entrypoints"] == ["valkey-server"]
+    assert redis["command"] == ["valkey-server", ls.REDIS_CONF]
     assert redis["healthcheck"]["tests"][1].startswith("valkey-cli ")
 
 
@@ -122,7 +122,8 @@ def test_private_network_with_aliases(run: StackRun) -> None:
     assert net.inputs["attachable"] is False
     for service in ls.SERVICES:
         c = container(run, service)
-        assert c["networkMode"] == net.outputs["name"]
+        # One mechanism (tests/stack/test_docker_rules.py): networks_advanced, no network_mode.
+        assert "networkMode" not in c
         assert c["networksAdvanced"] == [{"name": net.outputs["name"], "aliases": [ls.HOSTNAMES[service]]}]
         assert c["hostname"] == ls.HOSTNAMES[service]
 
@@ -148,7 +149,9 @@ def test_every_container_runs_as_non_root_without_capabilities(run: StackRun) ->
         assert c["capabilities"] == {"drops": ["ALL"]}
         assert "no-new-privileges:true" in c["securityOpts"]
         for up in c["uploads"]:
-            assert (up["owner"], up["group"]) == (ls.USERS[service], ls.USERS[service]), up["file"]
+            # Group 0 so that the file stays readable if the provider leaves it root-owned
+            # (tests/stack/test_docker_rules.py).
+            assert (up["owner"], up["group"]) == (ls.USERS[service], "0"), up["file"]
 
 
 def test_redis_persists_aof_and_rdb_on_a_named_volume_at_data(run: StackRun) -> None:
@@ -168,14 +171,14 @@ def test_redis_persists_aof_and_rdb_on_a_named_volume_at_data(run: StackRun) -> 
 def test_redis_reads_the_uploaded_files_and_speaks_tls_only(run: StackRun) -> None:
     redis = container(run, "redis")
     ups = uploads(run, "redis")
-    assert redis["entrypoints"] == ["redis-server"] and redis["command"] == [ls.REDIS_CONF]
+    assert redis["entrypoints"][:2] == ["sh", "-c"] and redis["command"] == ["redis-server", ls.REDIS_CONF]
     conf = dict(line.split(" ", 1) for line in ups[ls.REDIS_CONF]["content"].splitlines() if line[:1] != "#")
     assert conf["aclfile"] == ls.REDIS_ACL and ls.REDIS_ACL in ups
     assert conf["port"] == "0" and conf["tls-port"] == "6379"
     for directive in ("tls-cert-file", "tls-key-file", "tls-ca-cert-file"):
         assert conf[directive] in ups, directive
-    assert ups[conf["tls-key-file"]]["permissions"] == "0600"
-    assert ups[ls.REDIS_ACL]["permissions"] == "0600"
+    assert ups[conf["tls-key-file"]]["permissions"] == "0440"
+    assert ups[ls.REDIS_ACL]["permissions"] == "0440"
     key = run.one("tls:index/privateKey:PrivateKey", "redis-tls-server-key").outputs["privateKeyPem"]
     assert ups[conf["tls-key-file"]]["content"] == key
     assert ups[conf["tls-ca-cert-file"]]["content"] == run.outputs["caCertPem"]
@@ -271,7 +274,7 @@ def test_exporter_scrapes_redis_as_monitor_over_tls_with_a_password_file(run: St
     ups = uploads(run, "exporter")
     pw_file = ups[flag["-redis.password-file"]]
     assert json.loads(pw_file["content"]) == {addr: run.outputs["monitorPassword"]}
-    assert pw_file["permissions"] == "0400"
+    assert pw_file["permissions"] == "0440"
     assert ups[flag["-tls-ca-cert-file"]]["content"] == run.outputs["caCertPem"]
     assert flag["-web.listen-address"].endswith(f":{exp['ports'][0]['internal']:.0f}")
     assert exp["entrypoints"] == ["/redis_exporter"]
@@ -317,7 +320,7 @@ def test_grafana_provisioning_is_wired_by_uid_and_locked_down(run: StackRun) -> 
     assert "GF_SECURITY_ADMIN_PASSWORD" not in env
     pw = ups[env["GF_SECURITY_ADMIN_PASSWORD__FILE"]]
     assert pw["content"] == run.outputs["grafanaAdminPassword"] != "admin"
-    assert pw["permissions"] == "0400" and len(pw["content"]) >= 32
+    assert pw["permissions"] == "0440" and len(pw["content"]) >= 32
     assert env["GF_PATHS_PROVISIONING"] == ls.GRAFANA_PROVISIONING
     assert g["ports"][0]["internal"] == int(env["GF_SERVER_HTTP_PORT"])
 

@@ -69,7 +69,7 @@ def test_six_containers_on_the_private_network_nothing_published(tls: bool) -> N
     for host, c in cs.items():
         assert c.parent_type == "redisstack:local:LocalSentinel" and c.name == f"redis-sentinel-{host}"
         assert "ports" not in c.inputs or not c.inputs["ports"]
-        assert c.inputs["networkMode"] == "redis-net-mock"
+        assert "networkMode" not in c.inputs and c.inputs["networksAdvanced"][0]["name"] == "redis-net-mock"
         aliases = c.inputs["networksAdvanced"][0]["aliases"]
         assert aliases == ([host, PRIMARY_ALIAS] if host == NODE_HOSTNAMES[0] else [host])
         assert c.inputs["user"] == "999"
@@ -106,7 +106,7 @@ def test_secrets_only_in_secret_uploads(tls: bool) -> None:
         assert PASSWORDS["app"] not in everything and PASSWORDS["admin"] not in everything
         for up in uploads:
             if any(pw in up["content"] for pw in PASSWORDS.values()) or KEY in up["content"]:
-                assert up["permissions"] in ("0400", "0600"), up["file"]
+                assert up["permissions"] == "0440" and up["group"] == "0", up["file"]
 
 
 def test_rendered_files_are_the_sentinel_topology_by_hostname() -> None:
