@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from infra.components import local_stack as ls
+from infra.versions import DEFAULT_IMAGES
 from redisops.devstack import ContainerSpec, Remap, Upload, container_specs, write_files
 from tests.support.pulumi_harness import load_stack_file, run_program
 
@@ -30,7 +31,7 @@ def specs() -> dict[str, ContainerSpec]:
 def test_specs_read_back_what_the_program_declared(specs: dict[str, ContainerSpec]) -> None:
     assert set(specs) == set(ls.SERVICES)
     assert specs["redis"].argv == ("redis-server", ls.REDIS_CONF)
-    assert specs["redis"].image == "redis:7.2.5"
+    assert specs["redis"].image == DEFAULT_IMAGES["redis"]
     assert specs["redis"].ports == ((6379, 16379, "127.0.0.1"),)
     assert specs["redis"].volumes == ("/data",)
     assert {u.path: oct(u.mode) for u in specs["redis"].uploads}[ls.REDIS_ACL] == "0o600"
@@ -59,7 +60,8 @@ def test_password_file_key_follows_the_address(specs: dict[str, ContainerSpec], 
     remap = Remap.build(specs, tmp_path)
     upload = next(u for u in specs["exporter"].uploads if u.path == ls.EXPORTER_PASSWORD_FILE)
     remapped = json.loads(remap.file("exporter", upload))
-    assert list(remapped) == ["rediss://127.0.0.1:16379"]
+    # Both lookups (1.45 by address, 1.69+ by address with the user) follow the remap.
+    assert list(remapped) == ["rediss://127.0.0.1:16379", "rediss://monitor@127.0.0.1:16379"]
     assert list(remapped.values()) == list(json.loads(upload.content).values())
 
 
