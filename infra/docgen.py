@@ -1,8 +1,9 @@
-"""Generate the README's config reference from the settings model, so it cannot drift.
+"""Generate the README's config reference from the settings model, and docs/security.md's
+versions table from infra/versions.py, so they cannot drift.
 
     python -m infra.docgen          # print the tables
-    python -m infra.docgen --write  # rewrite the generated blocks in README.md
-A test fails when README.md is out of date.
+    python -m infra.docgen --write  # rewrite the generated blocks in README.md and docs/security.md
+A test fails when either is out of date.
 """
 
 from __future__ import annotations
@@ -10,18 +11,21 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from infra import versions
 from infra.envcontract import env_contract, redis_url
 from infra.errors import NAMESPACE
 from infra.settings import StackConfig
 from ratelimit.tiers import DEFAULT_TIERS
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+SECURITY = README.parent / "docs" / "security.md"
 
 
 def _type_name(annotation: Any) -> str:
@@ -169,19 +173,47 @@ BLOCKS = {"config": config_table, "env": env_table, "outputs": outputs_table}
 
 
 def render_readme(text: str) -> str:
-    for name, fn in BLOCKS.items():
+    return _render(text, BLOCKS, "README.md")
+
+
+def versions_table() -> str:
+    """docs/security.md: every image line and ElastiCache engine line of infra/versions.py."""
+    defaults = {(i.component, i.default_line) for i in (*versions.IMAGES, versions.VALKEY_IMAGE)}
+    rows = ["| component | line | pinned | floor | why the floor (CVE ids) | support ends |", "|---|---|---|---|---|---|"]
+    for v in versions.LINES:
+        mark = " (default)" if (v.component, v.line) in defaults else ""
+        rows.append(f"| {v.component} | {v.line}.x{mark} | `{v.image}` | {v.floor} | {v.why()} | {v.support_end} |")
+    rows += ["", "| ElastiCache engine | version | parameter family | why accepted | support ends |",
+             "|---|---|---|---|---|"]
+    for e in versions.ENGINE_LINES:
+        mark = " (default)" if e.engine == "redis" and e.version == versions.DEFAULT_ENGINE_VERSION else ""
+        rows.append(f"| {e.engine} | {e.version}{mark} | {e.family} | {e.reason} | {e.support_end} |")
+    return "\n".join(rows)
+
+
+SECURITY_BLOCKS = {"versions": versions_table}
+
+
+def _render(text: str, blocks: Mapping[str, Callable[[], str]], where: str) -> str:
+    for name, fn in blocks.items():
         pattern = re.compile(rf"(<!-- BEGIN GENERATED: {name} -->\n).*?(<!-- END GENERATED: {name} -->)", re.S)
         if not pattern.search(text):
-            raise ValueError(f"README.md lacks the generated block {name!r}")
-        text = pattern.sub(lambda m, fn=fn: m.group(1) + fn() + "\n" + m.group(2), text)  # type: ignore[misc]
+            raise ValueError(f"{where} lacks the generated block {name!r}")
+        body = fn()
+        text = pattern.sub(lambda m, body=body: m.group(1) + body + "\n" + m.group(2), text)  # type: ignore[misc]
     return text
+
+
+def render_security(text: str) -> str:
+    return _render(text, SECURITY_BLOCKS, "docs/security.md")
 
 
 def main(argv: list[str]) -> int:
     if "--write" in argv:
         README.write_text(render_readme(README.read_text()))
+        SECURITY.write_text(render_security(SECURITY.read_text()))
         return 0
-    for fn in BLOCKS.values():
+    for fn in (*BLOCKS.values(), *SECURITY_BLOCKS.values()):
         print(fn() + "\n")
     return 0
 

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic.alias_generators import to_camel
 
+from infra import versions
 from infra.cidr import cidr_problem
 from infra.errors import NAMESPACE, SettingError, SettingsErrors
 from infra.thresholds import Threshold, apply_overrides
@@ -27,9 +28,9 @@ from redis_conf.schema import RedisConf, load_base
 
 Target = Literal["local", "elasticache", "sentinel"]
 Engine = Literal["redis", "valkey"]
+# ElastiCache engine lines, from the versions table (infra/versions.py).
 ENGINE_VERSIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({
-    "redis": ("7.0", "7.1"),
-    "valkey": ("7.2", "8.0", "8.1"),
+    engine: versions.engine_versions(engine) for engine in ("redis", "valkey")
 })
 SECRET_KEYS = ("password", "authToken", "grafanaAdminPassword")
 MIN_PASSWORD = 16
@@ -93,21 +94,28 @@ class Ports(_Model):
 
 
 class Images(_Model):
-    """Container images, pinned to exact versions."""
+    """Container images, pinned to exact versions at or above their floors (infra/versions.py)."""
 
-    redis: str = Field("redis:7.2.5", description="Redis (or valkey/valkey:<version>) image")
-    exporter: str = Field("oliver006/redis_exporter:v1.62.0", description="redis_exporter image")
-    prometheus: str = Field("prom/prometheus:v2.53.0", description="Prometheus image")
-    grafana: str = Field("grafana/grafana:11.1.0", description="Grafana image")
+    redis: str = Field(versions.DEFAULT_IMAGES["redis"],
+                       description=f"Redis image (engine valkey: {versions.DEFAULT_VALKEY_IMAGE} or another "
+                                   "valkey/valkey tag)")
+    exporter: str = Field(versions.DEFAULT_IMAGES["exporter"], description="redis_exporter image")
+    prometheus: str = Field(versions.DEFAULT_IMAGES["prometheus"], description="Prometheus image")
+    grafana: str = Field(versions.DEFAULT_IMAGES["grafana"], description="Grafana image")
 
     @field_validator("redis", "exporter", "prometheus", "grafana")
     @classmethod
-    def _pinned(cls, v: str) -> str:
+    def _pinned(cls, v: str, info: ValidationInfo) -> str:
         m = _TAG_OR_DIGEST.match(v)
         tag = m.group("tag") if m else None
         if not m or (tag is None and "@sha256:" not in v) or (tag or "").lower() in _FLOATING_TAGS:
-            raise ValueError('expected an image pinned to an exact version, e.g. "redis:7.2.5" or '
-                             '"redis@sha256:<digest>" (no latest/stable/untagged)')
+            raise ValueError(f'expected an image pinned to an exact version, e.g. "{versions.DEFAULT_IMAGES["redis"]}" '
+                             'or "redis:<version>@sha256:<digest>" (no latest/stable/untagged)')
+        expect: tuple[versions.Component, ...] = (
+            ("redis", "valkey") if info.field_name == "redis" else (versions.image_spec(str(info.field_name)).component,))
+        problem = versions.image_problem(v, expect=expect)
+        if problem:
+            raise ValueError(problem)
         return v
 
 
@@ -245,7 +253,8 @@ class StackConfig(_Model):
 
     target: Target = Field(description="Where Redis runs: local (Docker), elasticache, sentinel (EC2)")
     engine: Engine = Field("redis", description="redis or valkey")
-    engine_version: str = Field("7.1", description="Engine version (redis 7.0/7.1, valkey 7.2/8.0/8.1)")
+    engine_version: str = Field(versions.DEFAULT_ENGINE_VERSION, description="ElastiCache engine version ("
+                                + ", ".join(f"{e} {'/'.join(v)}" for e, v in ENGINE_VERSIONS.items()) + ")")
     tls: bool = Field(True, description="TLS for every client and replication link")
     enabled: bool = Field(True, description="REDIS_ENABLED handed to the application")
     timeout_ms: int = Field(5000, ge=1, le=60000, description="REDIS_TIMEOUT (ms) handed to the application")
@@ -419,10 +428,9 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
 def _cross_checks(cfg: StackConfig) -> list[SettingError]:
     errors: list[SettingError] = []
     target = cfg.target
-    versions = ENGINE_VERSIONS[cfg.engine]
-    if cfg.engine_version not in versions:
-        errors.append(SettingError("engineVersion", cfg.engine_version,
-                                   f"expected one of {', '.join(versions)} for engine {cfg.engine}"))
+    engine_problem = versions.engine_problem(cfg.engine, cfg.engine_version)
+    if engine_problem:
+        errors.append(SettingError("engineVersion", cfg.engine_version, engine_problem))
     if target == "elasticache":
         if not cfg.tls:
             allowed = ("ElastiCache AUTH tokens require transit encryption: set tls to true"
@@ -479,6 +487,11 @@ def _cross_checks(cfg: StackConfig) -> list[SettingError]:
             errors.append(SettingError("network.appSecurityGroupIds", [], "required: the application security "
                                        "groups allowed to reach Redis (or network.allowedCidrs)"))
     if target == "local":
+        image = versions.split_image(cfg.local.images.redis)
+        if versions.REPOSITORY_NAMES.get(image.name) not in (cfg.engine, None):
+            errors.append(SettingError("local.images.redis", cfg.local.images.redis,
+                                       f"engine {cfg.engine} runs {cfg.engine}-server: expected a {cfg.engine} image, "
+                                       f"e.g. {versions.default_pin(cfg.engine)}"))
         ports = cfg.local.ports.model_dump()
         seen: dict[int, str] = {}
         for name, port in ports.items():

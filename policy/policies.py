@@ -13,6 +13,7 @@ Policy configuration (``pulumi preview --policy-pack policy --policy-pack-config
     redis-ports-not-open-to-internet   {"ports": [6379, 6380, 26379]}
     elasticache-multi-az-in-production {"productionStacks": ["prod", "production"]}
     elasticache-snapshots              {"minRetentionDays": 7}
+    versions-at-or-above-floor         (none: the floors are infra/versions.py)
     containers-publish-on-loopback     {"allowedAddresses": []}
     containers-no-plaintext-secrets    {"allowedEnvNames": []}
 
@@ -35,6 +36,7 @@ from pulumi_policy import (
     ResourceValidationPolicy,
 )
 
+from infra import versions
 from infra.cidr import cidr_problem
 
 REDIS_PORTS: tuple[int, ...] = (6379, 6380, 26379)
@@ -427,6 +429,38 @@ PINNED_IMAGES = _policy(
 )
 
 
+
+def _validate_version_floors(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """The same floors as the stack settings (infra/versions.py), on what the resources declare."""
+    props = args.props
+    if args.resource_type in (CONTAINER, REMOTE_IMAGE):
+        image = str(_get(props, "image" if args.resource_type == CONTAINER else "name", "")).strip()
+        ref = versions.split_image(image)
+        # An image id or a bare digest names no version (container-images-pinned judges those);
+        # images of other components are not ours to judge.
+        if IMAGE_ID.match(image) or ref.tag is None or ref.name not in versions.REPOSITORY_NAMES:
+            return
+        problem = versions.image_problem(image)
+        if problem:
+            report(f"{args.name}: image {image!r}: {problem}. Raise local.images to a patched release.", None)
+    elif args.resource_type in (REPLICATION_GROUP, CACHE_CLUSTER):
+        engine = str(_get(props, "engine", "redis")).lower()
+        version = str(_get(props, "engineVersion", "")).strip()
+        if version and engine in ("redis", "valkey"):
+            problem = versions.engine_problem(engine, version)
+            if problem:
+                report(f"{args.name}: engine {engine} {version}: {problem} (infra/versions.py).", None)
+
+
+VERSION_FLOORS = _policy(
+    "versions-at-or-above-floor",
+    "Images and ElastiCache engine versions are on a reviewed line, at or above its floor (CVE ids in "
+    "infra/versions.py).",
+    _validate_version_floors,
+    remediation="Use the default pins of infra/versions.py or a newer patch release of the same line.",
+)
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. eviction policy (advisory)
 # ---------------------------------------------------------------------------------------------
@@ -499,5 +533,6 @@ POLICIES: list[ResourceValidationPolicy] = [
     LOOPBACK_PORTS,
     NO_PLAINTEXT_SECRETS,
     PINNED_IMAGES,
+    VERSION_FLOORS,
     EVICTION_POLICY,
 ]

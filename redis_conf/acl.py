@@ -31,13 +31,15 @@ APP_FORBIDDEN_COMMANDS: tuple[str, ...] = ("FLUSHALL", "FLUSHDB", "CONFIG", "DEB
 
 APP_RULES = "~* &* +@all -@dangerous +info " + " ".join(f"-{c.lower()}" for c in GUIDE_DISABLED_COMMANDS)
 
-# Exactly what redis_exporter 1.45 issues with -count-keys (measured: ACL LOG stays empty in
-# tests/integration/test_monitoring_live.py): INFO, CONFIG GET, CLIENT SETNAME, SLOWLOG,
-# LATENCY LATEST, SELECT and SCAN (for the limiter-key count), plus CLUSTER INFO in cluster
-# mode. Key patterns do not restrict SCAN, so this user can list key names but read no value.
+# Exactly the commands redis_exporter sends with the flags this stack passes, derived from the
+# pinned exporter's source (redis_conf/exporter.py, oliver006/redis_exporter v1.88.0) and a
+# superset of what Debian's 1.45 sends (tests/integration/test_monitoring_live.py: ACL LOG stays
+# empty). No @category: +@connection would also grant CLIENT KILL / CLIENT PAUSE / CLIENT LIST.
+# No key pattern: the exporter only counts limiter keys with SCAN, which reads no key. PING is
+# not sent by the exporter (-ping-on-connect is off) but lets operators probe with this user.
 MONITOR_RULES = (
-    "resetkeys resetchannels %R~rl:* -@all +@connection +info +ping +config|get +client|setname"
-    " +slowlog|get +slowlog|len +latency|latest +cluster|info +select +scan"
+    "resetkeys resetchannels -@all +ping +info +config|get +client|setname +latency|latest"
+    " +latency|histogram +slowlog|get +slowlog|len +cluster|info +select +scan"
 )
 
 REPLICA_RULES = "resetkeys resetchannels -@all +psync +replconf +ping"

@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from infra import versions
 from redis_conf.acl import APP_RULES
 from redis_conf.schema import SPECS, RedisConf
 
 Family = Literal["redis7", "valkey7", "valkey8"]
-FAMILIES: tuple[Family, ...] = ("redis7", "valkey7", "valkey8")
+# The families of the engine lines the versions table allows (infra/versions.py ENGINE_LINES).
+FAMILIES: tuple[Family, ...] = versions.families()  # type: ignore[assignment]
 
 # Parameters ElastiCache lets a custom parameter group modify, per family (AWS docs:
 # "Redis OSS 7 parameter changes", "Valkey 7.2 / 8 parameters"). Only names we may emit
@@ -39,11 +41,11 @@ MODIFIABLE: dict[Family, frozenset[str]] = {
 
 
 def family_for(engine: str, version: str) -> Family:
-    major = version.split(".")[0]
-    family = f"{engine}{major}"
-    if family not in FAMILIES:
-        raise ValueError(f"no ElastiCache parameter family for {engine} {version}; supported: {', '.join(FAMILIES)}")
-    return family  # type: ignore[return-value]
+    line = versions.engine_line(engine, version)
+    if line is None:
+        raise ValueError(f"no ElastiCache parameter family for {engine} {version}; supported: "
+                         + ", ".join(f"{e.engine} {e.version}" for e in versions.ENGINE_LINES))
+    return line.family  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

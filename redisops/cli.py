@@ -607,6 +607,39 @@ def alarms(stack_outputs: StackOutputs = None, stack: Stack = None, region: Regi
     raise typer.Exit(1 if any(a.state in ("ALARM", "MISSING") for a in states) else 0)
 
 
+@app.command()
+@_exits
+def updates(replication_group_id: RgId = None, stack_outputs: StackOutputs = None, stack: Stack = None,
+            region: Region = None, json_out: JsonOut = None) -> None:
+    """Pending ElastiCache service updates, security first; exit 1 when a security update is past its
+    recommended apply-by date."""
+    from redisops import updates as up
+
+    rg = _output(_aws_outputs(stack_outputs, stack), replication_group_id, "replicationGroupId",
+                 "--replication-group-id")
+    actions = up.pending_updates(_aws_client(region, "elasticache"), rg)
+    late = up.past_due(actions)
+    if json_out is not None:
+        json_out.write_text(json.dumps({"replicationGroupId": rg, "pending": [dataclasses.asdict(a) for a in actions],
+                                        "pastDue": [a.service_update for a in late]}, indent=2) + "\n")
+    if not actions:
+        _say(f"{rg}: no pending service updates")
+    else:
+        from rich.table import Table
+
+        table = Table("service update", "type", "severity", "status", "apply by", "past due", title=rg)
+        for a in actions:
+            table.add_row(escape(a.service_update), a.type, a.severity, a.status, a.apply_by or "-",
+                          "[bold red]YES[/]" if a.past_due else "")
+        out.print(table)
+    if late:
+        err.print(f"[bold red]failed:[/] {len(late)} security update(s) past the recommended apply-by date: "
+                  + escape(", ".join(a.service_update for a in late))
+                  + " (apply them: aws elasticache batch-apply-update-action, docs/runbooks/upgrade.md)",
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
 def main() -> None:
     try:
         app()

@@ -198,9 +198,19 @@ class ExporterCommand:
         return [binary, *self.args]
 
 
-def exporter_password_file(redis_addr: str, password: str) -> str:
-    """Content for `-redis.password-file`: redis_exporter 1.45 reads a JSON map addr -> password."""
-    return json.dumps({redis_addr: password}) + "\n"
+def exporter_password_file(redis_addr: str, password: str, user: str = "monitor") -> str:
+    """Content for `-redis.password-file`: a JSON map of target URI -> password.
+
+    The key the exporter looks the password up by depends on its version: 1.45 (Debian, the
+    real-process proofs and the Sentinel hosts) uses the -redis.addr URI as given; since 1.69
+    (#983) the URI carries the -redis.user, ``rediss://monitor@redis:6379``
+    (exporter/redis.go lookupPasswordInPasswordMap at v1.88.0). Both keys are written so either
+    version authenticates; another target (`/scrape?target=...`) finds no password here.
+    """
+    scheme, sep, rest = redis_addr.partition("://")
+    if not sep or "@" in rest or not user:
+        raise ValueError(f"exporter_password_file: expected scheme://host:port and a user, got {redis_addr!r}")
+    return json.dumps({redis_addr: password, f"{scheme}://{user}@{rest}": password}) + "\n"
 
 
 def exporter_redis_addr(host: str, port: int, *, tls: bool) -> str:

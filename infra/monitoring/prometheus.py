@@ -2,6 +2,10 @@
 
 The renderers return YAML text that the local stack mounts into the Prometheus container
 and that the tests hand to the real `prometheus` / `promtool` binaries.
+
+The stack ships Prometheus 3.13 LTS (infra/versions.py); the proofs run Debian's 2.42. The
+output is valid for both: it uses nothing the 3.0 migration guide (docs/migration.md at v3.13.2)
+removes or changes, and nothing 2.42 does not know (tests/unit/test_prometheus3.py checks both).
 """
 
 from __future__ import annotations
@@ -49,6 +53,12 @@ def render_prometheus_config(
         "evaluation_interval": evaluation_interval,
     }
     if external_labels:
+        # Prometheus 3 expands ${VAR}/$VAR in external label values (the expand-external-labels
+        # flag became default behaviour; 2.x keeps them literal): refuse `$` so both agree.
+        for name, value in external_labels.items():
+            if "$" in str(value):
+                raise ValueError(f"render_prometheus_config: external label {name}={value!r} contains '$', which "
+                                 "Prometheus 3 expands as an environment variable")
         global_["external_labels"] = dict(external_labels)
     config: dict[str, Any] = {
         "global": global_,
@@ -105,7 +115,7 @@ def alert_rules(
 def render_alert_rules(
     thresholds: Sequence[Threshold] = DEFAULT_THRESHOLDS, runbook_base: str = DEFAULT_RUNBOOK_BASE
 ) -> str:
-    """The rules file (Prometheus 2.x `groups:` format)."""
+    """The rules file (the `groups:` format of Prometheus 2.x and 3.x)."""
     doc = {"groups": [{"name": RULE_GROUP_NAME, "rules": alert_rules(thresholds, runbook_base)}]}
     # width: keep long PromQL on one line so diffs in reviews stay readable.
     return yaml.safe_dump(doc, sort_keys=False, width=1000)

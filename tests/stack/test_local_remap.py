@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from infra.components import local_stack as ls
+from infra.versions import DEFAULT_IMAGES
 from redisops.devstack import ContainerSpec, Remap, Upload, container_specs, write_files
 from tests.support.pulumi_harness import load_stack_file, run_program
 
@@ -34,7 +35,7 @@ def test_specs_read_back_what_the_program_declared(specs: dict[str, ContainerSpe
     assert specs["redis"].shell_wrapper == 'umask 0077 && exec "$0" "$@"'
     assert specs["redis"].program == "redis-server"
     assert specs["exporter"].program == "/redis_exporter" and specs["exporter"].shell_wrapper is None
-    assert specs["redis"].image == "redis:7.2.5"
+    assert specs["redis"].image == DEFAULT_IMAGES["redis"]
     assert specs["redis"].ports == ((6379, 16379, "127.0.0.1"),)
     assert specs["redis"].volumes == ("/data",)
     assert {u.path: oct(u.mode) for u in specs["redis"].uploads}[ls.REDIS_ACL] == "0o440"
@@ -63,7 +64,8 @@ def test_password_file_key_follows_the_address(specs: dict[str, ContainerSpec], 
     remap = Remap.build(specs, tmp_path)
     upload = next(u for u in specs["exporter"].uploads if u.path == ls.EXPORTER_PASSWORD_FILE)
     remapped = json.loads(remap.file("exporter", upload))
-    assert list(remapped) == ["rediss://127.0.0.1:16379"]
+    # Both lookups (1.45 by address, 1.69+ by address with the user) follow the remap.
+    assert list(remapped) == ["rediss://127.0.0.1:16379", "rediss://monitor@127.0.0.1:16379"]
     assert list(remapped.values()) == list(json.loads(upload.content).values())
 
 

@@ -72,10 +72,10 @@ def test_images_pinned_and_used_by_their_containers(run: StackRun) -> None:
 
 
 def test_image_override_is_used() -> None:
-    config, keys = dev_config(local={"images": {"redis": "valkey/valkey:8.0.1"}}, engine="valkey",
+    config, keys = dev_config(local={"images": {"redis": "valkey/valkey:8.0.10"}}, engine="valkey",
                               engineVersion="8.0")
     r = run_program(config, secret_keys=keys)
-    assert r.one("docker:index/remoteImage:RemoteImage", "redis-redis-image").inputs["name"] == "valkey/valkey:8.0.1"
+    assert r.one("docker:index/remoteImage:RemoteImage", "redis-redis-image").inputs["name"] == "valkey/valkey:8.0.10"
     redis = container(r, "redis")
     assert redis["command"] == ["valkey-server", ls.REDIS_CONF]
     assert redis["healthcheck"]["tests"][1].startswith("valkey-cli ")
@@ -273,7 +273,9 @@ def test_exporter_scrapes_redis_as_monitor_over_tls_with_a_password_file(run: St
     assert flag["-redis.user"] == "monitor"
     ups = uploads(run, "exporter")
     pw_file = ups[flag["-redis.password-file"]]
-    assert json.loads(pw_file["content"]) == {addr: run.outputs["monitorPassword"]}
+    user_addr = addr.replace("rediss://", "rediss://monitor@")  # the 1.69+ lookup key (test_exporter_acl.py)
+    assert json.loads(pw_file["content"]) == {addr: run.outputs["monitorPassword"],
+                                              user_addr: run.outputs["monitorPassword"]}
     assert pw_file["permissions"] == "0440"
     assert ups[flag["-tls-ca-cert-file"]]["content"] == run.outputs["caCertPem"]
     assert flag["-web.listen-address"].endswith(f":{exp['ports'][0]['internal']:.0f}")

@@ -86,6 +86,19 @@ def test_dashboard_json_and_datasource_refs() -> None:
     assert len(cells) == len(set(cells))
 
 
+# Grafana 12.4 migrates a dashboard from schemaVersion 13 up to 42, the last one of the v1
+# dashboard API (grafana/grafana apps/dashboard/pkg/migration/schemaversion/README.md: "Minimum
+# Version: 13, Latest Version: 42"); below 13 a file-provisioned dashboard is refused.
+GRAFANA_12_SCHEMA_VERSIONS = range(13, 43)
+
+
+def test_dashboard_schema_version_is_one_grafana_12_migrates() -> None:
+    dash = json.loads(render_dashboard())
+    assert dash["schemaVersion"] in GRAFANA_12_SCHEMA_VERSIONS
+    # Panel types Grafana 12 ships without Angular (the graph/singlestat panels are gone since 11).
+    assert {p["type"] for p in dash["panels"]} <= {"timeseries", "stat"}
+
+
 def metric_names(expr: str) -> set[str]:
     return set(re.findall(r"\bredis_[a-z_]+\b", expr))
 
@@ -134,7 +147,11 @@ def test_exporter_command_password_file_and_tls() -> None:
     assert args[args.index("-redis.password-file") + 1] == "/run/secrets/exporter.json"
     assert args[args.index("-tls-ca-cert-file") + 1] == "/tls/ca.crt"
     assert "-count-keys" not in args and "-tls-client-cert-file" not in args
-    assert json.loads(exporter_password_file("rediss://127.0.0.1:6380", "pw")) == {"rediss://127.0.0.1:6380": "pw"}
+    # Keyed for both lookups: 1.45 by -redis.addr, 1.69+ by the URI with -redis.user (test_exporter_acl.py).
+    assert json.loads(exporter_password_file("rediss://127.0.0.1:6380", "pw")) == {
+        "rediss://127.0.0.1:6380": "pw", "rediss://monitor@127.0.0.1:6380": "pw"}
+    with pytest.raises(ValueError):
+        exporter_password_file("127.0.0.1:6380", "pw")
     mtls = exporter_command("redis", 6379, password="pw", tls_ca_cert_file="/ca", tls_client_cert_file="/c",
                             tls_client_key_file="/k")
     assert mtls.args[mtls.args.index("-tls-client-cert-file") + 1] == "/c"

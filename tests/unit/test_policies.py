@@ -40,7 +40,7 @@ def good_rg(**overrides: Any) -> dict[str, Any]:
 
 def good_container(**overrides: Any) -> dict[str, Any]:
     props: dict[str, Any] = {
-        "image": "redis:7.2.5",
+        "image": "redis:7.2.16",
         "command": ["redis-server", "/usr/local/etc/redis/redis.conf"],
         "envs": ["REDIS_PASSWORD_FILE=/run/secrets/app", "TZ=UTC"],
         "ports": [{"internal": 6379.0, "external": 6379.0, "ip": "127.0.0.1", "protocol": "tcp"}],
@@ -53,7 +53,7 @@ def good_container(**overrides: Any) -> dict[str, Any]:
 # ---- pack shape -------------------------------------------------------------------------------
 def test_pack_lists_every_policy_once_with_expected_levels() -> None:
     names = [p.name for p in P.POLICIES]
-    assert len(names) == len(set(names)) == 10
+    assert len(names) == len(set(names)) == 11
     levels = {p.name: p.enforcement_level for p in P.POLICIES}
     assert levels.pop("rate-limit-eviction-policy") == EnforcementLevel.ADVISORY
     assert set(levels.values()) == {EnforcementLevel.MANDATORY}

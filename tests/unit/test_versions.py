@@ -1,0 +1,243 @@
+"""The versions table (infra/versions.py): defaults at or above their floors, settings and the policy
+pack refuse anything below (naming key, value, CVE ids and the lowest allowed version), the
+ElastiCache engine lines and parameter families come from it, Renovate's regex manager finds
+every pin, and the docs that quote it are current."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pulumi_policy import ResourceValidationArgs
+
+from infra import versions as V
+from infra.errors import SettingsErrors
+from infra.settings import ENGINE_VERSIONS, Images, StackConfig, parse_settings
+from policy import policies as P
+from redis_conf.elasticache import FAMILIES, MODIFIABLE, family_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def errors_of(raw: dict[str, Any]) -> list[str]:
+    with pytest.raises(SettingsErrors) as info:
+        parse_settings(raw)
+    return [str(e) for e in info.value.errors]
+
+
+# ---- the table itself ---------------------------------------------------------------------------
+@pytest.mark.parametrize("line", V.LINES, ids=lambda v: f"{v.component}-{v.line}")
+def test_every_pin_is_on_its_line_and_at_or_above_its_floor(line: V.VersionLine) -> None:
+    pin, floor = V.parse_version(line.pin), V.parse_version(line.floor)
+    prefix = V.parse_version(line.line)
+    assert pin[:len(prefix)] == prefix and floor[:len(prefix)] == prefix
+    assert pin >= floor
+    assert V.version_problem(line.component, line.pin) is None
+    assert line.why(), "a floor needs its CVE ids or, when none is published, the reason"
+    for cve in line.cves:
+        assert re.fullmatch(r"CVE-\d{4}-\d{4,}", cve), cve
+
+
+def test_default_images_are_the_pins_of_the_default_lines() -> None:
+    assert Images().model_dump() == V.DEFAULT_IMAGES == {
+        "redis": "redis:7.2.16", "exporter": "oliver006/redis_exporter:v1.88.0",
+        "prometheus": "prom/prometheus:v3.13.2", "grafana": "grafana/grafana:12.4.11"}
+    for key, image in V.DEFAULT_IMAGES.items():
+        assert V.image_problem(image) is None, key
+
+
+def test_default_lines_are_supported_past_the_review() -> None:
+    # Support ends from the vendors' policies (cited in infra/versions.py); a default line that
+    # ends before the next review must be replaced now.
+    for spec in (*V.IMAGES, V.VALKEY_IMAGE):
+        end = V.line(spec.component, spec.default_line).support_end
+        if re.match(r"\d{4}-\d{2}-\d{2}$", end):
+            assert end > f"{V.REVIEWED}-31", (spec.component, end)
+
+
+@pytest.mark.parametrize(("version", "needle"), [
+    ("7.2.12", "below the floor 7.2.13"), ("7.4.7", "below the floor 7.4.8"), ("8.0.6", "on no reviewed line"),
+    ("8.6.1", "on no reviewed line"), ("7.0.15", "on no reviewed line"),
+])
+def test_redis_versions_below_a_floor_or_off_the_lines_are_refused(version: str, needle: str) -> None:
+    problem = V.version_problem("redis", version)
+    assert problem is not None and needle in problem
+
+
+# ---- settings -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(("key", "image", "floor", "cve"), [
+    ("redis", "redis:7.2.5", "7.2.13", "CVE-2025-49844"),
+    ("exporter", "oliver006/redis_exporter:v1.62.0", "1.81.0", ""),
+    ("prometheus", "prom/prometheus:v3.13.1", "3.13.2", "CVE-2026-56852"),
+    ("grafana", "grafana/grafana:12.3.11", "12.4.0", ""),
+])
+def test_settings_refuse_an_image_below_its_floor(key: str, image: str, floor: str, cve: str) -> None:
+    (err,) = errors_of({"target": "local", "local": {"images": {key: image}}})
+    assert err.startswith(f'redisstack:local.images.{key} = "{image}": ')
+    assert floor in err or "12.4.x >= 12.4.0" in err
+    assert cve in err
+    assert V.DEFAULT_IMAGES[key] in err or "12.4" in err
+
+
+def test_settings_error_names_every_cve_of_the_floor() -> None:
+    (err,) = errors_of({"target": "local", "local": {"images": {"redis": "redis:7.2.11"}}})
+    for cve in V.line("redis", "7.2").cves:
+        assert cve in err
+    assert "expected 7.2.13 or later, e.g. redis:7.2.16" in err
+
+
+@pytest.mark.parametrize("image", ["redis:7.2.16-alpine", "redis:7.2.13", "mirror.example.com/library/redis:7.2.16",
+                                   "redis:7.2.16@sha256:" + "a" * 64, "redis:7.4.8-bookworm", "redis:8.2.5"])
+def test_settings_accept_patched_tags_with_or_without_digest(image: str) -> None:
+    assert parse_settings({"target": "local", "local": {"images": {"redis": image}}}).config.local.images.redis == image
+
+
+def test_settings_refuse_a_digest_without_a_version_and_a_foreign_image() -> None:
+    digest_only = "redis@sha256:" + "b" * 64
+    (err,) = errors_of({"target": "local", "local": {"images": {"redis": digest_only}}})
+    assert "expected a version tag so the floor can be checked" in err
+    (err,) = errors_of({"target": "local", "local": {"images": {"prometheus": "redis:7.2.16"}}})
+    assert "expected an image of prom/prometheus" in err
+
+
+def test_engine_and_image_must_agree_on_the_local_target() -> None:
+    (err,) = errors_of({"target": "local", "engine": "valkey", "engineVersion": "8.1"})
+    assert err == ('redisstack:local.images.redis = "redis:7.2.16": engine valkey runs valkey-server: expected a '
+                   'valkey image, e.g. valkey/valkey:8.1.10')
+    ok = parse_settings({"target": "local", "engine": "valkey", "engineVersion": "8.1",
+                         "local": {"images": {"redis": V.DEFAULT_VALKEY_IMAGE}}})
+    assert ok.config.local.images.redis == "valkey/valkey:8.1.10"
+    (err,) = errors_of({"target": "local", "engine": "valkey", "engineVersion": "8.1",
+                        "local": {"images": {"redis": "valkey/valkey:8.1.4"}}})
+    assert "below the floor 8.1.9" in err and "CVE-2026-56684" in err
+
+
+def test_engine_versions_and_families_come_from_the_table() -> None:
+    assert dict(ENGINE_VERSIONS) == {"redis": ("7.0", "7.1"), "valkey": ("7.2", "8.0", "8.1", "8.2")}
+    assert set(FAMILIES) == {e.family for e in V.ENGINE_LINES} == set(MODIFIABLE)
+    for e in V.ENGINE_LINES:
+        assert family_for(e.engine, e.version) == e.family
+    assert StackConfig.model_fields["engine_version"].description == (
+        "ElastiCache engine version (redis 7.0/7.1, valkey 7.2/8.0/8.1/8.2)")
+
+
+@pytest.mark.parametrize(("engine", "version", "needle"), [
+    ("redis", "6.2", "below the floor 7.0 (Redis Functions and ACL v2 (7.0+)); expected one of 7.0, 7.1"),
+    ("redis", "7.2", "expected one of 7.0, 7.1 for engine redis"),
+    ("valkey", "9.0", "expected one of 7.2, 8.0, 8.1, 8.2 for engine valkey"),
+])
+def test_settings_refuse_engine_versions_off_the_table(engine: str, version: str, needle: str) -> None:
+    (err,) = errors_of({"target": "local", "engine": engine, "engineVersion": version,
+                        "local": {"images": {"redis": V.default_pin(engine)}}})  # type: ignore[arg-type]
+    assert err.startswith(f'redisstack:engineVersion = "{version}": ') and err.endswith(needle)
+
+
+# ---- policy pack --------------------------------------------------------------------------------
+def run_policy(type_: str, props: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    args = ResourceValidationArgs(type_, props, f"urn:pulumi:dev::redisstack::{type_}::x", "x",
+                                  None, None, None, None)  # type: ignore[arg-type]
+    P.VERSION_FLOORS.validate(args, lambda message, urn=None: out.append(message))
+    return out
+
+
+def test_policy_refuses_the_same_floors() -> None:
+    for image in V.DEFAULT_IMAGES.values():
+        assert run_policy(P.REMOTE_IMAGE, {"name": image}) == []
+    (v,) = run_policy(P.REMOTE_IMAGE, {"name": "redis:7.2.5"})
+    assert "below the floor 7.2.13" in v and "CVE-2025-67733" in v
+    (v,) = run_policy(P.CONTAINER, {"image": "grafana/grafana:11.1.0"})
+    assert "on no reviewed line" in v
+    # Image ids and digests name no version; other components are not judged.
+    assert run_policy(P.CONTAINER, {"image": "sha256:" + "0" * 64}) == []
+    assert run_policy(P.REMOTE_IMAGE, {"name": "redis@sha256:" + "a" * 64}) == []
+    assert run_policy(P.REMOTE_IMAGE, {"name": "nginx:1.27.0"}) == []
+
+
+def test_policy_refuses_engine_versions_below_the_floor() -> None:
+    assert run_policy(P.REPLICATION_GROUP, {"engine": "redis", "engineVersion": "7.1"}) == []
+    assert run_policy(P.REPLICATION_GROUP, {"engine": "valkey", "engineVersion": "8.2"}) == []
+    (v,) = run_policy(P.REPLICATION_GROUP, {"engine": "redis", "engineVersion": "6.2"})
+    assert "below the floor 7.0" in v
+    (v,) = run_policy(P.CACHE_CLUSTER, {"engine": "valkey", "engineVersion": "9.0"})
+    assert "expected one of 7.2, 8.0, 8.1, 8.2" in v
+
+
+# ---- Renovate -----------------------------------------------------------------------------------
+def renovate() -> dict[str, Any]:
+    config: dict[str, Any] = json.loads((ROOT / "renovate.json").read_text())
+    return config
+
+
+def js_regex(pattern: str) -> re.Pattern[str]:
+    """Renovate's (RE2/JavaScript) named groups `(?<name>` are Python's `(?P<name>`."""
+    return re.compile(re.sub(r"\(\?<(?=[A-Za-z])", "(?P<", pattern))
+
+
+def renovate_versioning_regex(versioning: str) -> re.Pattern[str]:
+    assert versioning.startswith("regex:"), versioning
+    return js_regex(versioning.removeprefix("regex:"))
+
+
+def test_renovate_finds_every_pin_of_the_table() -> None:
+    """Renovate's custom regex manager (renovate.json) applied to infra/versions.py, as Renovate
+    would: every pin must be extracted with its repository and tag, and its versioning regex
+    must keep updates on the pin's line (docs.renovatebot.com/modules/manager/regex)."""
+    config = renovate()
+    managers = [m for m in config["customManagers"] if m["customType"] == "regex"]
+    path = "infra/versions.py"
+    text = (ROOT / path).read_text()
+    found: dict[str, dict[str, str]] = {}
+    for manager in managers:
+        patterns = [js_regex(p.strip("/")) for p in manager["managerFilePatterns"]]
+        if not any(p.search(path) for p in patterns):
+            continue
+        for match_string in manager["matchStrings"]:
+            for m in js_regex(match_string).finditer(text):
+                pinned = re.search(r'"([^"]+)",$', m.group(0))
+                assert pinned is not None
+                found[pinned.group(1)] = m.groupdict()
+    for (component, line_name), image in V.PINS.items():
+        ref = V.split_image(image)
+        assert image in found, f"no Renovate manager matches the pin {image}"
+        dep = found[image]
+        assert (dep["datasource"], dep["depName"], dep["currentValue"]) == ("docker", ref.repository, ref.tag)
+        versioning = renovate_versioning_regex(dep["versioning"])
+        assert versioning.fullmatch(ref.tag or ""), (image, dep["versioning"])
+        for other in V.LINES:  # never proposes a tag of another line of the same component
+            if other.component == component and other.line != line_name:
+                assert not versioning.fullmatch(V.split_image(other.image).tag or ""), (image, other.image)
+    assert len(found) == len(V.PINS)
+
+
+def test_renovate_also_keeps_pip_requirements_and_actions_fresh() -> None:
+    config = renovate()
+    assert {"custom.regex", "pip_requirements", "github-actions"} <= set(config["enabledManagers"])
+    assert "helpers:pinGitHubActionDigests" in config["extends"]
+    # pip_requirements' default managerFilePatterns (docs.renovatebot.com/modules/manager/pip_requirements):
+    default = js_regex(r"(^|/)[\w-]*requirements([-.]\w+)?\.(txt|pip)$")
+    for path in ("requirements.txt", "requirements-dev.txt", "policy/requirements.txt"):
+        assert (ROOT / path).exists() and default.search(path), path
+    image_rules = [r for r in config["packageRules"] if r.get("matchManagers") == ["custom.regex"]]
+    assert image_rules and all(r["pinDigests"] is False for r in image_rules)
+
+
+# ---- docs that quote the table ------------------------------------------------------------------
+def test_security_doc_is_generated_from_the_table() -> None:
+    from infra.docgen import SECURITY, render_security
+
+    text = SECURITY.read_text()
+    assert render_security(text) == text, "docs/security.md is stale: run `python -m infra.docgen --write`"
+    for line in V.LINES:
+        assert f"`{line.image}`" in text and line.floor in text
+
+
+def test_fidelity_doc_names_every_shipped_pin() -> None:
+    """docs/fidelity.md says what ships against what the proofs run; a pin change without a
+    fidelity update fails here."""
+    text = (ROOT / "docs" / "fidelity.md").read_text()
+    for image in (*V.DEFAULT_IMAGES.values(), V.DEFAULT_VALKEY_IMAGE):
+        assert f"`{image}`" in text, f"docs/fidelity.md does not name the shipped {image}"
