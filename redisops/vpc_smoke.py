@@ -76,6 +76,8 @@ def function_config(outputs: Mapping[str, Any], *, app_secret_arn: str, admin_se
     config: dict[str, Any] = {"outputs": picked, "appSecretArn": app_secret_arn, "fillFromAppSecret": fill}
     if admin_secret_arn:
         config["adminSecretArn"] = admin_secret_arn
+    elif outputs.get("authMode") == "token":
+        config["adminIsApp"] = True
     return config
 
 
@@ -93,12 +95,14 @@ def _credential(text: str) -> tuple[str | None, str]:
 
 
 def _secrets_manager() -> SecretFetch:
-    import boto3  # in every Lambda Python runtime; not packaged
-
-    client = boto3.client("secretsmanager")
+    clients: list[Any] = []
 
     def fetch(arn: str) -> str:
-        return str(client.get_secret_value(SecretId=arn)["SecretString"])
+        if not clients:
+            import boto3  # in every Lambda Python runtime; not packaged
+
+            clients.append(boto3.client("secretsmanager"))
+        return str(clients[0].get_secret_value(SecretId=arn)["SecretString"])
     return fetch
 
 
@@ -114,10 +118,10 @@ def stack_outputs(config: Mapping[str, Any], action: str, fetch: SecretFetch) ->
         env[key] = password
     secrets = [password]
     admin_arn = config.get("adminSecretArn")
-    if action in ADMIN_ACTIONS:
+    if action in ADMIN_ACTIONS and not config.get("adminIsApp"):
         if not admin_arn:
             raise UsageError(f"{action} needs the admin credential: this stack exports no admin secret "
-                             "(adminSecretArn); ElastiCache in token mode has no admin user")
+                             "(adminSecretArn)")
         admin_user, admin_password = _credential(fetch(str(admin_arn)))
         outputs["adminPassword"] = admin_password
         if admin_user:
@@ -126,7 +130,7 @@ def stack_outputs(config: Mapping[str, Any], action: str, fetch: SecretFetch) ->
     return outputs, tuple(s for s in secrets if s)
 
 
-def _run_smoke(spec: rc.ConnectionSpec) -> dict[str, Any]:
+def _run_smoke(spec: rc.ConnectionSpec, _role: rc.Role = "app") -> dict[str, Any]:
     from redisops.report import to_json, to_junit
     from redisops.smoke import SmokeOptions, SmokeRun
 
@@ -136,12 +140,12 @@ def _run_smoke(spec: rc.ConnectionSpec) -> dict[str, Any]:
             "report": json.loads(to_json(report, secrets)), "junit": to_junit(report, secrets)}
 
 
-def _run_functions_load(spec: rc.ConnectionSpec) -> dict[str, Any]:
+def _run_functions_load(spec: rc.ConnectionSpec, role: rc.Role = "admin") -> dict[str, Any]:
     try:
         from ratelimit import functions as fn  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         raise UsageError("this package has no Redis Functions library (ratelimit.functions): nothing to load") from None
-    admin = rc.client(spec, "admin")
+    admin = rc.client(spec, role)
     try:
         name = fn.load_library(admin)
         version = fn.read_version(admin)
@@ -152,7 +156,7 @@ def _run_functions_load(spec: rc.ConnectionSpec) -> dict[str, Any]:
             "version": version, "message": fn.describe_state(state, version)}
 
 
-RUNNERS: Mapping[str, Callable[[rc.ConnectionSpec], dict[str, Any]]] = {
+RUNNERS: Mapping[str, Callable[[rc.ConnectionSpec, rc.Role], dict[str, Any]]] = {
     "smoke": _run_smoke, "functions-load": _run_functions_load}
 
 
@@ -169,7 +173,10 @@ def run_action(action: str, config: Mapping[str, Any], fetch: SecretFetch) -> di
                 json.dump(outputs, fh)
             # The same resolution as `redisops <command> --stack-outputs outputs.json`.
             spec = rc.resolve(stack_outputs=path, environ={})
-            result = RUNNERS[action](spec)
+            # ElastiCache in token mode has one credential, the token, with full access (it logs in
+            # as the built-in `default` user): it is the admin credential there.
+            role: rc.Role = "app" if action in ADMIN_ACTIONS and config.get("adminIsApp") else "admin"
+            result = RUNNERS[action](spec, role)
     except (UsageError, OperationError) as exc:
         raise type(exc)(rc.redact(str(exc), secrets=secrets)) from None
     text = json.dumps(result)
@@ -186,6 +193,8 @@ def handler(event: Mapping[str, Any] | None, context: Any = None) -> dict[str, A
     action = str((event or {}).get("action", "smoke"))
     reply: dict[str, Any] = {"action": action, "command": COMMANDS.get(action, "")}
     try:
+        if action not in RUNNERS:
+            raise UsageError(f"action {action!r}: expected one of {', '.join(ACTIONS)}")
         raw = os.environ.get(CONFIG_VARIABLE)
         if not raw:
             raise UsageError(f"{CONFIG_VARIABLE} is not set: this function is configured by the stack "
@@ -206,16 +215,23 @@ def _outputs_file(path: Path) -> dict[str, Any]:
     return rc.load_outputs_file(path)
 
 
-def invoke(function_name: str, action: str, *, lambda_client: Any | None = None) -> dict[str, Any]:
-    """Synchronous invoke; raises OperationError when the function itself failed (timeout, crash)."""
-    if lambda_client is None:
-        import boto3
-        from botocore.config import Config
+def lambda_client_for(function_arn: str) -> Any:
+    """A Lambda client in the function's own region (from its ARN), that waits as long as the
+    function may run and never retries: a retried invoke would run the checks twice. (botocore's
+    default read timeout is 60 s and its default retry mode retries read timeouts:
+    https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html)"""
+    import boto3
+    from botocore.config import Config
 
-        # One attempt: a retried invoke would run the smoke test twice. Wait longer than the
-        # function may run (the CLI's default read timeout is 60 s).
-        lambda_client = boto3.client("lambda", config=Config(read_timeout=INVOKE_READ_TIMEOUT_S,
-                                                             retries={"total_max_attempts": 1}))
+    parts = function_arn.split(":")
+    if len(parts) < 7 or parts[2] != "lambda":
+        raise UsageError(f"smokeFunctionArn {function_arn!r}: expected arn:<partition>:lambda:<region>:<account>:function:<name>")
+    return boto3.client("lambda", region_name=parts[3], config=Config(
+        read_timeout=INVOKE_READ_TIMEOUT_S, connect_timeout=10, retries={"total_max_attempts": 1}))
+
+
+def invoke(function_name: str, action: str, *, lambda_client: Any) -> dict[str, Any]:
+    """Synchronous invoke; raises OperationError when the function itself failed (timeout, crash)."""
     response = lambda_client.invoke(FunctionName=function_name, InvocationType="RequestResponse",
                                     Payload=json.dumps({"action": action}).encode())
     body = response["Payload"].read()
@@ -278,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     inv = sub.add_parser("invoke", help="invoke the stack's smoke function and write its reports")
     inv.add_argument("--stack-outputs", type=Path, required=True,
-                     help="JSON of `pulumi stack output --json` (no secrets needed: smokeFunctionName is read)")
+                     help="JSON of `pulumi stack output --json` (no secrets needed: smokeFunctionArn is read)")
     inv.add_argument("--action", choices=ACTIONS, default="smoke")
     inv.add_argument("--json", type=Path, dest="json_path", help="write the smoke report as JSON here")
     inv.add_argument("--junit", type=Path, help="write the smoke report as JUnit XML here")
@@ -290,11 +306,11 @@ def main(argv: list[str] | None = None) -> int:
             print(preflight(args.settings))
             return 0
         outputs = _outputs_file(args.stack_outputs)
-        name = outputs.get("smokeFunctionName")
-        if not name:
-            raise UsageError(f"--stack-outputs {args.stack_outputs}: no smokeFunctionName output; the stack has no "
+        arn = outputs.get("smokeFunctionArn")
+        if not arn:
+            raise UsageError(f"--stack-outputs {args.stack_outputs}: no smokeFunctionArn output; the stack has no "
                              "smoke function (target local, or redisstack:smoke.enabled false)")
-        reply = invoke(str(name), args.action)
+        reply = invoke(str(arn), args.action, lambda_client=lambda_client_for(str(arn)))
         _write_reports(reply, args.json_path, args.junit)
         print(_summary(reply))
         return int(reply["exitCode"])

@@ -264,7 +264,7 @@ class SmokeFunction(pulumi.ComponentResource):
     def _function(self, args: SmokeFunctionArgs, tags: dict[str, str]) -> aws.lambda_.Function:
         name = self._name
         # Only the outputs it needs go in (of those, `env` is secret: function_config strips it).
-        needed = {k: v for k, v in args.outputs.items() if k in OUTPUT_KEYS}
+        needed = {k: v for k, v in args.outputs.items() if k in (*OUTPUT_KEYS, "authMode")}
         variables = pulumi.Output.all(pulumi.Output.from_input(needed), args.app_secret_arn,
                                       args.admin_secret_arn).apply(lambda v: environment(v[0], v[1], v[2]))
         return aws.lambda_.Function(
