@@ -176,9 +176,15 @@ def run_action(action: str, config: Mapping[str, Any], fetch: SecretFetch) -> di
             # ElastiCache in token mode has one credential, the token, with full access (it logs in
             # as the built-in `default` user): it is the admin credential there.
             role: rc.Role = "app" if action in ADMIN_ACTIONS and config.get("adminIsApp") else "admin"
-            result = RUNNERS[action](spec, role)
+            try:
+                result = RUNNERS[action](spec, role)
+            finally:
+                if outputs.get("caCertPem") and spec.ca_cert:  # written by resolve; a warm function lives on
+                    Path(spec.ca_cert).unlink(missing_ok=True)
     except (UsageError, OperationError) as exc:
         raise type(exc)(rc.redact(str(exc), secrets=secrets)) from None
+    except Exception as exc:  # e.g. a connection error: its text, without any credential
+        raise OperationError(rc.redact(f"{type(exc).__name__}: {exc}", secrets=secrets)) from None
     text = json.dumps(result)
     for s in secrets:
         if s in text:  # the report writers redact; this is the last line of defence

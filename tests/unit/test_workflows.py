@@ -16,6 +16,7 @@ import shlex
 import shutil
 import string
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -288,7 +289,11 @@ def test_the_program_refuses_the_example_network_unless_it_runs_under_mocks(monk
     from infra.errors import SettingsErrors
     from tests.support.pulumi_harness import load_stack_file, run_program
 
-    assert settings._under_mocks() is False  # no engine, no mocks: what a real `pulumi preview` looks like here
+    # A fresh interpreter (this one may have run mocks already): no engine, no mocks -> False.
+    fresh = subprocess.run([sys.executable, "-c", "from infra.settings import _under_mocks; print(_under_mocks())"],
+                           capture_output=True, text=True, timeout=120, cwd=ROOT, check=True)
+    assert fresh.stdout.strip() == "False"
+    # What a real `pulumi preview` sees: the settings do not run under mocks.
     monkeypatch.setattr(settings, "_under_mocks", lambda: False)
     config, secret = load_stack_file("Pulumi.prod.yaml")
     with pytest.raises(SettingsErrors) as exc:
