@@ -354,6 +354,11 @@ def test_docker_path_test_runs_in_its_own_job_after_plugins_and_images() -> None
     assert limit >= 1500 and job["timeout-minutes"] * 60 > limit + 600
     assert any(uses(s, "pulumi/actions") and s["with"] == {"pulumi-version": "${{ env.PULUMI_VERSION }}"}
                for s in steps(job))
+    # The pull step's image list comes from the settings' pinned images: run its Python here.
+    snippet = re.search(r"-c '([^']+)'", steps(job)[pull]["run"]).group(1)  # type: ignore[union-attr]
+    images = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=120,
+                            cwd=ROOT, check=True).stdout.split()
+    assert len(images) >= 4 and all(":" in i or "@sha256:" in i for i in images)
     # The test itself: opt-in through that variable, its own limit, absent from `bash .ci/run`.
     spec = importlib.util.spec_from_file_location("lifecycle", ROOT / "tests/integration/test_devstack_lifecycle.py")
     assert spec and spec.loader
