@@ -27,6 +27,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.aws_common import child
+from infra.settings import Settings
 from redisops.vpc_smoke import CONFIG_VARIABLE, OUTPUT_KEYS, function_config
 
 # python3.13: supported by Lambda until 2029-06-30 (python3.11 was deprecated 2026-06-30;
@@ -113,10 +114,6 @@ def code_archive(files: Mapping[str, Path]) -> pulumi.AssetArchive:
     return pulumi.AssetArchive({name: pulumi.FileAsset(str(path)) for name, path in files.items()})
 
 
-def vendored_versions() -> dict[str, str]:
-    return {d: importlib.metadata.version(d) for d in VENDORED}
-
-
 @dataclass(frozen=True)
 class SmokeFunctionArgs:
     """Where the function runs and what it may reach; built by `for_target`."""
@@ -142,7 +139,7 @@ class SmokeFunctionArgs:
             raise ValueError("the smoke function needs the Redis port(s) it may reach")
 
     @classmethod
-    def for_target(cls, settings: Any, outputs: Mapping[str, Any], *, redis_security_group_id: pulumi.Input[str],
+    def for_target(cls, settings: Settings, outputs: Mapping[str, Any], *, redis_security_group_id: pulumi.Input[str],
                    redis_ports: Sequence[int], kms_key_arn: pulumi.Input[str] | None) -> SmokeFunctionArgs:
         """From validated Settings and the target component's stack outputs (ElastiCache:
         authSecretArn; Sentinel: appSecretArn and adminSecretArn)."""
