@@ -143,6 +143,8 @@ OUTPUT_DOCS: dict[str, str] = {
     "redisNodes": "host:port of each Redis node", "instanceIds": "EC2 instances",
     "availabilityZones": "AZ of each host", "appSecretArn": "Secrets Manager secret of the app password",
     "adminSecretArn": "Secrets Manager secret of the admin password",
+    "smokeFunctionName": "Lambda CI invokes after `pulumi up`: `redisops smoke` inside the VPC (docs/delivery.md)",
+    "smokeFunctionArn": "ARN of the smoke function (grant `lambda:InvokeFunction` on it to the deploy role)",
     "parameterPrefix": "SSM path holding the hosts' rendered files (SecureString)",
 }
 EXAMPLE_STACKS = ("dev", "prod", "prod-sentinel")

@@ -22,17 +22,32 @@ def _local(settings: Settings) -> dict[str, Any]:
 
 
 def _elasticache(settings: Settings) -> dict[str, Any]:
-    from infra.components.elasticache import ElastiCacheArgs, ElastiCacheRedis
+    from infra.components.elasticache import PORT, ElastiCacheArgs, ElastiCacheRedis
 
     cache = ElastiCacheRedis("redis", ElastiCacheArgs.from_settings(settings))
-    return cache.stack_outputs
+    return {**cache.stack_outputs, **_smoke(settings, cache.stack_outputs, cache.security_group.id, (PORT,),
+                                            cache.stack_outputs["kmsKeyArn"])}
 
 
 def _sentinel(settings: Settings) -> dict[str, Any]:
-    from infra.components.sentinel_hosts import SentinelHosts, SentinelHostsArgs
+    from infra.components.sentinel_hosts import REDIS_PORT, SENTINEL_PORT, SentinelHosts, SentinelHostsArgs
 
     hosts = SentinelHosts("redis", SentinelHostsArgs.from_settings(settings))
-    return hosts.stack_outputs
+    return {**hosts.stack_outputs, **_smoke(settings, hosts.stack_outputs, hosts.security_group.id,
+                                            (REDIS_PORT, SENTINEL_PORT), hosts.kms_key.arn)}
+
+
+def _smoke(settings: Settings, outputs: dict[str, Any], redis_sg: Any, ports: tuple[int, ...],
+           kms_key_arn: Any) -> dict[str, Any]:
+    """The in-VPC smoke function CI invokes after `pulumi up` (smoke.enabled, on by default)."""
+    if not settings.config.smoke.enabled:
+        return {}
+    from infra.components.smoke_function import SmokeFunction, SmokeFunctionArgs
+
+    everything = {**common_outputs(settings), **outputs}  # the tiers and expectations smoke holds Redis to
+    fn = SmokeFunction("smoke", SmokeFunctionArgs.for_target(settings, everything, redis_security_group_id=redis_sg,
+                                                             redis_ports=ports, kms_key_arn=kms_key_arn))
+    return fn.stack_outputs
 
 
 TARGETS: dict[str, Callable[[Settings], dict[str, Any]]] = {

@@ -164,6 +164,16 @@ class NetworkSettings(_Model):
         return v
 
 
+class SmokeSettings(_Model):
+    """The in-VPC smoke function of the AWS targets (infra/components/smoke_function.py)."""
+
+    enabled: bool = Field(True, description="A Lambda in the subnets that runs `redisops smoke` inside the VPC; "
+                          "CI invokes it after `pulumi up` (docs/delivery.md)")
+    secrets_endpoint_security_group_id: str | None = Field(
+        None, pattern=r"^sg-[0-9a-f]{8,17}$", description="Security group of the VPC's Secrets Manager interface "
+        "endpoint: the function's HTTPS egress goes only there (default: port 443 to any address, via NAT)")
+
+
 class ElastiCacheSettings(_Model):
     """The `elasticache` target."""
 
@@ -272,6 +282,7 @@ class StackConfig(_Model):
     elasticache: ElastiCacheSettings = Field(default_factory=ElastiCacheSettings, description="elasticache target")
     sentinel: SentinelSettings = Field(default_factory=SentinelSettings, description="sentinel target")
     backup: BackupSettings = Field(default_factory=BackupSettings, description="Snapshots and backups")
+    smoke: SmokeSettings = Field(default_factory=SmokeSettings, description="In-VPC smoke function (AWS targets)")
     alerting: AlertingSettings = Field(default_factory=AlertingSettings, description="Alarm routing and log retention")
     tags: dict[str, str] = Field(default_factory=dict, description="Tags on every AWS resource")
 
@@ -403,6 +414,14 @@ def _pydantic_errors(exc: ValidationError) -> list[SettingError]:
     return out
 
 
+# The example network of the committed Pulumi.prod*.yaml: renders and tests run on it offline, a
+# real engine would stop on it with a provider lookup error (no such subnet), so outside mocks it is
+# refused with the keys to set (docs/delivery.md, bootstrap).
+EXAMPLE_NETWORK: Mapping[str, frozenset[str]] = MappingProxyType({
+    "vpcId": frozenset({"vpc-0a1b2c3d4e5f60718"}),
+    "subnetIds": frozenset({"subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002", "subnet-0a1b2c3d4e5f60003"}),
+    "appSecurityGroupIds": frozenset({"sg-0a1b2c3d4e5f60aa1"}),
+})
 _PATTERN_HELP = {
     "vpcId": 'expected a VPC id like "vpc-0a1b2c3d4e5f60718"',
     "subnetIds": 'expected subnet ids like "subnet-0a1b2c3d4e5f60001"',
@@ -501,9 +520,21 @@ def _cross_checks(cfg: StackConfig) -> list[SettingError]:
     return errors
 
 
+def example_network_errors(cfg: StackConfig) -> list[SettingError]:
+    """The example network ids still in a stack file, one error per key to set."""
+    net = cfg.network
+    given = {"vpcId": [net.vpc_id] if net.vpc_id else [], "subnetIds": list(net.subnet_ids),
+             "appSecurityGroupIds": list(net.app_security_group_ids)}
+    return [SettingError(f"network.{key}", values if key != "vpcId" else values[0],
+                         f"the committed example value: set your own with `pulumi config set --path "
+                         f"{NAMESPACE}:network.{key}{'' if key == 'vpcId' else '[0]'} <id>` (docs/delivery.md, bootstrap)")
+            for key, values in given.items() if any(v in EXAMPLE_NETWORK[key] for v in values)]
+
+
 def parse_settings(raw: Mapping[str, Any], *, secret_keys: frozenset[str] = frozenset(),
-                   project: str = NAMESPACE, stack: str = "dev") -> Settings:
-    """Validate raw config (key without namespace -> value as Pulumi stores it) into Settings."""
+                   project: str = NAMESPACE, stack: str = "dev", allow_example_network: bool = True) -> Settings:
+    """Validate raw config (key without namespace -> value as Pulumi stores it) into Settings.
+    `allow_example_network=False` also refuses the example network ids (EXAMPLE_NETWORK)."""
     values = {k: _decode(v) for k, v in raw.items()}
     errors: list[SettingError] = []
     for key in SECRET_KEYS:
@@ -517,6 +548,8 @@ def parse_settings(raw: Mapping[str, Any], *, secret_keys: frozenset[str] = froz
         errors.extend(_pydantic_errors(exc))
     else:
         errors.extend(_cross_checks(cfg))
+        if not allow_example_network and cfg.target in ("elasticache", "sentinel"):
+            errors.extend(example_network_errors(cfg))
     # Redis overrides, tiers and thresholds have parsers of their own; they are checked even
     # when other keys are wrong so that one run reports every problem.
     redis_conf = load_base()
@@ -556,4 +589,14 @@ def load_settings() -> Settings:
     prefix = f"{NAMESPACE}:"
     raw = {k[len(prefix):]: v for k, v in merged.items() if k.startswith(prefix)}
     secrets = frozenset(k for k in raw if runtime_config.is_config_secret(prefix + k) or prefix + k in secret_full)
-    return parse_settings(raw, secret_keys=secrets, project=pulumi.get_project(), stack=pulumi.get_stack())
+    return parse_settings(raw, secret_keys=secrets, project=pulumi.get_project(), stack=pulumi.get_stack(),
+                          allow_example_network=_under_mocks())
+
+
+def _under_mocks() -> bool:
+    """True when the program runs under `pulumi.runtime.set_mocks` (renders, stack tests): no
+    provider looks anything up there, so the example network ids are harmless."""
+    from pulumi.runtime.mocks import MockMonitor
+    from pulumi.runtime.settings import get_monitor
+
+    return isinstance(get_monitor(), MockMonitor)

@@ -95,6 +95,9 @@ class _Normaliser:
             return value
         if isinstance(value, str):
             return self.text(value)
+        assets = getattr(value, "assets", None)
+        if isinstance(assets, Mapping):  # pulumi.AssetArchive: its top-level entries, not every file
+            return {type(value).__name__: sorted({str(name).split("/")[0] for name in assets})}
         for attr in ("path", "text", "uri"):  # pulumi assets/archives
             if getattr(value, attr, None) is not None:
                 return {type(value).__name__: self.text(str(getattr(value, attr)))}

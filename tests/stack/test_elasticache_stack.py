@@ -22,7 +22,14 @@ from infra.monitoring.cloudwatch import TREAT_MISSING_DATA, member_cluster_ids
 from infra.thresholds import DEFAULT_THRESHOLDS
 from redis_conf.acl import APP_RULES, GUIDE_DISABLED_COMMANDS
 from redis_conf.elasticache import MODIFIABLE
-from tests.support.pulumi_harness import StackRun, is_secret, load_stack_file, run_program, unwrap_secret
+from tests.support.pulumi_harness import (
+    StackRun,
+    is_secret,
+    load_stack_file,
+    run_program,
+    unwrap_secret,
+    without_component,
+)
 
 RG = "aws:elasticache/replicationGroup:ReplicationGroup"
 SG = "aws:ec2/securityGroup:SecurityGroup"
@@ -39,6 +46,7 @@ LOGS = "aws:cloudwatch/logGroup:LogGroup"
 TOPIC = "aws:sns/topic:Topic"
 SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
 SUBNET_GROUP = "aws:elasticache/subnetGroup:SubnetGroup"
+SMOKE_FUNCTION = "redisstack:aws:SmokeFunction"
 GIVEN_KMS = "arn:aws:kms:eu-west-1:123456789012:key/0b1c2d3e-1111-2222-3333-444455556666"
 GIVEN_TOKEN = "Given-token-0123456789abcdef!&#$^<>"
 # Resources without a tags argument in pulumi-aws.
@@ -79,7 +87,8 @@ def run(name: str) -> StackRun:
                          network__allowedCidrs=["10.20.0.0/16", "fd00:10::/56"]),
     }
     cfg, secret = variants[name]
-    return run_program(cfg, stack="prod", secret_keys=secret)
+    # The smoke function (on the group's security group too) has its own tests: tests/stack/test_smoke_function.py.
+    return without_component(run_program(cfg, stack="prod", secret_keys=secret), SMOKE_FUNCTION)
 
 
 ALL = ("prod", "cluster", "valkey", "valkey7", "rbac", "given")

@@ -28,7 +28,15 @@ from infra.settings import parse_settings
 from infra.thresholds import DEFAULT_THRESHOLDS
 from redis_conf.sentinel import MASTER_NAME
 from redisops.mockrun import RecordingMocks
-from tests.support.pulumi_harness import StackRun, load_stack_file, run_program, unwrap_secret
+from tests.support.pulumi_harness import (
+    StackRun,
+    load_stack_file,
+    run_program,
+    unwrap_secret,
+    without_component,
+)
+
+SMOKE_FUNCTION = "redisstack:aws:SmokeFunction"
 
 APP_SG = "sg-0a1b2c3d4e5f60aa1"
 T_INSTANCE = "aws:ec2/instance:Instance"
@@ -50,7 +58,8 @@ def prod_variant(**overrides: Any) -> tuple[dict[str, Any], tuple[str, ...]]:
 @cache
 def prod_sentinel() -> StackRun:
     config, secret = load_stack_file("Pulumi.prod-sentinel.yaml")
-    return run_program(config, stack="prod-sentinel", secret_keys=secret)
+    # The smoke function (on the hosts' group too) has its own tests: tests/stack/test_smoke_function.py.
+    return without_component(run_program(config, stack="prod-sentinel", secret_keys=secret), SMOKE_FUNCTION)
 
 
 def secrets_of(run: StackRun) -> list[str]:
@@ -362,7 +371,7 @@ def test_arns_follow_the_partition(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(RecordingMocks, "call", gov_cloud)
     config, secret = load_stack_file("Pulumi.prod-sentinel.yaml")
     run = run_program(config, stack="prod-sentinel", secret_keys=secret)
-    policy = json.loads(run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    policy = json.loads(run.one("aws:iam/rolePolicy:RolePolicy", "redis-host-policy").inputs["policy"])
     read = next(s for s in policy["Statement"] if s["Sid"] == "ReadOwnParameters")
     assert read["Resource"].startswith("arn:aws-us-gov:ssm:eu-west-1:")
     dlm = next(r for r in run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment") if r.name == "redis-dlm-policy")

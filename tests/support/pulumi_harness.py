@@ -12,6 +12,7 @@ for real and leaks of generated secrets can be searched for.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -31,13 +32,26 @@ from redisops.mockrun import run_program as _run_program
 from redisops.mockrun import unwrap as unwrap_secret
 
 __all__ = ["ACCOUNT", "PROJECT", "REGION", "RealisticMocks", "Resource", "StackRun", "_RecordingMonitor",
-           "is_secret", "load_stack_file", "run_program", "unwrap_secret"]
+           "is_secret", "load_stack_file", "run_program", "unwrap_secret", "without_component"]
 
 
 def run_program(config: Mapping[str, Any], *, stack: str = "dev", secret_keys: tuple[str, ...] = (),
                 preview: bool = False) -> StackRun:
     """Run infra.program.build() under mocks with `config` (keys without namespace)."""
     return _run_program(config, stack=stack, secret_keys=secret_keys, preview=preview)
+
+
+def without_component(run: StackRun, type_: str) -> StackRun:
+    """The run without the components of `type_` and everything under them: a target's own tests
+    then see only the target (the component has tests of its own)."""
+    dropped = {(r.type, r.name) for r in run.resources if r.type == type_}
+    kept: list[Resource] = []
+    for r in run.resources:  # parents register before their children
+        if (r.type, r.name) in dropped or (r.parent_type, r.parent_name) in dropped:
+            dropped.add((r.type, r.name))
+        else:
+            kept.append(r)
+    return dataclasses.replace(run, resources=kept)
 
 
 def load_stack_file(path: str) -> tuple[dict[str, Any], tuple[str, ...]]:
