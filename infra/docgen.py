@@ -117,7 +117,7 @@ OUTPUT_DOCS: dict[str, str] = {
     "caCertPem": "CA that signed the server certificate (clients verify against it)",
     "adminPassword": "operator (ACL `admin`) password, for `redisops backup/restore` and loading functions",
     "monitorPassword": "read-only introspection (ACL `monitor`) password: redis_exporter, monitoring tools",
-    "redisPassword": "the AUTH token / app password",
+    "redisPassword": "the app password (RBAC user `app`) or the AUTH token",
     "sentinelPassword": "password Sentinels require from clients",
     "bindAddress": "host address the local ports are published on",
     "exposedBeyondLoopback": "true when a local port is reachable from other machines",

@@ -295,7 +295,8 @@ class StackConfig(_Model):
     timeout_ms: int = Field(5000, ge=1, le=60000, description="REDIS_TIMEOUT (ms) handed to the application")
     rate_limit_mode: Literal["redis", "memory"] = Field("redis", description="RATE_LIMIT_MODE for the application")
     password: SecretStr | None = Field(None, description="(secret) app password; default: generated")
-    auth_token: SecretStr | None = Field(None, description="(secret) ElastiCache AUTH token; default: generated")
+    auth_token: SecretStr | None = Field(None, description="(secret) ElastiCache AUTH token (authMode token); default: "
+                                         "generated")
     grafana_admin_password: SecretStr | None = Field(None, description="(secret) Grafana admin; default: generated")
     redis: dict[str, Any] = Field(default_factory=dict, description="Overrides of redis_conf/redis.conf directives")
     rate_limits: dict[str, Any] = Field(default_factory=dict, description='Tier overrides: name -> "limit,window" '
