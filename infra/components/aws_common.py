@@ -44,6 +44,7 @@ class Account:
     account_id: str
     partition: str
     region: str
+    dns_suffix: str = "amazonaws.com"  # amazonaws.com.cn in the China partition
 
     def arn(self, service: str, resource: str, *, regional: bool = True) -> str:
         return f"arn:{self.partition}:{service}:{self.region if regional else ''}:{self.account_id}:{resource}"
@@ -58,8 +59,8 @@ def account(parent: pulumi.Resource) -> pulumi.Output[Account]:
     identity = aws.get_caller_identity_output(opts=opts)
     partition = aws.get_partition_output(opts=opts)
     region = aws.get_region_output(opts=opts)
-    return pulumi.Output.all(identity.account_id, partition.partition, region.region).apply(
-        lambda v: Account(v[0], v[1] or "aws", v[2]))
+    return pulumi.Output.all(identity.account_id, partition.partition, region.region, partition.dns_suffix).apply(
+        lambda v: Account(v[0], v[1] or "aws", v[2], v[3] or "amazonaws.com"))
 
 
 # ---------------------------------------------------------------------------------------------

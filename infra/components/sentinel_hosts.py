@@ -263,16 +263,18 @@ def cloudwatch_agent_prometheus(node: str) -> str:
                            {"targets": [f"127.0.0.1:{EXPORTER_PORT}"], "labels": {"node": node}}]}]})
 
 
-def ssm_agent_url(region: str) -> str:
+def ssm_agent_url(region: str, dns_suffix: str = "amazonaws.com") -> str:
     """Debian AMIs ship no SSM agent; AWS publishes the .deb per region and architecture
     (https://docs.aws.amazon.com/systems-manager/latest/userguide/agent-install-deb.html):
-    `https://s3.<region>.amazonaws.com/amazon-ssm-<region>/latest/debian_<arch>/amazon-ssm-agent.deb`.
-    The regional bucket is reachable through an S3 gateway endpoint (docs/sentinel.md, "Egress")."""
-    return f"https://s3.{region}.amazonaws.com/amazon-ssm-{region}/latest/debian_$ARCH/amazon-ssm-agent.deb"
+    `https://s3.<region>.amazonaws.com/amazon-ssm-<region>/latest/debian_<arch>/amazon-ssm-agent.deb`
+    (the partition's DNS suffix, amazonaws.com.cn in China). The regional bucket is reachable
+    through an S3 gateway endpoint (docs/sentinel.md, "Egress")."""
+    return f"https://s3.{region}.{dns_suffix}/amazon-ssm-{region}/latest/debian_$ARCH/amazon-ssm-agent.deb"
 
 
 def user_data(*, region: str, prefix: str, node: str, tls: bool, exporter: str, agent_config: str,
-              agent_prometheus: str, data_volume_id: str, tls_renewal: str = "") -> str:
+              agent_prometheus: str, data_volume_id: str, tls_renewal: str = "",
+              dns_suffix: str = "amazonaws.com") -> str:
     """cloud-init shell script. Holds parameter names, never their values. `tls_renewal`: the
     install lines of the renewal timer (tls_renewal.install_commands), empty without TLS."""
     files = list(HOST_FILES.items())
@@ -300,7 +302,7 @@ systemctl stop redis-server redis-sentinel prometheus-redis-exporter
 # connects out over HTTPS; no inbound port is opened for it (no SSH, no key pair). First, so
 # that a host whose later steps fail can still be reached.
 ARCH=$(dpkg --print-architecture)
-curl -fsSL -o /tmp/amazon-ssm-agent.deb "{ssm_agent_url(region)}"
+curl -fsSL -o /tmp/amazon-ssm-agent.deb "{ssm_agent_url(region, dns_suffix)}"
 dpkg -i /tmp/amazon-ssm-agent.deb
 systemctl enable amazon-ssm-agent
 systemctl restart amazon-ssm-agent
@@ -563,7 +565,8 @@ class SentinelHosts(pulumi.ComponentResource):
         for i, (eni, volume) in enumerate(zip(self.interfaces, self.data_volumes, strict=True)):
             node = f"node-{i}"
             ud = pulumi.Output.all(region_name, eni.private_ip, self.log_group.name, volume.id,
-                                   self.admin_secret.arn).apply(_user_data_for(args, prefix, node))
+                                   self.admin_secret.arn, acct.apply(lambda a: a.dns_suffix)).apply(
+                _user_data_for(args, prefix, node))
             inst = aws.ec2.Instance(
                 f"{name}-{node}",
                 launch_template=aws.ec2.InstanceLaunchTemplateArgs(id=self.launch_template.id, version=lt_version),
@@ -780,14 +783,15 @@ def tls_renewal_environment(*, region: str, prefix: str, node: str, ip: str, adm
 
 def _user_data_for(args: SentinelHostsArgs, prefix: str, node: str) -> Callable[[list[Any]], str]:
     def render(v: list[Any]) -> str:
-        region, ip, log_group, data_volume_id, admin_secret_arn = v
+        region, ip, log_group, data_volume_id, admin_secret_arn, dns_suffix = v
         renewal = (install_commands(tls_renewal_environment(region=region, prefix=prefix, node=node, ip=ip,
                                                             admin_secret_arn=admin_secret_arn))
                    if args.tls else "")
         return user_data(region=region, prefix=prefix, node=node, tls=args.tls, data_volume_id=data_volume_id,
                          exporter=exporter_args(ip, tls=args.tls),
                          agent_config=json.dumps(cloudwatch_agent_config(node, log_group), indent=1),
-                         agent_prometheus=cloudwatch_agent_prometheus(node), tls_renewal=renewal)
+                         agent_prometheus=cloudwatch_agent_prometheus(node), tls_renewal=renewal,
+                         dns_suffix=dns_suffix)
     return render
 
 
