@@ -9,10 +9,17 @@ SecureString parameters under `/redisstack/<stack>/<name>/node-<i>/`; user data 
 their names and fetches them at first boot with the instance role, which may read that path
 and nothing else. No secret is ever in user data, instance metadata or a process argv.
 
-Backups: EBS snapshots of the data volumes by a DLM policy in the backup window.
-Alarms: EC2 status checks per host (system failures auto-recover the instance) and, through
-the CloudWatch agent scraping the local redis_exporter (EMF), Redis alarms from the thresholds
-table for every row that is a plain gauge, an increase of a counter or the memory ratio.
+Operators reach hosts through Session Manager only (user data installs the SSM agent, which
+Debian AMIs lack); a systemd timer brings renewed TLS certificates from SSM and reloads them in
+place (infra/components/tls_renewal.py). A host is replaced delete-first: its fixed ENI is the
+instance's primary interface, which EC2 cannot move while the old instance runs.
+
+Backups: EBS snapshots of the data volumes by a DLM policy in the backup window; the stack's
+KMS key is protected and retained like the volumes it encrypts.
+Alarms: EC2 status checks per host (system failures auto-recover the instance), the served TLS
+certificate's days left and, through the CloudWatch agent scraping the local redis_exporter
+(EMF), Redis alarms from the thresholds table for every row that is a plain gauge, an increase
+of a counter or the memory ratio.
 """
 
 from __future__ import annotations
