@@ -220,7 +220,6 @@ def test_rbac_users_are_derived_from_the_acl_model_and_default_is_disabled(name:
         assert users[user_name].inputs["accessString"] == access
         assert not named_commands(access) & RESTRICTED_COMMANDS[family]
     assert "-@dangerous" in users["app"].inputs["accessString"]
-    assert users["admin"].inputs["accessString"] == "on ~* &* +@all"
     # The default user every group must hold is switched off and may run nothing; its id differs
     # from the built-in "default" user id, which cannot be put in a custom group.
     default = users["default"]

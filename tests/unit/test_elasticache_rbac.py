@@ -11,6 +11,8 @@ may run exactly what the model's user may, for every command ElastiCache keeps.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from redis_conf import acl
@@ -82,7 +84,7 @@ def test_derived_strings_are_the_model_rules_minus_only_what_elasticache_refuses
 
 def test_the_derivation_follows_changes_to_the_acl_model(monkeypatch: pytest.MonkeyPatch) -> None:
     # The lockdown and exporter work change the model's rules; the ElastiCache strings follow.
-    changed = tuple(acl.AclUser(u.name, u.rules + " -@scripting +fcall +fcall_ro +config|get", u.password_setting)
+    changed = tuple(dataclasses.replace(u, rules=u.rules + " -@scripting +fcall +fcall_ro +config|get")
                     if u.password_setting == "app" else u for u in acl.USERS)
     monkeypatch.setattr("redis_conf.elasticache.USERS", changed)
     app = next(u for u in elasticache_users("redis7") if u.credential == "app")
