@@ -143,7 +143,8 @@ OUTPUT_DOCS: dict[str, str] = {
     "alarmTopicArn": "SNS topic alarms notify (KMS-encrypted)",
     "eventsTopicArn": "SNS topic of ElastiCache events: failover, node replacement, snapshot failure (unencrypted: "
                       "ElastiCache cannot publish to an encrypted topic)",
-    "logGroups": "KMS-encrypted CloudWatch Logs groups (slow and engine log; the hosts' metrics)",
+    "logGroups": "every KMS-encrypted CloudWatch Logs group of the stack (slow and engine log or the hosts' "
+                 "metrics; the smoke function's)",
     "sentinelUrl": "REDIS_URL for Sentinel discovery", "sentinelEndpoints": "host:port of each Sentinel",
     "masterName": "the name Sentinels monitor", "sentinelTuning": "down-after, failover timeout, quorum, ...",
     "redisNodes": "host:port of each Redis node", "instanceIds": "EC2 instances",

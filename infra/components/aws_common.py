@@ -13,13 +13,16 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 import pulumi_aws as aws
 
 from infra.keypolicy import KeyUse, key_policy, log_group_arn
 from infra.monitoring.cloudwatch import AlarmSpec
+
+if TYPE_CHECKING:
+    from infra.settings import Settings
 
 
 def child(parent: pulumi.Resource, **kwargs: Any) -> pulumi.ResourceOptions:
@@ -74,6 +77,16 @@ def key_use(acct: pulumi.Output[Account], *, alarm_topic_names: Sequence[str] = 
         account_id=a.account_id, partition=a.partition, region=a.region,
         alarm_topic_arns=tuple(a.arn("sns", n) for n in alarm_topic_names),
         log_group_arns=tuple(a.log_group_arn(n) for n in log_group_names)))
+
+
+def stack_log_groups(settings: Settings) -> dict[str, str]:
+    """Log groups other components of the stack encrypt with the target's key (purpose -> name):
+    their names go into the key's policy (CloudWatch Logs refuses the key otherwise)."""
+    if not settings.config.smoke.enabled:
+        return {}
+    from infra.components.smoke_function import log_group_name
+
+    return {"smoke-function": log_group_name(settings.project, settings.stack)}
 
 
 def customer_kms_key(name: str, parent: pulumi.Resource, *, description: str, tags: Mapping[str, str],

@@ -34,6 +34,7 @@ from infra.components.aws_common import (
     key_use,
     metric_alarms,
     redis_security_group,
+    stack_log_groups,
 )
 from infra.envcontract import env_contract, redis_url
 from infra.errors import SettingError
@@ -110,6 +111,8 @@ class ElastiCacheArgs:
     enabled: bool = True
     rate_limit_mode: str = "redis"
     tags: dict[str, str] = field(default_factory=dict)
+    # Other log groups of the stack encrypted with this component's key (the smoke function's).
+    extra_log_groups: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.cluster_mode and self.multi_az and self.num_cache_clusters < 2:
@@ -206,6 +209,7 @@ class ElastiCacheArgs:
             alarm_email=c.alerting.email, protect=ec.protect, snapshot_retention_days=c.backup.retention_days,
             snapshot_window=c.backup.window, final_snapshot=c.backup.final_snapshot, timeout_ms=c.timeout_ms,
             enabled=c.enabled, rate_limit_mode=c.rate_limit_mode, tags=settings.tags,
+            extra_log_groups=stack_log_groups(settings),
         )
 
 
@@ -306,7 +310,7 @@ class ElastiCacheRedis(pulumi.ComponentResource):
         if args.kms_key_arn is not None:
             return args.kms_key_arn
         use = key_use(acct, alarm_topic_names=[args.topic_name(self._name, "alarms")],
-                      log_group_names=list(log_names.values()))
+                      log_group_names=[*log_names.values(), *args.extra_log_groups.values()])
         key = customer_kms_key(
             self._name, self, description=f"{args.project}/{args.stack} Redis: snapshots at rest, secrets, "
             "slow/engine logs, alarm topic", tags=tags, use=use,
@@ -496,7 +500,9 @@ class ElastiCacheRedis(pulumi.ComponentResource):
             "alarmTopicArn": topic.arn,
             "eventsTopicArn": events.arn,
             "alarmNames": pulumi.Output.all(*[a.name for a in alarms]),
-            "logGroups": {kind: lg.name for kind, lg in logs.items()},
+            # Every log group the stack encrypts with this key (`redisops key-policy` reads them).
+            "logGroups": {**{kind: lg.name for kind, lg in logs.items()},
+                          **args.extra_log_groups},
         }
         if username:
             outputs["rbacUsers"] = [{"credential": u.credential, "userId": creds.user_ids[u.credential],

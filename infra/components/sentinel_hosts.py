@@ -47,6 +47,7 @@ from infra.components.aws_common import (
     fixed_name,
     key_use,
     redis_security_group,
+    stack_log_groups,
 )
 from infra.components.tls_renewal import METRIC as TLS_DAYS_METRIC
 from infra.components.tls_renewal import install_commands, renew_environment
@@ -150,6 +151,8 @@ class SentinelHostsArgs:
     log_retention_days: int = 365
     tags: Mapping[str, str] = field(default_factory=dict)
     app_password: str | None = field(default=None, repr=False)
+    # Other log groups of the stack encrypted with the hosts' key (the smoke function's).
+    extra_log_groups: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.engine != "redis":
@@ -196,6 +199,7 @@ class SentinelHostsArgs:
             log_retention_days=settings.log_retention_days,
             tags=settings.tags,
             app_password=cfg.password.get_secret_value() if cfg.password else None,
+            extra_log_groups=stack_log_groups(settings),
         )
 
     def parameter_prefix(self, name: str) -> str:
@@ -453,7 +457,8 @@ class SentinelHosts(pulumi.ComponentResource):
         self.kms_key = customer_kms_key(
             name, self, description=f"redisstack {args.stack}: Redis Sentinel hosts (EBS, SSM parameters, secrets, "
             "log group, alarm topic)", tags=tags, protect=True, retain=True,
-            use=key_use(acct, alarm_topic_names=[topic_name], log_group_names=[log_group_name]))
+            use=key_use(acct, alarm_topic_names=[topic_name],
+                        log_group_names=[log_group_name, *args.extra_log_groups.values()]))
         ports = [PortRule(REDIS_PORT, "Redis (TLS)" if args.tls else "Redis"),
                  PortRule(SENTINEL_PORT, "Redis Sentinel")]
         self.security_group, self.ingress, self.egress = redis_security_group(
@@ -631,7 +636,9 @@ class SentinelHosts(pulumi.ComponentResource):
             "adminSecretArn": self.admin_secret.arn,
             "alarmTopicArn": self.topic.arn,
             "kmsKeyArn": self.kms_key.arn,
-            "logGroups": {"metrics": self.log_group.name},
+            # Every log group the stack encrypts with this key (`redisops key-policy` reads them).
+            "logGroups": {"metrics": self.log_group.name,
+                          **args.extra_log_groups},
             "parameterPrefix": prefix,
             "tls": args.tls,
             "sentinelTuning": {"quorum": args.tuning.quorum, "downAfterMs": args.tuning.down_after_ms,

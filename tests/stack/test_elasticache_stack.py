@@ -17,6 +17,7 @@ from infra.components.elasticache import (
     DEFAULT_USER_ACCESS_STRING,
     ElastiCacheArgs,
 )
+from infra.components.smoke_function import log_group_name as smoke_log_group_name
 from infra.errors import SettingError, SettingsErrors
 from infra.keypolicy import KeyUse, missing
 from infra.monitoring.cloudwatch import TREAT_MISSING_DATA, member_cluster_ids
@@ -420,7 +421,8 @@ def test_slow_and_engine_logs_go_to_encrypted_vended_log_groups(name: str) -> No
         ("engine-log", groups["redis-engine-log"].outputs["name"], "cloudwatch-logs", "json"),
         ("slow-log", groups["redis-slow-log"].outputs["name"], "cloudwatch-logs", "json"),
     ]
-    assert r.outputs["logGroups"] == {k: groups[f"redis-{k}"].inputs["name"] for k in ("slow-log", "engine-log")}
+    assert r.outputs["logGroups"] == {**{k: groups[f"redis-{k}"].inputs["name"] for k in ("slow-log", "engine-log")},
+                                      "smoke-function": smoke_log_group_name("redisstack", "prod")}
 
 
 def test_key_policy_allows_exactly_the_stack_topic_and_log_groups() -> None:
@@ -432,7 +434,10 @@ def test_key_policy_allows_exactly_the_stack_topic_and_log_groups() -> None:
     r = run("prod")
     policy = r.one(KMS).inputs["policy"]
     topic = r.one(TOPIC, "redis-alarms").outputs["arn"]
-    groups = sorted(g.outputs["arn"] for g in r.of_type(LOGS))
+    # The component's two groups and the smoke function's (same stack, same key).
+    smoke = f"arn:aws:logs:eu-west-1:123456789012:log-group:{smoke_log_group_name('redisstack', 'prod')}"
+    groups = sorted([*(g.outputs["arn"] for g in r.of_type(LOGS)), smoke])
+    assert len(groups) == 3
     use = KeyUse("123456789012", "aws", "eu-west-1", alarm_topic_arns=(topic,), log_group_arns=tuple(groups))
     assert missing(policy, use) == []
     # ... and nothing wider: another topic, another log group of the account are refused.
@@ -649,7 +654,8 @@ def test_outputs_carry_endpoints_env_contract_and_names() -> None:
     assert any(k.startswith("RATE_LIMIT_") and k != "RATE_LIMIT_MODE" for k in env)
     assert o["replicationGroupId"] == rg.outputs["id"]
     assert o["memberClusterIds"] == rg.outputs["memberClusters"]
-    assert o["logGroups"] == {"slow-log": "/aws/vendedlogs/elasticache/redisstack/prod/redis/slow-log",
+    assert o["logGroups"] == {"smoke-function": "/aws/lambda/redisstack-prod-smoke",
+                              "slow-log": "/aws/vendedlogs/elasticache/redisstack/prod/redis/slow-log",
                               "engine-log": "/aws/vendedlogs/elasticache/redisstack/prod/redis/engine-log"}
     assert env["REDIS_USERNAME"] == "app" == o["username"]
     assert len(o["alarmNames"]) == len(EXPECTED_LINES) * 3

@@ -27,6 +27,7 @@ from infra.components.sentinel_hosts import (
     exporter_args,
     user_data,
 )
+from infra.components.smoke_function import log_group_name as smoke_log_group_name
 from infra.components.tls_renewal import RENEW_SCRIPT
 from infra.errors import SettingError, SettingsErrors
 from infra.keypolicy import KeyUse, missing
@@ -388,7 +389,10 @@ def test_key_policy_lets_cloudwatch_use_the_key_for_exactly_the_metrics_log_grou
     assert [m for m in missing(key.inputs["policy"], other) if "CloudWatch Logs" in m]
     policy = json.loads(key.inputs["policy"])
     [logs] = [s for s in policy["Statement"] if s["Principal"].get("Service") == "logs.eu-west-1.amazonaws.com"]
-    assert logs["Condition"] == {"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": [group.outputs["arn"]]}}
+    # The metrics group and the smoke function's (same stack, same key), nothing else.
+    smoke = f"arn:aws:logs:eu-west-1:123456789012:log-group:{smoke_log_group_name('redisstack', 'prod-sentinel')}"
+    assert logs["Condition"] == {"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": sorted(
+        [group.outputs["arn"], smoke])}}
 
 
 def test_the_key_outlives_the_stack_like_the_volumes_it_encrypts() -> None:
