@@ -78,8 +78,9 @@ def common_outputs(settings: Settings) -> dict[str, Any]:
     }
     outputs["expectations"] = expectations(settings)
     if settings.target == "elasticache":
-        outputs["redisConfReport"] = report_as_dicts(settings.redis_conf)
-        outputs["parameterFamily"] = family_for(settings.config.engine, settings.config.engine_version)
+        family = family_for(settings.config.engine, settings.config.engine_version)
+        outputs["redisConfReport"] = report_as_dicts(settings.redis_conf, family)
+        outputs["parameterFamily"] = family
     return outputs
 
 

@@ -37,8 +37,12 @@ MIN_PASSWORD = 16
 # ElastiCache AUTH tokens: 16-128 printable characters; the only specials AWS documents as
 # allowed are ! & # $ ^ < > -
 AUTH_TOKEN = re.compile(r"^[A-Za-z0-9!&#$^<>\-]{16,128}$")
+KMS_KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+")
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
                       2557, 2922, 3288, 3653)
+# A year where logs leave the machine (AWS targets: audits and incident reviews look back that far;
+# checkov CKV_AWS_338); a month on a laptop, which keeps no CloudWatch log group at all.
+LOG_RETENTION_DEFAULTS: Mapping[str, int] = MappingProxyType({"elasticache": 365, "sentinel": 365, "local": 30})
 _TAG_OR_DIGEST = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
                             r"(@sha256:[0-9a-f]{64})?$")
 _FLOATING_TAGS = {"latest", "stable", "edge", "main", "master", "nightly", "alpine", "bookworm"}
@@ -185,9 +189,11 @@ class ElastiCacheSettings(_Model):
     num_shards: int = Field(1, ge=1, le=500, description="Shards when cluster mode is on")
     replicas_per_shard: int = Field(1, ge=0, le=5, description="Replicas per shard when cluster mode is on")
     replication_group_id: str | None = Field(None, description="Fixed id; default: auto-named")
-    kms_key_arn: str | None = Field(None, pattern=r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/.+$",
-                                    description="Customer KMS key for at-rest encryption; default: one is created")
-    auth_mode: Literal["token", "rbac"] = Field("token", description="AUTH token, or RBAC users")
+    kms_key_arn: str | None = Field(None, description="Customer KMS key ARN (`...:key/<id>`, not an alias) for "
+                                    "at-rest encryption, secrets, logs and the alarm topic; default: one is created "
+                                    "(docs/elasticache.md lists the key-policy statements a given key must carry)")
+    auth_mode: Literal["token", "rbac"] = Field("rbac", description="RBAC users app/monitor/admin (ACL model; "
+                                                "`default` disabled), or one AUTH token with full access")
     auth_token_update_strategy: Literal["ROTATE", "SET"] | None = Field(
         None, description="During token rotation: ROTATE (old and new valid), then SET")
     reserved_memory_percent: int = Field(25, ge=0, le=100, description="Memory kept free for snapshots/replication")
@@ -211,6 +217,23 @@ class ElastiCacheSettings(_Model):
         _weekly_window(v)
         return v.lower()
 
+    @field_validator("kms_key_arn")
+    @classmethod
+    def _key_arn(cls, v: str | None) -> str | None:
+        # The provider reads kms_key_id back as the key ARN and the argument forces a new group
+        # (hashicorp/terraform-provider-aws internal/service/elasticache/replication_group.go:
+        # "kms_key_id": ForceNew), so an alias ARN plans a replacement on every `up` - and with
+        # protect on, every `up` fails.
+        if v is None:
+            return v
+        if ":alias/" in v:
+            raise ValueError('expected the key ARN, not an alias ARN: "arn:aws:kms:<region>:<account>:key/<key-id>" '
+                             "(`aws kms describe-key --key-id <alias> --query KeyMetadata.Arn` prints it); an alias "
+                             "is read back as the key ARN, so every `pulumi up` would plan a new replication group")
+        if not KMS_KEY_ARN.fullmatch(v):
+            raise ValueError('expected a KMS key ARN like "arn:aws:kms:eu-west-1:123456789012:key/<key-id>"')
+        return v
+
 
 class SentinelSettings(_Model):
     """The `sentinel` target (and the local sentinel topology)."""
@@ -233,12 +256,14 @@ class AlertingSettings(_Model):
 
     email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
                               description="Email subscribed to the alarm SNS topic")
-    log_retention_days: int = Field(30, description="CloudWatch Logs retention (slow/engine logs, agent metrics)")
+    log_retention_days: int | None = Field(None, description="CloudWatch Logs retention in days (slow/engine logs, "
+                                           "agent metrics); default by target: 365 on elasticache and sentinel, 30 "
+                                           "on local (which creates no log group)")
 
     @field_validator("log_retention_days")
     @classmethod
-    def _retention(cls, v: int) -> int:
-        if v not in LOG_RETENTION_DAYS:
+    def _retention(cls, v: int | None) -> int | None:
+        if v is not None and v not in LOG_RETENTION_DAYS:
             raise ValueError(f"expected one of CloudWatch's retention values: {', '.join(map(str, LOG_RETENTION_DAYS))}")
         return v
 
@@ -270,7 +295,8 @@ class StackConfig(_Model):
     timeout_ms: int = Field(5000, ge=1, le=60000, description="REDIS_TIMEOUT (ms) handed to the application")
     rate_limit_mode: Literal["redis", "memory"] = Field("redis", description="RATE_LIMIT_MODE for the application")
     password: SecretStr | None = Field(None, description="(secret) app password; default: generated")
-    auth_token: SecretStr | None = Field(None, description="(secret) ElastiCache AUTH token; default: generated")
+    auth_token: SecretStr | None = Field(None, description="(secret) ElastiCache AUTH token (authMode token); default: "
+                                         "generated")
     grafana_admin_password: SecretStr | None = Field(None, description="(secret) Grafana admin; default: generated")
     redis: dict[str, Any] = Field(default_factory=dict, description="Overrides of redis_conf/redis.conf directives")
     rate_limits: dict[str, Any] = Field(default_factory=dict, description='Tier overrides: name -> "limit,window" '
@@ -334,6 +360,12 @@ class Settings:
     @property
     def tls(self) -> bool:
         return self.config.tls
+
+    @property
+    def log_retention_days(self) -> int:
+        """alerting.logRetentionDays, or the target's default (docs/decisions.md, "Log retention")."""
+        configured = self.config.alerting.log_retention_days
+        return configured if configured is not None else LOG_RETENTION_DEFAULTS[self.target]
 
     @property
     def tags(self) -> dict[str, str]:
@@ -427,7 +459,6 @@ _PATTERN_HELP = {
     "subnetIds": 'expected subnet ids like "subnet-0a1b2c3d4e5f60001"',
     "appSecurityGroupIds": 'expected security group ids like "sg-0a1b2c3d4e5f60aa1"',
     "nodeType": 'expected an ElastiCache node type like "cache.r7g.large"',
-    "kmsKeyArn": 'expected a KMS key ARN like "arn:aws:kms:eu-west-1:123456789012:key/<id>"',
     "email": 'expected an email address like "oncall@example.com"',
     "instanceType": 'expected an EC2 instance type like "t4g.small"',
 }

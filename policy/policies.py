@@ -18,7 +18,8 @@ Policy configuration (``pulumi preview --policy-pack policy --policy-pack-config
     containers-no-plaintext-secrets    {"allowedEnvNames": []}
 
 Every policy is mandatory unless it says otherwise; the eviction-policy check is advisory
-because `allkeys-lru` is a legitimate choice for a cache, just a risky one for counters.
+because `allkeys-lru` is a legitimate choice for a cache, just a risky one for counters, and
+the token-mode check is advisory because token mode stays an explicit choice.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from pulumi_policy import (
 
 from infra import versions
 from infra.cidr import cidr_problem
+from redis_conf.elasticache import RESTRICTED_COMMANDS, RESTRICTED_COMMANDS_SOURCE, named_commands
 
 REDIS_PORTS: tuple[int, ...] = (6379, 6380, 26379)
 PRODUCTION_STACKS: tuple[str, ...] = ("prod", "production")
@@ -50,6 +52,7 @@ INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
 CACHE_CLUSTER = "aws:elasticache/cluster:Cluster"
 PARAMETER_GROUP = "aws:elasticache/parameterGroup:ParameterGroup"
+ELASTICACHE_USER = "aws:elasticache/user:User"
 CONTAINER = "docker:index/container:Container"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 INSTANCE = "aws:ec2/instance:Instance"
@@ -222,6 +225,45 @@ AUTH_REQUIRED = _policy(
     "elasticache-auth-required",
     "ElastiCache requires authentication: an AUTH token or RBAC user groups.",
     _validate_auth,
+)
+
+
+def _validate_rbac_not_token(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != REPLICATION_GROUP:
+        return
+    props = args.props
+    token = _get(props, "authToken", "") or _get(props, "authTokenWo", "")
+    if token and not [g for g in _get(props, "userGroupIds", []) if g]:
+        report(f"{args.name}: AUTH token mode. Every client that knows the token logs in as ElastiCache's built-in "
+               "`default` user with full access: the ACL model does not apply, so the application credential may "
+               "FLUSHALL, read every key and load its own Lua (EVAL, FUNCTION LOAD). Use elasticache.authMode: rbac "
+               "(the default): app, monitor and admin users derived from the ACL model, `default` disabled.", None)
+
+
+RBAC_NOT_TOKEN = _policy(
+    "elasticache-rbac-not-token",
+    "Advisory: ElastiCache uses RBAC users (the ACL model), not one AUTH token with full access.",
+    _validate_rbac_not_token,
+    level=EnforcementLevel.ADVISORY,
+    remediation="Set redisstack:elasticache.authMode to rbac (and remove authToken).",
+)
+
+
+def _validate_access_string(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != ELASTICACHE_USER:
+        return
+    restricted = frozenset().union(*RESTRICTED_COMMANDS.values())
+    named = sorted(named_commands(str(_get(args.props, "accessString", ""))) & restricted)
+    if named:
+        report(f"{args.name}: the access string names {', '.join(named)}, which ElastiCache makes unavailable; it "
+               f"rejects such a user at create time ({RESTRICTED_COMMANDS_SOURCE}). Derive access strings with "
+               "redis_conf.elasticache.elasticache_access_string.", None)
+
+
+ACCESS_STRING_ALLOWED = _policy(
+    "elasticache-access-string-allowed",
+    "ElastiCache RBAC access strings name no command ElastiCache restricts (they are rejected).",
+    _validate_access_string,
 )
 
 
@@ -528,6 +570,8 @@ POLICIES: list[ResourceValidationPolicy] = [
     TRANSIT_ENCRYPTION,
     AT_REST_ENCRYPTION,
     AUTH_REQUIRED,
+    RBAC_NOT_TOKEN,
+    ACCESS_STRING_ALLOWED,
     MULTI_AZ,
     SNAPSHOTS,
     LOOPBACK_PORTS,

@@ -1,5 +1,6 @@
-"""ElastiCache operations with boto3: endpoint discovery, manual snapshots, AUTH token rotation,
-alarm status.
+"""ElastiCache operations with boto3: endpoint discovery, manual snapshots, credential rotation
+(AUTH token or RBAC user password, with an overlap so no client is refused), KMS key-policy
+check, alarm status.
 
 Every function takes the boto3 client(s) it uses, so tests hand in moto or Stubber clients and
 nothing talks to AWS at import time. `register(app)` adds them to a typer CLI as `aws ...`.
@@ -221,9 +222,107 @@ class RotationResult:
     secret_id: str
     dry_run: bool
     steps: list[str]
+    mode: str = "token"
+    username: str | None = None
 
 
-def rotate_auth_token(
+@dataclass(frozen=True)
+class StoredCredential:
+    """A credential secret as the stacks write it: JSON {username, password[, userId]}."""
+
+    secret_id: str
+    raw: str
+    document: dict[str, Any]
+
+    @property
+    def username(self) -> str:
+        return str(self.document.get("username") or "default")
+
+    @property
+    def password(self) -> str:
+        return str(self.document["password"])
+
+    @property
+    def user_id(self) -> str | None:
+        value = self.document.get("userId")
+        return str(value) if value else None
+
+    def with_password(self, password: str) -> str:
+        return json.dumps({**self.document, "password": password})
+
+
+def read_credential(secretsmanager: Any, secret_id: str) -> StoredCredential:
+    current = secretsmanager.get_secret_value(SecretId=secret_id)
+    try:
+        document = json.loads(current["SecretString"])
+    except (KeyError, json.JSONDecodeError):
+        raise UsageError(f"secret {secret_id}: expected a JSON object with username and password") from None
+    if not isinstance(document, dict) or "password" not in document:
+        raise UsageError(f"secret {secret_id}: expected a JSON object with username and password")
+    return StoredCredential(secret_id, current["SecretString"], document)
+
+
+def store_credential(secretsmanager: Any, credential: StoredCredential, password: str) -> None:
+    """A new AWSCURRENT version (the previous one becomes AWSPREVIOUS)."""
+    secretsmanager.put_secret_value(SecretId=credential.secret_id, SecretString=credential.with_password(password))
+
+
+def restore_credential(secretsmanager: Any, credential: StoredCredential) -> None:
+    secretsmanager.put_secret_value(SecretId=credential.secret_id, SecretString=credential.raw)
+
+
+# -- RBAC users: two passwords at once (ModifyUser AuthenticationMode.Passwords, "up to two") --
+def wait_user_active(client: Any, user_id: str, *, timeout_s: float = 900, poll_s: float = 10,
+                     sleep: Callable[[float], None] = time.sleep) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        users = client.describe_users(UserId=user_id)["Users"]
+        status = users[0].get("Status") if users else "missing"
+        if status == "active":
+            return
+        if time.monotonic() >= deadline:
+            raise OperationError(f"ElastiCache user {user_id} still {status!r} after {timeout_s:.0f}s")
+        sleep(poll_s)
+
+
+def set_user_passwords(client: Any, user_id: str, passwords: list[str], *,
+                       wait: Callable[[Any, str], None] = wait_user_active) -> None:
+    """Replace the user's passwords (one or two) and wait until the change is live."""
+    if not 1 <= len(passwords) <= 2:
+        raise ValueError("an ElastiCache user holds one or two passwords")
+    client.modify_user(UserId=user_id, AuthenticationMode={"Type": "password", "Passwords": passwords})
+    wait(client, user_id)
+
+
+def user_of_group(client: Any, ep: Endpoint, credential: StoredCredential) -> str:
+    """The user id of the secret's user, checked to be in the replication group's user group."""
+    group_users: set[str] = set()
+    for group_id in ep.user_group_ids:
+        for group in client.describe_user_groups(UserGroupId=group_id)["UserGroups"]:
+            group_users.update(group.get("UserIds") or [])
+    user_id = credential.user_id
+    if user_id is None:
+        users = client.describe_users()["Users"]
+        matches = [u["UserId"] for u in users if u.get("UserName") == credential.username and u["UserId"] in group_users]
+        if len(matches) != 1:
+            raise UsageError(f"secret {credential.secret_id}: no single user named {credential.username!r} in "
+                             f"{ep.replication_group_id}'s user group(s); add \"userId\" to the secret")
+        user_id = matches[0]
+    if user_id not in group_users:
+        raise UsageError(f"user {user_id} (secret {credential.secret_id}) is not in {ep.replication_group_id}'s user "
+                         f"group(s) {', '.join(ep.user_group_ids)}")
+    return user_id
+
+
+# -- AUTH token: ROTATE keeps old and new valid, SET keeps only the new one ------------------
+def set_auth_token(client: Any, replication_group_id: str, token: str, strategy: str, *,
+                   wait: Callable[[Any, str], None] = wait_group_available) -> None:
+    client.modify_replication_group(ReplicationGroupId=replication_group_id, AuthToken=token,
+                                    AuthTokenUpdateStrategy=strategy, ApplyImmediately=True)
+    wait(client, replication_group_id)
+
+
+def rotate_credential(
     elasticache: Any,
     secretsmanager: Any,
     replication_group_id: str,
@@ -233,52 +332,132 @@ def rotate_auth_token(
     generate: Callable[[], str] = generate_token,
     dry_run: bool = False,
     wait: Callable[[Any, str], None] = wait_group_available,
+    wait_user: Callable[[Any, str], None] = wait_user_active,
 ) -> RotationResult:
-    """ROTATE (old and new both valid) -> write the secret -> verify a real connection -> SET.
+    """Rotate the credential in `secret_id` with no moment where a client holding either the old
+    or the new value is refused, whatever the group's auth mode:
 
-    If verification fails the secret is put back and the old token stays valid (SET is never
-    sent), so the application keeps working; the error says what to do next."""
+    1. overlap: AUTH token ROTATE, or the RBAC user gets [old, new] (ElastiCache users take two);
+    2. the secret's new AWSCURRENT version holds the new value (the old one is AWSPREVIOUS);
+    3. a real TLS connection authenticates with the new value;
+    4. finish: AUTH token SET, or the user keeps only [new].
+
+    If 3 fails the secret is put back and the old value stays valid (the overlap is undone for
+    a user, the ROTATE stays harmless for a token), so nothing is down; the error says what to
+    do. Each step is a function of its own (set_auth_token, set_user_passwords, store_credential)
+    so an automatic rotation (Secrets Manager's createSecret/setSecret/testSecret/finishSecret)
+    can drive the same calls."""
     ep = discover_endpoint(elasticache, replication_group_id)
-    steps: list[str] = []
-    if not ep.auth_token_enabled:
-        raise UsageError(f"replication group {replication_group_id} does not use an AUTH token"
-                         + (" (it uses RBAC user groups: rotate the user's password)" if ep.user_group_ids else ""))
     if not ep.tls:
-        raise UsageError(f"replication group {replication_group_id}: AUTH rotation requires transit encryption")
+        raise UsageError(f"replication group {replication_group_id}: rotation requires transit encryption")
     if ep.status != "available":
         raise OperationError(f"replication group {replication_group_id} is {ep.status!r}; rotate when available")
-    current = secretsmanager.get_secret_value(SecretId=secret_id)
-    try:
-        document = json.loads(current["SecretString"])
-    except (KeyError, json.JSONDecodeError):
-        raise UsageError(f"secret {secret_id}: expected a JSON object with username and password") from None
-    if not isinstance(document, dict) or "password" not in document:
-        raise UsageError(f"secret {secret_id}: expected a JSON object with username and password")
-    username = str(document.get("username") or "default")
-    steps = [f"modify {replication_group_id}: new AUTH token, strategy ROTATE (old and new valid)",
-             f"wait until {replication_group_id} is available",
-             f"put the new token into secret {secret_id} (AWSCURRENT; the old becomes AWSPREVIOUS)",
-             f"verify: TLS connection to {ep.host}:{ep.port} as {username} with the new token",
-             f"modify {replication_group_id}: strategy SET (only the new token valid)",
-             f"wait until {replication_group_id} is available"]
+    credential = read_credential(secretsmanager, secret_id)
+    if ep.user_group_ids:
+        user_id = user_of_group(elasticache, ep, credential)
+        return _rotate_user(elasticache, secretsmanager, ep, credential, user_id, verify=verify, generate=generate,
+                            dry_run=dry_run, wait_user=wait_user)
+    if not ep.auth_token_enabled:
+        raise UsageError(f"replication group {replication_group_id} has neither an AUTH token nor RBAC user groups")
+    return _rotate_token(elasticache, secretsmanager, ep, credential, verify=verify, generate=generate,
+                         dry_run=dry_run, wait=wait)
+
+
+def _rotate_user(elasticache: Any, secretsmanager: Any, ep: Endpoint, credential: StoredCredential, user_id: str, *,
+                 verify: Verifier, generate: Callable[[], str], dry_run: bool,
+                 wait_user: Callable[[Any, str], None]) -> RotationResult:
+    rg, name = ep.replication_group_id, credential.username
+    steps = [f"modify user {user_id} ({name}): passwords [old, new] (both valid); wait until active",
+             f"put the new password into secret {credential.secret_id} (AWSCURRENT; the old becomes AWSPREVIOUS)",
+             f"verify: TLS connection to {ep.host}:{ep.port} as {name} with the new password",
+             f"modify user {user_id}: passwords [new] (the old one stops working); wait until active"]
     if dry_run:
-        return RotationResult(replication_group_id, secret_id, True, steps)
+        return RotationResult(rg, credential.secret_id, True, steps, "rbac", name)
+    new = generate()
+    set_user_passwords(elasticache, user_id, [credential.password, new], wait=wait_user)
+    store_credential(secretsmanager, credential, new)
+    try:
+        verify(ep, name, new)
+    except Exception as exc:
+        restore_credential(secretsmanager, credential)
+        set_user_passwords(elasticache, user_id, [credential.password], wait=wait_user)
+        raise OperationError(
+            f"the new password was refused ({type(exc).__name__}); secret {credential.secret_id} is back to the old "
+            f"password, which user {user_id} still accepts (the new one was removed again). Rerun the rotation "
+            "once the cause is fixed.") from exc
+    set_user_passwords(elasticache, user_id, [new], wait=wait_user)
+    return RotationResult(rg, credential.secret_id, False, steps, "rbac", name)
+
+
+def _rotate_token(elasticache: Any, secretsmanager: Any, ep: Endpoint, credential: StoredCredential, *,
+                  verify: Verifier, generate: Callable[[], str], dry_run: bool,
+                  wait: Callable[[Any, str], None]) -> RotationResult:
+    rg, username = ep.replication_group_id, credential.username
+    steps = [f"modify {rg}: new AUTH token, strategy ROTATE (old and new valid)",
+             f"wait until {rg} is available",
+             f"put the new token into secret {credential.secret_id} (AWSCURRENT; the old becomes AWSPREVIOUS)",
+             f"verify: TLS connection to {ep.host}:{ep.port} as {username} with the new token",
+             f"modify {rg}: strategy SET (only the new token valid)",
+             f"wait until {rg} is available"]
+    if dry_run:
+        return RotationResult(rg, credential.secret_id, True, steps, "token", username)
     token = generate()
-    elasticache.modify_replication_group(ReplicationGroupId=replication_group_id, AuthToken=token,
-                                         AuthTokenUpdateStrategy="ROTATE", ApplyImmediately=True)
-    wait(elasticache, replication_group_id)
-    secretsmanager.put_secret_value(SecretId=secret_id, SecretString=json.dumps({**document, "password": token}))
+    set_auth_token(elasticache, rg, token, "ROTATE", wait=wait)
+    store_credential(secretsmanager, credential, token)
     try:
         verify(ep, username, token)
     except Exception as exc:
-        secretsmanager.put_secret_value(SecretId=secret_id, SecretString=current["SecretString"])
+        restore_credential(secretsmanager, credential)
         raise OperationError(
-            f"the new token was refused ({type(exc).__name__}); secret {secret_id} is back to the old token, "
+            f"the new token was refused ({type(exc).__name__}); secret {credential.secret_id} is back to the old token, "
             f"which stays valid (SET was not sent). Rerun the rotation once the cause is fixed.") from exc
-    elasticache.modify_replication_group(ReplicationGroupId=replication_group_id, AuthToken=token,
-                                         AuthTokenUpdateStrategy="SET", ApplyImmediately=True)
-    wait(elasticache, replication_group_id)
-    return RotationResult(replication_group_id, secret_id, False, steps)
+    set_auth_token(elasticache, rg, token, "SET", wait=wait)
+    return RotationResult(rg, credential.secret_id, False, steps, "token", username)
+
+
+def rotate_auth_token(elasticache: Any, secretsmanager: Any, replication_group_id: str, secret_id: str, *,
+                      verify: Verifier, generate: Callable[[], str] = generate_token, dry_run: bool = False,
+                      wait: Callable[[Any, str], None] = wait_group_available) -> RotationResult:
+    """AUTH token rotation only (refuses RBAC groups); `rotate_credential` handles both."""
+    ep = discover_endpoint(elasticache, replication_group_id)
+    if not ep.auth_token_enabled:
+        raise UsageError(f"replication group {replication_group_id} does not use an AUTH token"
+                         + (" (it uses RBAC user groups: rotate the user's password)" if ep.user_group_ids else ""))
+    return rotate_credential(elasticache, secretsmanager, replication_group_id, secret_id, verify=verify,
+                             generate=generate, dry_run=dry_run, wait=wait)
+
+
+# ---------------------------------------------------------------------------------------------
+# KMS key policy of a given key (elasticache.kmsKeyArn)
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class KeyPolicyReport:
+    key_arn: str
+    missing: list[str]
+    required_statements: list[dict[str, Any]]
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing
+
+
+def check_key_policy(kms: Any, key_arn: str, *, alarm_topic_arns: Iterable[str] = (),
+                     log_group_names: Iterable[str] = ()) -> KeyPolicyReport:
+    """Does the key's policy let CloudWatch alarms publish into the encrypted topics and CloudWatch
+    Logs encrypt the log groups (infra.keypolicy, the same rules the stacks' own keys are built
+    from)? Account, partition and region come from the key ARN."""
+    from infra.keypolicy import KeyUse, log_group_arn, missing, statements
+
+    parts = key_arn.split(":")
+    if len(parts) < 6 or parts[2] != "kms" or not parts[5].startswith("key/"):
+        raise UsageError(f"--kms-key-arn {key_arn!r}: expected a key ARN arn:aws:kms:<region>:<account>:key/<id> "
+                         "(not an alias)")
+    partition, region, account_id = parts[1], parts[3], parts[4]
+    use = KeyUse(account_id=account_id, partition=partition, region=region,
+                 alarm_topic_arns=tuple(sorted(alarm_topic_arns)),
+                 log_group_arns=tuple(sorted(log_group_arn(partition, region, account_id, n) for n in log_group_names)))
+    policy = kms.get_key_policy(KeyId=key_arn, PolicyName="default")["Policy"]
+    return KeyPolicyReport(key_arn, missing(policy, use), statements(use))
 
 
 # ---------------------------------------------------------------------------------------------

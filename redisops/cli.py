@@ -571,23 +571,56 @@ def snapshot(replication_group_id: RgId = None, stack_outputs: StackOutputs = No
     _print_json({"snapshot": name, "status": info.status if info else "creating", "pruned": pruned})
 
 
+SECRET_OUTPUTS = {"app": "authSecretArn", "monitor": "monitorSecretArn", "admin": "adminSecretArn"}
+
+
 @app.command("rotate-token")
 @_exits
 def rotate_token(replication_group_id: RgId = None, stack_outputs: StackOutputs = None, stack: Stack = None,
                  region: Region = None,
-                 secret_id: Annotated[str | None, typer.Option(help="Default: stack output authSecretArn")] = None,
+                 user: Annotated[str, typer.Option(help="RBAC user whose password rotates: app, monitor or admin "
+                                                        "(token mode: app, the AUTH token)")] = "app",
+                 secret_id: Annotated[str | None, typer.Option(help="Default: stack output authSecretArn "
+                                                                    "(monitorSecretArn, adminSecretArn)")] = None,
                  ca_cert: Annotated[str | None, typer.Option(help="CA bundle for the TLS check")] = None,
                  dry_run: Annotated[bool, typer.Option(help="Show what would happen")] = False) -> None:
-    """Rotate the ElastiCache AUTH token: ROTATE, store in Secrets Manager, verify over TLS, SET."""
+    """Rotate the ElastiCache credential with no refused client: RBAC user password (two valid at
+    once, then only the new one) or AUTH token (ROTATE, then SET); the new value goes to Secrets
+    Manager and is verified over TLS before the old one stops working."""
+    from redisops import aws
+
+    if user not in SECRET_OUTPUTS:
+        raise UsageError(f"--user {user!r}: expected one of {', '.join(SECRET_OUTPUTS)}")
+    outputs = _aws_outputs(stack_outputs, stack)
+    rg = _output(outputs, replication_group_id, "replicationGroupId", "--replication-group-id")
+    secret = _output(outputs, secret_id, SECRET_OUTPUTS[user], "--secret-id")
+    result = aws.rotate_credential(
+        _aws_client(region, "elasticache"), _aws_client(region, "secretsmanager"), rg, secret, dry_run=dry_run,
+        verify=lambda ep, name, password: aws.verify_with_redis(ep, name, password, ca_cert=ca_cert))
+    _print_json(result)
+
+
+@app.command("key-policy")
+@_exits
+def key_policy(stack_outputs: StackOutputs = None, stack: Stack = None, region: Region = None,
+               kms_key_arn: Annotated[str | None, typer.Option(help="Default: stack output kmsKeyArn")] = None,
+               alarm_topic_arn: Annotated[list[str] | None, typer.Option(
+                   help="Encrypted alarm topic (repeatable); default: stack output alarmTopicArn")] = None,
+               log_group: Annotated[list[str] | None, typer.Option(
+                   help="Encrypted log group name (repeatable); default: stack output logGroups")] = None) -> None:
+    """Check a KMS key's policy lets CloudWatch alarms and CloudWatch Logs use it for this stack's
+    topic and log groups (needed when elasticache.kmsKeyArn names your own key); exit 1 and print
+    the statements to add when it does not."""
     from redisops import aws
 
     outputs = _aws_outputs(stack_outputs, stack)
-    rg = _output(outputs, replication_group_id, "replicationGroupId", "--replication-group-id")
-    secret = _output(outputs, secret_id, "authSecretArn", "--secret-id")
-    result = aws.rotate_auth_token(
-        _aws_client(region, "elasticache"), _aws_client(region, "secretsmanager"), rg, secret, dry_run=dry_run,
-        verify=lambda ep, user, tok: aws.verify_with_redis(ep, user, tok, ca_cert=ca_cert))
-    _print_json(result)
+    key = _output(outputs, kms_key_arn, "kmsKeyArn", "--kms-key-arn")
+    topics = alarm_topic_arn or ([outputs["alarmTopicArn"]] if outputs.get("alarmTopicArn") else [])
+    groups = log_group or list((outputs.get("logGroups") or {}).values())
+    report = aws.check_key_policy(_aws_client(region, "kms"), key, alarm_topic_arns=topics, log_group_names=groups)
+    _print_json({"keyArn": report.key_arn, "ok": report.ok, "missing": report.missing,
+                 "requiredStatements": report.required_statements})
+    raise typer.Exit(0 if report.ok else 1)
 
 
 @app.command()

@@ -9,6 +9,7 @@ Exit status is Nagios-style: 0 OK, 1 WARNING, 2 CRITICAL (an unreachable server 
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -16,7 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from cryptography import x509
 
+from infra.monitoring.cloudwatch import TLS_DAYS_CRITICAL, TLS_DAYS_WARNING
 from infra.thresholds import DEFAULT_THRESHOLDS, MISS_RATIO_MIN_LOOKUPS_PER_SECOND, Threshold, fmt_number
 from redisops import connection as rc
 from redisops.report import Check, Report
@@ -98,6 +101,7 @@ class HealthRun:
                       else rc.client(self.spec, role))
             if not self._connectivity(client):
                 return self.report
+            self._tls_certificate(client)
             self._step("sampling")
             info0 = client.info("all")
             t0 = time.monotonic()
@@ -151,6 +155,35 @@ class HealthRun:
                               f"PONG; latency min {min(samples):.2f} / max {worst:.2f} ms over {len(samples)} pings",
                               data={"latency_ms": [round(s, 3) for s in samples]}))
         return True
+
+    def _tls_certificate(self, client: Any) -> None:
+        """Days left on the certificate the server presents (the one this connection verified):
+        a renewal that did not reach a running server shows here before clients fail."""
+        if not self.spec.tls:
+            return
+        expected = f"more than {TLS_DAYS_WARNING} days left (warn < {TLS_DAYS_WARNING}, crit < {TLS_DAYS_CRITICAL})"
+        pool = client.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.connect()
+            sock = getattr(conn, "_sock", None)
+            der = sock.getpeercert(binary_form=True) if sock is not None and hasattr(sock, "getpeercert") else None
+        finally:
+            pool.release(conn)
+        if not der:
+            self.report.add(Check("tls_certificate", "WARNING", expected, "the server certificate could not be read",
+                                  detail="the connection is TLS but its socket gave no peer certificate"))
+            return
+        cert = x509.load_der_x509_certificate(der)
+        days = (cert.not_valid_after_utc - dt.datetime.now(dt.UTC)).total_seconds() / 86400
+        level = "CRITICAL" if days < TLS_DAYS_CRITICAL else "WARNING" if days < TLS_DAYS_WARNING else "OK"
+        self.report.add(Check(
+            "tls_certificate", level, expected,
+            f"expires {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC ({days:.1f} days), serial {cert.serial_number:x}",
+            detail="" if level == "OK" else "renew it: docs/sentinel.md, \"TLS renewal\" (self-hosted) or the "
+                   "provider's certificate rotation (ElastiCache)",
+            data={"days_left": round(days, 2), "not_after": cert.not_valid_after_utc.isoformat(),
+                  "serial": f"{cert.serial_number:x}", "subject": cert.subject.rfc4514_string()}))
 
     def _memory(self, info: dict[str, Any]) -> None:
         used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))

@@ -81,6 +81,7 @@ class Resource:
     inputs: dict[str, Any]
     outputs: dict[str, Any]
     protect: bool = False
+    retain_on_delete: bool = False
     delete_before_replace: bool = False
     additional_secret_outputs: tuple[str, ...] = ()
     ignore_changes: tuple[str, ...] = ()
@@ -134,6 +135,7 @@ class _RecordingMonitor(MockMonitor):
             if record is not None:
                 record.parent_type, record.parent_name = parent_type, parent_name
                 record.protect = bool(request.protect)
+                record.retain_on_delete = bool(request.retainOnDelete)
                 record.delete_before_replace = bool(request.deleteBeforeReplace)
                 record.additional_secret_outputs = tuple(request.additionalSecretOutputs)
                 record.ignore_changes = tuple(request.ignoreChanges)
@@ -267,6 +269,11 @@ class RecordingMocks(Mocks):
             octet = int(digest[:4], 16) % 250
             outputs.update(privateIp=f"10.0.{octet}.10",
                            privateDns=f"ip-10-0-{octet}-10.{REGION}.compute.internal")
+        elif t == "aws:sns/topic:Topic" and inputs.get("name"):
+            # A named topic's ARN ends in its name, as for real (key and topic policies name it).
+            outputs["arn"] = f"arn:aws:sns:{REGION}:{ACCOUNT}:{inputs['name']}"
+        elif t == "aws:cloudwatch/logGroup:LogGroup" and inputs.get("name"):
+            outputs["arn"] = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{inputs['name']}"
         elif t == "aws:kms/key:Key":
             rid = str(uuid.UUID(digest[:32]))
             outputs["arn"] = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{rid}"

@@ -139,6 +139,8 @@ def render_data(run: mockrun.StackRun, *, stack: str, project: str) -> dict[str,
         options: dict[str, Any] = {}
         if r.protect:
             options["protect"] = True
+        if r.retain_on_delete:
+            options["retainOnDelete"] = True
         if r.delete_before_replace:
             options["deleteBeforeReplace"] = True
         if r.additional_secret_outputs:

@@ -1,22 +1,28 @@
 """AWS building blocks shared by the ElastiCache and Sentinel-on-EC2 targets.
 
-Plain functions that declare child resources of a component (`parent`): the customer KMS key,
-the Redis security group, the alarm SNS topic, CloudWatch alarms from `AlarmSpec`s and the
-Secrets Manager secret the application reads. Nothing here reads config or calls AWS at import.
+Plain functions that declare child resources of a component (`parent`): the customer KMS key
+(policy from infra.keypolicy), the Redis security group, the alarm and event SNS topics with their
+topic policies, encrypted log groups, CloudWatch alarms from `AlarmSpec`s and the Secrets Manager
+secrets. Nothing here reads config or calls AWS at import.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 import pulumi_aws as aws
 
+from infra.keypolicy import KeyUse, key_policy, log_group_arn
 from infra.monitoring.cloudwatch import AlarmSpec
+
+if TYPE_CHECKING:
+    from infra.settings import Settings
 
 
 def child(parent: pulumi.Resource, **kwargs: Any) -> pulumi.ResourceOptions:
@@ -24,57 +30,71 @@ def child(parent: pulumi.Resource, **kwargs: Any) -> pulumi.ResourceOptions:
 
 
 # ---------------------------------------------------------------------------------------------
+# Names and the account
+# ---------------------------------------------------------------------------------------------
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
+
+
+def fixed_name(*parts: str, limit: int = 256) -> str:
+    """A cloud name from parts: letters, digits and single hyphens (valid for SNS topics, DLM,
+    ...). Used where a name must be known before the resource exists (a key policy names it)."""
+    text = re.sub(r"-{2,}", "-", _NAME_UNSAFE.sub("-", "-".join(parts))).strip("-")
+    return text[:limit].rstrip("-")
+
+
+@dataclass(frozen=True)
+class Account:
+    account_id: str
+    partition: str
+    region: str
+    dns_suffix: str = "amazonaws.com"  # amazonaws.com.cn in the China partition
+
+    def arn(self, service: str, resource: str, *, regional: bool = True) -> str:
+        return f"arn:{self.partition}:{service}:{self.region if regional else ''}:{self.account_id}:{resource}"
+
+    def log_group_arn(self, name: str) -> str:
+        return log_group_arn(self.partition, self.region, self.account_id, name)
+
+
+def account(parent: pulumi.Resource) -> pulumi.Output[Account]:
+    """Account id, partition (aws, aws-cn, aws-us-gov) and region of the provider, for ARNs."""
+    opts = pulumi.InvokeOutputOptions(parent=parent)
+    identity = aws.get_caller_identity_output(opts=opts)
+    partition = aws.get_partition_output(opts=opts)
+    region = aws.get_region_output(opts=opts)
+    return pulumi.Output.all(identity.account_id, partition.partition, region.region, partition.dns_suffix).apply(
+        lambda v: Account(v[0], v[1] or "aws", v[2], v[3] or "amazonaws.com"))
+
+
+# ---------------------------------------------------------------------------------------------
 # KMS
 # ---------------------------------------------------------------------------------------------
-# Services that publish into our encrypted SNS topic: CloudWatch cannot use the AWS-managed
-# alias/aws/sns key, so an encrypted alarm topic needs a customer key that lets them in.
-TOPIC_PUBLISHERS = ("cloudwatch.amazonaws.com", "elasticache.amazonaws.com")
+def key_use(acct: pulumi.Output[Account], *, alarm_topic_names: Sequence[str] = (),
+            log_group_names: Sequence[str] = ()) -> pulumi.Output[KeyUse]:
+    """What a stack's key encrypts for AWS services, by the (fixed) names of those resources:
+    their ARNs must be in the key policy before the resources exist."""
+    return acct.apply(lambda a: KeyUse(
+        account_id=a.account_id, partition=a.partition, region=a.region,
+        alarm_topic_arns=tuple(a.arn("sns", n) for n in alarm_topic_names),
+        log_group_arns=tuple(a.log_group_arn(n) for n in log_group_names)))
 
 
-def kms_key_policy(account_id: str, partition: str, publishers: Sequence[str] = TOPIC_PUBLISHERS, *,
-                   logs_region: str | None = None) -> str:
-    """Key policy: the account administers the key through IAM (ElastiCache and Secrets Manager
-    use it on behalf of IAM principals via grants / kms:ViaService); listed AWS services may only
-    encrypt for the SNS topic, and only on behalf of this account. With `logs_region`, CloudWatch
-    Logs of that region may use the key for this account's log groups: a log group with
-    `kms_key_id` is only created when the key policy lets the logs service in (IAM grants do
-    not reach it)."""
-    statements: list[dict[str, Any]] = [{
-        "Sid": "AccountAdministersThroughIam",
-        "Effect": "Allow",
-        "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
-        "Action": "kms:*",
-        "Resource": "*",
-    }]
-    if publishers:
-        statements.append({
-            "Sid": "ServicesPublishToEncryptedAlarmTopic",
-            "Effect": "Allow",
-            "Principal": {"Service": list(publishers)},
-            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
-            "Resource": "*",
-            "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
-        })
-    if logs_region is not None:
-        statements.append({
-            "Sid": "CloudWatchLogsEncryptsOwnLogGroups",
-            "Effect": "Allow",
-            "Principal": {"Service": f"logs.{logs_region}.amazonaws.com"},
-            "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
-            "Resource": "*",
-            "Condition": {"ArnLike": {
-                "kms:EncryptionContext:aws:logs:arn": f"arn:{partition}:logs:{logs_region}:{account_id}:log-group:*"}},
-        })
-    return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
+def stack_log_groups(settings: Settings) -> dict[str, str]:
+    """Log groups other components of the stack encrypt with the target's key (purpose -> name):
+    their names go into the key's policy (CloudWatch Logs refuses the key otherwise)."""
+    if not settings.config.smoke.enabled:
+        return {}
+    from infra.components.smoke_function import log_group_name
+
+    return {"smoke-function": log_group_name(settings.project, settings.stack)}
 
 
 def customer_kms_key(name: str, parent: pulumi.Resource, *, description: str, tags: Mapping[str, str],
-                     protect: bool = False, logs_region: pulumi.Input[str] | None = None) -> aws.kms.Key:
-    """A symmetric customer key with yearly automatic rotation and a 30-day deletion window.
-    Pass `logs_region` when a CloudWatch log group is encrypted with it (see kms_key_policy)."""
-    identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=parent))
-    policy = pulumi.Output.all(identity, logs_region).apply(
-        lambda v: kms_key_policy(v[0].account_id, v[0].arn.split(":")[1] or "aws", logs_region=v[1]))
+                     use: pulumi.Output[KeyUse], protect: bool = False, retain: bool = False) -> aws.kms.Key:
+    """A symmetric customer key with yearly automatic rotation and a 30-day deletion window,
+    whose policy (infra.keypolicy) lets exactly the listed topics and log groups use it.
+    `protect`/`retain`: the key encrypts data that outlives the stack (final snapshots, retained
+    volumes, DLM snapshots): `pulumi destroy` must not schedule it for deletion."""
     return aws.kms.Key(
         f"{name}-kms",
         description=description,
@@ -82,11 +102,21 @@ def customer_kms_key(name: str, parent: pulumi.Resource, *, description: str, ta
         deletion_window_in_days=30,
         key_usage="ENCRYPT_DECRYPT",
         customer_master_key_spec="SYMMETRIC_DEFAULT",
-        policy=policy,
+        policy=use.apply(key_policy),
         tags=dict(tags),
-        # Scheduling deletion of this key makes every snapshot encrypted with it unreadable.
-        opts=child(parent, protect=protect),
+        opts=child(parent, protect=protect, retain_on_delete=retain),
     )
+
+
+def encrypted_log_group(logical: str, parent: pulumi.Resource, *, log_group_name: str,
+                        kms_key_id: pulumi.Input[str], retention_days: int,
+                        tags: Mapping[str, str]) -> aws.cloudwatch.LogGroup:
+    """A log group encrypted with the stack's key. Its name is fixed because the key policy
+    names its ARN (CloudWatch Logs refuses the key unless the policy already allows the group),
+    so a replacement deletes first."""
+    return aws.cloudwatch.LogGroup(logical, name=log_group_name, kms_key_id=kms_key_id,
+                                   retention_in_days=retention_days, tags=dict(tags),
+                                   opts=child(parent, delete_before_replace=True))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,15 +199,75 @@ def redis_security_group(
 # ---------------------------------------------------------------------------------------------
 # Alarms
 # ---------------------------------------------------------------------------------------------
-def alarm_topic(name: str, parent: pulumi.Resource, *, kms_key_id: pulumi.Input[str] | None,
-                email: str | None, tags: Mapping[str, str]) -> tuple[aws.sns.Topic, aws.sns.TopicSubscription | None]:
-    topic = aws.sns.Topic(f"{name}-alarms", kms_master_key_id=kms_key_id, tags=dict(tags), opts=child(parent))
+def _policy_doc(statements: list[dict[str, Any]]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
+
+
+def alarm_topic_policy(topic_arn: str, acct: Account) -> str:
+    """Only CloudWatch alarms of this account and region may publish (confused-deputy guard:
+    https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Notify_Users_Alarm_Changes.html
+    and the SNS key-management page; IAM principals of the account keep their identity policies)."""
+    return _policy_doc([{
+        "Sid": "CloudWatchAlarmsOfThisAccountPublish",
+        "Effect": "Allow",
+        "Principal": {"Service": "cloudwatch.amazonaws.com"},
+        "Action": "sns:Publish",
+        "Resource": topic_arn,
+        "Condition": {"ArnLike": {"aws:SourceArn": acct.arn("cloudwatch", "alarm:*")},
+                      "StringEquals": {"aws:SourceAccount": acct.account_id}},
+    }])
+
+
+def events_topic_policy(topic_arn: str, acct: Account) -> str:
+    """ElastiCache publishes event notifications only where the topic policy admits it with
+    `AWS:SourceOwner` (not `aws:SourceAccount`, the default of new topics):
+    https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/ElastiCacheSNS.html."""
+    return _policy_doc([{
+        "Sid": "ElastiCacheEventsOfThisAccountPublish",
+        "Effect": "Allow",
+        "Principal": {"AWS": "*"},
+        "Action": "SNS:Publish",
+        "Resource": topic_arn,
+        "Condition": {"StringEquals": {"AWS:SourceOwner": acct.account_id}},
+    }])
+
+
+def _topic(name: str, parent: pulumi.Resource, *, topic_name: str, kms_key_id: pulumi.Input[str] | None,
+           policy: Any, acct: pulumi.Output[Account], email: str | None,
+           tags: Mapping[str, str]) -> tuple[aws.sns.Topic, aws.sns.TopicSubscription | None]:
+    topic = aws.sns.Topic(name, name=topic_name, kms_master_key_id=kms_key_id, tags=dict(tags),
+                          # The name is fixed (a key policy names its ARN): a replacement deletes first.
+                          opts=child(parent, delete_before_replace=True))
+    aws.sns.TopicPolicy(f"{name}-policy", arn=topic.arn,
+                        policy=pulumi.Output.all(topic.arn, acct).apply(lambda v: policy(v[0], v[1])),
+                        opts=child(parent))
     subscription = None
     if email:
         # Stays "pending confirmation" until the recipient clicks the link AWS mails them.
-        subscription = aws.sns.TopicSubscription(f"{name}-alarms-email", topic=topic.arn, protocol="email",
+        subscription = aws.sns.TopicSubscription(f"{name}-email", topic=topic.arn, protocol="email",
                                                  endpoint=email, opts=child(parent))
     return topic, subscription
+
+
+def alarm_topic(name: str, parent: pulumi.Resource, *, topic_name: str, kms_key_id: pulumi.Input[str],
+                acct: pulumi.Output[Account], email: str | None,
+                tags: Mapping[str, str]) -> tuple[aws.sns.Topic, aws.sns.TopicSubscription | None]:
+    """The encrypted topic CloudWatch alarms notify; its key's policy must name `topic_name`
+    (key_use(alarm_topic_names=...))."""
+    return _topic(f"{name}-alarms", parent, topic_name=topic_name, kms_key_id=kms_key_id,
+                  policy=alarm_topic_policy, acct=acct, email=email, tags=tags)
+
+
+def events_topic(name: str, parent: pulumi.Resource, *, topic_name: str, acct: pulumi.Output[Account],
+                 email: str | None,
+                 tags: Mapping[str, str]) -> tuple[aws.sns.Topic, aws.sns.TopicSubscription | None]:
+    """The topic ElastiCache sends its events to (failover, node replacement, snapshot failure).
+    It cannot be encrypted: "The Amazon SNS topic you are publishing to cannot be encrypted" -
+    ElastiCache marks an encrypted topic inactive and drops the events
+    (https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/ElastiCacheSNS.html). The events
+    name clusters and what happened to them; no data or credential passes through."""
+    return _topic(f"{name}-events", parent, topic_name=topic_name, kms_key_id=None,
+                  policy=events_topic_policy, acct=acct, email=email, tags=tags)
 
 
 def metric_alarms(

@@ -2,15 +2,17 @@
 
 Security group (ingress only from the application's security groups), subnet group over
 private subnets in distinct AZs, a parameter group derived from redis_conf, a customer KMS
-key, a generated AUTH token (or RBAC users) kept in Secrets Manager, Multi-AZ with automatic
-failover, TLS required, snapshots + final snapshot, slow/engine logs in CloudWatch Logs, and
-CloudWatch alarms rendered from the thresholds table into an SNS topic. See docs/elasticache.md.
+key, RBAC users derived from the ACL model (or one AUTH token) with their passwords in Secrets
+Manager, Multi-AZ with automatic failover, TLS required, snapshots + final snapshot, slow/engine
+logs in KMS-encrypted CloudWatch Logs groups, ElastiCache events to an unencrypted topic (the only
+kind ElastiCache can publish to) and CloudWatch alarms rendered from the thresholds table into an
+encrypted topic. See docs/elasticache.md.
 """
 
 from __future__ import annotations
 
 import json
-import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,13 +21,20 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from infra.components.aws_common import (
+    Account,
     PortRule,
+    account,
     alarm_topic,
     app_secret,
     child,
     customer_kms_key,
+    encrypted_log_group,
+    events_topic,
+    fixed_name,
+    key_use,
     metric_alarms,
     redis_security_group,
+    stack_log_groups,
 )
 from infra.envcontract import env_contract, redis_url
 from infra.errors import SettingError
@@ -33,29 +42,31 @@ from infra.monitoring.cloudwatch import AlarmSpec, alarm_specs, member_cluster_i
 from infra.settings import Settings
 from infra.thresholds import Threshold
 from ratelimit.tiers import Tier
-from redis_conf.acl import APP_RULES
-from redis_conf.elasticache import Family, elasticache_parameters, family_for
+from redis_conf.elasticache import (
+    DISABLED_DEFAULT_ACCESS_STRING,
+    ElastiCacheUser,
+    Family,
+    elasticache_parameters,
+    elasticache_users,
+    family_for,
+)
 
 PORT = 6379
 # ElastiCache AUTH tokens allow only these specials (AWS docs, "AUTH token").
 AUTH_TOKEN_SPECIALS = "!&#$^<>-"
 AUTH_TOKEN_LENGTH = 64
-# Fixed at creation for a cluster-mode group; set on our own group because a custom group
-# does not inherit it from default.<family>.cluster.on.
-# RBAC: the access string of the application user is the ACL model's app rules (one source),
-# so the managed service refuses the same commands the self-hosted targets refuse.
+# RBAC: every access string comes from the ACL model minus ElastiCache's restricted commands
+# (redis_conf.elasticache), so the managed service refuses what the self-hosted targets refuse.
 APP_USER_NAME = "app"
-APP_ACCESS_STRING = f"on {APP_RULES}"
-# Every user group must contain a user named "default"; ours can do nothing at all.
-DEFAULT_USER_ACCESS_STRING = "off -@all"
+DEFAULT_USER_ACCESS_STRING = DISABLED_DEFAULT_ACCESS_STRING
 SECRET_FIELDS = ("username", "password")
-_ID_SAFE = re.compile(r"[^a-z0-9-]+")
+RBAC_SECRET_FIELDS = ("username", "password", "userId")
+LOG_KINDS = ("slow-log", "engine-log")
 
 
 def _fixed_id(*parts: str, limit: int = 40) -> str:
     """A lowercase id from parts (letters, digits, single hyphens, letter first, <= limit)."""
-    text = _ID_SAFE.sub("-", "-".join(parts).lower())
-    text = re.sub(r"-{2,}", "-", text).strip("-")
+    text = fixed_name(*parts, limit=1000).lower()
     if not text or not text[0].isalpha():
         text = "r-" + text
     return text[:limit].rstrip("-")
@@ -85,12 +96,12 @@ class ElastiCacheArgs:
     multi_az: bool = True
     replication_group_id: str | None = None
     kms_key_arn: str | None = None
-    auth_mode: str = "token"
+    auth_mode: str = "rbac"
     auth_token: pulumi.Input[str] | None = field(default=None, repr=False)
     auth_token_update_strategy: str | None = None
     maintenance_window: str = "sun:05:00-sun:07:00"
     apply_immediately: bool = False
-    log_retention_days: int = 30
+    log_retention_days: int = 365
     alarm_email: str | None = None
     protect: bool = True
     snapshot_retention_days: int = 7
@@ -100,6 +111,8 @@ class ElastiCacheArgs:
     enabled: bool = True
     rate_limit_mode: str = "redis"
     tags: dict[str, str] = field(default_factory=dict)
+    # Other log groups of the stack encrypted with this component's key (the smoke function's).
+    extra_log_groups: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.cluster_mode and self.multi_az and self.num_cache_clusters < 2:
@@ -152,6 +165,26 @@ class ElastiCacheArgs:
     def base_id(self) -> str:
         return _fixed_id(self.project, self.stack, limit=30)
 
+    @property
+    def users(self) -> tuple[ElastiCacheUser, ...]:
+        """RBAC users (app, monitor, admin) from the ACL model; empty in token mode."""
+        return elasticache_users(self.family) if self.auth_mode == "rbac" else ()
+
+    @property
+    def key_outlives_stack(self) -> bool:
+        """The final snapshot outlives the group and is encrypted with the key: deleting the key
+        with the stack would make it unreadable."""
+        return self.final_snapshot
+
+    def log_group_name(self, component: str, kind: str) -> str:
+        # Under /aws/vendedlogs/ ElastiCache's log delivery does not add each group to the
+        # account's CloudWatch Logs resource policy, whose 5,120 characters run out after a few
+        # dozen groups (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/AWS-logs-and-resource-policy.html).
+        return f"/aws/vendedlogs/elasticache/{self.project}/{self.stack}/{component}/{kind}"
+
+    def topic_name(self, component: str, purpose: str) -> str:
+        return fixed_name(self.project, self.stack, component, purpose)
+
     @classmethod
     def from_settings(cls, settings: Settings) -> ElastiCacheArgs:
         c = settings.config
@@ -172,10 +205,11 @@ class ElastiCacheArgs:
             replication_group_id=ec.replication_group_id, kms_key_arn=ec.kms_key_arn, auth_mode=ec.auth_mode,
             auth_token=pulumi.Output.secret(token) if token is not None else None,
             auth_token_update_strategy=ec.auth_token_update_strategy, maintenance_window=ec.maintenance_window,
-            apply_immediately=ec.apply_immediately, log_retention_days=c.alerting.log_retention_days,
+            apply_immediately=ec.apply_immediately, log_retention_days=settings.log_retention_days,
             alarm_email=c.alerting.email, protect=ec.protect, snapshot_retention_days=c.backup.retention_days,
             snapshot_window=c.backup.window, final_snapshot=c.backup.final_snapshot, timeout_ms=c.timeout_ms,
             enabled=c.enabled, rate_limit_mode=c.rate_limit_mode, tags=settings.tags,
+            extra_log_groups=stack_log_groups(settings),
         )
 
 
@@ -188,6 +222,21 @@ def _distinct_azs(subnets: list[Any], subnet_ids: tuple[str, ...], multi_az: boo
     return list(subnet_ids)
 
 
+def _secret_document(username: str, extra: dict[str, str]) -> Callable[[str], str]:
+    return lambda password: json.dumps({"username": username, "password": password, **extra})
+
+
+@dataclass
+class _Credentials:
+    """The app credential (token or RBAC password) and, in RBAC mode, the users' passwords."""
+
+    app_password: pulumi.Output[str]
+    username: str | None = None
+    passwords: dict[str, pulumi.Output[str]] = field(default_factory=dict)
+    user_ids: dict[str, str] = field(default_factory=dict)
+    user_group_id: pulumi.Output[str] | None = None
+
+
 class ElastiCacheRedis(pulumi.ComponentResource):
     """A TLS-only, encrypted, Multi-AZ ElastiCache replication group plus what operates it."""
 
@@ -195,9 +244,39 @@ class ElastiCacheRedis(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ElastiCacheArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("redisstack:elasticache:ElastiCacheRedis", name, None, opts)
+        self._name, self._args = name, args
         tags = dict(args.tags)
+        acct = account(self)
+        log_names = {kind: args.log_group_name(name, kind) for kind in LOG_KINDS}
 
-        # --- network ----------------------------------------------------------------------
+        sg, subnet_group = self._network(tags)
+        params = self._parameters(tags)
+        kms_key_arn = self._key(acct, log_names, tags)
+        creds = self._credentials(tags)
+        logs = {kind: encrypted_log_group(f"{name}-{kind}", self, log_group_name=log_names[kind],
+                                          kms_key_id=kms_key_arn, retention_days=args.log_retention_days,
+                                          tags=tags) for kind in LOG_KINDS}
+        topic, _ = alarm_topic(name, self, topic_name=args.topic_name(name, "alarms"), kms_key_id=kms_key_arn,
+                               acct=acct, email=args.alarm_email, tags=tags)
+        events, _ = events_topic(name, self, topic_name=args.topic_name(name, "events"), acct=acct,
+                                 email=args.alarm_email, tags=tags)
+        rg = self._replication_group(sg, subnet_group, params, kms_key_arn, creds, logs, events, tags)
+        alarms = self._alarms(rg, topic, tags)
+        secrets = self._secrets(creds, kms_key_arn, tags)
+
+        self.replication_group = rg
+        self.security_group = sg
+        self.parameter_group = params
+        self.secret = secrets["app"]
+        self.alarms = alarms
+        self.stack_outputs = self._outputs(rg, sg, subnet_group, params, kms_key_arn, creds, secrets, topic, events,
+                                           alarms, logs)
+        self.register_outputs({k: v for k, v in self.stack_outputs.items()
+                               if k not in ("redisPassword", "env", "adminPassword", "monitorPassword")})
+
+    # -- network, parameters, key --------------------------------------------------------------
+    def _network(self, tags: dict[str, str]) -> tuple[aws.ec2.SecurityGroup, aws.elasticache.SubnetGroup]:
+        name, args = self._name, self._args
         sg, _ingress, _egress = redis_security_group(
             name, self, vpc_id=args.vpc_id, ports=[PortRule(PORT, "Redis over TLS")],
             source_security_group_ids=args.app_security_group_ids, cidrs=args.allowed_cidrs,
@@ -211,66 +290,104 @@ class ElastiCacheRedis(pulumi.ComponentResource):
         subnet_group = aws.elasticache.SubnetGroup(
             f"{name}-subnets", description=f"Private subnets of {args.project}/{args.stack} Redis",
             subnet_ids=checked_subnet_ids, tags=tags, opts=child(self))
+        return sg, subnet_group
 
-        # --- parameters -------------------------------------------------------------------
+    def _parameters(self, tags: dict[str, str]) -> aws.elasticache.ParameterGroup:
+        args = self._args
         # Auto-named: a family change creates the new group before the old one (still in use)
         # is deleted, instead of failing on delete-before-replace of a fixed name.
-        params = aws.elasticache.ParameterGroup(
-            f"{name}-params", family=args.family,
+        return aws.elasticache.ParameterGroup(
+            f"{self._name}-params", family=args.family,
             description=f"From redis_conf/redis.conf for {args.family} ({args.project}/{args.stack})",
             parameters=[aws.elasticache.ParameterGroupParameterArgs(name=k, value=v)
                         for k, v in sorted(args.parameters.items())],
             tags=tags, opts=child(self))
 
-        # --- encryption key ---------------------------------------------------------------
-        kms_key_arn: pulumi.Input[str]
-        if args.kms_key_arn is None:
-            key = customer_kms_key(name, self, description=f"At-rest encryption of {args.project}/{args.stack} "
-                                   "Redis snapshots, its secret and alarm topic", tags=tags, protect=args.protect)
-            kms_key_arn = key.arn
-        else:
-            kms_key_arn = args.kms_key_arn
+    def _key(self, acct: pulumi.Output[Account], log_names: dict[str, str], tags: dict[str, str]) -> pulumi.Input[str]:
+        """The stack's customer key, or the one given (docs/elasticache.md lists what its policy
+        must allow; `redisops key-policy` checks it)."""
+        args = self._args
+        if args.kms_key_arn is not None:
+            return args.kms_key_arn
+        use = key_use(acct, alarm_topic_names=[args.topic_name(self._name, "alarms")],
+                      log_group_names=[*log_names.values(), *args.extra_log_groups.values()])
+        key = customer_kms_key(
+            self._name, self, description=f"{args.project}/{args.stack} Redis: snapshots at rest, secrets, "
+            "slow/engine logs, alarm topic", tags=tags, use=use,
+            protect=args.protect or args.key_outlives_stack, retain=args.key_outlives_stack)
+        self.key_use = use
+        return key.arn
 
-        # --- credentials ------------------------------------------------------------------
-        token: pulumi.Output[str]
-        if args.auth_token is not None:
-            token = pulumi.Output.secret(args.auth_token)
-        else:
-            generated = random.RandomPassword(
-                f"{name}-auth-token", length=AUTH_TOKEN_LENGTH, special=True,
-                override_special=AUTH_TOKEN_SPECIALS, min_upper=2, min_lower=2, min_numeric=2, min_special=2,
-                opts=child(self, additional_secret_outputs=["result"]))
-            token = pulumi.Output.secret(generated.result)
-        user_group_ids: list[pulumi.Input[str]] | None = None
-        username: str | None = None
-        if args.auth_mode == "rbac":
-            username = APP_USER_NAME
-            default_password = random.RandomPassword(
-                f"{name}-default-user-password", length=AUTH_TOKEN_LENGTH, special=True,
-                override_special=AUTH_TOKEN_SPECIALS, opts=child(self, additional_secret_outputs=["result"]))
-            default_user = aws.elasticache.User(
-                f"{name}-default-user", user_id=_fixed_id(args.base_id, "default"), user_name="default",
-                engine=args.engine, access_string=DEFAULT_USER_ACCESS_STRING,
-                authentication_mode=aws.elasticache.UserAuthenticationModeArgs(
-                    type="password", passwords=[pulumi.Output.secret(default_password.result)]),
-                tags=tags, opts=child(self, delete_before_replace=True, additional_secret_outputs=["passwords"]))
-            app_user = aws.elasticache.User(
-                f"{name}-app-user", user_id=_fixed_id(args.base_id, "app"), user_name=APP_USER_NAME,
-                engine=args.engine, access_string=APP_ACCESS_STRING,
-                authentication_mode=aws.elasticache.UserAuthenticationModeArgs(type="password", passwords=[token]),
-                tags=tags, opts=child(self, delete_before_replace=True, additional_secret_outputs=["passwords"]))
-            group = aws.elasticache.UserGroup(
-                f"{name}-users", user_group_id=_fixed_id(args.base_id, "users"), engine=args.engine,
-                user_ids=[default_user.user_id, app_user.user_id], tags=tags,
-                opts=child(self, delete_before_replace=True))
-            user_group_ids = [group.id]
+    # -- credentials ---------------------------------------------------------------------------
+    def _random_password(self, logical: str) -> pulumi.Output[str]:
+        generated = random.RandomPassword(
+            logical, length=AUTH_TOKEN_LENGTH, special=True, override_special=AUTH_TOKEN_SPECIALS,
+            min_upper=2, min_lower=2, min_numeric=2, min_special=2,
+            opts=child(self, additional_secret_outputs=["result"]))
+        return pulumi.Output.secret(generated.result)
 
-        # --- logs, alarms topic -----------------------------------------------------------
-        logs = {kind: aws.cloudwatch.LogGroup(
-            f"{name}-{kind}", retention_in_days=args.log_retention_days, tags=tags, opts=child(self))
-            for kind in ("slow-log", "engine-log")}
-        topic, _subscription = alarm_topic(name, self, kms_key_id=kms_key_arn, email=args.alarm_email, tags=tags)
+    def _credentials(self, tags: dict[str, str]) -> _Credentials:
+        name, args = self._name, self._args
+        # The app credential keeps its resource name in both modes (`-auth-token`), so switching
+        # modes does not regenerate it.
+        app = (pulumi.Output.secret(args.auth_token) if args.auth_token is not None
+               else self._random_password(f"{name}-auth-token"))
+        if args.auth_mode != "rbac":
+            return _Credentials(app_password=app)
+        passwords = {u.credential: app if u.credential == "app" else self._random_password(f"{name}-{u.credential}-password")
+                     for u in args.users}
+        user_ids: dict[str, str] = {}
+        members: list[pulumi.Output[str]] = []
+        for u in args.users:
+            user_ids[u.credential] = _fixed_id(args.base_id, u.credential)
+            members.append(self._user(f"{name}-{u.credential}-user", user_ids[u.credential], u.user_name,
+                                      u.access_string, passwords[u.credential], tags).user_id)
+        # Every user group needs a user named "default" (AWS::ElastiCache::UserGroup: "A user named
+        # default must be included"): this one is off and may run nothing, so a password-only client
+        # (AUTH <password>) can never log in.
+        default_user = self._user(f"{name}-default-user", _fixed_id(args.base_id, "default"), "default",
+                                  DEFAULT_USER_ACCESS_STRING, self._random_password(f"{name}-default-user-password"),
+                                  tags)
+        group = aws.elasticache.UserGroup(
+            f"{name}-users", user_group_id=_fixed_id(args.base_id, "users"), engine=args.engine,
+            user_ids=[default_user.user_id, *members], tags=tags, opts=child(self, delete_before_replace=True))
+        return _Credentials(app_password=app, username=APP_USER_NAME, passwords=passwords, user_ids=user_ids,
+                            user_group_id=group.id)
 
+    def _user(self, logical: str, user_id: str, user_name: str, access_string: str, password: pulumi.Output[str],
+              tags: dict[str, str]) -> aws.elasticache.User:
+        return aws.elasticache.User(
+            logical, user_id=user_id, user_name=user_name, engine=self._args.engine, access_string=access_string,
+            authentication_mode=aws.elasticache.UserAuthenticationModeArgs(type="password", passwords=[password]),
+            tags=tags,
+            # Rotation (redisops rotate-token) changes the passwords outside Pulumi; the provider
+            # never reads them back, so an unrelated update does not put an old one back.
+            opts=child(self, delete_before_replace=True, additional_secret_outputs=["passwords", "authenticationMode"]))
+
+    def _secrets(self, creds: _Credentials, kms_key_arn: pulumi.Input[str],
+                 tags: dict[str, str]) -> dict[str, aws.secretsmanager.Secret]:
+        """One Secrets Manager secret per credential, JSON {username, password[, userId]}."""
+        args = self._args
+        secrets: dict[str, aws.secretsmanager.Secret] = {}
+        fields = RBAC_SECRET_FIELDS if creds.username else SECRET_FIELDS
+        for credential, password in (creds.passwords or {"app": creds.app_password}).items():
+            username = credential if creds.username else "default"
+            extra = {"userId": creds.user_ids[credential]} if creds.username else {}
+            logical = self._name if credential == "app" else f"{self._name}-{credential}"
+            prefix = "redis-auth-" if credential == "app" else f"redis-{credential}-"
+            secrets[credential], _ = app_secret(
+                logical, self, kms_key_id=kms_key_arn, name_prefix=f"{args.project}/{args.stack}/{prefix}",
+                secret_string=password.apply(_secret_document(username, extra)),
+                description=f"{credential} credential of {args.project}/{args.stack} Redis (JSON: {', '.join(fields)})",
+                tags=tags)
+        return secrets
+
+    # -- the replication group -----------------------------------------------------------------
+    def _replication_group(self, sg: aws.ec2.SecurityGroup, subnet_group: aws.elasticache.SubnetGroup,
+                           params: aws.elasticache.ParameterGroup, kms_key_arn: pulumi.Input[str],
+                           creds: _Credentials, logs: dict[str, aws.cloudwatch.LogGroup], events: aws.sns.Topic,
+                           tags: dict[str, str]) -> aws.elasticache.ReplicationGroup:
+        name, args = self._name, self._args
         final_snapshot_id: pulumi.Output[str] | None = None
         if args.final_snapshot:
             # A new suffix whenever the group is replaced: each group is deleted with its own final
@@ -283,8 +400,6 @@ class ElastiCacheRedis(pulumi.ComponentResource):
                          "kmsKeyId": kms_key_arn, "subnetGroupName": subnet_group.name},
                 opts=child(self))
             final_snapshot_id = suffix.hex.apply(lambda h: f"{_fixed_id(args.base_id, 'final', limit=200)}-{h}")
-
-        # --- the replication group --------------------------------------------------------
         topology: dict[str, Any]
         if args.cluster_mode:
             topology = {"cluster_mode": "enabled", "num_node_groups": args.num_shards,
@@ -292,13 +407,13 @@ class ElastiCacheRedis(pulumi.ComponentResource):
         else:
             topology = {"cluster_mode": "disabled", "num_cache_clusters": args.num_cache_clusters}
         auth: dict[str, Any] = {}
-        if args.auth_mode == "token":
-            auth["auth_token"] = token
+        if creds.user_group_id is None:
+            auth["auth_token"] = creds.app_password
             if args.auth_token_update_strategy is not None:
                 auth["auth_token_update_strategy"] = args.auth_token_update_strategy
         else:
-            auth["user_group_ids"] = user_group_ids
-        rg = aws.elasticache.ReplicationGroup(
+            auth["user_group_ids"] = [creds.user_group_id]
+        return aws.elasticache.ReplicationGroup(
             f"{name}-rg",
             description=f"Rate-limiter {args.engine} for {args.project}/{args.stack}",
             replication_group_id=args.replication_group_id,
@@ -311,12 +426,14 @@ class ElastiCacheRedis(pulumi.ComponentResource):
             final_snapshot_identifier=final_snapshot_id,
             maintenance_window=args.maintenance_window, apply_immediately=args.apply_immediately,
             auto_minor_version_upgrade=True,
-            notification_topic_arn=topic.arn,
+            # Events (failover, node replacement, snapshot failure) go to the unencrypted events
+            # topic: ElastiCache cannot publish to an encrypted one (aws_common.events_topic).
+            notification_topic_arn=events.arn,
             log_delivery_configurations=[
                 aws.elasticache.ReplicationGroupLogDeliveryConfigurationArgs(
                     destination=logs[kind].name, destination_type="cloudwatch-logs", log_format="json",
                     log_type=kind)
-                for kind in ("slow-log", "engine-log")],
+                for kind in LOG_KINDS],
             tags=tags,
             **topology, **auth,
             opts=child(self, protect=args.protect,
@@ -325,7 +442,10 @@ class ElastiCacheRedis(pulumi.ComponentResource):
                        additional_secret_outputs=["authToken"]),
         )
 
-        # --- alarms: one per member node, following the group's (auto-named) id ------------
+    def _alarms(self, rg: aws.elasticache.ReplicationGroup, topic: aws.sns.Topic,
+                tags: dict[str, str]) -> list[aws.cloudwatch.MetricAlarm]:
+        """One alarm per member node and threshold line, following the group's (auto-named) id."""
+        args = self._args
         prefix = _fixed_id(args.project, args.stack, limit=60)
         specs = rg.id.apply(lambda rid: alarm_specs(args.thresholds, member_cluster_ids(rid, **args.member_kwargs),
                                                     name_prefix=prefix))
@@ -340,29 +460,24 @@ class ElastiCacheRedis(pulumi.ComponentResource):
                 return s
             return specs.apply(get)
 
-        alarms = metric_alarms(
-            name, self, {f"{t}-{sev}-{suffix}".replace("_", "-"): pick(i, (t, sev, suffix))
-                         for i, (t, sev, suffix) in enumerate(keys)},
+        return metric_alarms(
+            self._name, self, {f"{t}-{sev}-{suffix}".replace("_", "-"): pick(i, (t, sev, suffix))
+                               for i, (t, sev, suffix) in enumerate(keys)},
             topic_arn=topic.arn, tags=tags)
-        secret, _version = app_secret(
-            name, self, secret_string=token.apply(lambda t: json.dumps({"username": username or "default",
-                                                                         "password": t})),
-            kms_key_id=kms_key_arn, description=f"AUTH credential of {args.project}/{args.stack} Redis "
-            f"(JSON: {', '.join(SECRET_FIELDS)})", name_prefix=f"{args.project}/{args.stack}/redis-auth-",
-            tags=tags)
 
-        # --- outputs ----------------------------------------------------------------------
+    # -- outputs -------------------------------------------------------------------------------
+    def _outputs(self, rg: aws.elasticache.ReplicationGroup, sg: aws.ec2.SecurityGroup,
+                 subnet_group: aws.elasticache.SubnetGroup, params: aws.elasticache.ParameterGroup,
+                 kms_key_arn: pulumi.Input[str], creds: _Credentials, secrets: dict[str, aws.secretsmanager.Secret],
+                 topic: aws.sns.Topic, events: aws.sns.Topic, alarms: list[aws.cloudwatch.MetricAlarm],
+                 logs: dict[str, aws.cloudwatch.LogGroup]) -> dict[str, Any]:
+        args, username = self._args, creds.username
         endpoint = rg.configuration_endpoint_address if args.cluster_mode else rg.primary_endpoint_address
         url = endpoint.apply(lambda host: redis_url(host, PORT, tls=True, username=username))
-        env = pulumi.Output.all(url, token).apply(lambda v: env_contract(
+        env = pulumi.Output.all(url, creds.app_password).apply(lambda v: env_contract(
             url=v[0], password=v[1], tls=True, timeout_ms=args.timeout_ms, tiers=args.tiers,
             enabled=args.enabled, rate_limit_mode=args.rate_limit_mode, username=username))
-        self.replication_group = rg
-        self.security_group = sg
-        self.parameter_group = params
-        self.secret = secret
-        self.alarms = alarms
-        self.stack_outputs = {
+        outputs: dict[str, Any] = {
             "replicationGroupId": rg.id,
             "engine": args.engine,
             "engineVersion": args.engine_version,
@@ -374,16 +489,26 @@ class ElastiCacheRedis(pulumi.ComponentResource):
             "redisUrl": url,
             "authMode": args.auth_mode,
             "username": username or "default",
-            "redisPassword": token,
+            "redisPassword": creds.app_password,
             "env": pulumi.Output.secret(env),
-            "authSecretArn": secret.arn,
+            "authSecretArn": secrets["app"].arn,
             "securityGroupId": sg.id,
             "subnetGroupName": subnet_group.name,
             "parameterGroupName": params.name,
             "parameters": dict(args.parameters),
             "kmsKeyArn": kms_key_arn,
             "alarmTopicArn": topic.arn,
+            "eventsTopicArn": events.arn,
             "alarmNames": pulumi.Output.all(*[a.name for a in alarms]),
-            "logGroups": {kind: lg.name for kind, lg in logs.items()},
+            # Every log group the stack encrypts with this key (`redisops key-policy` reads them).
+            "logGroups": {**{kind: lg.name for kind, lg in logs.items()},
+                          **args.extra_log_groups},
         }
-        self.register_outputs({k: v for k, v in self.stack_outputs.items() if k not in ("redisPassword", "env")})
+        if username:
+            outputs["rbacUsers"] = [{"credential": u.credential, "userId": creds.user_ids[u.credential],
+                                     "userName": u.user_name, "accessString": u.access_string} for u in args.users]
+            outputs["adminPassword"] = creds.passwords["admin"]
+            outputs["adminSecretArn"] = secrets["admin"].arn
+            outputs["monitorPassword"] = creds.passwords["monitor"]
+            outputs["monitorSecretArn"] = secrets["monitor"].arn
+        return outputs

@@ -9,15 +9,23 @@ SecureString parameters under `/redisstack/<stack>/<name>/node-<i>/`; user data 
 their names and fetches them at first boot with the instance role, which may read that path
 and nothing else. No secret is ever in user data, instance metadata or a process argv.
 
-Backups: EBS snapshots of the data volumes by a DLM policy in the backup window.
-Alarms: EC2 status checks per host (system failures auto-recover the instance) and, through
-the CloudWatch agent scraping the local redis_exporter (EMF), Redis alarms from the thresholds
-table for every row that is a plain gauge, an increase of a counter or the memory ratio.
+Operators reach hosts through Session Manager only (user data installs the SSM agent, which
+Debian AMIs lack); a systemd timer brings renewed TLS certificates from SSM and reloads them in
+place (infra/components/tls_renewal.py). A host is replaced delete-first: its fixed ENI is the
+instance's primary interface, which EC2 cannot move while the old instance runs.
+
+Backups: EBS snapshots of the data volumes by a DLM policy in the backup window; the stack's
+KMS key is protected and retained like the volumes it encrypts.
+Alarms: EC2 status checks per host (system failures auto-recover the instance), the served TLS
+certificate's days left and, through the CloudWatch agent scraping the local redis_exporter
+(EMF), Redis alarms from the thresholds table for every row that is a plain gauge, an increase
+of a counter or the memory ratio.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,14 +38,22 @@ import pulumi_tls as tls
 
 from infra.components.aws_common import (
     PortRule,
+    account,
     alarm_topic,
     app_secret,
     child,
     customer_kms_key,
+    encrypted_log_group,
+    fixed_name,
+    key_use,
     redis_security_group,
+    stack_log_groups,
 )
+from infra.components.tls_renewal import METRIC as TLS_DAYS_METRIC
+from infra.components.tls_renewal import install_commands, renew_environment
 from infra.envcontract import env_contract, sentinel_url
 from infra.errors import SettingError
+from infra.monitoring.cloudwatch import TLS_DAYS_CRITICAL
 from infra.settings import Settings
 from infra.thresholds import Threshold
 from ratelimit.tiers import Tier
@@ -132,9 +148,11 @@ class SentinelHostsArgs:
     enabled: bool = True
     rate_limit_mode: str = "redis"
     alarm_email: str | None = None
-    log_retention_days: int = 30
+    log_retention_days: int = 365
     tags: Mapping[str, str] = field(default_factory=dict)
     app_password: str | None = field(default=None, repr=False)
+    # Other log groups of the stack encrypted with the hosts' key (the smoke function's).
+    extra_log_groups: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.engine != "redis":
@@ -178,9 +196,10 @@ class SentinelHostsArgs:
             rate_limit_mode=cfg.rate_limit_mode,
             # Shared with the elasticache target until the settings grow a target-neutral key.
             alarm_email=cfg.alerting.email,
-            log_retention_days=cfg.alerting.log_retention_days,
+            log_retention_days=settings.log_retention_days,
             tags=settings.tags,
             app_password=cfg.password.get_secret_value() if cfg.password else None,
+            extra_log_groups=stack_log_groups(settings),
         )
 
     def parameter_prefix(self, name: str) -> str:
@@ -255,9 +274,20 @@ def cloudwatch_agent_prometheus(node: str) -> str:
                            {"targets": [f"127.0.0.1:{EXPORTER_PORT}"], "labels": {"node": node}}]}]})
 
 
+def ssm_agent_url(region: str, dns_suffix: str = "amazonaws.com") -> str:
+    """Debian AMIs ship no SSM agent; AWS publishes the .deb per region and architecture
+    (https://docs.aws.amazon.com/systems-manager/latest/userguide/agent-install-deb.html):
+    `https://s3.<region>.amazonaws.com/amazon-ssm-<region>/latest/debian_<arch>/amazon-ssm-agent.deb`
+    (the partition's DNS suffix, amazonaws.com.cn in China). The regional bucket is reachable
+    through an S3 gateway endpoint (docs/sentinel.md, "Egress")."""
+    return f"https://s3.{region}.{dns_suffix}/amazon-ssm-{region}/latest/debian_$ARCH/amazon-ssm-agent.deb"
+
+
 def user_data(*, region: str, prefix: str, node: str, tls: bool, exporter: str, agent_config: str,
-              agent_prometheus: str, data_volume_id: str) -> str:
-    """cloud-init shell script. Holds parameter names, never their values."""
+              agent_prometheus: str, data_volume_id: str, tls_renewal: str = "",
+              dns_suffix: str = "amazonaws.com") -> str:
+    """cloud-init shell script. Holds parameter names, never their values. `tls_renewal`: the
+    install lines of the renewal timer (tls_renewal.install_commands), empty without TLS."""
     files = list(HOST_FILES.items())
     if tls:
         files += [*TLS_HOST_FILES.items(), *EXPORTER_TLS_FILES.items()]
@@ -276,8 +306,17 @@ for f in /etc/apt/sources.list /etc/apt/sources.list.d/* /etc/apt/mirrors/*; do
   if [ -f "$f" ]; then sed -E -i 's#http://([a-z0-9.-]*\\.)?debian\\.org/#https://deb.debian.org/#g' "$f"; fi
 done
 apt-get update -q
-apt-get install -y -q redis-server redis-sentinel redis-tools prometheus-redis-exporter awscli curl
+apt-get install -y -q redis-server redis-sentinel redis-tools prometheus-redis-exporter awscli curl openssl
 systemctl stop redis-server redis-sentinel prometheus-redis-exporter
+
+# Operator access: Session Manager through the SSM agent, which Debian AMIs do not ship. It
+# connects out over HTTPS; no inbound port is opened for it (no SSH, no key pair). First, so
+# that a host whose later steps fail can still be reached.
+ARCH=$(dpkg --print-architecture)
+curl -fsSL -o /tmp/amazon-ssm-agent.deb "{ssm_agent_url(region, dns_suffix)}"
+dpkg -i /tmp/amazon-ssm-agent.deb
+systemctl enable amazon-ssm-agent
+systemctl restart amazon-ssm-agent
 
 # Data volume: a separate, retained EBS volume ($DATA_VOLUME, encrypted) that Pulumi attaches at
 # {DATA_DEVICE} after the instance starts, so wait for it. Nitro exposes it as NVMe with the
@@ -314,7 +353,6 @@ ARGS="{exporter}"
 EOF
 
 # CloudWatch agent (EMF metrics from the local exporter for the threshold alarms).
-ARCH=$(dpkg --print-architecture)
 curl -fsSL -o /tmp/cwagent.deb "https://amazoncloudwatch-agent.s3.amazonaws.com/debian/$ARCH/latest/amazon-cloudwatch-agent.deb"
 dpkg -i /tmp/cwagent.deb
 cat > /opt/aws/amazon-cloudwatch-agent/etc/prometheus.yaml <<'EOF'
@@ -329,7 +367,18 @@ EOF
 systemctl enable --now redis-server
 systemctl enable --now redis-sentinel
 systemctl enable --now prometheus-redis-exporter
+{tls_renewal}
 """
+
+
+_DLM_UNSAFE = re.compile(r"[^0-9A-Za-z _-]+")
+
+
+def dlm_description(text: str) -> str:
+    """DLM accepts only `[0-9A-Za-z _-]`, 1-500 characters, in a policy description (botocore
+    data/dlm/2018-01-12/service-2.json, shape PolicyDescription); project and stack names may
+    hold `.` and other characters, which become `-`."""
+    return _DLM_UNSAFE.sub("-", text).strip()[:500] or "redisstack"
 
 
 def _assume(service: str) -> str:
@@ -348,18 +397,28 @@ SESSION_MANAGER_ACTIONS = (
 )
 
 
-def host_policy(*, parameter_arn_prefix: str, kms_key_arn: str, region: str, log_group_arn: str) -> str:
+def host_policy(*, parameter_arn_prefix: str, kms_key_arn: str, region: str, log_group_arn: str,
+                admin_secret_arn: str) -> str:
     """Least privilege for a host: read its own parameters, decrypt them via SSM only, write
-    EMF logs to its one log group, and Session Manager (no SSH) - nothing that reads other
-    parameters."""
+    EMF logs to its one log group, read the admin secret (the TLS renewal timer reloads TLS with
+    CONFIG SET as admin), publish its own namespace's metrics, and Session Manager (no SSH) -
+    nothing that reads other parameters or secrets."""
     return json.dumps({"Version": "2012-10-17", "Statement": [
         {"Sid": "ReadOwnParameters", "Effect": "Allow", "Action": ["ssm:GetParameter"],
          "Resource": f"{parameter_arn_prefix}/*"},
         {"Sid": "DecryptThroughSsmOnly", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": kms_key_arn,
          "Condition": {"StringEquals": {"kms:ViaService": f"ssm.{region}.amazonaws.com"}}},
+        {"Sid": "ReadAdminSecretForTlsReload", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
+         "Resource": admin_secret_arn},
+        {"Sid": "DecryptThroughSecretsManagerOnly", "Effect": "Allow", "Action": ["kms:Decrypt"],
+         "Resource": kms_key_arn,
+         "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}}},
         {"Sid": "PublishMetricsAsEmf", "Effect": "Allow",
          "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
          "Resource": [log_group_arn, f"{log_group_arn}:*"]},
+        # PutMetricData has no resource-level permissions; the namespace condition is its scope.
+        {"Sid": "PublishTlsDaysLeftInOwnNamespace", "Effect": "Allow", "Action": ["cloudwatch:PutMetricData"],
+         "Resource": "*", "Condition": {"StringEquals": {"cloudwatch:namespace": CW_NAMESPACE}}},
         {"Sid": "SessionManagerOnly", "Effect": "Allow", "Action": list(SESSION_MANAGER_ACTIONS), "Resource": "*"},
     ]}, sort_keys=True)
 
@@ -379,11 +438,13 @@ class SentinelHosts(pulumi.ComponentResource):
         super().__init__("redisstack:sentinel:SentinelHosts", name, None, opts)
         self._name, self._args = name, args
         tags = dict(args.tags)
-        region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self))
-        identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self))
-        region_name = region.apply(lambda r: r.region or r.name)
+        acct = account(self)
+        region_name = acct.apply(lambda a: a.region)
         # aws, aws-cn, aws-us-gov: every ARN this component spells out starts with it.
-        self._partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self)).partition
+        self._partition = acct.apply(lambda a: a.partition)
+        prefix = args.parameter_prefix(name)
+        log_group_name = f"{prefix}/metrics"
+        topic_name = fixed_name("redisstack", args.stack, name, "alarms")
 
         # Three AZs or nothing: a second host in one AZ makes that AZ's loss a quorum loss.
         subnets = [aws.ec2.get_subnet_output(id=s, opts=pulumi.InvokeOutputOptions(parent=self))
@@ -391,9 +452,13 @@ class SentinelHosts(pulumi.ComponentResource):
         self.availability_zones = pulumi.Output.all(*[s.availability_zone for s in subnets]).apply(
             lambda azs: _distinct_azs(list(azs), args.subnet_ids))
 
-        self.kms_key = customer_kms_key(name, self, description=f"redisstack {args.stack}: Redis Sentinel hosts "
-                                        "(EBS, SSM parameters, secrets, log group, alarm topic)", tags=tags,
-                                        logs_region=region_name)
+        # Protected and retained like the data volumes and their DLM snapshots, which it encrypts:
+        # `pulumi destroy` would otherwise schedule it for deletion and make them unreadable.
+        self.kms_key = customer_kms_key(
+            name, self, description=f"redisstack {args.stack}: Redis Sentinel hosts (EBS, SSM parameters, secrets, "
+            "log group, alarm topic)", tags=tags, protect=True, retain=True,
+            use=key_use(acct, alarm_topic_names=[topic_name],
+                        log_group_names=[log_group_name, *args.extra_log_groups.values()]))
         ports = [PortRule(REDIS_PORT, "Redis (TLS)" if args.tls else "Redis"),
                  PortRule(SENTINEL_PORT, "Redis Sentinel")]
         self.security_group, self.ingress, self.egress = redis_security_group(
@@ -423,7 +488,6 @@ class SentinelHosts(pulumi.ComponentResource):
 
         files = pulumi.Output.all(ips, all_passwords).apply(
             lambda v: render_host_files(args, list(v[0]), dict(v[1])))
-        prefix = args.parameter_prefix(name)
         self.parameters: list[aws.ssm.Parameter] = []
         leaves = list(HOST_FILES)
         if args.tls:
@@ -441,17 +505,25 @@ class SentinelHosts(pulumi.ComponentResource):
                     # The name is fixed (user data and the IAM policy name the path).
                     opts=child(self, delete_before_replace=True, additional_secret_outputs=["value"])))
 
-        self.log_group = aws.cloudwatch.LogGroup(
-            f"{name}-metrics", retention_in_days=args.log_retention_days, kms_key_id=self.kms_key.arn,
-            tags=tags, opts=child(self))
+        self.log_group = encrypted_log_group(f"{name}-metrics", self, log_group_name=log_group_name,
+                                             kms_key_id=self.kms_key.arn, retention_days=args.log_retention_days,
+                                             tags=tags)
+        self.app_secret, _ = app_secret(f"{name}-app", self, secret_string=passwords["app"],
+                                        kms_key_id=self.kms_key.arn, description="Redis application password "
+                                        "(REDIS_PASSWORD; also authenticates Sentinel discovery)",
+                                        name_prefix=f"redisstack/{args.stack}/{name}/app-", tags=tags)
+        self.admin_secret, _ = app_secret(f"{name}-admin", self, secret_string=passwords["admin"],
+                                          kms_key_id=self.kms_key.arn, description="Redis/Sentinel admin password",
+                                          name_prefix=f"redisstack/{args.stack}/{name}/admin-", tags=tags)
         self.role = aws.iam.Role(f"{name}-host-role", assume_role_policy=_assume("ec2.amazonaws.com"),
                                  description="redisstack sentinel hosts", tags=tags, opts=child(self))
-        param_arn = pulumi.Output.all(self._partition, region_name, identity.account_id).apply(
-            lambda v: f"arn:{v[0]}:ssm:{v[1]}:{v[2]}:parameter{prefix}")
+        param_arn = acct.apply(lambda a: a.arn("ssm", f"parameter{prefix}"))
         self.role_policy = aws.iam.RolePolicy(
             f"{name}-host-policy", role=self.role.id,
-            policy=pulumi.Output.all(param_arn, self.kms_key.arn, region_name, self.log_group.arn).apply(
-                lambda v: host_policy(parameter_arn_prefix=v[0], kms_key_arn=v[1], region=v[2], log_group_arn=v[3])),
+            policy=pulumi.Output.all(param_arn, self.kms_key.arn, region_name, self.log_group.arn,
+                                     self.admin_secret.arn).apply(
+                lambda v: host_policy(parameter_arn_prefix=v[0], kms_key_arn=v[1], region=v[2], log_group_arn=v[3],
+                                      admin_secret_arn=v[4])),
             opts=child(self))
         # Session Manager instead of SSH (no key pair, no port 22) is in host_policy: the managed
         # AmazonSSMManagedInstanceCore would also let a host read every parameter of the account.
@@ -504,7 +576,8 @@ class SentinelHosts(pulumi.ComponentResource):
         lt_version = self.launch_template.latest_version.apply(lambda v: str(v))
         for i, (eni, volume) in enumerate(zip(self.interfaces, self.data_volumes, strict=True)):
             node = f"node-{i}"
-            ud = pulumi.Output.all(region_name, eni.private_ip, self.log_group.name, volume.id).apply(
+            ud = pulumi.Output.all(region_name, eni.private_ip, self.log_group.name, volume.id,
+                                   self.admin_secret.arn, acct.apply(lambda a: a.dns_suffix)).apply(
                 _user_data_for(args, prefix, node))
             inst = aws.ec2.Instance(
                 f"{name}-{node}",
@@ -516,8 +589,13 @@ class SentinelHosts(pulumi.ComponentResource):
                 # Replacing a node is an operator's decision, one host at a time (docs/sentinel.md),
                 # never a side effect of `up`: a new template version would replace the host, and a
                 # changed user data (read at first boot only) would stop and start all three.
+                # Delete before replace: the ENI is the instance's primary interface (device index
+                # 0), which can be neither detached nor attached to a second instance, so the new
+                # instance can only launch on it once the old one is terminated
+                # (InvalidNetworkInterface.InUse otherwise; EC2 API InstanceNetworkInterfaceSpecification).
+                # The ENI itself survives: one given at launch is never deleted on termination.
                 opts=child(self, depends_on=[*self.parameters, self.role_policy],
-                           ignore_changes=["launchTemplate", "userData"]))
+                           ignore_changes=["launchTemplate", "userData"], delete_before_replace=True))
             self.instances.append(inst)
             self.attachments.append(aws.ec2.VolumeAttachment(
                 f"{name}-{node}-data-attachment", device_name=DATA_DEVICE, volume_id=volume.id,
@@ -528,19 +606,12 @@ class SentinelHosts(pulumi.ComponentResource):
                 opts=child(self, delete_before_replace=True)))
 
         self.dlm = self._backups(backup_tag, tags)
-        self.topic, self.subscription = alarm_topic(name, self, kms_key_id=self.kms_key.arn, email=args.alarm_email,
-                                                    tags=tags)
+        self.topic, self.subscription = alarm_topic(name, self, topic_name=topic_name, kms_key_id=self.kms_key.arn,
+                                                    acct=acct, email=args.alarm_email, tags=tags)
         self.alarms = self._alarms(region_name, tags)
 
         endpoints = ips.apply(lambda v: [f"{ip}:{SENTINEL_PORT}" for ip in v])
         url = ips.apply(lambda v: sentinel_url([(ip, SENTINEL_PORT) for ip in v], MASTER_NAME, tls=args.tls))
-        self.app_secret, _ = app_secret(f"{name}-app", self, secret_string=passwords["app"],
-                                        kms_key_id=self.kms_key.arn, description="Redis application password "
-                                        "(REDIS_PASSWORD; also authenticates Sentinel discovery)",
-                                        name_prefix=f"redisstack/{args.stack}/{name}/app-", tags=tags)
-        self.admin_secret, _ = app_secret(f"{name}-admin", self, secret_string=passwords["admin"],
-                                          kms_key_id=self.kms_key.arn, description="Redis/Sentinel admin password",
-                                          name_prefix=f"redisstack/{args.stack}/{name}/admin-", tags=tags)
         env = pulumi.Output.all(url, passwords["app"]).apply(lambda v: {
             **env_contract(url=v[0], password=v[1], tls=args.tls, timeout_ms=args.timeout_ms, tiers=args.tiers,
                            enabled=args.enabled, rate_limit_mode=args.rate_limit_mode),
@@ -564,6 +635,10 @@ class SentinelHosts(pulumi.ComponentResource):
             "sentinelPassword": pulumi.Output.secret(passwords["app"]),
             "adminSecretArn": self.admin_secret.arn,
             "alarmTopicArn": self.topic.arn,
+            "kmsKeyArn": self.kms_key.arn,
+            # Every log group the stack encrypts with this key (`redisops key-policy` reads them).
+            "logGroups": {"metrics": self.log_group.name,
+                          **args.extra_log_groups},
             "parameterPrefix": prefix,
             "tls": args.tls,
             "sentinelTuning": {"quorum": args.tuning.quorum, "downAfterMs": args.tuning.down_after_ms,
@@ -614,7 +689,7 @@ class SentinelHosts(pulumi.ComponentResource):
         start = self._args.backup_window.split("-")[0]
         return aws.dlm.LifecyclePolicy(
             f"{self._name}-snapshots",
-            description=f"redisstack {self._args.stack} redis data volumes",
+            description=dlm_description(f"redisstack {self._args.stack} {self._name} data volumes"),
             execution_role_arn=role.arn, state="ENABLED",
             policy_details=aws.dlm.LifecyclePolicyPolicyDetailsArgs(
                 resource_types=["VOLUME"],
@@ -653,6 +728,8 @@ class SentinelHosts(pulumi.ComponentResource):
                 comparison_operator="GreaterThanThreshold", treat_missing_data="missing",
                 alarm_actions=[topic], ok_actions=[topic], tags={**tags, "severity": "critical"},
                 opts=child(self)))
+            if self._args.tls:
+                alarms.append(self._tls_expiry_alarm(node, tags))
             for t in self._args.thresholds:
                 row = CW_ROWS.get(t.name)
                 if row is None:
@@ -660,6 +737,20 @@ class SentinelHosts(pulumi.ComponentResource):
                 for severity, line in t.lines():
                     alarms.append(self._redis_alarm(node, t, severity, line, row, tags))
         return alarms
+
+    def _tls_expiry_alarm(self, node: str, tags: dict[str, str]) -> aws.cloudwatch.MetricAlarm:
+        """The renewal timer publishes the days left of the certificate the node serves, hourly.
+        Below TLS_DAYS_CRITICAL nobody ran `pulumi up` in the renewal window, or the renewal did
+        not reach the host; no datapoint for 6 h means the timer itself stopped (breaching)."""
+        return aws.cloudwatch.MetricAlarm(
+            f"{self._name}-{node}-tls-expiry",
+            alarm_description=f"{node}: the TLS certificate Redis serves expires in less than {TLS_DAYS_CRITICAL} "
+                              "days, or the renewal timer stopped reporting (docs/sentinel.md, \"TLS renewal\")",
+            namespace=CW_NAMESPACE, metric_name=TLS_DAYS_METRIC, dimensions={"node": node}, statistic="Minimum",
+            period=6 * 3600, evaluation_periods=1, threshold=TLS_DAYS_CRITICAL,
+            comparison_operator="LessThanThreshold", treat_missing_data="breaching",
+            alarm_actions=[self.topic.arn], ok_actions=[self.topic.arn],
+            tags={**tags, "severity": "critical"}, opts=child(self))
 
     def _redis_alarm(self, node: str, t: Threshold, severity: str, line: float,
                      row: tuple[Kind, tuple[str, ...], str], tags: dict[str, str]) -> aws.cloudwatch.MetricAlarm:
@@ -695,13 +786,26 @@ def _pick(i: int, leaf: str) -> Callable[[list[dict[str, str]]], str]:
     return lambda files: files[i][leaf]
 
 
+def tls_renewal_environment(*, region: str, prefix: str, node: str, ip: str, admin_secret_arn: str) -> str:
+    """The renewal timer's EnvironmentFile for one host (names and paths; no secret)."""
+    return renew_environment({
+        "REGION": region, "PREFIX": f"{prefix}/{node}", "ADMIN_SECRET_ID": admin_secret_arn, "REDIS_HOST": ip,
+        "REDIS_PORT": str(REDIS_PORT), "NODE": node, "TLS_DIR": TLS_DIR, "EXPORTER_CA_FILE": EXPORTER_CA_FILE,
+        "FILE_OWNER": "redis", "EXPORTER_OWNER": "prometheus", "NAMESPACE": CW_NAMESPACE,
+        "SENTINEL_UNIT": "redis-sentinel"})
+
+
 def _user_data_for(args: SentinelHostsArgs, prefix: str, node: str) -> Callable[[list[Any]], str]:
     def render(v: list[Any]) -> str:
-        region, ip, log_group, data_volume_id = v
+        region, ip, log_group, data_volume_id, admin_secret_arn, dns_suffix = v
+        renewal = (install_commands(tls_renewal_environment(region=region, prefix=prefix, node=node, ip=ip,
+                                                            admin_secret_arn=admin_secret_arn))
+                   if args.tls else "")
         return user_data(region=region, prefix=prefix, node=node, tls=args.tls, data_volume_id=data_volume_id,
                          exporter=exporter_args(ip, tls=args.tls),
                          agent_config=json.dumps(cloudwatch_agent_config(node, log_group), indent=1),
-                         agent_prometheus=cloudwatch_agent_prometheus(node))
+                         agent_prometheus=cloudwatch_agent_prometheus(node), tls_renewal=renewal,
+                         dns_suffix=dns_suffix)
     return render
 
 

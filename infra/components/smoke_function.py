@@ -26,7 +26,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.components.aws_common import child
+from infra.components.aws_common import child, fixed_name
 from infra.settings import Settings
 from redisops.vpc_smoke import CONFIG_VARIABLE, OUTPUT_KEYS, function_config
 
@@ -139,6 +139,10 @@ class SmokeFunctionArgs:
         if not self.redis_ports:
             raise ValueError("the smoke function needs the Redis port(s) it may reach")
 
+    @property
+    def log_group_name(self) -> str:
+        return log_group_name(self.project, self.stack)
+
     @classmethod
     def for_target(cls, settings: Settings, outputs: Mapping[str, Any], *, redis_security_group_id: pulumi.Input[str],
                    redis_ports: Sequence[int], kms_key_arn: pulumi.Input[str] | None) -> SmokeFunctionArgs:
@@ -153,8 +157,14 @@ class SmokeFunctionArgs:
             subnet_ids=tuple(c.network.subnet_ids), redis_security_group_id=redis_security_group_id,
             redis_ports=tuple(redis_ports), outputs=outputs, app_secret_arn=app_secret,
             admin_secret_arn=outputs.get("adminSecretArn"), kms_key_arn=kms_key_arn,
-            log_retention_days=c.alerting.log_retention_days,
+            log_retention_days=settings.log_retention_days,
             secrets_endpoint_security_group_id=c.smoke.secrets_endpoint_security_group_id, tags=settings.tags)
+
+
+def log_group_name(project: str, stack: str, component: str = "smoke") -> str:
+    """Fixed, so the stack key's policy can name it before it exists (its KMS encryption needs
+    that: infra/keypolicy.py); the target components add it to their key's log groups."""
+    return f"/aws/lambda/{fixed_name(project, stack, component)}"
 
 
 def execution_policy(*, log_group_arn: str, secret_arns: Sequence[str], kms_key_arn: str | None,
@@ -200,8 +210,11 @@ class SmokeFunction(pulumi.ComponentResource):
         tags = dict(args.tags)
         self._name = name
         self.security_group = self._network(args, tags)
-        self.log_group = aws.cloudwatch.LogGroup(f"{name}-logs", retention_in_days=args.log_retention_days, tags=tags,
-                                                 opts=child(self))
+        # Encrypted with the stack's key, whose policy names this group (issue 13: every log group the
+        # stacks create); a given key (elasticache.kmsKeyArn) must carry that statement too.
+        self.log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs", name=args.log_group_name, kms_key_id=args.kms_key_arn,
+            retention_in_days=args.log_retention_days, tags=tags, opts=child(self, delete_before_replace=True))
         self.role, self.role_policy = self._iam(args, tags)
         self.function = self._function(args, tags)
         self.stack_outputs = {"smokeFunctionName": self.function.name, "smokeFunctionArn": self.function.arn}

@@ -37,6 +37,13 @@ TREAT_MISSING_DATA: dict[str, TreatMissingData] = {
     "CacheHitRate": "notBreaching",
 }
 
+# Days left on a server certificate: WARNING below the first line, CRITICAL below the second.
+# The stacks renew 30 days ahead (pulumi-tls early_renewal_hours), so a certificate with fewer
+# than 30 days left means a renewal did not happen; 14 leaves two weeks to fix it. One source for
+# `redisops health` (the tls_certificate row) and the Sentinel hosts' CloudWatch alarm.
+TLS_DAYS_WARNING = 30
+TLS_DAYS_CRITICAL = 14
+
 _RG_ID = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 
 

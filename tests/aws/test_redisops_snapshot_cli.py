@@ -99,3 +99,11 @@ def test_rotate_token_needs_the_secret(tmp_path: Path) -> None:
                                  str(outputs_file(tmp_path, replicationGroupId="rl-prod")), "--dry-run"])
     assert result.exit_code == 2
     assert "--secret-id" in result.output and "authSecretArn" in result.output
+
+
+def test_rotate_token_picks_the_secret_of_the_rbac_user(tmp_path: Path) -> None:
+    f = outputs_file(tmp_path, replicationGroupId="rl-prod", authSecretArn="arn:app")
+    result = runner.invoke(app, ["rotate-token", "--stack-outputs", str(f), "--user", "monitor", "--dry-run"])
+    assert result.exit_code == 2 and "monitorSecretArn" in result.output
+    result = runner.invoke(app, ["rotate-token", "--stack-outputs", str(f), "--user", "root", "--dry-run"])
+    assert result.exit_code == 2 and "app, monitor, admin" in result.output

@@ -2,10 +2,11 @@
 must work against a server configured the way the managed service will be.
 
 The server: TLS only (no plaintext port), the stack's parameter-group values as directives,
-no AOF / save points (ElastiCache has none), and the credential the stack generated set on the
-user the stack's auth mode uses, with the access string the stack gives the app (RBAC) - the
-guide's disabled commands refused by ACL. The client side is the prod stack's real outputs
-(run under mocks), only with the endpoint pointed at loopback.
+no AOF / save points (ElastiCache has none), and the users as ElastiCache sets them up: in RBAC
+mode (the default) the stack's users with their access strings and generated passwords and the
+`default` user off; in token mode the built-in `default` user with full access and the token -
+what ElastiCache does with an AUTH token. The client side is the prod stack's real outputs (run
+under mocks), only with the endpoint pointed at loopback.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from infra.components.elasticache import APP_ACCESS_STRING, DEFAULT_USER_ACCESS_STRING
+from infra.components.elasticache import DEFAULT_USER_ACCESS_STRING
 from redis_conf.acl import APP_FORBIDDEN_COMMANDS
 from tests.support.certs import make_tls_files
 from tests.support.pulumi_harness import load_stack_file, run_program
@@ -49,10 +50,15 @@ def server_conf(outputs: dict[str, Any], tls: Any, port: int) -> str:
     ]
     lines += [f"{name} {value}" for name, value in outputs["parameters"].items() if name not in MANAGED_ONLY]
     if outputs["authMode"] == "rbac":
+        passwords = {"app": token, "monitor": outputs["monitorPassword"], "admin": outputs["adminPassword"]}
         lines.append(f"user default {DEFAULT_USER_ACCESS_STRING}")
-        lines.append(f"user {outputs['username']} {APP_ACCESS_STRING} >{token}")
+        lines += [f"user {u['userName']} {u['accessString']} >{passwords[u['credential']]}"
+                  for u in outputs["rbacUsers"]]
     else:
-        lines.append(f"user default {APP_ACCESS_STRING} >{token}")
+        # ElastiCache token mode: the token authenticates the built-in default user, which has
+        # full access ("on ~* &* +@all", Clusters.RBAC.html: "all authenticated clients have full
+        # cache access if their token is authenticated").
+        lines.append(f"user default on ~* &* +@all >{token}")
     return "\n".join(lines) + "\n"
 
 
@@ -65,7 +71,7 @@ def loopback_outputs(outputs: dict[str, Any], port: int) -> dict[str, Any]:
     return local
 
 
-@pytest.fixture(scope="module", params=["token", "rbac"])
+@pytest.fixture(scope="module", params=["rbac"])
 def posture(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
     outputs = stack_outputs(request.param)
     workdir = tmp_path_factory.mktemp(f"elasticache-{request.param}")
@@ -127,11 +133,10 @@ def test_unauthenticated_and_wrong_token_are_refused(posture: Any) -> None:
     wrong = _client(local, tls, port, password=local["env"]["REDIS_PASSWORD"][:-1] + "!")
     with pytest.raises(redis.exceptions.AuthenticationError):
         wrong.ping()
-    if local["authMode"] == "rbac":
-        # The default user exists only because ElastiCache requires it; it cannot log in at all.
-        default = _client(local, tls, port, username="default")
-        with pytest.raises(redis.exceptions.AuthenticationError):
-            default.ping()
+    # The default user exists only because ElastiCache requires it; it cannot log in at all.
+    default = _client(local, tls, port, username="default")
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        default.ping()
 
 
 @pytest.mark.parametrize("command", APP_FORBIDDEN_COMMANDS)
@@ -174,3 +179,32 @@ def test_redisops_smoke_passes_with_the_stack_outputs(posture: Any) -> None:
     names = {c.name for c in report.checks}
     assert {"tls", "auth-refuses-anonymous", "auth-app-login"} <= names
     assert {f"forbidden:{c}" for c in APP_FORBIDDEN_COMMANDS} <= names
+
+
+def test_the_monitor_and_admin_users_log_in_with_their_outputs(posture: Any) -> None:
+    local, tls, port, _ = posture
+    monitor = _client(local, tls, port, username="monitor", password=local["monitorPassword"])
+    assert monitor.info("memory")["used_memory"] > 0
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        monitor.set("rl:{x}:y", "1")
+    admin = _client(local, tls, port, username="admin", password=local["adminPassword"])
+    assert admin.acl_whoami() == "admin"
+
+
+def test_token_mode_gives_the_app_credential_everything_so_smoke_fails(tmp_path: Path) -> None:
+    # Why RBAC is the default: with an AUTH token the app logs in as `default` with full access,
+    # and `redisops smoke` proves it - every forbidden command is accepted.
+    smoke = pytest.importorskip("redisops.smoke")
+    from redisops.connection import load_outputs_file, spec_from_outputs
+
+    outputs = stack_outputs("token")
+    tls = make_tls_files(tmp_path / "tls")
+    port = free_port()
+    (tmp_path / "outputs.json").write_text(json.dumps(loopback_outputs(outputs, port)))
+    with redis_process(tmp_path / "redis", server_conf(outputs, tls, port), port=port):
+        spec = spec_from_outputs(load_outputs_file(tmp_path / "outputs.json"), source="outputs.json",
+                                 environ={"REDIS_CA_CERT": str(tls.ca_cert)})
+        report = smoke.run_smoke(spec)
+    assert not report.passed
+    failed = {c.name for c in report.checks if c.status == "fail"}
+    assert {f"forbidden:{c}" for c in APP_FORBIDDEN_COMMANDS if c != "DEBUG"} & failed

@@ -13,15 +13,16 @@ from typing import Any
 import pytest
 
 from infra.components.elasticache import (
-    APP_ACCESS_STRING,
     AUTH_TOKEN_SPECIALS,
+    DEFAULT_USER_ACCESS_STRING,
     ElastiCacheArgs,
 )
+from infra.components.smoke_function import log_group_name as smoke_log_group_name
 from infra.errors import SettingError, SettingsErrors
+from infra.keypolicy import KeyUse, missing
 from infra.monitoring.cloudwatch import TREAT_MISSING_DATA, member_cluster_ids
 from infra.thresholds import DEFAULT_THRESHOLDS
-from redis_conf.acl import APP_RULES, GUIDE_DISABLED_COMMANDS
-from redis_conf.elasticache import MODIFIABLE
+from redis_conf.elasticache import MODIFIABLE, RESTRICTED_COMMANDS, elasticache_users, named_commands
 from tests.support.pulumi_harness import (
     StackRun,
     is_secret,
@@ -44,13 +45,14 @@ USER = "aws:elasticache/user:User"
 USER_GROUP = "aws:elasticache/userGroup:UserGroup"
 LOGS = "aws:cloudwatch/logGroup:LogGroup"
 TOPIC = "aws:sns/topic:Topic"
+TOPIC_POLICY = "aws:sns/topicPolicy:TopicPolicy"
 SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
 SUBNET_GROUP = "aws:elasticache/subnetGroup:SubnetGroup"
 SMOKE_FUNCTION = "redisstack:aws:SmokeFunction"
 GIVEN_KMS = "arn:aws:kms:eu-west-1:123456789012:key/0b1c2d3e-1111-2222-3333-444455556666"
 GIVEN_TOKEN = "Given-token-0123456789abcdef!&#$^<>"
 # Resources without a tags argument in pulumi-aws.
-UNTAGGABLE = {SECRET_VERSION, SUBSCRIPTION}
+UNTAGGABLE = {SECRET_VERSION, SUBSCRIPTION, TOPIC_POLICY}
 
 
 def prod_config() -> tuple[dict[str, Any], tuple[str, ...]]:
@@ -77,11 +79,11 @@ def variant(**changes: Any) -> tuple[dict[str, Any], tuple[str, ...]]:
 def run(name: str) -> StackRun:
     variants: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
         "prod": prod_config(),
+        "token": variant(elasticache__authMode="token"),
         "cluster": variant(elasticache__clusterMode=True, elasticache__numShards=3, elasticache__replicasPerShard=2),
         "valkey": variant(engine="valkey", engineVersion="8.0"),
         "valkey7": variant(engine="valkey", engineVersion="7.2"),
-        "rbac": variant(elasticache__authMode="rbac"),
-        "given": variant(authToken=GIVEN_TOKEN, elasticache__authTokenUpdateStrategy="ROTATE",
+        "given": variant(authToken=GIVEN_TOKEN, elasticache__authMode="token", elasticache__authTokenUpdateStrategy="ROTATE",
                          elasticache__kmsKeyArn=GIVEN_KMS, elasticache__replicationGroupId="rl-prod",
                          elasticache__protect=False, backup__finalSnapshot=False,
                          network__allowedCidrs=["10.20.0.0/16", "fd00:10::/56"]),
@@ -91,7 +93,7 @@ def run(name: str) -> StackRun:
     return without_component(run_program(cfg, stack="prod", secret_keys=secret), SMOKE_FUNCTION)
 
 
-ALL = ("prod", "cluster", "valkey", "valkey7", "rbac", "given")
+ALL = ("prod", "token", "cluster", "valkey", "valkey7", "given")
 
 
 def token_of(r: StackRun) -> str:
@@ -115,26 +117,32 @@ def plain_strings(value: Any) -> Iterator[str]:
 
 # --- credentials ---------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ALL)
-def test_auth_token_never_appears_in_plain_outputs_or_plain_inputs(name: str) -> None:
+def test_credentials_never_appear_in_plain_outputs_or_plain_inputs(name: str) -> None:
     r = run(name)
     token = token_of(r)
     assert len(token) >= 32 if name != "given" else token == GIVEN_TOKEN
     assert {"redisPassword", "env"} <= r.secret_outputs
+    secrets = {token, *(p.outputs["result"] for p in r.of_type("random:index/randomPassword:RandomPassword"))}
+    if r.outputs["authMode"] == "rbac":
+        assert len(secrets) == 4  # app, monitor, admin, disabled default
+        assert {"adminPassword", "monitorPassword"} <= r.secret_outputs
     for key, value in r.outputs.items():
         if key not in r.secret_outputs:
-            assert token not in json.dumps(value, default=str), f"token in plain output {key}"
+            for secret in secrets:
+                assert secret not in json.dumps(value, default=str), f"a credential in plain output {key}"
     bearing = 0
     for res in r.resources:
         flat = json.dumps(res.inputs, default=str)
         for s in plain_strings(res.inputs):
-            assert token not in s, f"token in plain input of {res.type} {res.name}"
+            for secret in secrets:
+                assert secret not in s, f"a credential in plain input of {res.type} {res.name}"
         bearing += token in flat
-    # The token does reach what needs it, wrapped as a secret: the group (or RBAC user) and the secret.
+    # The app credential does reach what needs it, wrapped as a secret: the group (or RBAC user) and the secret.
     assert bearing >= 2
 
 
 def test_generated_token_uses_elasticache_alphabet_and_is_secret_in_state() -> None:
-    r = run("prod")
+    r = run("token")
     token = token_of(r)
     assert len(token) == 64
     assert re.fullmatch(r"[A-Za-z0-9" + re.escape(AUTH_TOKEN_SPECIALS) + r"]+", token)
@@ -149,7 +157,7 @@ def test_generated_token_uses_elasticache_alphabet_and_is_secret_in_state() -> N
 
 
 def test_secret_holds_the_credential_encrypted_with_the_customer_key() -> None:
-    r = run("prod")
+    r = run("token")
     secret, version = r.one(SECRET), r.one(SECRET_VERSION)
     key = r.one(KMS)
     assert secret.inputs["kmsKeyId"] == key.outputs["arn"]
@@ -160,6 +168,30 @@ def test_secret_holds_the_credential_encrypted_with_the_customer_key() -> None:
     assert r.outputs["authSecretArn"] == secret.outputs["arn"]
 
 
+def test_each_rbac_user_has_its_own_encrypted_secret_with_its_user_id() -> None:
+    # Passwords live in Secrets Manager as Pulumi secrets; the user id lets `redisops rotate-token`
+    # (and an automatic rotation) find the ElastiCache user without a lookup.
+    r = run("prod")
+    key = r.one(KMS).outputs["arn"]
+    secrets = {s.inputs["namePrefix"]: s for s in r.of_type(SECRET)}
+    assert set(secrets) == {"redisstack/prod/redis-auth-", "redisstack/prod/redis-monitor-",
+                            "redisstack/prod/redis-admin-"}
+    versions = {v.inputs["secretId"]: v for v in r.of_type(SECRET_VERSION)}
+    users = {u.inputs["userName"]: u for u in r.of_type(USER)}
+    for prefix, credential, output in (("redis-auth-", "app", "authSecretArn"),
+                                       ("redis-monitor-", "monitor", "monitorSecretArn"),
+                                       ("redis-admin-", "admin", "adminSecretArn")):
+        secret = secrets[f"redisstack/prod/{prefix}"]
+        assert secret.inputs["kmsKeyId"] == key and r.outputs[output] == secret.outputs["arn"]
+        version = versions[secret.outputs["id"]]
+        assert is_secret(version.inputs["secretString"])
+        doc = json.loads(version.inputs["secretString"]["value"])
+        password = unwrap_secret(users[credential].inputs["authenticationMode"])["passwords"][0]
+        assert doc == {"username": credential, "password": password, "userId": users[credential].inputs["userId"]}
+    assert r.outputs["adminPassword"] == json.loads(versions[secrets["redisstack/prod/redis-admin-"].outputs["id"]]
+                                                     .inputs["secretString"]["value"])["password"]
+
+
 def test_given_token_and_rotate_strategy_reach_the_group() -> None:
     r = run("given")
     assert not r.of_type("random:index/randomPassword:RandomPassword")
@@ -168,31 +200,55 @@ def test_given_token_and_rotate_strategy_reach_the_group() -> None:
     assert rg.inputs["authTokenUpdateStrategy"] == "ROTATE"
 
 
-def test_rbac_users_mirror_the_acl_model_and_replace_the_token() -> None:
-    r = run("rbac")
+@pytest.mark.parametrize("name", ["prod", "valkey", "valkey7", "cluster"])
+def test_rbac_users_are_derived_from_the_acl_model_and_default_is_disabled(name: str) -> None:
+    # ElastiCache RBAC rules: every user group must contain a user named "default"
+    # (https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-elasticache-usergroup.html,
+    # UserIds: "A user named default must be included"); an access string naming a restricted
+    # command is rejected (ClientConfig.RestrictedCommands.html); a user group cannot be combined
+    # with an AUTH token (replication_group.go: user_group_ids ConflictsWith auth_token).
+    r = run(name)
     rg = r.one(RG)
     assert "authToken" not in rg.inputs
     group = r.one(USER_GROUP)
     assert rg.inputs["userGroupIds"] == [group.outputs["id"]]
     users = {u.inputs["userName"]: u for u in r.of_type(USER)}
-    assert set(users) == {"default", "app"}
+    assert set(users) == {"default", "app", "monitor", "admin"}
     assert sorted(group.inputs["userIds"]) == sorted(u.inputs["userId"] for u in users.values())
-    app = users["app"]
-    assert app.inputs["accessString"] == APP_ACCESS_STRING == f"on {APP_RULES}"
-    assert "-@dangerous" in app.inputs["accessString"]
-    for command in GUIDE_DISABLED_COMMANDS:
-        assert f"-{command.lower()}" in app.inputs["accessString"].split()
-    assert is_secret(app.inputs["authenticationMode"])
-    assert unwrap_secret(app.inputs["authenticationMode"]) == {"type": "password", "passwords": [token_of(r)]}
-    # The default user every group must hold cannot run anything.
-    assert users["default"].inputs["accessString"].split()[0] == "off"
-    assert "-@all" in users["default"].inputs["accessString"]
-    for res in (*users.values(), group):
+    family = r.outputs["parameterFamily"]
+    expected = {u.user_name: u.access_string for u in elasticache_users(family)}
+    for user_name, access in expected.items():
+        assert users[user_name].inputs["accessString"] == access
+        assert not named_commands(access) & RESTRICTED_COMMANDS[family]
+    assert "-@dangerous" in users["app"].inputs["accessString"]
+    # The default user every group must hold is switched off and may run nothing; its id differs
+    # from the built-in "default" user id, which cannot be put in a custom group.
+    default = users["default"]
+    assert default.inputs["accessString"] == DEFAULT_USER_ACCESS_STRING == "off -@all"
+    assert default.inputs["userId"] != "default"
+    for res in users.values():
+        assert is_secret(res.inputs["authenticationMode"])
+        mode = unwrap_secret(res.inputs["authenticationMode"])
+        assert mode["type"] == "password" and len(mode["passwords"]) == 1 and len(mode["passwords"][0]) == 64
         assert res.delete_before_replace  # fixed ids
-        assert res.inputs["engine"] == "redis"
+        assert res.inputs["engine"] == r.outputs["engine"]
+        assert {"passwords", "authenticationMode"} <= set(res.additional_secret_outputs)
+    assert unwrap_secret(users["app"].inputs["authenticationMode"])["passwords"] == [token_of(r)]
+    assert group.delete_before_replace and group.inputs["engine"] == r.outputs["engine"]
     assert r.outputs["username"] == "app"
     assert r.outputs["env"]["REDIS_USERNAME"] == "app"
-    assert r.outputs["redisUrl"].startswith("rediss://app@master.")
+    host = "clustercfg." if name == "cluster" else "master."
+    assert r.outputs["redisUrl"].startswith(f"rediss://app@{host}")
+    assert [(u["credential"], u["userName"], u["accessString"]) for u in r.outputs["rbacUsers"]] == [
+        (c, c, expected[c]) for c in ("app", "monitor", "admin")]
+
+
+def test_token_mode_is_an_explicit_choice_without_users() -> None:
+    r = run("token")
+    assert r.of_type(USER) == [] and r.of_type(USER_GROUP) == []
+    assert is_secret(r.one(RG).inputs["authToken"])
+    assert r.outputs["authMode"] == "token" and r.outputs["username"] == "default"
+    assert "REDIS_USERNAME" not in r.outputs["env"] and "rbacUsers" not in r.outputs
 
 
 # --- network -------------------------------------------------------------------------------
@@ -283,6 +339,9 @@ def test_tls_required_and_at_rest_encryption_with_the_customer_key(name: str) ->
         principals = [s["Principal"] for s in policy["Statement"]]
         assert {"AWS": "arn:aws:iam::123456789012:root"} in principals
         assert all(s.get("Condition") for s in policy["Statement"] if "Service" in s["Principal"])
+        # No service may use the key for anything but the stack's own topic and log groups.
+        assert all(s["Principal"]["Service"] in ("cloudwatch.amazonaws.com", "logs.eu-west-1.amazonaws.com")
+                   for s in policy["Statement"] if "Service" in s["Principal"])
     assert r.outputs["redisUrl"].startswith("rediss://")
     assert r.outputs["env"]["REDIS_TLS"] == "true"
 
@@ -301,7 +360,7 @@ def test_prod_group_is_multi_az_protected_with_snapshots_and_windows() -> None:
     assert rg["applyImmediately"] is False
     assert rg["autoMinorVersionUpgrade"] is True
     assert re.fullmatch(r"redisstack-prod-final-[0-9a-f]{8}", rg["finalSnapshotIdentifier"])
-    assert rg["notificationTopicArn"] == r.one(TOPIC).outputs["arn"]
+    assert rg["notificationTopicArn"] == r.outputs["eventsTopicArn"]
     assert rg["parameterGroupName"] == r.one(PARAMS).outputs["name"]
 
 
@@ -341,16 +400,70 @@ def test_fixed_id_unprotected_no_final_snapshot_variant() -> None:
     assert "finalSnapshotIdentifier" not in res.inputs
 
 
-def test_slow_and_engine_logs_go_to_log_groups_with_retention() -> None:
-    r = run("prod")
+@pytest.mark.parametrize("name", ["prod", "given"])
+def test_slow_and_engine_logs_go_to_encrypted_vended_log_groups(name: str) -> None:
+    # ElastiCache log delivery adds every group outside /aws/vendedlogs/ to the account's CloudWatch
+    # Logs resource policy, which holds 5,120 characters
+    # (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/AWS-logs-and-resource-policy.html).
+    r = run(name)
+    key_arn = r.outputs["kmsKeyArn"]
     groups = {g.name: g for g in r.of_type(LOGS)}
     assert set(groups) == {"redis-slow-log", "redis-engine-log"}
-    assert all(g.inputs["retentionInDays"] == 30 for g in groups.values())
+    for kind in ("slow-log", "engine-log"):
+        g = groups[f"redis-{kind}"]
+        assert g.inputs["name"] == f"/aws/vendedlogs/elasticache/redisstack/prod/redis/{kind}"
+        assert g.inputs["kmsKeyId"] == key_arn
+        # Issue 13 decision: 365 days by default on AWS targets (Pulumi.prod.yaml sets none).
+        assert g.inputs["retentionInDays"] == 365
+        assert g.delete_before_replace  # fixed name (the key policy names it)
     deliveries = r.one(RG).inputs["logDeliveryConfigurations"]
     assert sorted((d["logType"], d["destination"], d["destinationType"], d["logFormat"]) for d in deliveries) == [
         ("engine-log", groups["redis-engine-log"].outputs["name"], "cloudwatch-logs", "json"),
         ("slow-log", groups["redis-slow-log"].outputs["name"], "cloudwatch-logs", "json"),
     ]
+    assert r.outputs["logGroups"] == {**{k: groups[f"redis-{k}"].inputs["name"] for k in ("slow-log", "engine-log")},
+                                      "smoke-function": smoke_log_group_name("redisstack", "prod")}
+
+
+def test_key_policy_allows_exactly_the_stack_topic_and_log_groups() -> None:
+    # CloudWatch alarms publish into an SSE-KMS topic only with kms:Decrypt/GenerateDataKey* for
+    # cloudwatch.amazonaws.com; SNS passes aws:sns:topicArn as encryption context
+    # (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html). CloudWatch Logs uses
+    # the key only where kms:EncryptionContext:aws:logs:arn names the group
+    # (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html).
+    r = run("prod")
+    policy = r.one(KMS).inputs["policy"]
+    topic = r.one(TOPIC, "redis-alarms").outputs["arn"]
+    # The component's two groups and the smoke function's (same stack, same key).
+    smoke = f"arn:aws:logs:eu-west-1:123456789012:log-group:{smoke_log_group_name('redisstack', 'prod')}"
+    groups = sorted([*(g.outputs["arn"] for g in r.of_type(LOGS)), smoke])
+    assert len(groups) == 3
+    use = KeyUse("123456789012", "aws", "eu-west-1", alarm_topic_arns=(topic,), log_group_arns=tuple(groups))
+    assert missing(policy, use) == []
+    # ... and nothing wider: another topic, another log group of the account are refused.
+    other = KeyUse("123456789012", "aws", "eu-west-1",
+                   alarm_topic_arns=("arn:aws:sns:eu-west-1:123456789012:someone-elses-topic",),
+                   log_group_arns=("arn:aws:logs:eu-west-1:123456789012:log-group:/other/app",))
+    assert len(missing(policy, other)) == 2 + 5  # Decrypt, GenerateDataKey; the five logs calls
+    statements = {st["Sid"]: st for st in json.loads(policy)["Statement"]}
+    sns = statements["CloudWatchAlarmsPublishToEncryptedTopic"]["Condition"]
+    assert sns["StringEquals"]["kms:EncryptionContext:aws:sns:topicArn"] == [topic]
+    logs = statements["CloudWatchLogsEncryptsTheseLogGroups"]["Condition"]
+    assert logs == {"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": groups}}
+
+
+@pytest.mark.parametrize(("name", "protected", "retained"), [("prod", True, True), ("token", True, True)])
+def test_the_key_of_a_final_snapshot_outlives_the_stack(name: str, protected: bool, retained: bool) -> None:
+    # The final snapshot is kept after the group is deleted and is encrypted with this key;
+    # scheduling the key's deletion with `pulumi destroy` would make it unreadable.
+    key = run(name).one(KMS)
+    assert (key.protect, key.retain_on_delete) == (protected, retained)
+
+
+def test_a_stack_without_final_snapshot_or_protection_may_delete_its_key() -> None:
+    cfg, secret = variant(elasticache__protect=False, backup__finalSnapshot=False)
+    key = run_program(cfg, stack="prod", secret_keys=secret).one(KMS)
+    assert (key.protect, key.retain_on_delete) == (False, False)
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -411,7 +524,7 @@ def test_cluster_mode_variant_uses_shards_and_configuration_endpoint() -> None:
     assert "numCacheClusters" not in rg
     assert rg["automaticFailoverEnabled"] is True and rg["multiAzEnabled"] is True
     assert r.outputs["primaryEndpoint"] == res.outputs["configurationEndpointAddress"]
-    assert r.outputs["redisUrl"] == f"rediss://{res.outputs['configurationEndpointAddress']}:6379/0"
+    assert r.outputs["redisUrl"] == f"rediss://app@{res.outputs['configurationEndpointAddress']}:6379/0"
     assert r.outputs["memberClusterIds"] == res.outputs["memberClusters"]
     assert len(r.outputs["memberClusterIds"]) == 9
 
@@ -446,7 +559,7 @@ def test_one_alarm_per_member_node_per_line_with_valid_dimensions(name: str) -> 
     else:
         members = member_cluster_ids(rg_id, num_cache_clusters=3)
         assert members == [f"{rg_id}-001", f"{rg_id}-002", f"{rg_id}-003"]
-    topic = r.one(TOPIC).outputs["arn"]
+    topic = r.one(TOPIC, "redis-alarms").outputs["arn"]
     seen: dict[tuple[str, str, str], Any] = {}
     for alarm in r.of_type(ALARM):
         i = alarm.inputs
@@ -482,12 +595,40 @@ def test_threshold_overrides_move_the_alarms() -> None:
 
 def test_alarm_topic_is_encrypted_and_mails_the_configured_address() -> None:
     r = run("prod")
-    topic = r.one(TOPIC)
+    topic = r.one(TOPIC, "redis-alarms")
     assert topic.inputs["kmsMasterKeyId"] == r.one(KMS).outputs["arn"]
-    sub = r.one(SUBSCRIPTION)
+    assert topic.inputs["name"] == "redisstack-prod-redis-alarms" and topic.delete_before_replace
+    sub = r.one(SUBSCRIPTION, "redis-alarms-email")
     assert (sub.inputs["protocol"], sub.inputs["endpoint"], sub.inputs["topic"]) == (
         "email", "oncall@example.com", topic.outputs["arn"])
     assert r.outputs["alarmTopicArn"] == topic.outputs["arn"]
+    policy = json.loads(r.one(TOPIC_POLICY, "redis-alarms-policy").inputs["policy"])
+    [statement] = policy["Statement"]
+    assert statement["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert statement["Resource"] == topic.outputs["arn"]
+    assert statement["Condition"] == {"ArnLike": {"aws:SourceArn": "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:*"},
+                                      "StringEquals": {"aws:SourceAccount": "123456789012"}}
+
+
+@pytest.mark.parametrize("name", ["prod", "token", "cluster", "given"])
+def test_elasticache_events_reach_an_unencrypted_topic_it_may_publish_to(name: str) -> None:
+    # "The Amazon SNS topic you are publishing to cannot be encrypted" and "the topic's access
+    # policy must use the aws:SourceOwner condition key" (not aws:SourceAccount)
+    # (https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/ElastiCacheSNS.html).
+    r = run(name)
+    events = r.one(TOPIC, "redis-events")
+    assert "kmsMasterKeyId" not in events.inputs
+    assert r.one(RG).inputs["notificationTopicArn"] == events.outputs["arn"] == r.outputs["eventsTopicArn"]
+    policy = json.loads(r.one(TOPIC_POLICY, "redis-events-policy").inputs["policy"])
+    assert r.one(TOPIC_POLICY, "redis-events-policy").inputs["arn"] == events.outputs["arn"]
+    [statement] = policy["Statement"]
+    assert statement["Action"] == "SNS:Publish" and statement["Resource"] == events.outputs["arn"]
+    assert statement["Condition"] == {"StringEquals": {"AWS:SourceOwner": "123456789012"}}
+    assert "aws:SourceAccount" not in json.dumps(policy)
+    sub = r.one(SUBSCRIPTION, "redis-events-email")
+    assert (sub.inputs["endpoint"], sub.inputs["topic"]) == ("oncall@example.com", events.outputs["arn"])
+    # The encrypted alarm topic is not the events topic.
+    assert r.outputs["alarmTopicArn"] != r.outputs["eventsTopicArn"]
 
 
 def test_no_subscription_without_alarm_email() -> None:
@@ -505,7 +646,7 @@ def test_outputs_carry_endpoints_env_contract_and_names() -> None:
     assert o["primaryEndpoint"] == rg.outputs["primaryEndpointAddress"]
     assert o["readerEndpoint"] == rg.outputs["readerEndpointAddress"]
     assert o["port"] == 6379
-    assert o["redisUrl"] == f"rediss://{rg.outputs['primaryEndpointAddress']}:6379/0"
+    assert o["redisUrl"] == f"rediss://app@{rg.outputs['primaryEndpointAddress']}:6379/0"
     env = o["env"]
     assert env["REDIS_URL"] == o["redisUrl"] and env["REDIS_PASSWORD"] == token_of(r)
     assert env["REDIS_TIMEOUT"] == "2000" and env["REDIS_ENABLED"] == "true"
@@ -513,7 +654,10 @@ def test_outputs_carry_endpoints_env_contract_and_names() -> None:
     assert any(k.startswith("RATE_LIMIT_") and k != "RATE_LIMIT_MODE" for k in env)
     assert o["replicationGroupId"] == rg.outputs["id"]
     assert o["memberClusterIds"] == rg.outputs["memberClusters"]
-    assert o["logGroups"] == {"slow-log": "redis-slow-log-mock", "engine-log": "redis-engine-log-mock"}
+    assert o["logGroups"] == {"smoke-function": "/aws/lambda/redisstack-prod-smoke",
+                              "slow-log": "/aws/vendedlogs/elasticache/redisstack/prod/redis/slow-log",
+                              "engine-log": "/aws/vendedlogs/elasticache/redisstack/prod/redis/engine-log"}
+    assert env["REDIS_USERNAME"] == "app" == o["username"]
     assert len(o["alarmNames"]) == len(EXPECTED_LINES) * 3
     assert "env" in r.secret_outputs and "redisUrl" not in r.secret_outputs
 
@@ -524,6 +668,8 @@ def _args(**kw: Any) -> ElastiCacheArgs:
                                 node_type="cache.t4g.medium", vpc_id="vpc-0a1b2c3d", subnet_ids=("subnet-1", "subnet-2"),
                                 app_security_group_ids=("sg-0a1b2c3d",), parameters={}, tiers=(),
                                 thresholds=DEFAULT_THRESHOLDS)
+    if "auth_token" in kw or "auth_token_update_strategy" in kw:
+        base["auth_mode"] = "token"
     return ElastiCacheArgs(**{**base, **kw})
 
 
@@ -532,6 +678,7 @@ def _args(**kw: Any) -> ElastiCacheArgs:
     ({"cluster_mode": True, "replicas_per_shard": 0}, "elasticache.replicasPerShard"),
     ({"subnet_ids": ("subnet-1",)}, "network.subnetIds"),
     ({"auth_mode": "rbac", "auth_token": "x" * 20}, "elasticache.authMode"),
+    ({"auth_mode": "TOKEN"}, "elasticache.authMode"),
     ({"auth_mode": "rbac", "auth_token_update_strategy": "ROTATE"}, "elasticache.authTokenUpdateStrategy"),
     ({"app_security_group_ids": ()}, "network.appSecurityGroupIds"),
 ])

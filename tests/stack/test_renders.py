@@ -93,8 +93,10 @@ def test_prod_render_shows_the_security_relevant_facts(renders: dict[str, str]) 
     assert inputs["transitEncryptionEnabled"] is True and inputs["atRestEncryptionEnabled"] is True
     assert inputs["multiAzEnabled"] is True and inputs["automaticFailoverEnabled"] is True
     assert inputs["numCacheClusters"] == 3 and inputs["snapshotRetentionLimit"] == 14
-    token = inputs.get("authToken", inputs.get("authTokenWo"))
-    assert token == SECRET
+    # RBAC (the default): a user group, no AUTH token; the users' passwords render as secrets.
+    assert "authToken" not in inputs and len(inputs["userGroupIds"]) == 1
+    users = [r for r in data["resources"] if r["type"] == "aws:elasticache/user:User"]
+    assert users and all(u["inputs"]["authenticationMode"] == SECRET for u in users)
     assert any(v == SECRET for v in data["outputs"].values())
 
 
@@ -103,6 +105,7 @@ def test_generated_secret_config_renders_as_secret(tmp_path: Path) -> None:
         shutil.copy(ROOT / name, tmp_path / name)
     doc = yaml.safe_load((tmp_path / "Pulumi.prod.yaml").read_text())
     doc["config"]["redisstack:authToken"] = {"secure": "AAABAJ4pretend-ciphertext"}
+    doc["config"]["redisstack:elasticache"]["authMode"] = "token"
     (tmp_path / "Pulumi.prod.yaml").write_text(yaml.safe_dump(doc))
     text = render_stack("prod", "yaml", root=tmp_path)
     assert mockrun.placeholder_secret("authToken") not in text

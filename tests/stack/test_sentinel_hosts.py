@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,10 +23,15 @@ from infra.components.sentinel_hosts import (
     SESSION_MANAGER_ACTIONS,
     TLS_HOST_FILES,
     SentinelHostsArgs,
+    dlm_description,
     exporter_args,
     user_data,
 )
+from infra.components.smoke_function import log_group_name as smoke_log_group_name
+from infra.components.tls_renewal import RENEW_SCRIPT
 from infra.errors import SettingError, SettingsErrors
+from infra.keypolicy import KeyUse, missing
+from infra.monitoring.cloudwatch import TLS_DAYS_CRITICAL
 from infra.settings import parse_settings
 from infra.thresholds import DEFAULT_THRESHOLDS
 from redis_conf.sentinel import MASTER_NAME
@@ -38,6 +46,7 @@ from tests.support.pulumi_harness import (
 
 SMOKE_FUNCTION = "redisstack:aws:SmokeFunction"
 
+ROOT = Path(__file__).resolve().parents[2]
 APP_SG = "sg-0a1b2c3d4e5f60aa1"
 T_INSTANCE = "aws:ec2/instance:Instance"
 T_PARAM = "aws:ssm/parameter:Parameter"
@@ -259,13 +268,25 @@ def test_instance_role_reads_only_its_parameters() -> None:
     run = prod_sentinel()
     policy = json.loads(run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
     by_sid = {s["Sid"]: s for s in policy["Statement"]}
-    assert set(by_sid) == {"ReadOwnParameters", "DecryptThroughSsmOnly", "PublishMetricsAsEmf", "SessionManagerOnly"}
+    assert set(by_sid) == {"ReadOwnParameters", "DecryptThroughSsmOnly", "PublishMetricsAsEmf", "SessionManagerOnly",
+                           "ReadAdminSecretForTlsReload", "DecryptThroughSecretsManagerOnly",
+                           "PublishTlsDaysLeftInOwnNamespace"}
     assert by_sid["ReadOwnParameters"]["Action"] == ["ssm:GetParameter"]
     assert by_sid["ReadOwnParameters"]["Resource"].endswith(f"parameter{run.outputs['parameterPrefix']}/*")
     dec = by_sid["DecryptThroughSsmOnly"]
     assert dec["Resource"] == run.one("aws:kms/key:Key").outputs["arn"]
     assert dec["Condition"] == {"StringEquals": {"kms:ViaService": "ssm.eu-west-1.amazonaws.com"}}
     assert all("*" not in a for s in policy["Statement"] for a in s["Action"])
+    # The TLS renewal timer reads the admin secret (for CONFIG SET) and nothing else of Secrets Manager,
+    # decrypting through Secrets Manager only, and publishes metrics only in its own namespace
+    # (PutMetricData has no resource-level permissions; cloudwatch:namespace is its condition key).
+    assert by_sid["ReadAdminSecretForTlsReload"]["Resource"] == run.outputs["adminSecretArn"]
+    assert by_sid["DecryptThroughSecretsManagerOnly"]["Condition"] == {
+        "StringEquals": {"kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com"}}
+    assert by_sid["PublishTlsDaysLeftInOwnNamespace"]["Condition"] == {
+        "StringEquals": {"cloudwatch:namespace": "redisstack/Redis"}}
+    assert [s for s in policy["Statement"] if any(a.startswith("secretsmanager:") for a in s["Action"])] == [
+        by_sid["ReadAdminSecretForTlsReload"]]
     # Session Manager without AmazonSSMManagedInstanceCore (ssm:GetParameter(s) on *): no other
     # statement reaches SSM parameters, no managed policy is attached to the host role.
     ssm = by_sid["SessionManagerOnly"]
@@ -347,16 +368,153 @@ def test_alarms_per_host_follow_the_thresholds_table() -> None:
         assert next(q for q in queries if q.get("returnData"))["expression"] == "m0"
 
 
-def test_key_policy_lets_cloudwatch_logs_use_the_key_for_the_metrics_log_group() -> None:
+def test_key_policy_lets_cloudwatch_use_the_key_for_exactly_the_metrics_log_group_and_alarm_topic() -> None:
+    # CloudWatch Logs needs kms:EncryptionContext:aws:logs:arn naming the group
+    # (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html); SNS
+    # passes aws:sns:topicArn (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html).
     run = prod_sentinel()
     key = run.one("aws:kms/key:Key")
-    assert run.one("aws:cloudwatch/logGroup:LogGroup").inputs["kmsKeyId"] == key.outputs["arn"]
+    group = run.one("aws:cloudwatch/logGroup:LogGroup")
+    assert group.inputs["kmsKeyId"] == key.outputs["arn"] and group.delete_before_replace
+    assert group.inputs["name"] == "/redisstack/prod-sentinel/redis/metrics" == run.outputs["logGroups"]["metrics"]
+    assert group.inputs["retentionInDays"] == 365  # AWS-target default (docs/decisions.md, "Log retention")
+    topic = run.one("aws:sns/topic:Topic")
+    assert topic.inputs["kmsMasterKeyId"] == key.outputs["arn"]
+    assert topic.inputs["name"] == "redisstack-prod-sentinel-redis-alarms"
+    use = KeyUse("123456789012", "aws", "eu-west-1", alarm_topic_arns=(topic.outputs["arn"],),
+                 log_group_arns=(group.outputs["arn"],))
+    assert missing(key.inputs["policy"], use) == []
+    other = KeyUse("123456789012", "aws", "eu-west-1",
+                   log_group_arns=("arn:aws:logs:eu-west-1:123456789012:log-group:/aws/lambda/other",))
+    assert [m for m in missing(key.inputs["policy"], other) if "CloudWatch Logs" in m]
     policy = json.loads(key.inputs["policy"])
     [logs] = [s for s in policy["Statement"] if s["Principal"].get("Service") == "logs.eu-west-1.amazonaws.com"]
-    assert set(logs["Action"]) == {"kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*",
-                                   "kms:Describe*"}
-    assert logs["Condition"] == {"ArnLike": {
-        "kms:EncryptionContext:aws:logs:arn": "arn:aws:logs:eu-west-1:123456789012:log-group:*"}}
+    # The metrics group and the smoke function's (same stack, same key), nothing else.
+    smoke = f"arn:aws:logs:eu-west-1:123456789012:log-group:{smoke_log_group_name('redisstack', 'prod-sentinel')}"
+    assert logs["Condition"] == {"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": sorted(
+        [group.outputs["arn"], smoke])}}
+
+
+def test_the_key_outlives_the_stack_like_the_volumes_it_encrypts() -> None:
+    # The data volumes (protected, retained) and their DLM snapshots outlive `pulumi destroy`;
+    # destroying their key would schedule its deletion and make all of them unreadable.
+    run = prod_sentinel()
+    key = run.one("aws:kms/key:Key")
+    assert key.protect and key.retain_on_delete
+    for vol in run.of_type(T_VOLUME):
+        assert vol.protect and vol.retain_on_delete and vol.inputs["kmsKeyId"] == key.outputs["arn"]
+
+
+def test_replacing_a_host_deletes_it_first_so_its_primary_eni_is_free() -> None:
+    # EC2: a primary network interface (device index 0) cannot be detached, and an interface in
+    # use cannot be given to a second instance (InvalidNetworkInterface.InUse); an interface given
+    # at launch is never deleted on termination ("You can specify true only if creating a new
+    # network interface when launching an instance": botocore data/ec2/2016-11-15/service-2.json,
+    # InstanceNetworkInterfaceSpecification.DeleteOnTermination). So a replacement must delete the
+    # old instance first; the ENI (and its IP, named in every rendered file) stays.
+    run = prod_sentinel()
+    enis = {f"{e.name}-id": e for e in run.of_type("aws:ec2/networkInterface:NetworkInterface")}
+    for inst in run.of_type(T_INSTANCE):
+        assert inst.delete_before_replace, inst.name
+        primary = inst.inputs["primaryNetworkInterface"]
+        assert primary["networkInterfaceId"] in enis
+        assert not primary.get("deleteOnTermination")
+        eni = enis[primary["networkInterfaceId"]]
+        assert not eni.delete_before_replace and "attachments" not in eni.inputs
+    import botocore.session
+
+    shape = botocore.session.get_session().get_service_model("ec2").shape_for("InstanceNetworkInterfaceSpecification")
+    assert "only if creating a new network interface" in shape.members["DeleteOnTermination"].documentation
+
+
+def test_the_documented_replacement_step_names_a_real_instance_urn() -> None:
+    # docs/sentinel.md ("Replacing hosts") tells operators to run `pulumi up --replace <URN>` with
+    # a URN template; it must resolve to the instances the program declares, and the doc must say
+    # that the old host is deleted first (the ENI rule above).
+    text = (ROOT / "docs" / "sentinel.md").read_text()
+    section = text[text.index("### Replacing hosts"):text.index("## Who authenticates how")]
+    match = re.search(r"`pulumi up --replace '(urn:pulumi:[^']+)'`", section)
+    assert match, "the runbook step spells out the URN to replace"
+    template = match.group(1)
+    run = prod_sentinel()
+    urns = sorted(i.urn for i in run.of_type(T_INSTANCE))
+    expected = [template.replace("<stack>", "prod-sentinel").replace("<N>", str(i)) for i in range(3)]
+    assert urns == expected
+    assert "deleted first" in section and "InvalidNetworkInterface.InUse" in section
+
+
+def test_user_data_installs_and_enables_the_ssm_agent_and_opens_no_port_for_it() -> None:
+    # Debian AMIs ship no SSM agent; AWS publishes the .deb per region and architecture
+    # (https://docs.aws.amazon.com/systems-manager/latest/userguide/agent-install-deb.html). The
+    # agent connects out over HTTPS: nothing may open SSH or any other inbound port for it.
+    run = prod_sentinel()
+    for inst in run.of_type(T_INSTANCE):
+        ud = inst.inputs["userData"]
+        url = "https://s3.eu-west-1.amazonaws.com/amazon-ssm-eu-west-1/latest/debian_$ARCH/amazon-ssm-agent.deb"
+        assert f'curl -fsSL -o /tmp/amazon-ssm-agent.deb "{url}"' in ud
+        assert ud.index("ARCH=$(dpkg --print-architecture)") < ud.index(url)
+        assert "dpkg -i /tmp/amazon-ssm-agent.deb" in ud and "systemctl enable amazon-ssm-agent" in ud
+        # Before the long waits (data volume), so a host that fails later can still be reached.
+        assert ud.index("amazon-ssm-agent.deb") < ud.index("DATA_DISK=")
+        assert "keyName" not in inst.inputs
+    ports = {(r.inputs["fromPort"], r.inputs["toPort"]) for r in run.of_type(T_IN)}
+    assert ports == {(6379, 6379), (26379, 26379)}
+    assert "keyName" not in run.one(T_LT).inputs
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
+def test_user_data_is_valid_bash() -> None:
+    run = prod_sentinel()
+    for inst in run.of_type(T_INSTANCE):
+        result = subprocess.run(["bash", "-n"], input=inst.inputs["userData"], text=True, capture_output=True,
+                                timeout=30, check=False)
+        assert result.returncode == 0, result.stderr
+
+
+def test_user_data_installs_the_tls_renewal_timer_with_names_only() -> None:
+    run = prod_sentinel()
+    admin_arn = run.outputs["adminSecretArn"]
+    ips = [n.split(":")[0] for n in run.outputs["redisNodes"]]
+    for inst in run.of_type(T_INSTANCE):
+        ud = inst.inputs["userData"]
+        node = inst.inputs["tags"]["redisstack-node"]
+        assert RENEW_SCRIPT.strip() in ud
+        assert f"ADMIN_SECRET_ID={admin_arn}\n" in ud and f"REDIS_HOST={ips[int(node[-1])]}\n" in ud
+        assert f"PREFIX=/redisstack/prod-sentinel/redis/{node}\n" in ud and f"NODE={node}\n" in ud
+        assert "systemctl enable --now redisstack-tls-renew.timer" in ud
+        assert ud.index("systemctl enable --now redis-server") < ud.index("redisstack-tls-renew.timer")
+
+
+def test_a_tls_expiry_alarm_watches_each_host() -> None:
+    run = prod_sentinel()
+    topic = run.one("aws:sns/topic:Topic").outputs["arn"]
+    for i in range(3):
+        alarm = run.one("aws:cloudwatch/metricAlarm:MetricAlarm", f"redis-node-{i}-tls-expiry").inputs
+        assert (alarm["namespace"], alarm["metricName"], alarm["dimensions"]) == (
+            "redisstack/Redis", "TlsCertificateDaysLeft", {"node": f"node-{i}"})
+        assert (alarm["statistic"], alarm["comparisonOperator"], alarm["threshold"]) == (
+            "Minimum", "LessThanThreshold", TLS_DAYS_CRITICAL)
+        # A silent timer is a broken renewal: no datapoint for a period counts as breaching.
+        assert alarm["treatMissingData"] == "breaching"
+        # CloudWatch: period x evaluation periods may not exceed one day for a standard alarm.
+        assert alarm["period"] * alarm["evaluationPeriods"] <= 86400
+        assert alarm["alarmActions"] == [topic] == alarm["okActions"]
+
+
+def test_dlm_description_keeps_to_the_characters_dlm_accepts() -> None:
+    # DLM: PolicyDescription pattern [0-9A-Za-z _-]+, 0..500 (botocore data/dlm/2018-01-12/service-2.json);
+    # Pulumi stack names may contain "." (e.g. "prod.eu-west-1").
+    import botocore.session
+
+    shape = botocore.session.get_session().get_service_model("dlm").shape_for("PolicyDescription")
+    pattern = re.compile(shape.metadata["pattern"])
+    config, secret = load_stack_file("Pulumi.prod-sentinel.yaml")
+    dotted = run_program(config, stack="prod.eu-west-1", secret_keys=secret)
+    for run in (prod_sentinel(), dotted):
+        description = run.one("aws:dlm/lifecyclePolicy:LifecyclePolicy").inputs["description"]
+        assert pattern.fullmatch(description) and len(description) <= shape.metadata["max"], description
+    assert dlm_description("redisstack prod.eu-west-1 redis") == "redisstack prod-eu-west-1 redis"
+    assert dlm_description("a.b:c/d") == "a-b-c-d"
 
 
 def test_arns_follow_the_partition(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -215,7 +215,10 @@ def test_local_target_has_no_smoke_function() -> None:
 def test_logs_kept_as_configured_and_every_taggable_resource_tagged(stack: str) -> None:
     r = run(stack)
     logs = r.one(LOGS, "smoke-logs")
-    assert logs.inputs["retentionInDays"] == 30
+    assert logs.inputs["retentionInDays"] == 365  # the AWS-target default (docs/decisions.md, "Log retention")
+    # Encrypted with the stack's key, whose policy names this group (infra/keypolicy.py).
+    assert logs.inputs["kmsKeyId"] == r.outputs["kmsKeyArn"]
+    assert logs.outputs["arn"] in r.one("aws:kms/key:Key").inputs["policy"]
     assert r.one(FUNCTION).inputs["loggingConfig"] == {"logFormat": "Text", "logGroup": logs.outputs["name"]}
     for res in r.resources:
         if res.parent_type == COMPONENT and res.type != POLICY:  # an inline role policy has no tags

@@ -33,13 +33,13 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 def _issue(subject_cn: str, key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
            ca_key: ec.EllipticCurvePrivateKey, usages: list[x509.ObjectIdentifier],
-           sans: list[x509.GeneralName]) -> x509.Certificate:
+           sans: list[x509.GeneralName], days: int) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
     builder = (x509.CertificateBuilder()
                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)]))
                .issuer_name(ca_cert.subject).public_key(key.public_key())
                .serial_number(x509.random_serial_number())
-               .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=2))
+               .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
                .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True))
     if sans:
@@ -47,14 +47,16 @@ def _issue(subject_cn: str, key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certi
     return builder.sign(ca_key, hashes.SHA256())
 
 
-def make_tls_files(directory: Path, hostnames: tuple[str, ...] = ("localhost",)) -> TlsFiles:
+def make_tls_files(directory: Path, hostnames: tuple[str, ...] = ("localhost",), *, days: int = 400) -> TlsFiles:
+    """`days`: validity of the server and client certificates (the CA outlives them). The
+    default is far from `redisops health`'s expiry lines (30/14 days)."""
     directory.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
     ca_key = _key()
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "redisstack test CA")])
     ca_cert = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
                .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=2))
+               .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days + 365))
                .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
                .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
                                             content_commitment=False, key_encipherment=False,
@@ -66,9 +68,9 @@ def make_tls_files(directory: Path, hostnames: tuple[str, ...] = ("localhost",))
     srv_key = _key()
     # Redis presents its own certificate as a client on replication and Sentinel links.
     srv_cert = _issue("redis", srv_key, ca_cert, ca_key,
-                      [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], sans)
+                      [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], sans, days)
     cli_key = _key()
-    cli_cert = _issue("redis-client", cli_key, ca_cert, ca_key, [ExtendedKeyUsageOID.CLIENT_AUTH], sans)
+    cli_cert = _issue("redis-client", cli_key, ca_cert, ca_key, [ExtendedKeyUsageOID.CLIENT_AUTH], sans, days)
     files = TlsFiles(directory / "ca.crt", directory / "redis.crt", directory / "redis.key",
                      directory / "client.crt", directory / "client.key")
     files.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))

@@ -53,9 +53,10 @@ def good_container(**overrides: Any) -> dict[str, Any]:
 # ---- pack shape -------------------------------------------------------------------------------
 def test_pack_lists_every_policy_once_with_expected_levels() -> None:
     names = [p.name for p in P.POLICIES]
-    assert len(names) == len(set(names)) == 11
+    assert len(names) == len(set(names)) == 13
     levels = {p.name: p.enforcement_level for p in P.POLICIES}
     assert levels.pop("rate-limit-eviction-policy") == EnforcementLevel.ADVISORY
+    assert levels.pop("elasticache-rbac-not-token") == EnforcementLevel.ADVISORY
     assert set(levels.values()) == {EnforcementLevel.MANDATORY}
 
 
@@ -147,6 +148,39 @@ def test_each_replication_group_weakness_is_reported(policy: ResourceValidationP
 def test_auth_accepts_write_only_token_or_rbac_user_groups() -> None:
     assert run(P.AUTH_REQUIRED, RG, good_rg(authToken=None, authTokenWo="A-Strong-Token-0123456789")) == []
     assert run(P.AUTH_REQUIRED, RG, good_rg(authToken=None, userGroupIds=["rate-limiter-users"])) == []
+
+
+def test_token_mode_is_warned_about_with_the_reason_and_rbac_passes() -> None:
+    # ElastiCache AUTH-token mode logs every client in as the built-in `default` user with full
+    # access (https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/Clusters.RBAC.html: "all
+    # authenticated clients have full cache access if their token is authenticated").
+    [warning] = run(P.RBAC_NOT_TOKEN, RG, good_rg())
+    assert "full access" in warning and "authMode: rbac" in warning and "EVAL" in warning
+    assert run(P.RBAC_NOT_TOKEN, RG, good_rg(authTokenWo="A-Strong-Token-0123456789", authToken=None)) != []
+    assert run(P.RBAC_NOT_TOKEN, RG, good_rg(authToken=None, userGroupIds=["rate-limiter-users"])) == []
+
+
+@pytest.mark.parametrize(("access", "named"), [
+    ("on ~* &* +@all -@dangerous +info -flushdb -flushall -config -debug", "config, debug"),
+    ("on %R~rl:* -@all +info +config|get +slowlog|get", "config"),
+    ("on ~* +@all -BGSAVE -shutdown", "bgsave, shutdown"),
+])
+def test_access_strings_naming_restricted_commands_are_refused(access: str, named: str) -> None:
+    # ElastiCache rejects an access string naming a restricted command
+    # (https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/ClientConfig.RestrictedCommands.html).
+    [violation] = run(P.ACCESS_STRING_ALLOWED, P.ELASTICACHE_USER, {"accessString": access}, name="app-user")
+    assert f"names {named}" in violation and "app-user" in violation
+
+
+def test_derived_access_strings_pass_the_access_string_policy() -> None:
+    from redis_conf.elasticache import DISABLED_DEFAULT_ACCESS_STRING, FAMILIES, elasticache_users
+
+    for family in FAMILIES:
+        for user in elasticache_users(family):
+            assert run(P.ACCESS_STRING_ALLOWED, P.ELASTICACHE_USER, {"accessString": user.access_string}) == []
+    assert run(P.ACCESS_STRING_ALLOWED, P.ELASTICACHE_USER, {"accessString": DISABLED_DEFAULT_ACCESS_STRING}) == []
+    # Categories are not commands: -@dangerous names no restricted command by itself.
+    assert run(P.ACCESS_STRING_ALLOWED, P.ELASTICACHE_USER, {"accessString": "on ~* -@dangerous +@all"}) == []
 
 
 def test_transit_encryption_also_covers_single_node_clusters() -> None:
@@ -294,7 +328,8 @@ def test_analyzer_reports_mandatory_and_advisory_diagnostics() -> None:
                                           name="rg")
     response = servicer.Analyze(request, None)
     found = {(d.policyName, d.enforcementLevel) for d in response.diagnostics}
-    assert found == {("elasticache-transit-encryption", analyzer_pb2.MANDATORY)}
+    assert found == {("elasticache-transit-encryption", analyzer_pb2.MANDATORY),
+                     ("elasticache-rbac-not-token", analyzer_pb2.ADVISORY)}
 
     pg = struct_pb2.Struct()
     pg.update({"family": "redis7", "parameters": [{"name": "maxmemory-policy", "value": "allkeys-lru"}]})

@@ -41,6 +41,29 @@ def test_guide_defaults() -> None:
     assert s.thresholds, "the thresholds table reaches the settings"
 
 
+def test_rbac_is_the_elasticache_default_and_token_mode_an_explicit_choice() -> None:
+    assert parse_settings(PROD).config.elasticache.auth_mode == "rbac"
+    token = parse_settings({**PROD, "authToken": "abcdefghijklmnop1234", "elasticache": {"authMode": "token"}},
+                           secret_keys=frozenset({"authToken"}))
+    assert token.config.elasticache.auth_mode == "token"
+
+
+def test_a_key_arn_is_accepted_as_given() -> None:
+    arn = "arn:aws:kms:eu-west-1:123456789012:key/0b1c2d3e-1111-2222-3333-444455556666"
+    assert parse_settings({**PROD, "elasticache": {"kmsKeyArn": arn}}).config.elasticache.kms_key_arn == arn
+
+
+@pytest.mark.parametrize(("raw", "days"), [
+    # Decision (docs/decisions.md, "Log retention"): the default follows the target. AWS targets
+    # keep CloudWatch logs a year (audits look back that far; checkov CKV_AWS_338), local keeps none.
+    (PROD, 365), (SENTINEL, 365), ({"target": "local"}, 30),
+    ({**PROD, "alerting": {"logRetentionDays": 90}}, 90),
+])
+def test_log_retention_defaults_by_target(raw: dict[str, Any], days: int) -> None:
+    s = parse_settings(raw)
+    assert s.log_retention_days == days
+
+
 def test_overrides_apply() -> None:
     s = parse_settings({
         "target": "local",
@@ -192,6 +215,15 @@ BAD: list[tuple[str, dict[str, Any], tuple[str, ...], str, Any, str]] = [
      ("authToken",), "elasticache.authMode", "rbac", "cannot be combined"),
     ("password on elasticache", {**PROD, "password": "x" * 20}, ("password",), "password", "<secret>",
      "authToken"),
+    # The provider reads kms_key_id back as the key ARN and the argument forces a new group
+    # (hashicorp/terraform-provider-aws internal/service/elasticache/replication_group.go:
+    # kms_key_id ForceNew): an alias ARN would plan a replacement on every `up`.
+    ("kms alias arn", {**PROD, "elasticache": {"kmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:alias/redis"}}, (),
+     "elasticache.kmsKeyArn", "arn:aws:kms:eu-west-1:123456789012:alias/redis", "not an alias ARN"),
+    ("kms key id, not an arn", {**PROD, "elasticache": {"kmsKeyArn": "0b1c2d3e-1111-2222-3333-444455556666"}}, (),
+     "elasticache.kmsKeyArn", "0b1c2d3e-1111-2222-3333-444455556666", "expected a KMS key ARN"),
+    ("token with the default auth mode", {**PROD, "authToken": "abcdefghijklmnop1234"}, ("authToken",),
+     "elasticache.authMode", "rbac", "use authMode token"),
     ("threshold unknown", {"target": "local", "thresholds": {"memory": {"warn": 1}}}, (), "thresholds.memory", None,
      "memory_usage"),
 ]
