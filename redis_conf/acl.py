@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 # The guide's `rename-command X ""` list. ACL denies them per user instead of renaming them
-# away for everyone, because admin, the exporter (CONFIG GET) and Sentinel (CONFIG REWRITE)
-# still need some of them. DEBUG is additionally disabled server-wide (enable-debug-command no).
+# away for everyone, because admin (CONFIG GET/SET) and Sentinel (CONFIG REWRITE) still need
+# some of them. DEBUG is additionally disabled server-wide (enable-debug-command no).
 GUIDE_DISABLED_COMMANDS: tuple[str, ...] = ("FLUSHDB", "FLUSHALL", "CONFIG", "DEBUG")
 
 # Destructive or revealing commands the application user must never run; the smoke test
@@ -37,8 +37,10 @@ APP_RULES = "~* &* +@all -@dangerous +info " + " ".join(f"-{c.lower()}" for c in
 # empty). No @category: +@connection would also grant CLIENT KILL / CLIENT PAUSE / CLIENT LIST.
 # No key pattern: the exporter only counts limiter keys with SCAN, which reads no key. PING is
 # not sent by the exporter (-ping-on-connect is off) but lets operators probe with this user.
+# No CONFIG GET: Redis answers it with `masterauth` (the replica user's password) in clear, and
+# the exporter runs with `-config-command -` (redis_conf/exporter.py).
 MONITOR_RULES = (
-    "resetkeys resetchannels -@all +ping +info +config|get +client|setname +latency|latest"
+    "resetkeys resetchannels -@all +ping +info +client|setname +latency|latest"
     " +latency|histogram +slowlog|get +slowlog|len +cluster|info +select +scan"
 )
 

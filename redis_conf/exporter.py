@@ -45,8 +45,6 @@ SENT: tuple[SentCommand, ...] = (
                 "-set-client-name defaults to true (main.go:189)"),
     SentCommand(("INFO", "ALL"), "+info", "exporter/exporter.go:820", "every scrape"),
     SentCommand(("INFO",), "+info", "exporter/exporter.go:823", "when INFO ALL fails"),
-    SentCommand(("CONFIG", "GET", "*"), "+config|get", "exporter/exporter.go:839",
-                "-config-command defaults to CONFIG (main.go:175)"),
     SentCommand(("CLUSTER", "INFO"), "+cluster|info", "exporter/exporter.go:855", "INFO says cluster_enabled:1"),
     SentCommand(("LATENCY", "LATEST"), "+latency|latest", "exporter/latency.go:26",
                 "unless -exclude-latency-histogram-metrics (exporter.go:874)"),
@@ -75,7 +73,18 @@ DENIED: tuple[DeniedCommand, ...] = (
     DeniedCommand(("CLIENT", "PAUSE", "10"), "-", "granted by +@connection, which the old rules had"),
     DeniedCommand(("CLUSTER", "NODES"), "exporter/nodes.go:14", "HTTP /discover-cluster-nodes"),
     DeniedCommand(("EVAL", "return 1", "0"), "exporter/lua.go:18", "-script"),
-    DeniedCommand(("CONFIG", "SET", "maxmemory", "0"), "-", "never sent; CONFIG GET only"),
+    # Redis answers CONFIG GET with `masterauth` in clear (to any user allowed +config|get: shown on
+    # a real server by tests/integration/test_exporter_acl_live.py), and every node of a
+    # Sentinel topology carries it (redis_conf/sentinel.py): a monitor user with +config|get could
+    # read the replica user's password and PSYNC the whole dataset. The stack passes
+    # `-config-command -`, which skips both CONFIG GETs (exporter.go:836, commandlog.go:46); the
+    # config metrics it costs (redis_config_*, redis_databases) feed no panel or alert.
+    DeniedCommand(("CONFIG", "GET", "*"), "exporter/exporter.go:839", "-config-command other than '-' (main.go:175)"),
+    DeniedCommand(("CONFIG", "GET", "masterauth"), "exporter/exporter.go:839",
+                  "-config-command other than '-' (main.go:175)"),
+    DeniedCommand(("CONFIG", "GET", "commandlog-*"), "exporter/commandlog.go:50",
+                  "-config-command other than '-' on Valkey 8.1+"),
+    DeniedCommand(("CONFIG", "SET", "maxmemory", "0"), "-", "never sent"),
 )
 
 # Flags whose effect on the command set is covered by SENT; any other exporter flag the stack
@@ -89,4 +98,5 @@ KNOWN_FLAGS: dict[str, str] = {
     "-tls-client-cert-file": "client certificate (mutual TLS)",
     "-tls-client-key-file": "client key (mutual TLS)",
     "-count-keys": "SELECT + SCAN MATCH (keys.go extractCountKeysMetrics)",
+    "-config-command": "'-' sends no CONFIG GET at all (exporter.go:836, commandlog.go:46)",
 }

@@ -228,8 +228,10 @@ class LocalPulumi:
         return lines
 
     # -- running the CLI -------------------------------------------------------------------------
-    def run(self, *args: str, timeout: float = PULUMI_TIMEOUT_S, grace: float = INTERRUPT_GRACE_S) -> str:
-        """`pulumi <args> --stack <stack> --non-interactive`; its stdout, or DevStackError with both streams."""
+    def run(self, *args: str, timeout: float = PULUMI_TIMEOUT_S, grace: float = INTERRUPT_GRACE_S,
+            secret_stdout: bool = False) -> str:
+        """`pulumi <args> --stack <stack> --non-interactive`; its stdout, or DevStackError with both streams
+        (stderr only when `secret_stdout`: the output of `--show-secrets` never reaches a message)."""
         argv = ["pulumi", *args, "--stack", self.stack, "--non-interactive"]
         what = f"pulumi {' '.join(args)}"
         env = self.env()
@@ -243,13 +245,15 @@ class LocalPulumi:
             stdout, stderr = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             stdout, stderr, how = _interrupt(proc, grace)
+            stdout = _WITHHELD if secret_stdout else stdout
             raise DevStackError(
                 f"{what} did not finish within {timeout:.0f} s; {how}. The stack may be half-updated: run "
                 "`redisops dev up` again (a lock left behind is removed) or `redisops dev down`.\n"
                 f"{_tails(stdout, stderr)}") from None
         if proc.returncode != 0:
-            raise DevStackError(f"{what} failed (exit {proc.returncode}):\n{_tails(stdout, stderr)}"
-                                f"{self._hint(stdout + stderr)}")
+            shown = _WITHHELD if secret_stdout else stdout
+            raise DevStackError(f"{what} failed (exit {proc.returncode}):\n{_tails(shown, stderr)}"
+                                f"{self._hint(shown + stderr)}")
         return stdout
 
     def _hint(self, text: str) -> str:
@@ -272,11 +276,15 @@ class LocalPulumi:
         self.run("stack", "select", "--create", timeout=120)
 
     def outputs(self) -> dict[str, Any]:
-        text = self.run("stack", "output", "--json", "--show-secrets", timeout=120)
+        text = self.run("stack", "output", "--json", "--show-secrets", timeout=120, secret_stdout=True)
         try:
             data: dict[str, Any] = json.loads(text)
         except ValueError as exc:
-            raise DevStackError(f"pulumi stack output --json printed no JSON ({exc}):\n{text[-TAIL:]}") from None
+            # Not echoed: it holds the stack's secrets in clear (passwords, keys).
+            raise DevStackError(f"pulumi stack output --json --show-secrets printed no JSON ({exc.__class__.__name__} "
+                                f"at char {getattr(exc, 'pos', '?')} of {len(text)}; output withheld, it holds "
+                                f"secrets): run `pulumi stack output --json --stack {self.stack}` to see it "
+                                "with secrets masked") from None
         return data
 
     def deployed_resources(self) -> int:
@@ -343,6 +351,9 @@ def _interrupt(proc: subprocess.Popen[str], grace: float) -> tuple[str, str, str
             os.killpg(proc.pid, signal.SIGKILL)
         stdout, stderr = proc.communicate()
         return stdout or "", stderr or "", f"it ignored SIGINT for {grace:.0f} s and was killed"
+
+
+_WITHHELD = "(withheld: it holds the stack's secrets in clear)\n"
 
 
 def _tails(stdout: str, stderr: str) -> str:

@@ -54,6 +54,7 @@ from infra.components.tls_renewal import install_commands, renew_environment
 from infra.envcontract import env_contract, sentinel_url
 from infra.errors import SettingError
 from infra.monitoring.cloudwatch import TLS_DAYS_CRITICAL
+from infra.monitoring.grafana import CONFIG_COMMAND_OFF
 from infra.settings import Settings
 from infra.thresholds import Threshold
 from ratelimit.tiers import Tier
@@ -237,7 +238,9 @@ def exporter_args(ip: str, *, tls: bool) -> str:
     parts = [f"-redis.addr {scheme}://{ip}:{REDIS_PORT}", "-redis.user monitor",
              f"-redis.password-file {EXPORTER_PASSWORD_FILE}",
              # Only the CloudWatch agent on this host scrapes it.
-             f"-web.listen-address 127.0.0.1:{EXPORTER_PORT}"]
+             f"-web.listen-address 127.0.0.1:{EXPORTER_PORT}",
+             # CONFIG GET would hand the monitor user `masterauth` (redis_conf/exporter.py).
+             f"-config-command {CONFIG_COMMAND_OFF}"]
     if tls:
         parts.append(f"-tls-ca-cert-file {EXPORTER_CA_FILE}")
     return " ".join(parts)

@@ -26,6 +26,9 @@ DASHBOARDS_DIR = "/var/lib/grafana/dashboards"
 # The limiter's key prefix (ratelimit/ scripts write `rl:<tier>:<client>`).
 RATE_LIMIT_KEY_PATTERN = "rl:*"
 EXPORTER_PORT = 9121
+# `-config-command -` skips the exporter's CONFIG GET (oliver006/redis_exporter main.go: 'set to "-" to
+# skip config metrics extraction'; Debian's 1.45 has the flag too).
+CONFIG_COMMAND_OFF = "-"
 
 _DS_REF: dict[str, str] = {"type": "prometheus", "uid": DATASOURCE_UID}
 
@@ -259,6 +262,9 @@ def exporter_command(
         "-redis.addr", addr,
         "-redis.user", user,
         "-web.listen-address", listen_address,
+        # No CONFIG GET: it answers `masterauth`, the replica user's password, which every node of
+        # a Sentinel topology carries (redis_conf/exporter.py).
+        "-config-command", CONFIG_COMMAND_OFF,
     ]
     env: dict[str, str] = {}
     if password is not None:

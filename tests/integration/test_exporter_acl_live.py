@@ -73,6 +73,28 @@ def test_monitor_is_refused_everything_else(server: redis.Redis) -> None:
     assert "no permissions" in dryrun(server, ("MONITOR",))
 
 
+def test_config_get_would_hand_out_the_replica_password_so_monitor_may_not_run_it(tmp_path: Path) -> None:
+    # Why the monitor user has no +config|get (redis_conf/exporter.py): a Sentinel-topology node
+    # carries `masterauth` (redis_conf/sentinel.py), and CONFIG GET answers it in clear.
+    (tmp_path / "users.acl").write_text(render_acl_file(PASSWORDS))
+    port = free_port()
+    rp = RedisProcess(workdir=tmp_path, port=port, config_text="\n".join(
+        [f"port {port}", f"aclfile {tmp_path / 'users.acl'}", 'save ""', "masteruser replica",
+         f'masterauth "{PASSWORDS["replica"]}"']) + "\n")
+    rp.start()
+    try:
+        admin = redis.Redis(host="127.0.0.1", port=port, username="admin", password=PASSWORDS["admin"],
+                            decode_responses=True, socket_timeout=5)
+        assert admin.config_get("masterauth") == {"masterauth": PASSWORDS["replica"]}
+        monitor = redis.Redis(host="127.0.0.1", port=port, username="monitor", password=PASSWORDS["monitor"],
+                              decode_responses=True, socket_timeout=5)
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            monitor.config_get("masterauth")
+        assert monitor.info("server")["tcp_port"] == port  # the user itself works
+    finally:
+        rp.stop()
+
+
 @pytest.mark.skipif(not have_exporter(), reason="needs prometheus-redis-exporter (Debian package)")
 def test_exporter_scrape_leaves_acl_log_empty_and_sends_a_prometheus3_content_type(
         server: redis.Redis, tmp_path: Path) -> None:

@@ -60,7 +60,9 @@ def stack_exporter_flags() -> list[list[str]]:
 
 def test_the_stack_passes_no_flag_that_sends_more() -> None:
     for argv in stack_exporter_flags():
-        flags = [a for a in argv if a.startswith("-")]
+        # Every exporter flag we pass takes a value (Go's flag package: `-name value`).
+        flags = argv[0::2]
+        assert all(f.startswith("-") for f in flags) and len(argv) % 2 == 0, argv
         assert set(flags) <= set(KNOWN_FLAGS), set(flags) - set(KNOWN_FLAGS)
     local = stack_exporter_flags()[0]
     assert local[local.index("-count-keys") + 1] == "db0=rl:*"
@@ -89,3 +91,18 @@ def test_password_file_authenticates_both_exporter_versions_and_no_other_target(
     # /scrape?target=<elsewhere> reuses the options but finds no password for a foreign URI.
     assert lookup_v1_88(pw_map, "redis://attacker.example:6379", "monitor") is None
     assert set(pw_map) == {"rediss://redis:6379", "rediss://monitor@redis:6379"}
+
+
+def test_no_exporter_sends_config_get_and_the_monitor_user_may_not() -> None:
+    # Rule: Redis answers CONFIG GET masterauth in clear to any user allowed +config|get (shown on
+    # a real server in tests/integration/test_exporter_acl_live.py), and every node of a Sentinel
+    # topology carries `masterauth` (redis_conf/sentinel.py): with +config|get the monitor user
+    # (whose password sits in the exporter's container) could read the replica user's password and
+    # PSYNC the whole dataset. `-config-command -` makes the exporter skip both of its CONFIG GETs
+    # (oliver006/redis_exporter v1.88.0 exporter/exporter.go:836 and exporter/commandlog.go:46;
+    # the flag exists in Debian's 1.45 too, main.go:72 at v1.45.0).
+    assert not any(t.startswith(("+config", "+@admin", "+@dangerous")) for t in RULE_TOKENS)
+    assert not any(c.argv[0] == "CONFIG" for c in SENT)
+    assert ("CONFIG", "GET", "masterauth") in {d.argv for d in DENIED}
+    for argv in stack_exporter_flags():
+        assert argv[argv.index("-config-command") + 1] == "-", argv

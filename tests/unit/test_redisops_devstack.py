@@ -254,6 +254,27 @@ def test_every_pulumi_failure_is_surfaced_with_stdout_and_stderr(fake: fakecli.F
     assert "hint:" in text and "systemctl disable --now redis-server" in text
 
 
+SECRET_OUTPUT = "Zq8-app-password-9kL"
+
+
+@pytest.mark.parametrize("behaviour", [
+    {"stdout": f'warning: something\n{{"env": {{"REDIS_PASSWORD": "{SECRET_OUTPUT}"}}}}'},  # not JSON
+    {"stdout": f'{{"env": {{"REDIS_PASSWORD": "{SECRET_OUTPUT}"', "exit": 255, "stderr": "error: boom\n"},
+], ids=["unparsable", "failed"])
+def test_stack_output_with_secrets_never_reaches_an_error_message(fake: fakecli.FakeClis, project: Path,
+                                                                  behaviour: dict[str, Any]) -> None:
+    # Rule: secrets only as Pulumi secrets, never in logs (BRIEFING, secure by default).
+    # `pulumi stack output --show-secrets` prints them in clear; a DevStackError is printed to the
+    # terminal and CI logs, so it carries that stdout neither when the call fails nor when it is
+    # not JSON.
+    fake.pulumi_does(**{"stack output": behaviour})
+    with pytest.raises(ds.DevStackError) as err:
+        ds.local_pulumi(project, "dev").outputs()
+    text = str(err.value)
+    assert SECRET_OUTPUT not in text
+    assert "withheld" in text and ("boom" in text or "printed no JSON" in text)
+
+
 def test_incorrect_passphrase_names_where_the_passphrase_came_from(fake: fakecli.FakeClis, project: Path) -> None:
     fake.pulumi_does(up={"exit": 255, "stderr": "error: incorrect passphrase\n"})
     with pytest.raises(ds.DevStackError, match=r"(?s)incorrect passphrase.*hint: the passphrase from .*dev\.passphrase"):

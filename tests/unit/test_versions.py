@@ -225,6 +225,35 @@ def test_renovate_also_keeps_pip_requirements_and_actions_fresh() -> None:
     assert image_rules and all(r["pinDigests"] is False for r in image_rules)
 
 
+def test_renovate_moves_the_workflows_pulumi_cli_with_the_sdk() -> None:
+    """The workflows install the Pulumi CLI at env PULUMI_VERSION; pip_requirements bumps only the
+    SDK (`pulumi==` in requirements.txt and policy/requirements.txt). The CLI and the SDK are
+    released together under one version (github.com/pulumi/pulumi releases), so a custom manager
+    must extract every workflow's pin, from the SDK's datasource, into the same grouped PR
+    (docs.renovatebot.com/modules/manager/regex: managerFilePatterns, *Template fields)."""
+    config = renovate()
+    sdk = {re.search(r"^pulumi==(\S+)$", (ROOT / f).read_text(), re.M).group(1)  # type: ignore[union-attr]
+           for f in ("requirements.txt", "policy/requirements.txt")}
+    assert len(sdk) == 1, sdk
+    workflows = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+    extracted: dict[str, list[str]] = {}
+    for manager in config["customManagers"]:
+        for wf in workflows:
+            path = str(wf.relative_to(ROOT))
+            if not any(js_regex(p.strip("/")).search(path) for p in manager["managerFilePatterns"]):
+                continue
+            for ms in manager["matchStrings"]:
+                for m in js_regex(ms).finditer(wf.read_text()):
+                    assert (manager.get("datasourceTemplate"), manager.get("depNameTemplate")) == ("pypi", "pulumi")
+                    extracted.setdefault(path, []).append(m.group("currentValue"))
+    pinned = {str(wf.relative_to(ROOT)) for wf in workflows if "PULUMI_VERSION:" in wf.read_text()}
+    assert pinned and set(extracted) == pinned, (pinned, extracted)
+    assert {v for values in extracted.values() for v in values} == sdk
+    group = [r for r in config["packageRules"] if r.get("groupName") == "pulumi packages"]
+    assert group and {"pip_requirements", "custom.regex"} <= set(group[0]["matchManagers"])
+    assert js_regex(group[0]["matchPackageNames"][0].strip("/")).search("pulumi")
+
+
 # ---- docs that quote the table ------------------------------------------------------------------
 def test_security_doc_is_generated_from_the_table() -> None:
     from infra.docgen import SECURITY, render_security
