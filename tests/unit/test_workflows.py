@@ -608,6 +608,56 @@ def test_preview_role_can_refresh_every_resource_the_prod_stacks_declare() -> No
                       {"aws:ResourceTag/project": "other", "kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com"})
 
 
+# What the first `pulumi up` does with a key it created moments before (hashicorp/terraform-provider-aws
+# internal/service/kms/key.go: CreateKey, then UpdateKeyRotation and findKeyInfo), and what the
+# services that encrypt with it do on the deploy role's behalf: Secrets Manager GenerateDataKey/Decrypt
+# with the SecretARN encryption context (https://docs.aws.amazon.com/secretsmanager/latest/userguide/
+# security-encryption.html); Parameter Store Encrypt/Decrypt with PARAMETER_ARN (https://docs.aws.amazon.com/
+# systems-manager/latest/userguide/secure-string-parameter-kms-encryption.html); EBS CreateGrant,
+# GenerateDataKeyWithoutPlaintext, Decrypt, ReEncrypt*, DescribeKey (https://docs.aws.amazon.com/ebs/latest/
+# userguide/ebs-encryption-requirements.html); ElastiCache CreateGrant, DescribeKey
+# (https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/at-rest-encryption.html).
+NEW_KEY_DIRECT = ("kms:DescribeKey", "kms:EnableKeyRotation", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus",
+                  "kms:ListResourceTags")
+NEW_KEY_THROUGH = {
+    "secretsmanager": (("kms:GenerateDataKey", "kms:Decrypt"), "kms:EncryptionContext:SecretARN",
+                       ARN.format(service="secretsmanager", resource="secret:redisstack/prod/redis-auth-AbCdEf")),
+    "ssm": (("kms:Encrypt", "kms:Decrypt"), "kms:EncryptionContext:PARAMETER_ARN",
+            ARN.format(service="ssm", resource="parameter/redisstack/prod-sentinel/redis/node-0/users.acl")),
+    "ec2": (("kms:CreateGrant", "kms:GenerateDataKeyWithoutPlaintext", "kms:Decrypt", "kms:ReEncryptFrom",
+             "kms:ReEncryptTo", "kms:DescribeKey"), None, None),
+    "elasticache": (("kms:CreateGrant", "kms:DescribeKey"), None, None),
+}
+
+
+def test_the_first_up_can_use_the_keys_it_creates_before_their_tags_take_effect() -> None:
+    # "It might take up to five minutes for tag and alias changes to affect KMS key authorization"
+    # (https://docs.aws.amazon.com/kms/latest/developerguide/abac.html): a grant that needs
+    # aws:ResourceTag/project fails for the seconds-old key, and the first `pulumi up` with it.
+    doc = bootstrap_document("production-policy.json")
+    new_key = ARN.format(service="kms", resource="key/created-a-second-ago")
+    for action in NEW_KEY_DIRECT:
+        assert allows(doc, action, new_key), action
+    for service, (actions, context_key, resource) in NEW_KEY_THROUGH.items():
+        context = {"kms:ViaService": f"{service}.eu-west-1.amazonaws.com"}
+        if context_key:
+            context[context_key] = resource
+        for action in actions:
+            assert allows(doc, action, new_key, context), (service, action)
+    # ... and no more than that: no direct use of a key, no secret or parameter of another project.
+    assert not allows(doc, "kms:Decrypt", new_key)
+    assert not allows(doc, "kms:Decrypt", new_key, {"kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com",
+                                                    "kms:EncryptionContext:SecretARN": ARN.format(
+                                                        service="secretsmanager", resource="secret:payroll/db")})
+    assert not allows(doc, "kms:Decrypt", new_key, {"kms:ViaService": "ssm.eu-west-1.amazonaws.com",
+                                                    "kms:EncryptionContext:PARAMETER_ARN": ARN.format(
+                                                        service="ssm", resource="parameter/payroll/db")})
+    # Deleting or re-keying still needs the project's tag.
+    for action in ("kms:ScheduleKeyDeletion", "kms:PutKeyPolicy", "kms:UntagResource"):
+        assert not allows(doc, action, new_key), action
+        assert allows(doc, action, new_key, {"aws:ResourceTag/project": "redisstack"}), action
+
+
 def test_every_template_placeholder_is_set_by_the_bootstrap() -> None:
     exported = set(re.findall(r"^export (\w+)=", DELIVERY.read_text(), re.M))
     for template in BOOTSTRAP.glob("*.json"):
