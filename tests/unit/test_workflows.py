@@ -371,6 +371,23 @@ def test_docker_path_test_runs_in_its_own_job_after_plugins_and_images() -> None
     assert "REDISSTACK_DOCKER_E2E" not in json.dumps(load("pr.yml")["jobs"]["test"])
 
 
+def test_the_opted_in_docker_test_fails_rather_than_skips_without_docker(monkeypatch: pytest.MonkeyPatch) -> None:
+    # pytest exits 0 on "1 skipped": a skip condition other than the opt-in would let the
+    # docker-e2e job pass without running anything (the job's only step is this one test).
+    spec = importlib.util.spec_from_file_location("lifecycle", ROOT / "tests/integration/test_devstack_lifecycle.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    test = module.test_docker_path_up_and_down
+    skips = [m for m in test.pytestmark if m.name in ("skip", "skipif")]
+    assert [m.kwargs["reason"] for m in skips] == ["opt-in (REDISSTACK_DOCKER_E2E=1): runs in the docker-e2e job "
+                                                   "of .github/workflows/pr.yml"]
+    monkeypatch.setenv("REDISSTACK_DOCKER_E2E", "1")
+    monkeypatch.setattr(module.devstack, "docker_available", lambda: False)
+    with pytest.raises(pytest.fail.Exception, match="no Docker engine"):
+        test()
+
+
 # ---- 8. credentials per environment; a read-only role for previews and drift ----------------------
 def test_each_job_runs_in_its_environment_with_only_its_credentials() -> None:
     environments = {(n, j): job.get("environment") for n, doc in all_workflows().items()
