@@ -573,6 +573,7 @@ REFRESH_READS: dict[str, tuple[str, ...]] = {
     "aws:secretsmanager/secret:Secret": ("secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy"),
     "aws:secretsmanager/secretVersion:SecretVersion": ("secretsmanager:GetSecretValue",),
     "aws:sns/topic:Topic": ("sns:GetTopicAttributes", "sns:ListTagsForResource"),
+    "aws:sns/topicPolicy:TopicPolicy": ("sns:GetTopicAttributes",),
     "aws:sns/topicSubscription:TopicSubscription": ("sns:GetSubscriptionAttributes",),
     "aws:ssm/parameter:Parameter": ("ssm:GetParameter", "ssm:DescribeParameters", "ssm:ListTagsForResource"),
     "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": ("ec2:DescribeSecurityGroupRules",),
