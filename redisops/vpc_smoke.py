@@ -186,10 +186,9 @@ def run_action(action: str, config: Mapping[str, Any], fetch: SecretFetch) -> di
     except Exception as exc:  # e.g. a connection error: its text, without any credential
         raise OperationError(rc.redact(f"{type(exc).__name__}: {exc}", secrets=secrets)) from None
     text = json.dumps(result)
-    for s in secrets:
-        if s in text:  # the report writers redact; this is the last line of defence
-            result = json.loads(text.replace(s, "****"))
-    return result
+    for s in secrets:  # the report writers redact; this is the last line of defence
+        text = text.replace(s, "****")
+    return dict(json.loads(text))
 
 
 def handler(event: Mapping[str, Any] | None, context: Any = None) -> dict[str, Any]:

@@ -31,7 +31,15 @@ from moto import mock_aws
 from infra.components.smoke_function import HANDLER, package_files
 from infra.program import expectations
 from redisops import vpc_smoke
-from tests.integration._redisops_servers import SETTINGS, Server, rendered_server, requires_redis, smoke_keys
+from tests.integration._redisops_servers import (
+    SETTINGS,
+    Server,
+    acl_with,
+    new_passwords,
+    rendered_server,
+    requires_redis,
+    smoke_keys,
+)
 
 pytestmark = [pytest.mark.slow, requires_redis]
 REGION = "eu-west-1"
@@ -150,6 +158,31 @@ def test_functions_load_without_an_admin_secret_is_refused_before_connecting(tmp
         assert reply["exitCode"] == 2 and "admin secret" in reply["error"]
 
 
+
+def test_functions_load_on_elasticache_token_mode_uses_the_token(tmp_path: Path, aws_env: None,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # The committed prod stack is ElastiCache with authMode token: one credential, the AUTH token,
+    # which logs in as the built-in `default` user with every command (ElastiCache "Authenticating
+    # with the Redis AUTH command"). The stack exports no admin secret, so the deploy job's
+    # functions-load must run with that token, or prod's first deploy stops there.
+    passwords = new_passwords()
+    acl = acl_with(passwords, app_line=f"user default on >{passwords['app']} ~* &* +@all")
+    with rendered_server(tmp_path / "srv", tls=True, acl_text=acl, passwords=passwords) as srv:
+        sm = boto3.client("secretsmanager", region_name=REGION)
+        token_arn = sm.create_secret(Name="redisstack/prod/redis-auth", SecretString=json.dumps(
+            {"username": "default", "password": passwords["app"]}))["ARN"]
+        env = {k: v for k, v in srv.env().items() if k not in ("REDIS_CA_CERT", "REDIS_ADMIN_PASSWORD")}
+        config = vpc_smoke.function_config({"env": env, "caCertPem": srv.tls.ca_cert.read_text(), "authMode": "token"},
+                                           app_secret_arn=token_arn, admin_secret_arn=None)
+        assert config["adminIsApp"] is True and "adminSecretArn" not in config
+        monkeypatch.setenv(vpc_smoke.CONFIG_VARIABLE, json.dumps(config))
+        reply = vpc_smoke.handler({"action": "functions-load"}, None)
+        if importlib.util.find_spec("ratelimit.functions") is None:
+            assert reply["exitCode"] == 2 and "no Redis Functions library" in reply["error"], reply
+        else:
+            assert reply["exitCode"] == 0 and reply["passed"] is True, reply
+        assert passwords["app"] not in json.dumps(reply)
+
 # ---- the packaged files, in a clean interpreter ------------------------------------------------
 class _SecretsManager(BaseHTTPRequestHandler):
     """GetSecretValue as the API reference documents it (awsJson1_1: X-Amz-Target
@@ -219,7 +252,7 @@ import json, sys
 sys.path[:0] = [{task!r}, {sdk!r}]
 handler_module, handler_name = {handler!r}.rsplit(".", 1)
 module = __import__(handler_module, fromlist=[handler_name])
-reply = getattr(module, handler_name)({{"action": "smoke"}}, None)
+reply = getattr(module, handler_name)({{"action": {action!r}}}, None)
 import redis
 print(json.dumps({{"reply": reply, "redis": redis.__file__, "path": sys.path}}))
 """
@@ -237,7 +270,7 @@ def test_packaged_function_runs_in_a_clean_interpreter_with_only_the_runtime_sdk
             env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "TMPDIR": str(tmp_path),
                    vpc_smoke.CONFIG_VARIABLE: json.dumps(config), "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint,
                    "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
-            code = CHILD.format(task=str(task), sdk=str(sdk), handler=HANDLER)
+            code = CHILD.format(task=str(task), sdk=str(sdk), handler=HANDLER, action="smoke")
             # -I -S: no site-packages, no PYTHON* variables, no user site: the task dir and the SDK only.
             proc = subprocess.run([sys.executable, "-I", "-S", "-c", code], env=env, capture_output=True, text=True,
                                   timeout=240, cwd=task, check=False)
@@ -250,3 +283,35 @@ def test_packaged_function_runs_in_a_clean_interpreter_with_only_the_runtime_sdk
         # Least privilege in action: it asked only for the application secret (smoke needs no admin).
         assert asked == [("secretsmanager.GetSecretValue", APP_ARN)]
         assert srv.passwords["app"] not in proc.stdout + proc.stderr
+
+
+def test_packaged_function_runs_functions_load_in_a_clean_interpreter(tmp_path: Path) -> None:
+    # The deploy job's first invocation (`--action functions-load`) takes its own import path
+    # (ratelimit.functions and what that imports, lazily): it must resolve from the package and the
+    # runtime's SDK alone, like smoke above.
+    task = tmp_path / "task"
+    stage(package_files(), task)
+    sdk = runtime_sdk(tmp_path / "sdk")
+    with rendered_server(tmp_path / "srv", tls=True) as srv:
+        secrets = {APP_ARN: json.dumps({"username": "default", "password": srv.passwords["app"]}),
+                   ADMIN_ARN: srv.passwords["admin"]}
+        with secrets_manager(secrets) as (endpoint, asked):
+            env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "TMPDIR": str(tmp_path),
+                   vpc_smoke.CONFIG_VARIABLE: json.dumps(function_config_for(srv)),
+                   "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                   "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
+            code = CHILD.format(task=str(task), sdk=str(sdk), handler=HANDLER, action="functions-load")
+            proc = subprocess.run([sys.executable, "-I", "-S", "-c", code], env=env, capture_output=True, text=True,
+                                  timeout=240, cwd=task, check=False)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        reply = json.loads(proc.stdout.strip().splitlines()[-1])["reply"]
+        assert reply["command"] == "redisops functions load --stack-outputs outputs.json"
+        assert "No module named" not in str(reply.get("error")), reply
+        if importlib.util.find_spec("ratelimit.functions") is None:
+            # Until the library lands (issue 12) the action says so, as a usage error.
+            assert reply["exitCode"] == 2 and "no Redis Functions library" in reply["error"], reply
+        else:
+            assert reply["exitCode"] == 0 and reply["passed"] is True, reply
+        assert asked == [("secretsmanager.GetSecretValue", APP_ARN), ("secretsmanager.GetSecretValue", ADMIN_ARN)]
+        for password in srv.passwords.values():
+            assert password not in proc.stdout + proc.stderr

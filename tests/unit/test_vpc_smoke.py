@@ -71,6 +71,22 @@ def test_the_lambda_runs_smoke_with_the_clis_defaults() -> None:
     assert options.flush_scripts is (not defaults["no_script_flush"])
 
 
+
+def test_the_reply_is_redacted_of_every_secret_not_just_the_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The last line of defence of run_action: whatever a runner puts in its reply (a message quoting
+    # a server error, say), no credential the invocation read may leave the function.
+    secrets = {"arn:app": "app-pass-0123456789abcdef", "arn:admin": "admin-pass-0123456789abcdef"}
+    config = vpc_smoke.function_config(OUTPUTS, app_secret_arn="arn:app", admin_secret_arn="arn:admin")
+
+    def leaky(_spec: Any, _role: Any) -> dict[str, Any]:
+        return {"exitCode": 1, "passed": False, "message": "ERR app-pass-0123456789abcdef / admin-pass-0123456789abcdef"}
+
+    monkeypatch.setitem(vpc_smoke.RUNNERS, "functions-load", leaky)  # type: ignore[index]
+    reply = vpc_smoke.run_action("functions-load", config, secrets.__getitem__)
+    text = json.dumps(reply)
+    assert reply["message"] == "ERR **** / ****", text
+    assert not [s for s in secrets.values() if s in text]
+
 # ---- the handler's refusals ----------------------------------------------------------------------
 def test_handler_without_its_configuration_answers_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(vpc_smoke.CONFIG_VARIABLE, raising=False)

@@ -8,6 +8,7 @@ run with a stand-in `pulumi` that exits with each documented code.
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
 import json
 import os
@@ -370,6 +371,23 @@ def test_docker_path_test_runs_in_its_own_job_after_plugins_and_images() -> None
     assert "REDISSTACK_DOCKER_E2E" not in json.dumps(load("pr.yml")["jobs"]["test"])
 
 
+def test_the_opted_in_docker_test_fails_rather_than_skips_without_docker(monkeypatch: pytest.MonkeyPatch) -> None:
+    # pytest exits 0 on "1 skipped": a skip condition other than the opt-in would let the
+    # docker-e2e job pass without running anything (the job's only step is this one test).
+    spec = importlib.util.spec_from_file_location("lifecycle", ROOT / "tests/integration/test_devstack_lifecycle.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    test = module.test_docker_path_up_and_down
+    skips = [m for m in test.pytestmark if m.name in ("skip", "skipif")]
+    assert [m.kwargs["reason"] for m in skips] == ["opt-in (REDISSTACK_DOCKER_E2E=1): runs in the docker-e2e job "
+                                                   "of .github/workflows/pr.yml"]
+    monkeypatch.setenv("REDISSTACK_DOCKER_E2E", "1")
+    monkeypatch.setattr(module.devstack, "docker_available", lambda: False)
+    with pytest.raises(pytest.fail.Exception, match="no Docker engine"):
+        test()
+
+
 # ---- 8. credentials per environment; a read-only role for previews and drift ----------------------
 def test_each_job_runs_in_its_environment_with_only_its_credentials() -> None:
     environments = {(n, j): job.get("environment") for n, doc in all_workflows().items()
@@ -477,6 +495,185 @@ def test_deploy_role_changes_only_roles_of_this_project_and_passes_them_only_to_
     assert keys["Condition"] == {"StringEquals": {"aws:ResourceTag/project": "redisstack"}}
     # The CI roles are tagged purpose=ci, so the deploy role cannot rewrite them (or itself).
     assert "--tags Key=project" not in DELIVERY.read_text()
+
+
+
+def _condition_holds(operator: str, block: dict[str, Any], context: dict[str, str]) -> bool:
+    """StringEquals / StringLike of an IAM condition block against a request context; a key the
+    request does not carry never matches (https://docs.aws.amazon.com/IAM/latest/UserGuide/
+    reference_policies_elements_condition_operators.html#Conditions_String)."""
+    match = {"StringEquals": lambda v, p: v == p, "StringLike": fnmatch.fnmatchcase}[operator]
+    for key, wanted in block.items():
+        values = wanted if isinstance(wanted, list) else [wanted]
+        if key not in context or not any(match(context[key], w) for w in values):
+            return False
+    return True
+
+
+def allows(doc: dict[str, Any], action: str, resource: str = "*", context: dict[str, str] | None = None) -> bool:
+    """Whether an Allow statement of `doc` grants `action` on `resource` for a request with
+    `context` (action and resource wildcards as IAM matches them; resource "*" needs a "*" grant)."""
+    for statement in doc["Statement"]:
+        if statement["Effect"] != "Allow":
+            continue
+        if not any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in actions_of(statement)):
+            continue
+        granted = resources_of(statement)
+        if not (granted == ["*"] if resource == "*" else any(fnmatch.fnmatchcase(resource, r) for r in granted)):
+            continue
+        if all(_condition_holds(op, block, context or {}) for op, block in statement.get("Condition", {}).items()):
+            return True
+    return False
+
+
+# ViewOnlyAccess v46 (2026-09-30), arn:aws:iam::aws:policy/job-function/ViewOnlyAccess: the entries of
+# its action list the reads below can use (AWS Managed Policy Reference, ViewOnlyAccess; version
+# history in zoph-io/IAMTrail policies/ViewOnlyAccess). It grants no kms:DescribeKey, no
+# cloudwatch:Describe*, no ssm:DescribeParameters and no iam:Get*/secretsmanager:*/lambda:GetFunction.
+VIEW_ONLY_ACCESS = ("cloudwatch:Get*", "cloudwatch:List*", "dlm:GetLifecyclePolicy", "dlm:ListTagsForResource",
+                    "ec2:DescribeInstance*", "ec2:DescribeLaunchTemplateVersions", "ec2:DescribeLaunchTemplates",
+                    "ec2:DescribeNetwork*", "ec2:DescribeSecurityGroupRules", "ec2:DescribeSecurityGroups",
+                    "ec2:DescribeSubnets", "ec2:DescribeVolume*", "elasticache:Describe*", "iam:List*",
+                    "kms:ListKeys", "kms:ListResourceTags", "lambda:GetPolicy", "lambda:List*", "logs:Describe*",
+                    "logs:ListTagsForResource", "sns:GetSubscriptionAttributes", "sns:List*")
+# What `pulumi refresh` calls to read each resource type the prod stacks declare: the Read of the
+# bridged Terraform resource (hashicorp/terraform-provider-aws internal/service/<service>/...:
+# kms/key.go findKeyInfo -> DescribeKey, GetKeyPolicy, GetKeyRotationStatus, ListResourceTags;
+# cloudwatch/metric_alarm.go findMetricAlarmByName -> DescribeAlarms; ssm/parameter.go
+# findParameterByName + findParameterMetadataByName -> GetParameter, DescribeParameters;
+# lambda/function.go resourceFunctionRead -> GetFunction, ListVersionsByFunction,
+# GetFunctionCodeSigningConfig; secretsmanager/secret_version.go -> GetSecretValue; ...).
+REFRESH_READS: dict[str, tuple[str, ...]] = {
+    "aws:cloudwatch/logGroup:LogGroup": ("logs:DescribeLogGroups", "logs:ListTagsForResource"),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": ("cloudwatch:DescribeAlarms", "cloudwatch:ListTagsForResource"),
+    "aws:dlm/lifecyclePolicy:LifecyclePolicy": ("dlm:GetLifecyclePolicy",),
+    "aws:ebs/volume:Volume": ("ec2:DescribeVolumes",),
+    "aws:ec2/instance:Instance": ("ec2:DescribeInstances", "ec2:DescribeInstanceAttribute", "ec2:DescribeVolumes"),
+    "aws:ec2/launchTemplate:LaunchTemplate": ("ec2:DescribeLaunchTemplates", "ec2:DescribeLaunchTemplateVersions"),
+    "aws:ec2/networkInterface:NetworkInterface": ("ec2:DescribeNetworkInterfaces",),
+    "aws:ec2/securityGroup:SecurityGroup": ("ec2:DescribeSecurityGroups",),
+    "aws:ec2/volumeAttachment:VolumeAttachment": ("ec2:DescribeVolumes",),
+    "aws:elasticache/parameterGroup:ParameterGroup": ("elasticache:DescribeCacheParameterGroups",
+                                                      "elasticache:DescribeCacheParameters",
+                                                      "elasticache:ListTagsForResource"),
+    "aws:elasticache/replicationGroup:ReplicationGroup": ("elasticache:DescribeReplicationGroups",
+                                                          "elasticache:DescribeCacheClusters",
+                                                          "elasticache:ListTagsForResource"),
+    "aws:elasticache/subnetGroup:SubnetGroup": ("elasticache:DescribeCacheSubnetGroups",
+                                                "elasticache:ListTagsForResource"),
+    "aws:elasticache/user:User": ("elasticache:DescribeUsers", "elasticache:ListTagsForResource"),
+    "aws:elasticache/userGroup:UserGroup": ("elasticache:DescribeUserGroups", "elasticache:ListTagsForResource"),
+    "aws:iam/instanceProfile:InstanceProfile": ("iam:GetInstanceProfile",),
+    "aws:iam/role:Role": ("iam:GetRole", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies"),
+    "aws:iam/rolePolicy:RolePolicy": ("iam:GetRolePolicy",),
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment": ("iam:ListAttachedRolePolicies",),
+    "aws:kms/key:Key": ("kms:DescribeKey", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:ListResourceTags"),
+    "aws:lambda/function:Function": ("lambda:GetFunction", "lambda:ListVersionsByFunction",
+                                     "lambda:GetFunctionCodeSigningConfig"),
+    "aws:secretsmanager/secret:Secret": ("secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy"),
+    "aws:secretsmanager/secretVersion:SecretVersion": ("secretsmanager:GetSecretValue",),
+    "aws:sns/topic:Topic": ("sns:GetTopicAttributes", "sns:ListTagsForResource"),
+    "aws:sns/topicPolicy:TopicPolicy": ("sns:GetTopicAttributes",),
+    "aws:sns/topicSubscription:TopicSubscription": ("sns:GetSubscriptionAttributes",),
+    "aws:ssm/parameter:Parameter": ("ssm:GetParameter", "ssm:DescribeParameters", "ssm:ListTagsForResource"),
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": ("ec2:DescribeSecurityGroupRules",),
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": ("ec2:DescribeSecurityGroupRules",),
+}
+# Reads of data, granted by name only: resource ARN (from the renders' names) and request context.
+ARN = "arn:aws:{service}:eu-west-1:123456789012:{resource}"
+
+
+def _render(name: str) -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docs" / "stacks" / name).read_text())
+
+
+def test_preview_role_can_refresh_every_resource_the_prod_stacks_declare() -> None:
+    # Drift runs `pulumi preview --refresh` with this role: one read it lacks is AccessDenied, exit
+    # code 1 instead of 0 or 7, and the daily job fails without ever telling drift from no drift.
+    renders = [_render(name) for name in ("prod.yaml", "prod-sentinel.yaml")]
+    types = {t for r in renders for t in r["resourceTypes"] if t.startswith("aws:")}
+    assert not types - set(REFRESH_READS), f"add the refresh reads of {types - set(REFRESH_READS)}"
+    doc = bootstrap_document("preview-policy.json")
+    missing = [(t, a) for t in sorted(types) for a in REFRESH_READS[t]
+               if not any(fnmatch.fnmatchcase(a, v) for v in VIEW_ONLY_ACCESS) and not allows(doc, a)
+               and a not in ("secretsmanager:GetSecretValue", "ssm:GetParameter", "lambda:GetFunction")]
+    assert not missing, missing
+    # The data reads, on the names the stacks give their resources.
+    for render in renders:
+        for res in render["resources"]:
+            inputs = res.get("inputs") or {}
+            if res["type"] == "aws:secretsmanager/secret:Secret":
+                secret = ARN.format(service="secretsmanager", resource=f"secret:{inputs['namePrefix']}AbCdEf")
+                assert allows(doc, "secretsmanager:GetSecretValue", secret), secret
+                # A customer key encrypts it: GetSecretValue needs kms:Decrypt through Secrets Manager
+                # (https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html).
+                assert "kmsKeyId" in inputs
+                assert allows(doc, "kms:Decrypt", ARN.format(service="kms", resource="key/stack-key"),
+                              {"aws:ResourceTag/project": "redisstack",
+                               "kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com"}), secret
+            if res["type"] == "aws:ssm/parameter:Parameter" and inputs.get("type") == "SecureString":
+                parameter = ARN.format(service="ssm", resource=f"parameter{inputs['name']}")
+                assert allows(doc, "ssm:GetParameter", parameter), parameter
+                assert allows(doc, "kms:Decrypt", ARN.format(service="kms", resource="key/stack-key"),
+                              {"aws:ResourceTag/project": "redisstack",
+                               "kms:ViaService": "ssm.eu-west-1.amazonaws.com"}), parameter
+            if res["type"] == "aws:lambda/function:Function":
+                # Auto-named: <logical name>-<7 hex> (Pulumi auto-naming).
+                function = ARN.format(service="lambda", resource=f"function:{res['name']}-0a1b2c3")
+                assert allows(doc, "lambda:GetFunction", function), function
+    # Only this project's keys decrypt through those services.
+    assert not allows(doc, "kms:Decrypt", ARN.format(service="kms", resource="key/other"),
+                      {"aws:ResourceTag/project": "other", "kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com"})
+
+
+# What the first `pulumi up` does with a key it created moments before (hashicorp/terraform-provider-aws
+# internal/service/kms/key.go: CreateKey, then UpdateKeyRotation and findKeyInfo), and what the
+# services that encrypt with it do on the deploy role's behalf: Secrets Manager GenerateDataKey/Decrypt
+# with the SecretARN encryption context (https://docs.aws.amazon.com/secretsmanager/latest/userguide/
+# security-encryption.html); Parameter Store Encrypt/Decrypt with PARAMETER_ARN (https://docs.aws.amazon.com/
+# systems-manager/latest/userguide/secure-string-parameter-kms-encryption.html); EBS CreateGrant,
+# GenerateDataKeyWithoutPlaintext, Decrypt, ReEncrypt*, DescribeKey (https://docs.aws.amazon.com/ebs/latest/
+# userguide/ebs-encryption-requirements.html); ElastiCache CreateGrant, DescribeKey
+# (https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/at-rest-encryption.html).
+NEW_KEY_DIRECT = ("kms:DescribeKey", "kms:EnableKeyRotation", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus",
+                  "kms:ListResourceTags")
+NEW_KEY_THROUGH = {
+    "secretsmanager": (("kms:GenerateDataKey", "kms:Decrypt"), "kms:EncryptionContext:SecretARN",
+                       ARN.format(service="secretsmanager", resource="secret:redisstack/prod/redis-auth-AbCdEf")),
+    "ssm": (("kms:Encrypt", "kms:Decrypt"), "kms:EncryptionContext:PARAMETER_ARN",
+            ARN.format(service="ssm", resource="parameter/redisstack/prod-sentinel/redis/node-0/users.acl")),
+    "ec2": (("kms:CreateGrant", "kms:GenerateDataKeyWithoutPlaintext", "kms:Decrypt", "kms:ReEncryptFrom",
+             "kms:ReEncryptTo", "kms:DescribeKey"), None, None),
+    "elasticache": (("kms:CreateGrant", "kms:DescribeKey"), None, None),
+}
+
+
+def test_the_first_up_can_use_the_keys_it_creates_before_their_tags_take_effect() -> None:
+    # "It might take up to five minutes for tag and alias changes to affect KMS key authorization"
+    # (https://docs.aws.amazon.com/kms/latest/developerguide/abac.html): a grant that needs
+    # aws:ResourceTag/project fails for the seconds-old key, and the first `pulumi up` with it.
+    doc = bootstrap_document("production-policy.json")
+    new_key = ARN.format(service="kms", resource="key/created-a-second-ago")
+    for action in NEW_KEY_DIRECT:
+        assert allows(doc, action, new_key), action
+    for service, (actions, context_key, resource) in NEW_KEY_THROUGH.items():
+        context = {"kms:ViaService": f"{service}.eu-west-1.amazonaws.com"}
+        if context_key:
+            context[context_key] = resource
+        for action in actions:
+            assert allows(doc, action, new_key, context), (service, action)
+    # ... and no more than that: no direct use of a key, no secret or parameter of another project.
+    assert not allows(doc, "kms:Decrypt", new_key)
+    assert not allows(doc, "kms:Decrypt", new_key, {"kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com",
+                                                    "kms:EncryptionContext:SecretARN": ARN.format(
+                                                        service="secretsmanager", resource="secret:payroll/db")})
+    assert not allows(doc, "kms:Decrypt", new_key, {"kms:ViaService": "ssm.eu-west-1.amazonaws.com",
+                                                    "kms:EncryptionContext:PARAMETER_ARN": ARN.format(
+                                                        service="ssm", resource="parameter/payroll/db")})
+    # Deleting or re-keying still needs the project's tag.
+    for action in ("kms:ScheduleKeyDeletion", "kms:PutKeyPolicy", "kms:UntagResource"):
+        assert not allows(doc, action, new_key), action
+        assert allows(doc, action, new_key, {"aws:ResourceTag/project": "redisstack"}), action
 
 
 def test_every_template_placeholder_is_set_by_the_bootstrap() -> None:
