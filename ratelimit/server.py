@@ -6,7 +6,9 @@ not carry a secret on its argv.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -53,8 +55,22 @@ class LocalRedis:
         self.stop()
         raise RuntimeError(f"redis-server did not start on 127.0.0.1:{self.port}")
 
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise RuntimeError("not started")
+        return self._proc.pid
+
+    def pause(self) -> None:
+        """SIGSTOP: the server keeps its sockets but answers nothing (a stalled Redis)."""
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
+            os.kill(self._proc.pid, signal.SIGCONT)  # a paused server could not act on SIGTERM
             self._proc.terminate()
             try:
                 self._proc.wait(10)

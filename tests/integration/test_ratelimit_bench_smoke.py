@@ -21,7 +21,7 @@ THROUGHPUT_FIELDS = {"decisions", "allowed", "decisions_per_s", "latency_p50_us"
 
 def test_benchmark_writes_complete_results(tmp_path) -> None:
     result = run_benchmark(tmp_path, decisions=400, per_client=200, memory_clients=300, log_clients=50,
-                           ceiling_requests=2000, rounds=2, chart=True)
+                           ceiling_requests=2000, rounds=2, chart=True, fallback_calls=3)
     on_disk = json.loads((tmp_path / "ratelimit.json").read_text())
     assert on_disk == json.loads(json.dumps(result))
     assert (tmp_path / "ratelimit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -45,6 +45,12 @@ def test_benchmark_writes_complete_results(tmp_path) -> None:
         assert all(v and v > 0 for v in on_disk["ceilings"].values())
     assert set(on_disk["ratios"]) >= {"gcra_server_cost_vs_fixed_window", "gcra_bytes_per_client",
                                       "limits_moving_window_memory_vs_gcra", "python_throughput_gcra_vs_best_limits"}
+    # How long a decision takes when Redis cannot answer: measured here, judged by nobody's clock.
+    fallback = on_disk["fallback"]
+    assert fallback["timeout_s"] == 0.1 and fallback["calls"] == 3
+    for case in ("stalled", "stalled_new_connection", "stalled_async_no_client_timeout", "refused"):
+        assert 0 < fallback[case]["p50_ms"] <= fallback[case]["max_ms"] <= fallback["max_s"] * 1000 + 0.05, case
     assert set(on_disk["targets_met"]) == {"gcra_server_cost_vs_fixed_window", "gcra_bytes_per_client",
-                                           "limits_moving_window_memory_vs_gcra", "python_throughput_vs_limits"}
+                                           "limits_moving_window_memory_vs_gcra", "python_throughput_vs_limits",
+                                           "fallback_decision"}
     assert all(isinstance(v, bool) for v in on_disk["targets_met"].values())

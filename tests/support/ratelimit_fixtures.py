@@ -35,8 +35,7 @@ def rl_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess
 @pytest.fixture
 def rl_redis(rl_server: RedisProcess) -> Iterator[redis.Redis]:
     """A decision-path client (1 s timeout: loaded 2-core CI must not trip the fallback)."""
-    if not rl_server.running():
-        rl_server.start(write_config=False)
+    assert rl_server.running(), "a test stopped the module's server (use a server of its own)"
     admin = redis.Redis(port=rl_server.port)
     admin.flushall()
     admin.close()
