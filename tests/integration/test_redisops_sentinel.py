@@ -13,7 +13,7 @@ from redisops import connection as rc
 from redisops.health import HealthOptions, run_health
 from redisops.smoke import run_smoke
 from tests.integration._redisops_servers import REPO, SETTINGS, requires_redis
-from tests.integration._sentinel_topology import Topology, sentinel_topology, wait_until
+from tests.integration._sentinel_topology import SETTLE_S, Topology, sentinel_topology, wait_until
 
 pytestmark = [pytest.mark.slow, requires_redis]
 
@@ -28,7 +28,7 @@ def env_for(topo: Topology) -> dict[str, str]:
     hosts = ",".join(f"127.0.0.1:{s.port}" for s in topo.sentinels)
     env = {"REDIS_URL": f"rediss+sentinel://{hosts}/{MASTER_NAME}", "REDIS_PASSWORD": topo.passwords["app"],
            "REDIS_SENTINEL_PASSWORD": topo.passwords["app"], "REDIS_CA_CERT": str(topo.tls.ca_cert),
-           "REDIS_TIMEOUT": "2000", "REDIS_ADMIN_PASSWORD": topo.passwords["admin"]}
+           "REDIS_TIMEOUT": "10000", "REDIS_ADMIN_PASSWORD": topo.passwords["admin"]}
     env.update({t.env_name: t.spec for t in SETTINGS.tiers})
     return env
 
@@ -45,7 +45,7 @@ def test_smoke_and_health_through_sentinel_then_after_failover(topo: Topology) -
 
     old = topo.nodes[0]
     old.kill9()
-    new_port = wait_until(lambda: topo.master_port() != old.port and topo.master_port(), 30, "a failover")
+    new_port = wait_until(lambda: topo.master_port() != old.port and topo.master_port(), SETTLE_S, "a failover")
     topo.wait_replicated(topo.node_by_port(new_port), 1)
     after = run_smoke(spec)
     assert after.passed, [(c.name, c.actual) for c in after.failed]

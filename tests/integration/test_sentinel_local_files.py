@@ -10,7 +10,7 @@ import pytest
 
 from infra.components.local_sentinel import seed_and_exec
 from redis_conf.sentinel import MASTER_NAME
-from tests.integration._sentinel_topology import sentinel_topology, wait_until
+from tests.integration._sentinel_topology import SETTLE_S, sentinel_topology, wait_until
 from tests.support.redisproc import have_redis
 
 pytestmark = [pytest.mark.slow]
@@ -29,9 +29,12 @@ def test_topology_by_hostname_announces_names_and_fails_over(tmp_path: Path) -> 
         s = topo.sentinel(socket_timeout=1)
         assert s.discover_master(MASTER_NAME) == ("localhost", topo.nodes[0].port)
         s.master_for(MASTER_NAME).set("proof:hostname", "1")
+        # On both replicas before the kill: whichever is promoted must have it.
+        for i in (1, 2):
+            wait_until(lambda i=i: topo.node_client(i).get("proof:hostname") == b"1", SETTLE_S, f"the write on node{i}")
         # A failover keeps handing out names, not addresses (over TLS, names the certificate carries).
         topo.nodes[0].kill9()
-        new = wait_until(lambda: (m := s.discover_master(MASTER_NAME))[1] != topo.nodes[0].port and m, 20,
+        new = wait_until(lambda: (m := s.discover_master(MASTER_NAME))[1] != topo.nodes[0].port and m, SETTLE_S,
                          "a new master by name")
         assert new[0] == "localhost"
         assert s.master_for(MASTER_NAME).get("proof:hostname") == b"1"
