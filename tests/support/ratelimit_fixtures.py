@@ -17,8 +17,8 @@ PLAIN_CONFIG = 'save ""\nappendonly no\n'
 requires_redis = pytest.mark.skipif(not have_redis(), reason="redis-server not installed")
 
 
-def start_server(workdir: Any, config: str = PLAIN_CONFIG) -> RedisProcess:
-    port = free_port()
+def start_server(workdir: Any, config: str = PLAIN_CONFIG, *, cluster_bus: bool = False) -> RedisProcess:
+    port = free_port(cluster_bus=cluster_bus)
     rp = RedisProcess(workdir=workdir, config_text=config, port=port, extra_args=["--port", str(port)])
     return rp.start()
 
