@@ -37,6 +37,8 @@ STEADY = SentinelTuning(quorum=2, down_after_ms=60_000, failover_timeout_ms=180_
                         min_replicas_to_write=1, min_replicas_max_lag=2)
 # Generous: these waits return as soon as the state is reached.
 SETTLE_S = 30.0
+# Client timeouts only bound a hang: a loopback server answers in milliseconds, a starved one later.
+CLIENT_TIMEOUT_S = 10.0
 NODE_ARGS = ["--repl-diskless-sync-delay", "0"]
 
 
@@ -69,20 +71,21 @@ class Topology:
 
     def node_client(self, i: int, user: str = "admin", **kw: Any) -> redis.Redis:
         pw = self.passwords["app" if user == "default" else user]
-        return redis.Redis(HOST, self.nodes[i].port, username=user, password=pw, socket_timeout=2,
+        return redis.Redis(HOST, self.nodes[i].port, username=user, password=pw, socket_timeout=CLIENT_TIMEOUT_S,
                            **self.ssl_kwargs(), **kw)
 
     def sentinel_client(self, i: int, user: str = "default") -> redis.Redis:
         pw = self.passwords["app" if user == "default" else user]
-        return redis.Redis(HOST, self.sentinels[i].port, username=user, password=pw, socket_timeout=2,
+        return redis.Redis(HOST, self.sentinels[i].port, username=user, password=pw, socket_timeout=CLIENT_TIMEOUT_S,
                            **self.ssl_kwargs())
 
     def sentinel(self, **connection_kwargs: Any) -> Sentinel:
         """What an application builds: discovery authenticated with its own password."""
         return Sentinel([(HOST, s.port) for s in self.sentinels],
-                        sentinel_kwargs={"password": self.passwords["app"], "socket_timeout": 0.5,
+                        sentinel_kwargs={"password": self.passwords["app"], "socket_timeout": CLIENT_TIMEOUT_S,
                                          **self.ssl_kwargs()},
-                        password=self.passwords["app"], **self.ssl_kwargs(), **connection_kwargs)
+                        password=self.passwords["app"], **self.ssl_kwargs(),
+                        **{"socket_timeout": CLIENT_TIMEOUT_S, **connection_kwargs})
 
     def master_port(self, i: int = 0) -> int:
         _host, port = self.sentinel_client(i).sentinel_get_master_addr_by_name(MASTER_NAME)

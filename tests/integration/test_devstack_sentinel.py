@@ -97,7 +97,7 @@ class Topology:
         return {"ssl": True, "ssl_ca_certs": str(self.ca), "ssl_cert_reqs": "required"}
 
     def client(self, host: str, user: str, password: str) -> redis.Redis:
-        return redis.Redis(HOST, self.members[host].port, username=user, password=password, socket_timeout=2,
+        return redis.Redis(HOST, self.members[host].port, username=user, password=password, socket_timeout=10,
                            **self.ssl())
 
     def admin(self, host: str) -> redis.Redis:
@@ -107,9 +107,9 @@ class Topology:
         """What an application builds from the env output (discovery with REDIS_SENTINEL_PASSWORD)."""
         env = self.outputs["env"]
         return Sentinel([(HOST, self.members[h].port) for h in lsn.SENTINEL_HOSTNAMES],
-                        sentinel_kwargs={"password": env["REDIS_SENTINEL_PASSWORD"], "socket_timeout": 0.5,
+                        sentinel_kwargs={"password": env["REDIS_SENTINEL_PASSWORD"], "socket_timeout": 10,
                                          **self.ssl()},
-                        password=env["REDIS_PASSWORD"], socket_timeout=2, **self.ssl())
+                        password=env["REDIS_PASSWORD"], socket_timeout=10, **self.ssl())
 
     def master_port(self, sentinel_host: str) -> int:
         host, port = cast(tuple[Any, Any], self.admin(sentinel_host).sentinel_get_master_addr_by_name(MASTER_NAME))
@@ -257,6 +257,6 @@ def test_the_stack_files_start_a_healthy_sentinel_topology(tmp_path: Path) -> No
         members["redis-0"].proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
         new = wait_until(lambda: (m := app.discover_master(MASTER_NAME))[1] != p0 and m, SETTLE_S, "a new master")
         assert new[0] == HOST and new[1] in (members["redis-1"].port, members["redis-2"].port)
-        master = app.master_for(MASTER_NAME, socket_timeout=2)
+        master = app.master_for(MASTER_NAME, socket_timeout=10)
         wait_until(lambda: master.set("proof:after-failover", "1"), SETTLE_S, "a write through the new master")
         assert master.get("proof:devstack-sentinel") == b"1"

@@ -26,7 +26,7 @@ def test_topology_by_hostname_announces_names_and_fails_over(tmp_path: Path) -> 
         master = admin.sentinel_master(MASTER_NAME)
         assert master["ip"] == "localhost"
         assert {r["ip"] for r in admin.sentinel_slaves(MASTER_NAME)} == {"localhost"}
-        s = topo.sentinel(socket_timeout=1)
+        s = topo.sentinel()
         assert s.discover_master(MASTER_NAME) == ("localhost", topo.nodes[0].port)
         s.master_for(MASTER_NAME).set("proof:hostname", "1")
         # On both replicas before the kill: whichever is promoted must have it.
