@@ -87,6 +87,16 @@ class Topology:
                         password=self.passwords["app"], **self.ssl_kwargs(),
                         **{"socket_timeout": CLIENT_TIMEOUT_S, **connection_kwargs})
 
+    def tune(self, tuning: SentinelTuning) -> None:
+        """Set every Sentinel's down-after and failover-timeout at run time: FAST just before a
+        test's own failover, STEADY once it is done, so that no other moment of the test can see
+        a spurious failover of a Redis starved of CPU for a second."""
+        for i in range(len(self.sentinels)):
+            self.sentinel_client(i, "admin").execute_command(
+                "SENTINEL", "SET", MASTER_NAME, "down-after-milliseconds", str(tuning.down_after_ms),
+                "failover-timeout", str(tuning.failover_timeout_ms))
+        self.tuning = tuning
+
     def master_port(self, i: int = 0) -> int:
         _host, port = self.sentinel_client(i).sentinel_get_master_addr_by_name(MASTER_NAME)
         return int(port)

@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
 import threading
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from ratelimit import Tier
+from ratelimit import Decision, RateLimiter, Tier
 from redis_conf.acl import APP_FORBIDDEN_COMMANDS, APP_RULES, password_digest
 from redisops import connection as rc
+from redisops import smoke as smoke_module
 from redisops.report import Check, Report
-from redisops.smoke import SmokeRun, run_smoke
+from redisops.smoke import SmokeOptions, SmokeRun, run_smoke
 from tests.integration._redisops_servers import (
     REPO,
     SETTINGS,
@@ -290,3 +293,34 @@ def test_unreachable_server_fails_with_exit_1(tmp_path: Path) -> None:
     proc = run_cli(["smoke"], {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "REDIS_PASSWORD": "x" * 20})
     assert proc.returncode == 1
     assert "reachable" in proc.stdout and "ConnectionRefused" in proc.stdout
+
+
+def test_a_slow_burst_that_earned_a_refill_is_not_blamed_for_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a busy machine a burst can last longer than GCRA's emission interval: a refill is then
+    due before the burst ends, and a peek right after it is rightly allowed. The last request of
+    the admin tier's burst (300/min, one refill every 0.2 s) is held until its retry_after has
+    passed, as a descheduled thread would be; the check must pass, not call the peek wrong."""
+    tier = next(t for t in SETTINGS.tiers if t.name == "admin")
+    assert tier.algorithm == "gcra"
+    options = SmokeOptions(concurrency=1)  # sequential: the held request is the burst's last
+    cap = smoke_module._allowance(tier)
+    burst = cap + max(options.min_extra, math.ceil(cap * options.extra_fraction))
+    real_hit_tier = RateLimiter.hit_tier
+    calls: list[Decision] = []
+
+    def hit_tier(self: RateLimiter, t: Tier, client_id: str, cost: int = 1) -> Decision:
+        d = real_hit_tier(self, t, client_id, cost)
+        if t.name == tier.name:
+            calls.append(d)
+            if len(calls) == burst:
+                assert not d.allowed and not d.fallback
+                time.sleep(d.retry_after + 0.05)  # a refill is due before the burst ends
+        return d
+
+    monkeypatch.setattr(RateLimiter, "hit_tier", hit_tier)
+    with rendered_server(tmp_path / "srv") as srv:
+        report = SmokeRun(spec_for(srv.env()), options).run()
+    check = report.get(f"ratelimit:{tier.name}")
+    assert len(calls) == burst
+    assert check.status == "pass", (check.actual, check.detail)
+    assert "peek allows" in check.actual
