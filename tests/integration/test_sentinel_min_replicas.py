@@ -9,6 +9,7 @@ fail over while the primary is being isolated.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -122,3 +123,38 @@ def test_stopped_replicas_stop_writes_at_once(topo: Topology) -> None:
     topo.nodes[1].restart()
     wait_until(lambda: not _writes_refused(primary), SETTLE_S, "writes accepted with one replica back")
     assert primary.info("replication")["connected_slaves"] == 1
+
+
+def test_concurrent_callers_all_get_the_policy_when_writes_are_refused(topo: Topology) -> None:
+    # NOREPLICAS makes the limiter drop its pooled connections (the primary may be a stale one,
+    # already replaced): that must not close a connection another thread is using mid-call.
+    client = redis.Redis("127.0.0.1", topo.nodes[0].port, password=topo.passwords["app"],
+                         **{**decision_client_kwargs(5.0), "max_connections": 64})
+    limiter = RateLimiter(client, timeout=5.0)
+    assert limiter.hit("proof", 10, 60).fallback is False
+    for n in topo.nodes[1:]:
+        n.stop()
+    wait_until(lambda: _writes_refused(topo.node_client(0)), SETTLE_S, "NOREPLICAS after the replicas stopped")
+    escaped: list[BaseException] = []
+    answered: list[bool] = []
+    lock = threading.Lock()
+
+    def caller() -> None:
+        for _ in range(100):
+            try:
+                d = limiter.hit("proof", 10, 60, fail_open=False)
+            except Exception as exc:  # what the limiter must never let through
+                with lock:
+                    escaped.append(exc)
+                continue
+            with lock:
+                answered.append(d.fallback and not d.allowed)
+
+    threads = [threading.Thread(target=caller) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    client.close()
+    assert escaped == [], escaped[:3]
+    assert len(answered) == 800 and all(answered)
