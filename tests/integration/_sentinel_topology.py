@@ -116,10 +116,16 @@ class Topology:
         wait_until(linked, timeout, f"{replicas} replicas online at :{master.port}")
 
     def wait_sentinels_agree(self, port: int, timeout: float = SETTLE_S) -> None:
-        def agree() -> bool:
-            return all(self.master_port(i) == port for i in range(len(self.sentinels)))
+        """Every Sentinel's master entry (what clients' discovery reads) is `port`, healthy, and
+        no failover is in progress: GET-MASTER-ADDR-BY-NAME alone names the promoted replica
+        while the leader's failover is still running."""
+        def settled(i: int) -> bool:
+            m = self.sentinel_client(i, "admin").sentinel_master(MASTER_NAME)
+            return bool(int(m["port"]) == port and m["is_master"] and not m["is_sdown"] and not m["is_odown"]
+                        and "failover" not in str(m.get("flags", "")))
 
-        wait_until(agree, timeout, f"all Sentinels naming :{port} as master")
+        wait_until(lambda: all(settled(i) for i in range(len(self.sentinels))), timeout,
+                   f"all Sentinels naming :{port} as a healthy master, no failover in progress")
 
     def wait_sentinels_know_each_other(self, timeout: float = SETTLE_S) -> None:
         def known() -> bool:

@@ -117,6 +117,9 @@ def test_kill_primary_under_load(topo: Topology) -> None:
             return min(after) if after else None
 
         t_first = wait_until(recovered, RECOVERY_DEADLINE_S, "a decision on the new master")
+        # Back to STEADY once the failover is over everywhere (not before: a leader whose
+        # failover is still running would clear the old master's down flags and hand it out).
+        topo.wait_sentinels_agree(topo.master_port())
         topo.tune(STEADY)
 
         # Load on the new master until it has limited someone.
