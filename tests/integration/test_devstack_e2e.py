@@ -232,7 +232,14 @@ def _targets_up(live: Live) -> bool:
 
 def test_prometheus_scrapes_the_exporter_and_loads_every_rule(live: Live) -> None:
     wait_until(lambda: _targets_up(live), 60, "exporter target up", interval=1)
-    rules = prometheus_rules(live.url("prometheus"))
+
+    # A rule's health is "unknown" until its group's first evaluation (every evaluation_interval):
+    # wait for that state; the timeout message shows each rule's health and last error.
+    def evaluated() -> list[dict[str, Any]]:
+        rules = prometheus_rules(live.url("prometheus"))
+        return rules if rules and all(r["health"] != "unknown" for r in rules) else []
+
+    rules = wait_until(evaluated, 60, "every rule evaluated once", interval=1)
     rendered = yaml.safe_load(prom.render_alert_rules())["groups"][0]["rules"]
     assert len(rules) == len(rendered) > 0
     assert {r["name"] for r in rules} == {r["alert"] for r in rendered}
