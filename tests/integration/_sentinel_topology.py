@@ -89,8 +89,9 @@ class Topology:
 
     def tune(self, tuning: SentinelTuning) -> None:
         """Set every Sentinel's down-after and failover-timeout at run time: FAST just before a
-        test's own failover, STEADY once it is done, so that no other moment of the test can see
-        a spurious failover of a Redis starved of CPU for a second."""
+        test's own failover, STEADY once it is done (every Sentinel agrees and the replicas follow
+        the new master: STEADY's failover-timeout also delays re-pointing a replica), so that no
+        other moment of the test can see a spurious failover of a Redis starved of CPU for a second."""
         for i in range(len(self.sentinels)):
             self.sentinel_client(i, "admin").execute_command(
                 "SENTINEL", "SET", MASTER_NAME, "down-after-milliseconds", str(tuning.down_after_ms),

@@ -56,8 +56,10 @@ def test_smoke_and_health_through_sentinel_then_after_failover(topo: Topology) -
     old.kill9()
     new_port = wait_until(lambda: topo.master_port() != old.port and topo.master_port(), SETTLE_S, "a failover")
     topo.wait_sentinels_agree(new_port)
-    topo.tune(STEADY)
+    # The other replica is re-pointed by the Sentinels (at the latest after failover-timeout,
+    # which STEADY makes 3 minutes): wait for it before going back to STEADY.
     topo.wait_replicated(topo.node_by_port(new_port), 1)
+    topo.tune(STEADY)
     after = run_smoke(spec)
     assert after.passed, [(c.name, c.actual) for c in after.failed]
     assert f":{new_port}" in after.get("reachable").detail
