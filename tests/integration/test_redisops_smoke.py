@@ -180,7 +180,8 @@ def test_gcra_tier_with_a_burst_and_a_fixed_window_tier_pass(tmp_path: Path) -> 
 
 def test_tls_expected_but_server_speaks_plain_tcp(tmp_path: Path) -> None:
     with rendered_server(tmp_path / "srv") as srv:
-        report = run_smoke(spec_for(srv.env(REDIS_TLS="true")))
+        # The TLS handshake waits out REDIS_TIMEOUT against a plain server: 2 s, not the default 10.
+        report = run_smoke(spec_for(srv.env(REDIS_TLS="true", REDIS_TIMEOUT="2000")))
         assert "tls" in failed_names(report)
         assert "speaks plain TCP" in report.get("tls").actual
         assert not report.passed
