@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pytest
@@ -30,9 +31,12 @@ def test_benchmark_writes_complete_results(tmp_path) -> None:
     for name, row in on_disk["throughput"].items():
         assert set(row) == THROUGHPUT_FIELDS, name
         assert row["decisions_per_s"] > 0 and row["latency_p99_us"] >= row["latency_p50_us"] > 0
-        # Rounds of 200 requests from one id against 120 per minute: 120 admitted (GCRA refills
-        # one unit per 0.5 s, so a slow round may admit a few more).
-        assert row["decisions"] == 200 and 120 <= row["allowed"] <= 130, (name, row["allowed"])
+        # Rounds of 200 requests from one id against 120 per minute: 120 admitted, plus what the
+        # round's own duration refills (GCRA and limits' counter earn one every 0.5 s; a busy
+        # machine makes a round slow, not wrong).
+        elapsed = row["decisions"] / row["decisions_per_s"]
+        assert row["decisions"] == 200 and 120 <= row["allowed"] <= 121 + math.ceil(elapsed * 120 / 60), (
+            name, row["allowed"], elapsed)
         # The with-stats contender makes two server calls per decision (hit, then the stats).
         calls = 400 if name == "limits_moving_window_with_stats" else 200
         assert row["server_evalsha_calls"] == calls and row["server_usec_per_call"] > 0, name
@@ -49,7 +53,10 @@ def test_benchmark_writes_complete_results(tmp_path) -> None:
     fallback = on_disk["fallback"]
     assert fallback["timeout_s"] == 0.1 and fallback["calls"] == 3
     for case in ("stalled", "stalled_new_connection", "stalled_async_no_client_timeout", "refused"):
-        assert 0 < fallback[case]["p50_ms"] <= fallback[case]["max_ms"] <= fallback["max_s"] * 1000 + 0.05, case
+        assert 0 <= fallback[case]["p50_ms"] <= fallback[case]["max_ms"] <= fallback["max_s"] * 1000 + 0.05, case
+    # A stalled server answers nothing: those decisions end at the 0.1 s timeout, never before it.
+    for case in ("stalled", "stalled_new_connection", "stalled_async_no_client_timeout"):
+        assert fallback[case]["p50_ms"] >= 99.9, (case, fallback[case])
     assert set(on_disk["targets_met"]) == {"gcra_server_cost_vs_fixed_window", "gcra_bytes_per_client",
                                            "limits_moving_window_memory_vs_gcra", "python_throughput_vs_limits",
                                            "fallback_decision"}
