@@ -9,16 +9,22 @@ Measured per contender:
 * server cost: `INFO commandstats` cmdstat_evalsha usec_per_call (everyone runs EVALSHA);
 * bytes of Redis memory per tracked client: used_memory delta over many clients.
 Plus the raw SET ceiling (`redis-benchmark -t set -q`) and each script's server-side
-ceiling under redis-benchmark's 50 connections.
+ceiling under redis-benchmark's 50 connections, and how long a decision takes when Redis
+cannot answer (the failure policy's bound): server stalled (SIGSTOP) on an open connection,
+stalled on a new connection, stalled under the async limiter's own deadline over a client
+without timeouts, and refused (nothing listening).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import platform
 import re
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -27,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import redis.asyncio
 
-from ratelimit.limiter import RateLimiter, decision_client_kwargs, make_key
+from ratelimit.limiter import AsyncRateLimiter, RateLimiter, decision_client, decision_client_kwargs, make_key
 from ratelimit.scripts import script
 from ratelimit.server import LocalRedis
 from ratelimit.tiers import ALGORITHMS
@@ -40,7 +47,10 @@ TARGETS = {
     "gcra_bytes_per_client_max": 150,
     "limits_moving_window_memory_vs_gcra_min": 15,
     "python_throughput_vs_limits_min": 1.0,
+    # docs/rate-limiter.md "Failure policy": the default 0.1 s timeout plus scheduling margin.
+    "fallback_decision_max_s": 0.5,
 }
+FALLBACK_TIMEOUT_S = 0.1
 
 
 @dataclass
@@ -167,6 +177,66 @@ def _redis_benchmark(port: int, requests: int, command: list[str] | None = None)
     return float(rates[-1]) if rates else None
 
 
+def _spread_ms(samples_s: list[float]) -> dict[str, float]:
+    ordered = sorted(samples_s)
+    return {"p50_ms": round(ordered[len(ordered) // 2] * 1000, 1), "max_ms": round(ordered[-1] * 1000, 1)}
+
+
+def _fallback_latency(srv: LocalRedis, calls: int) -> dict[str, Any]:
+    """Seconds per decision while Redis cannot answer; every one must be a fallback."""
+
+    def timed(decide: Callable[[], Any]) -> list[float]:
+        out = []
+        for _ in range(calls):
+            t = time.perf_counter()
+            d = decide()
+            out.append(time.perf_counter() - t)
+            if not d.fallback:
+                raise RuntimeError("a decision was answered by a Redis that was meant to be unavailable")
+        return out
+
+    kept = decision_client(port=srv.port, timeout=FALLBACK_TIMEOUT_S)
+    limiter = RateLimiter(kept, timeout=FALLBACK_TIMEOUT_S)
+    limiter.hit("fallback", LIMIT, WINDOW_S)  # connected, script loaded
+
+    async def async_stalled() -> list[float]:
+        plain = redis.asyncio.Redis(port=srv.port)  # no timeouts: only the limiter's deadline
+        bounded = AsyncRateLimiter(plain, timeout=FALLBACK_TIMEOUT_S)
+        await bounded.hit("fallback", LIMIT, WINDOW_S)
+        out = []
+        srv.pause()
+        try:
+            for _ in range(calls):
+                t = time.perf_counter()
+                d = await bounded.hit("fallback", LIMIT, WINDOW_S)
+                out.append(time.perf_counter() - t)
+                if not d.fallback:
+                    raise RuntimeError("a decision was answered by a stalled Redis")
+        finally:
+            srv.resume()
+            await plain.aclose()
+        return out
+
+    srv.pause()
+    try:
+        stalled = timed(lambda: limiter.hit("fallback", LIMIT, WINDOW_S))
+        stalled_new = timed(lambda: RateLimiter(decision_client(port=srv.port, timeout=FALLBACK_TIMEOUT_S),
+                                                timeout=FALLBACK_TIMEOUT_S).hit("fallback", LIMIT, WINDOW_S))
+    finally:
+        srv.resume()
+        kept.close()
+    stalled_async = asyncio.run(async_stalled())
+    with socket.socket() as held:  # bound, never listening: connections are refused
+        held.bind(("127.0.0.1", 0))
+        down = RateLimiter(decision_client(port=held.getsockname()[1], timeout=FALLBACK_TIMEOUT_S))
+        refused = timed(lambda: down.hit("fallback", LIMIT, WINDOW_S))
+    figures = {"stalled": stalled, "stalled_new_connection": stalled_new, "stalled_async_no_client_timeout":
+               stalled_async, "refused": refused}
+    return {"timeout_s": FALLBACK_TIMEOUT_S, "calls": calls,
+            **{name: _spread_ms(samples) for name, samples in figures.items()},
+            "max_s": round(max(max(samples) for samples in figures.values()), 3)}
+
+
 def _limits_contenders(url: str) -> tuple[dict[str, Contender], dict[str, Any], Any]:
     from limits import RateLimitItemPerSecond
     from limits.storage import RedisStorage
@@ -240,7 +310,7 @@ def _chart(result: dict[str, Any], path: Path) -> None:
 
 def run_benchmark(out_dir: str | Path = "bench/results", *, decisions: int = 20_000, per_client: int = 200,
                   memory_clients: int = 100_000, log_clients: int = 10_000, ceiling_requests: int = 100_000,
-                  rounds: int = 5, chart: bool = True) -> dict[str, Any]:
+                  rounds: int = 5, chart: bool = True, fallback_calls: int = 20) -> dict[str, Any]:
     """Run everything against a fresh loopback redis-server; write JSON (+ PNG); return the dict.
 
     `log_clients` is used for the per-client logs (ours and `limits` moving window, 120 entries
@@ -304,6 +374,13 @@ def run_benchmark(out_dir: str | Path = "bench/results", *, decisions: int = 20_
             ceilings[f"{a}_evalsha_per_s"] = _redis_benchmark(srv.port, ceiling_requests, cmd)
             admin.flushall()
         redis_version = str(admin.info("server")["redis_version"])
+        limiter_log = logging.getLogger("ratelimit.limiter")
+        level = limiter_log.level
+        limiter_log.setLevel(logging.ERROR)  # one "Redis unavailable" warning per measured call
+        try:
+            fallback = _fallback_latency(srv, fallback_calls)
+        finally:
+            limiter_log.setLevel(level)
         client.close()
         admin.close()
 
@@ -335,6 +412,7 @@ def run_benchmark(out_dir: str | Path = "bench/results", *, decisions: int = 20_
         >= TARGETS["limits_moving_window_memory_vs_gcra_min"],
         "python_throughput_vs_limits": ratios["python_throughput_gcra_vs_best_limits"]
         >= TARGETS["python_throughput_vs_limits_min"],
+        "fallback_decision": fallback["max_s"] <= TARGETS["fallback_decision_max_s"],
     }
     result: dict[str, Any] = {
         "schema": 1,
@@ -349,11 +427,12 @@ def run_benchmark(out_dir: str | Path = "bench/results", *, decisions: int = 20_
         },
         "parameters": {"limit": LIMIT, "window_s": WINDOW_S, "decisions": decisions, "per_client": per_client,
                        "memory_clients": memory_clients, "log_clients": log_clients,
-                       "ceiling_requests": ceiling_requests, "rounds": rounds},
+                       "ceiling_requests": ceiling_requests, "rounds": rounds, "fallback_calls": fallback_calls},
         "throughput": throughput,
         "server_cost_pipelined": server_cost,
         "memory": memory,
         "ceilings": ceilings,
+        "fallback": fallback,
         "ratios": ratios,
         "targets": TARGETS,
         "targets_met": targets_met,

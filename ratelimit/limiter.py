@@ -301,7 +301,9 @@ class RateLimiter(_Base):
             if _is_unavailable(exc):
                 pool = getattr(self.client, "connection_pool", None)
                 if pool is not None and str(exc).startswith(_STALE_PRIMARY_PREFIX):
-                    pool.disconnect()
+                    # Idle connections only (this call's is back in the pool by now): closing one
+                    # another thread is using would break its call mid-flight.
+                    pool.disconnect(inuse_connections=False)
                 return self._on_unavailable(call, exc)
             raise
         except _UNAVAILABLE as exc:
@@ -357,7 +359,7 @@ class AsyncRateLimiter(_Base):
             if _is_unavailable(exc):
                 pool = getattr(self.client, "connection_pool", None)
                 if pool is not None and str(exc).startswith(_STALE_PRIMARY_PREFIX):
-                    await pool.disconnect()
+                    await pool.disconnect(inuse_connections=False)  # as in the sync limiter
                 return self._on_unavailable(call, exc)
             raise
         except _UNAVAILABLE as exc:

@@ -6,7 +6,9 @@ not carry a secret on its argv.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -15,10 +17,15 @@ from pathlib import Path
 from types import TracebackType
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _held_port() -> socket.socket:
+    """A loopback port from the OS, held by a bound, never-listening SO_REUSEADDR socket until the
+    server listens: meanwhile nobody else is handed it (a port picked and released at once can be
+    taken by another process before the server binds it), while redis-server, which binds with
+    SO_REUSEADDR, can."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    return s
 
 
 class LocalRedis:
@@ -34,27 +41,42 @@ class LocalRedis:
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 10.0) -> LocalRedis:
+    def start(self, timeout: float = 30.0) -> LocalRedis:
         self._dir = tempfile.TemporaryDirectory(prefix="ratelimit-redis-")
-        self.port = _free_port()
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", self._dir.name, "--daemonize", "no",
-                "--logfile", str(Path(self._dir.name) / "redis.log"), *self.extra_args]
-        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                break
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.02)
+        with _held_port() as holder:
+            self.port = int(holder.getsockname()[1])
+            args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                    "--appendonly", "no", "--dir", self._dir.name, "--daemonize", "no",
+                    "--logfile", str(Path(self._dir.name) / "redis.log"), *self.extra_args]
+            self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self._proc.poll() is not None:
+                    break
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                        return self
+                except OSError:
+                    time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"redis-server did not start on 127.0.0.1:{self.port}")
 
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise RuntimeError("not started")
+        return self._proc.pid
+
+    def pause(self) -> None:
+        """SIGSTOP: the server keeps its sockets but answers nothing (a stalled Redis)."""
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
+            os.kill(self._proc.pid, signal.SIGCONT)  # a paused server could not act on SIGTERM
             self._proc.terminate()
             try:
                 self._proc.wait(10)

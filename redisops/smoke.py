@@ -501,7 +501,6 @@ class SmokeRun:
                 t_start = self._server_time()
                 with ThreadPoolExecutor(max_workers=self.options.concurrency) as pool:
                     list(pool.map(one, range(n)))
-                burst_end = time.monotonic()
                 t_end = self._server_time()
                 fallbacks = sum(1 for d, _ in results if d.fallback)
                 if fallbacks:
@@ -527,7 +526,11 @@ class SmokeRun:
                 if not denied:
                     problems.append("nothing was denied")
                 peek = limiter.peek_tier(tier, CLIENT_ID)
-                since = time.monotonic() - burst_end
+                # Each denial was made after t_start and told its caller to wait retry_after, so a
+                # peek may be allowed only once the shortest of those waits has passed since
+                # t_start (server clock). Measured from the burst's end instead, a slow burst (a
+                # busy machine) that earned a refill while it ran would be blamed for it.
+                since = self._server_time() - t_start
                 min_retry = min((d.retry_after for d in denied), default=0.0)
                 peek_ok = (not peek.allowed and 0 < peek.retry_after <= tier.window_s) or (
                     peek.allowed and since >= min_retry)

@@ -1,7 +1,9 @@
 """Start the rendered Sentinel topology (1 primary + 2 replicas + 3 Sentinels) on loopback.
 
 The files come from redis_conf.sentinel exactly as the EC2 hosts and the dev containers get
-them; only the addresses are loopback ports and the directories are temporary.
+them; only the addresses are loopback ports and the directories are temporary. One test-only
+override, for speed: `repl-diskless-sync-delay 0` on the command line (Redis' default waits 5 s
+for more replicas to share a diskless full sync; nothing here depends on that batching).
 """
 
 from __future__ import annotations
@@ -22,12 +24,22 @@ from redis_conf.render import TlsFiles
 from redis_conf.schema import load_base
 from redis_conf.sentinel import MASTER_NAME, Endpoint, SentinelTuning, topology_files
 from tests.support.certs import make_tls_files
-from tests.support.redisproc import RedisProcess, free_port
+from tests.support.redisproc import RedisProcess, free_port, stop_all
 
 HOST = "127.0.0.1"
-# Fast enough for a bounded test, the values FIELD-NOTES measured (~2.3 s to heal).
+# For tests that fail over: fast enough for a bounded test, the values FIELD-NOTES measured
+# (~2.3 s to heal).
 FAST = SentinelTuning(quorum=2, down_after_ms=1000, failover_timeout_ms=5000, parallel_syncs=1,
                       min_replicas_to_write=1, min_replicas_max_lag=2)
+# For tests that must keep their primary: with down-after 1 s, a Redis starved of CPU for a second
+# on a busy machine is judged down and replaced under the test's feet.
+STEADY = SentinelTuning(quorum=2, down_after_ms=60_000, failover_timeout_ms=180_000, parallel_syncs=1,
+                        min_replicas_to_write=1, min_replicas_max_lag=2)
+# Generous: these waits return as soon as the state is reached.
+SETTLE_S = 30.0
+# Client timeouts only bound a hang: a loopback server answers in milliseconds, a starved one later.
+CLIENT_TIMEOUT_S = 10.0
+NODE_ARGS = ["--repl-diskless-sync-delay", "0"]
 
 
 def wait_until(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
@@ -59,20 +71,32 @@ class Topology:
 
     def node_client(self, i: int, user: str = "admin", **kw: Any) -> redis.Redis:
         pw = self.passwords["app" if user == "default" else user]
-        return redis.Redis(HOST, self.nodes[i].port, username=user, password=pw, socket_timeout=2,
+        return redis.Redis(HOST, self.nodes[i].port, username=user, password=pw, socket_timeout=CLIENT_TIMEOUT_S,
                            **self.ssl_kwargs(), **kw)
 
     def sentinel_client(self, i: int, user: str = "default") -> redis.Redis:
         pw = self.passwords["app" if user == "default" else user]
-        return redis.Redis(HOST, self.sentinels[i].port, username=user, password=pw, socket_timeout=2,
+        return redis.Redis(HOST, self.sentinels[i].port, username=user, password=pw, socket_timeout=CLIENT_TIMEOUT_S,
                            **self.ssl_kwargs())
 
     def sentinel(self, **connection_kwargs: Any) -> Sentinel:
         """What an application builds: discovery authenticated with its own password."""
         return Sentinel([(HOST, s.port) for s in self.sentinels],
-                        sentinel_kwargs={"password": self.passwords["app"], "socket_timeout": 0.5,
+                        sentinel_kwargs={"password": self.passwords["app"], "socket_timeout": CLIENT_TIMEOUT_S,
                                          **self.ssl_kwargs()},
-                        password=self.passwords["app"], **self.ssl_kwargs(), **connection_kwargs)
+                        password=self.passwords["app"], **self.ssl_kwargs(),
+                        **{"socket_timeout": CLIENT_TIMEOUT_S, **connection_kwargs})
+
+    def tune(self, tuning: SentinelTuning) -> None:
+        """Set every Sentinel's down-after and failover-timeout at run time: FAST just before a
+        test's own failover, STEADY once it is done (every Sentinel agrees and the replicas follow
+        the new master: STEADY's failover-timeout also delays re-pointing a replica), so that no
+        other moment of the test can see a spurious failover of a Redis starved of CPU for a second."""
+        for i in range(len(self.sentinels)):
+            self.sentinel_client(i, "admin").execute_command(
+                "SENTINEL", "SET", MASTER_NAME, "down-after-milliseconds", str(tuning.down_after_ms),
+                "failover-timeout", str(tuning.failover_timeout_ms))
+        self.tuning = tuning
 
     def master_port(self, i: int = 0) -> int:
         _host, port = self.sentinel_client(i).sentinel_get_master_addr_by_name(MASTER_NAME)
@@ -81,7 +105,7 @@ class Topology:
     def node_by_port(self, port: int) -> RedisProcess:
         return next(n for n in self.nodes if n.port == port)
 
-    def wait_replicated(self, master: RedisProcess, replicas: int, timeout: float = 15) -> None:
+    def wait_replicated(self, master: RedisProcess, replicas: int, timeout: float = SETTLE_S) -> None:
         c = self.node_client(self.nodes.index(master))
 
         def linked() -> bool:
@@ -92,13 +116,19 @@ class Topology:
 
         wait_until(linked, timeout, f"{replicas} replicas online at :{master.port}")
 
-    def wait_sentinels_agree(self, port: int, timeout: float = 15) -> None:
-        def agree() -> bool:
-            return all(self.master_port(i) == port for i in range(len(self.sentinels)))
+    def wait_sentinels_agree(self, port: int, timeout: float = SETTLE_S) -> None:
+        """Every Sentinel's master entry (what clients' discovery reads) is `port`, healthy, and
+        no failover is in progress: GET-MASTER-ADDR-BY-NAME alone names the promoted replica
+        while the leader's failover is still running."""
+        def settled(i: int) -> bool:
+            m = self.sentinel_client(i, "admin").sentinel_master(MASTER_NAME)
+            return bool(int(m["port"]) == port and m["is_master"] and not m["is_sdown"] and not m["is_odown"]
+                        and "failover" not in str(m.get("flags", "")))
 
-        wait_until(agree, timeout, f"all Sentinels naming :{port} as master")
+        wait_until(lambda: all(settled(i) for i in range(len(self.sentinels))), timeout,
+                   f"all Sentinels naming :{port} as a healthy master, no failover in progress")
 
-    def wait_sentinels_know_each_other(self, timeout: float = 15) -> None:
+    def wait_sentinels_know_each_other(self, timeout: float = SETTLE_S) -> None:
         def known() -> bool:
             return all(len(self.sentinel_client(i, "admin").sentinel_sentinels(MASTER_NAME)) == 2
                        for i in range(len(self.sentinels)))
@@ -118,9 +148,7 @@ def sentinel_topology(base: Path, *, tls: bool, tuning: SentinelTuning = FAST,
     certs = make_tls_files(base / "certs") if tls else None
     tls_files = (TlsFiles(str(certs.cert), str(certs.key), str(certs.ca_cert)) if certs else None)
     node_ports = [free_port() for _ in range(3)]
-    sentinel_ports = [free_port() for _ in range(3)]
-    while len(set(node_ports + sentinel_ports)) < 6:
-        sentinel_ports = [free_port() for _ in range(3)]
+    sentinel_ports = [free_port() for _ in range(3)]  # distinct: each is held until the session ends
     dirs = [base / f"node{i}" for i in range(3)]
     sdirs = [base / f"sentinel{i}" for i in range(3)]
     for d in dirs:
@@ -133,7 +161,8 @@ def sentinel_topology(base: Path, *, tls: bool, tuning: SentinelTuning = FAST,
         binds=[HOST] * 3, sentinel_binds=[HOST] * 3,
         data_dirs=[str(d) for d in dirs], sentinel_dirs=[str(d) for d in sdirs],
         aclfile=[str(d / "users.acl") for d in dirs])
-    nodes = [RedisProcess(workdir=dirs[i], config_text=f.redis_conf, port=node_ports[i]) for i, f in enumerate(files)]
+    nodes = [RedisProcess(workdir=dirs[i], config_text=f.redis_conf, port=node_ports[i], extra_args=NODE_ARGS)
+             for i, f in enumerate(files)]
     sentinels = [RedisProcess(workdir=sdirs[i], config_text=f.sentinel_conf, port=sentinel_ports[i], sentinel=True)
                  for i, f in enumerate(files)]
     topo = Topology(nodes, sentinels, passwords, certs, tuning)
@@ -148,5 +177,7 @@ def sentinel_topology(base: Path, *, tls: bool, tuning: SentinelTuning = FAST,
             topo.wait_sentinels_know_each_other()
         yield topo
     finally:
-        for p in nodes + sentinels:
-            p.stop()
+        # Sentinels first (nothing may fail over while the nodes go), then every node at once: a
+        # primary stopped alone waits up to shutdown-timeout (10 s) for its replicas to catch up.
+        stop_all(sentinels)
+        stop_all(nodes)

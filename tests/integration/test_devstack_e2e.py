@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 import redis
 import yaml
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from infra.components import local_stack as ls
 from infra.monitoring import grafana as gf
@@ -63,9 +65,11 @@ class Live:
 
     def redis(self, user: str | None = None, password: str | None = None, **kw: Any) -> redis.Redis:
         info = self.services["redis"]
+        # No retries: a refused AUTH (an AuthenticationError is a ConnectionError to redis-py)
+        # must surface at once, not after redis-py's default retries with backoff (~7 s).
         return redis.Redis(host=info["host"], port=info["port"], username=user, password=password, ssl=True,
                            ssl_ca_certs=str(self.run_dir / "ca.crt"), ssl_cert_reqs="required",
-                           socket_timeout=5, **kw)
+                           socket_timeout=30, retry=Retry(NoBackoff(), 0), **kw)
 
     @property
     def replica_password(self) -> str:
@@ -117,15 +121,17 @@ def test_redis_enforces_the_password(live: Live) -> None:
 
 def test_redis_speaks_tls_only_and_is_verified_against_the_exported_ca(live: Live, tmp_path: Path) -> None:
     info = live.services["redis"]
+    # Refused at once; the timeouts only bound a hang, and no retry repeats the refusal.
     plain = redis.Redis(host=info["host"], port=info["port"], password=live.outputs["env"]["REDIS_PASSWORD"],
-                        socket_timeout=2)
+                        socket_timeout=30, retry=Retry(NoBackoff(), 0))
     with pytest.raises(redis.ConnectionError):
         plain.ping()
     from tests.support.certs import make_tls_files
 
     other_ca = make_tls_files(tmp_path).ca_cert
     wrong = redis.Redis(host=info["host"], port=info["port"], ssl=True, ssl_ca_certs=str(other_ca),
-                        ssl_cert_reqs="required", password=live.outputs["env"]["REDIS_PASSWORD"], socket_timeout=2)
+                        ssl_cert_reqs="required", password=live.outputs["env"]["REDIS_PASSWORD"], socket_timeout=30,
+                        retry=Retry(NoBackoff(), 0))
     with pytest.raises(redis.ConnectionError, match="certificate verify failed"):
         wrong.ping()
     ctx = ssl.create_default_context(cafile=str(live.run_dir / "ca.crt"))
@@ -226,7 +232,14 @@ def _targets_up(live: Live) -> bool:
 
 def test_prometheus_scrapes_the_exporter_and_loads_every_rule(live: Live) -> None:
     wait_until(lambda: _targets_up(live), 60, "exporter target up", interval=1)
-    rules = prometheus_rules(live.url("prometheus"))
+
+    # A rule's health is "unknown" until its group's first evaluation (every evaluation_interval):
+    # wait for that state; the timeout message shows each rule's health and last error.
+    def evaluated() -> list[dict[str, Any]]:
+        rules = prometheus_rules(live.url("prometheus"))
+        return rules if rules and all(r["health"] != "unknown" for r in rules) else []
+
+    rules = wait_until(evaluated, 60, "every rule evaluated once", interval=1)
     rendered = yaml.safe_load(prom.render_alert_rules())["groups"][0]["rules"]
     assert len(rules) == len(rendered) > 0
     assert {r["name"] for r in rules} == {r["alert"] for r in rendered}

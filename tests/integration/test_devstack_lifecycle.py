@@ -96,6 +96,8 @@ def test_a_busy_port_is_named_with_the_config_key_and_nothing_is_left_behind(tmp
     proj = project(tmp_path)
     ports = {s: free_port() for s in ls.SERVICES}
     with socket.socket() as blocker:
+        # SO_REUSEADDR, as a server binds: free_port() holds the port with a non-listening socket.
+        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         blocker.bind(("127.0.0.1", ports["prometheus"]))
         blocker.listen()
         with pytest.raises(devstack.DevStackError, match=r"local\.ports\.prometheus"):

@@ -33,7 +33,7 @@ from redis.sentinel import Sentinel
 from infra.components import local_sentinel as lsn
 from redis_conf.sentinel import MASTER_NAME, REDIS_PORT, SENTINEL_PORT
 from redisops import devstack
-from tests.integration._sentinel_topology import wait_until
+from tests.integration._sentinel_topology import SETTLE_S, wait_until
 from tests.support.pulumi_harness import load_stack_file, run_program
 from tests.support.redisproc import free_port, have_redis, wait_for_port
 
@@ -97,7 +97,7 @@ class Topology:
         return {"ssl": True, "ssl_ca_certs": str(self.ca), "ssl_cert_reqs": "required"}
 
     def client(self, host: str, user: str, password: str) -> redis.Redis:
-        return redis.Redis(HOST, self.members[host].port, username=user, password=password, socket_timeout=2,
+        return redis.Redis(HOST, self.members[host].port, username=user, password=password, socket_timeout=10,
                            **self.ssl())
 
     def admin(self, host: str) -> redis.Redis:
@@ -107,9 +107,9 @@ class Topology:
         """What an application builds from the env output (discovery with REDIS_SENTINEL_PASSWORD)."""
         env = self.outputs["env"]
         return Sentinel([(HOST, self.members[h].port) for h in lsn.SENTINEL_HOSTNAMES],
-                        sentinel_kwargs={"password": env["REDIS_SENTINEL_PASSWORD"], "socket_timeout": 0.5,
+                        sentinel_kwargs={"password": env["REDIS_SENTINEL_PASSWORD"], "socket_timeout": 10,
                                          **self.ssl()},
-                        password=env["REDIS_PASSWORD"], socket_timeout=2, **self.ssl())
+                        password=env["REDIS_PASSWORD"], socket_timeout=10, **self.ssl())
 
     def master_port(self, sentinel_host: str) -> int:
         host, port = cast(tuple[Any, Any], self.admin(sentinel_host).sentinel_get_master_addr_by_name(MASTER_NAME))
@@ -141,8 +141,10 @@ def devstack_sentinel(tmp: Path) -> Iterator[Topology]:
     config, keys = load_stack_file("Pulumi.dev.yaml")
     config["local"] = {**config.get("local", {}), "topology": "sentinel",
                        "ports": {**config["local"]["ports"], "redis": primary_port}}
-    # Fast enough for a bounded test (FIELD-NOTES: healed in ~2.3 s with these).
-    config["sentinel"] = {"downAfterMs": 1000, "failoverTimeoutMs": 5000, "minReplicasMaxLag": 2}
+    # Steady until the test's own kill (a Redis starved of CPU for a second on a busy machine
+    # must not be replaced before it); the test then switches the Sentinels to down-after 1 s /
+    # failover-timeout 5 s (FIELD-NOTES: healed in ~2.3 s with these).
+    config["sentinel"] = {"downAfterMs": 60000, "failoverTimeoutMs": 180000, "minReplicasMaxLag": 2}
     run = run_program(config, secret_keys=keys)
     specs = devstack.container_specs(run.resources)
     assert set(MEMBERS) <= set(specs), sorted(specs)
@@ -179,7 +181,7 @@ def devstack_sentinel(tmp: Path) -> Iterator[Topology]:
                                           stdin=subprocess.DEVNULL, start_new_session=True,
                                           umask=devstack.CONTAINER_UMASK)
             try:
-                wait_for_port(m.port, timeout=10)
+                wait_for_port(m.port, timeout=30, proc=m.proc)
             except TimeoutError:
                 raise AssertionError(f"{h} did not start: {m.log.read_text(errors='replace')[-2000:]}") from None
         yield topo
@@ -214,13 +216,13 @@ def test_the_stack_files_start_a_healthy_sentinel_topology(tmp_path: Path) -> No
         for h in lsn.NODE_HOSTNAMES:
             assert (members[h].root / "data" / "redis.conf.rendered").is_file()
         # Replication is up: the primary sees both replicas online, over TLS, as user replica.
-        wait_until(lambda: topo.online_replicas("redis-0") == 2, 20, "2 replicas online at redis-0")
+        wait_until(lambda: topo.online_replicas("redis-0") == 2, SETTLE_S, "2 replicas online at redis-0")
         for h in ("redis-1", "redis-2"):
             info = topo.admin(h).info("replication")
             assert info["role"] == "slave" and info["master_link_status"] == "up"
             assert (info["master_host"], int(info["master_port"])) == (HOST, p0)
         # The Sentinels agree on the master and know each other and both replicas.
-        wait_until(lambda: all(topo.master_port(s) == p0 for s in lsn.SENTINEL_HOSTNAMES), 20,
+        wait_until(lambda: all(topo.master_port(s) == p0 for s in lsn.SENTINEL_HOSTNAMES), SETTLE_S,
                    "every Sentinel naming redis-0 as master")
 
         def complete() -> bool:
@@ -228,12 +230,14 @@ def test_the_stack_files_start_a_healthy_sentinel_topology(tmp_path: Path) -> No
                        and len(cast(list[Any], topo.admin(s).sentinel_slaves(MASTER_NAME))) == 2
                        for s in lsn.SENTINEL_HOSTNAMES)
 
-        wait_until(complete, 20, "each Sentinel seeing 2 peers and 2 replicas")
+        wait_until(complete, SETTLE_S, "each Sentinel seeing 2 peers and 2 replicas")
         # An application with only the env output discovers the master and writes; the write replicates.
         app = topo.sentinel()
         assert app.discover_master(MASTER_NAME) == (HOST, p0)
         app.master_for(MASTER_NAME).set("proof:devstack-sentinel", "1")
-        wait_until(lambda: topo.admin("redis-2").get("proof:devstack-sentinel") == b"1", 10, "the write on redis-2")
+        # On both replicas before the kill below: whichever is promoted must have it.
+        for h in ("redis-1", "redis-2"):
+            wait_until(lambda h=h: topo.admin(h).get("proof:devstack-sentinel") == b"1", SETTLE_S, f"the write on {h}")
         # Everything the members wrote into their data volumes (seeded configs, replicas' RDB from
         # the full sync, AOF, Sentinel's rewritten config) is private, as under the redis image's
         # entrypoint umask 0077 (docker-library/redis 7.2/debian/docker-entrypoint.sh, 7.2.5).
@@ -242,7 +246,7 @@ def test_the_stack_files_start_a_healthy_sentinel_topology(tmp_path: Path) -> No
         for h in (*lsn.NODE_HOSTNAMES, *lsn.SENTINEL_HOSTNAMES):
             data = members[h].root / "data"
             if h in lsn.NODE_HOSTNAMES:
-                wait_until(lambda data=data: (data / "dump.rdb").exists(), 20, f"{h}: dump.rdb")
+                wait_until(lambda data=data: (data / "dump.rdb").exists(), SETTLE_S, f"{h}: dump.rdb")
             modes = {str(p.relative_to(data)): oct(p.stat().st_mode & 0o777) for p in data.rglob("*")
                      if not p.name.startswith("temp-")}
             assert modes and modes == {k: "0o700" if (data / k).is_dir() else "0o600" for k in modes}, (h, modes)
@@ -252,9 +256,12 @@ def test_the_stack_files_start_a_healthy_sentinel_topology(tmp_path: Path) -> No
                 "SENTINEL", "FAILOVER", MASTER_NAME)
 
         # A failover is healed by the Sentinels and handed out by name, as in the containers.
+        for h in lsn.SENTINEL_HOSTNAMES:
+            topo.admin(h).execute_command("SENTINEL", "SET", MASTER_NAME, "down-after-milliseconds", "1000",
+                                          "failover-timeout", "5000")
         members["redis-0"].proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
-        new = wait_until(lambda: (m := app.discover_master(MASTER_NAME))[1] != p0 and m, 30, "a new master")
+        new = wait_until(lambda: (m := app.discover_master(MASTER_NAME))[1] != p0 and m, SETTLE_S, "a new master")
         assert new[0] == HOST and new[1] in (members["redis-1"].port, members["redis-2"].port)
-        master = app.master_for(MASTER_NAME, socket_timeout=2)
-        wait_until(lambda: master.set("proof:after-failover", "1"), 20, "a write through the new master")
+        master = app.master_for(MASTER_NAME, socket_timeout=10)
+        wait_until(lambda: master.set("proof:after-failover", "1"), SETTLE_S, "a write through the new master")
         assert master.get("proof:devstack-sentinel") == b"1"

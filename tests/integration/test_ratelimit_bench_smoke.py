@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pytest
@@ -21,7 +22,7 @@ THROUGHPUT_FIELDS = {"decisions", "allowed", "decisions_per_s", "latency_p50_us"
 
 def test_benchmark_writes_complete_results(tmp_path) -> None:
     result = run_benchmark(tmp_path, decisions=400, per_client=200, memory_clients=300, log_clients=50,
-                           ceiling_requests=2000, rounds=2, chart=True)
+                           ceiling_requests=2000, rounds=2, chart=True, fallback_calls=3)
     on_disk = json.loads((tmp_path / "ratelimit.json").read_text())
     assert on_disk == json.loads(json.dumps(result))
     assert (tmp_path / "ratelimit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -30,9 +31,12 @@ def test_benchmark_writes_complete_results(tmp_path) -> None:
     for name, row in on_disk["throughput"].items():
         assert set(row) == THROUGHPUT_FIELDS, name
         assert row["decisions_per_s"] > 0 and row["latency_p99_us"] >= row["latency_p50_us"] > 0
-        # Rounds of 200 requests from one id against 120 per minute: 120 admitted (GCRA refills
-        # one unit per 0.5 s, so a slow round may admit a few more).
-        assert row["decisions"] == 200 and 120 <= row["allowed"] <= 130, (name, row["allowed"])
+        # Rounds of 200 requests from one id against 120 per minute: 120 admitted, plus what the
+        # round's own duration refills (GCRA and limits' counter earn one every 0.5 s; a busy
+        # machine makes a round slow, not wrong).
+        elapsed = row["decisions"] / row["decisions_per_s"]
+        assert row["decisions"] == 200 and 120 <= row["allowed"] <= 121 + math.ceil(elapsed * 120 / 60), (
+            name, row["allowed"], elapsed)
         # The with-stats contender makes two server calls per decision (hit, then the stats).
         calls = 400 if name == "limits_moving_window_with_stats" else 200
         assert row["server_evalsha_calls"] == calls and row["server_usec_per_call"] > 0, name
@@ -45,6 +49,15 @@ def test_benchmark_writes_complete_results(tmp_path) -> None:
         assert all(v and v > 0 for v in on_disk["ceilings"].values())
     assert set(on_disk["ratios"]) >= {"gcra_server_cost_vs_fixed_window", "gcra_bytes_per_client",
                                       "limits_moving_window_memory_vs_gcra", "python_throughput_gcra_vs_best_limits"}
+    # How long a decision takes when Redis cannot answer: measured here, judged by nobody's clock.
+    fallback = on_disk["fallback"]
+    assert fallback["timeout_s"] == 0.1 and fallback["calls"] == 3
+    for case in ("stalled", "stalled_new_connection", "stalled_async_no_client_timeout", "refused"):
+        assert 0 <= fallback[case]["p50_ms"] <= fallback[case]["max_ms"] <= fallback["max_s"] * 1000 + 0.05, case
+    # A stalled server answers nothing: those decisions end at the 0.1 s timeout, never before it.
+    for case in ("stalled", "stalled_new_connection", "stalled_async_no_client_timeout"):
+        assert fallback[case]["p50_ms"] >= 99.9, (case, fallback[case])
     assert set(on_disk["targets_met"]) == {"gcra_server_cost_vs_fixed_window", "gcra_bytes_per_client",
-                                           "limits_moving_window_memory_vs_gcra", "python_throughput_vs_limits"}
+                                           "limits_moving_window_memory_vs_gcra", "python_throughput_vs_limits",
+                                           "fallback_decision"}
     assert all(isinstance(v, bool) for v in on_disk["targets_met"].values())

@@ -6,20 +6,24 @@
     fixed_window  <= 2 * limit - 1
 
 Each step runs the three scripts between two TIME calls inside one MULTI/EXEC, so every
-admission has a server timestamp known to within a few microseconds (delta). A set of
-admissions whose measured span is < W - 2*delta truly spans < W, so counting over that
-slightly shorter window never blames an algorithm for measurement error.
+admission's true server time lies in its step's bracket [lo, hi]: usually a few microseconds
+wide, wider when the server is descheduled mid-transaction on a busy machine. Admissions are
+counted together only when the earliest one's `lo` and the latest one's `hi` are less than W
+apart, so they truly lie within W of each other whatever the machine's load: a wide bracket
+only makes the check less sharp for that step, never wrong.
 """
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 import redis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ratelimit import ALGORITHMS, make_key, script
@@ -32,14 +36,17 @@ W_MS = 200
 
 @dataclass(frozen=True)
 class Admission:
-    t: int  # microseconds, lower end of the measured bracket
+    lo: int  # microseconds: the server's TIME just before and just after the step
+    hi: int
     cost: int
 
 
 def max_in_window(events: list[Admission], window_us: int) -> int:
+    """The largest cost admitted by events certainly less than `window_us` apart (events in the
+    order they were sent: each one ran after the one before it)."""
     best = 0
-    for e in events:
-        best = max(best, sum(x.cost for x in events if e.t <= x.t < e.t + window_us))
+    for i, e in enumerate(events):
+        best = max(best, sum(x.cost for x in events[i:] if x.hi - e.lo < window_us))
     return best
 
 
@@ -48,13 +55,12 @@ def bound(algorithm: str, limit: int, burst: int) -> int:
 
 
 def run_schedule(r: redis.Redis, steps: list[tuple[int, int]], limit: int, burst: int
-                 ) -> tuple[dict[str, list[Admission]], int]:
+                 ) -> dict[str, list[Admission]]:
     tag = uuid.uuid4().hex
     shas = {a: script(a) for a in ALGORITHMS}
     for s in shas.values():
         r.script_load(s.source)
     admitted: dict[str, list[Admission]] = {a: [] for a in ALGORITHMS}
-    delta = 0
     for gap_ms, cost in steps:
         if gap_ms:
             time.sleep(gap_ms / 1000)
@@ -67,15 +73,15 @@ def run_schedule(r: redis.Redis, steps: list[tuple[int, int]], limit: int, burst
             t0, *replies, t1 = p.execute()
         lo = t0[0] * 1_000_000 + t0[1]
         hi = t1[0] * 1_000_000 + t1[1]
-        delta = max(delta, hi - lo)
         for a, reply in zip(ALGORITHMS, replies, strict=True):
             if int(reply[0]) == 1:
-                admitted[a].append(Admission(lo, cost))
-    return admitted, delta
+                admitted[a].append(Admission(lo, hi, cost))
+    return admitted
 
 
-@settings(max_examples=25, deadline=None, derandomize=False,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+# 25 schedules of up to 22 steps with sleeps take ~6 s; HYPOTHESIS_PROFILE=stress (see
+# tests/conftest.py, which also lifts the deadline) runs 16 times as many to hunt for a breach.
+@settings(max_examples=400 if os.environ.get("HYPOTHESIS_PROFILE") == "stress" else 25)
 @given(
     limit=st.integers(1, 4),
     extra_burst=st.integers(-3, 3),
@@ -86,63 +92,78 @@ def test_no_window_ever_exceeds_the_documented_bound(rl_redis: redis.Redis, limi
                                                      steps: list[tuple[int, int]]) -> None:
     burst = max(2, limit + extra_burst)  # cost 2 must fit the burst
     limit = max(2, limit)
-    admitted, delta = run_schedule(rl_redis, steps, limit, burst)
-    window = W_MS * 1000 - 2 * delta - 2
-    assert delta < 5000, f"TIME bracket {delta} us: measurement too coarse to judge"
+    admitted = run_schedule(rl_redis, steps, limit, burst)
     for a in ALGORITHMS:
-        worst = max_in_window(admitted[a], window)
+        worst = max_in_window(admitted[a], W_MS * 1000)
         assert worst <= bound(a, limit, burst), (a, worst, admitted[a])
     # The first step is always admitted by every algorithm (fresh keys, cost <= limit).
-    assert all(admitted[a] and admitted[a][0].t == admitted["gcra"][0].t for a in ALGORITHMS)
+    assert all(admitted[a] and admitted[a][0] == admitted["gcra"][0] for a in ALGORITHMS)
 
 
 def _timed_hit(r: redis.Redis, algorithm: str, key: str, limit: int, window_ms: int,
-               burst: int | None = None) -> tuple[int, list[int]]:
+               burst: int | None = None) -> tuple[Admission, list[int]]:
+    """One request of cost 1; the Admission carries the server's bracket around it."""
     args = [str(limit), str(window_ms), "1", "0"] + ([str(burst)] if burst else [])
-    t0, reply, _ = timed_eval(r, algorithm, key, args)
-    return t0, reply
+    lo, reply, hi = timed_eval(r, algorithm, key, args)
+    return Admission(lo, hi, 1), reply
+
+
+# Attaining a bound takes requests at the right moments, which a starved test process can miss
+# (then fewer requests fall within one window). Such an attempt proves nothing either way, so a
+# fresh key is tried; every attempt must stay within the bound, and one must reach it.
+ATTEMPTS = 5
+
+
+def _attain(attempt: Callable[[str], list[Admission]], window_ms: int, expected: int) -> None:
+    seen = []
+    for i in range(ATTEMPTS):
+        worst = max_in_window(attempt(f"att{i}"), window_ms * 1000)
+        assert worst <= expected, f"{worst} admitted within {window_ms} ms, bound {expected}"
+        if worst == expected:
+            return
+        seen.append(worst)
+    pytest.fail(f"bound {expected} never attained in {ATTEMPTS} attempts (best per attempt: {seen})")
 
 
 def test_gcra_bound_is_attained(rl_redis: redis.Redis) -> None:
     limit, burst, window_ms = 4, 4, 1000
-    times: list[int] = []
-    first = None
-    while True:
-        t, reply = _timed_hit(rl_redis, "gcra", "att", limit, window_ms, burst)
-        first = first or t
-        if reply[0] == 1:
-            times.append(t)
-        elif t - first > window_ms * 1000:
-            break
-        else:
-            time.sleep(reply[2] / 1e6)
-    in_first_window = [x for x in times if first <= x < first + window_ms * 1000]
-    assert len(in_first_window) == burst + limit - 1
-    assert max_in_window([Admission(x, 1) for x in times], window_ms * 1000) == burst + limit - 1
+
+    def attempt(key: str) -> list[Admission]:
+        admitted: list[Admission] = []
+        first = None
+        while True:
+            step, reply = _timed_hit(rl_redis, "gcra", key, limit, window_ms, burst)
+            first = first or step
+            if reply[0] == 1:
+                admitted.append(step)
+            elif step.lo - first.hi > window_ms * 1000:
+                return admitted
+            else:
+                time.sleep(reply[2] / 1e6)  # retry_after: the next admission's moment
+
+    _attain(attempt, window_ms, burst + limit - 1)
 
 
 def test_fixed_window_bound_is_attained_across_the_boundary(rl_redis: redis.Redis) -> None:
+    # The window starts at a key's first hit: the rest of the limit late in one window, the
+    # whole limit early in the next, less than a window apart.
     limit, window_ms = 3, 400
-    times = []
-    t, reply = _timed_hit(rl_redis, "fixed_window", "att", limit, window_ms)
-    assert reply[0] == 1
-    time.sleep(0.33)
-    for _ in range(limit - 1):
-        t, reply = _timed_hit(rl_redis, "fixed_window", "att", limit, window_ms)
-        assert reply[0] == 1
-        times.append(t)
-    t, reply = _timed_hit(rl_redis, "fixed_window", "att", limit, window_ms)
-    assert reply[0] == 0
-    time.sleep(reply[2] / 1e6 + 0.002)
-    for _ in range(limit):
-        t, reply = _timed_hit(rl_redis, "fixed_window", "att", limit, window_ms)
-        assert reply[0] == 1
-        times.append(t)
-    assert times[-1] - times[0] < window_ms * 1000
-    assert len(times) == 2 * limit - 1
+
+    def attempt(key: str) -> list[Admission]:
+        steps = [_timed_hit(rl_redis, "fixed_window", key, limit, window_ms)]
+        time.sleep(window_ms / 2000)
+        steps += [_timed_hit(rl_redis, "fixed_window", key, limit, window_ms) for _ in range(limit)]
+        denied = steps[-1][1]
+        if denied[0] == 0:  # otherwise the window had already turned: the attempt is void
+            time.sleep(denied[2] / 1e6 + 0.002)  # retry_after: until the window turns
+            steps += [_timed_hit(rl_redis, "fixed_window", key, limit, window_ms) for _ in range(limit)]
+        return [step for step, reply in steps if reply[0] == 1]
+
+    _attain(attempt, window_ms, 2 * limit - 1)
 
 
 def test_sliding_log_bound_is_attained_and_exact(rl_redis: redis.Redis) -> None:
-    limit, window_ms = 3, 300
+    # A minute-long window: the requests below are certainly within it, however slow the machine.
+    limit, window_ms = 3, 60_000
     ok = [_timed_hit(rl_redis, "sliding_log", "att", limit, window_ms)[1][0] for _ in range(limit + 2)]
     assert ok == [1] * limit + [0, 0]

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Iterator
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -21,15 +23,22 @@ from ratelimit import (
     make_key,
     tier_key,
 )
-from tests.support.ratelimit_fixtures import requires_redis, rl_redis, rl_server, scan_keys, start_server  # noqa: F401
+from tests.support.procs import wait_until
+from tests.support.ratelimit_fixtures import requires_redis, rl_redis, rl_server, start_server  # noqa: F401
 from tests.support.redisproc import RedisProcess
 
 pytestmark = [pytest.mark.slow, requires_redis]
 
-# Socket timeout 100 ms (the default decision budget); a call must come back well within
-# 0.5 s even on a loaded 2-core machine: 100 ms timeout + connect/teardown + scheduling.
+# Socket timeout 100 ms (the default decision budget). How long a decision takes while Redis is
+# stalled or down is a figure of `redisops bench` (bench/results/ratelimit.json, "fallback"),
+# not an assertion here: these tests hold the behaviour, i.e. the call comes back with the
+# tier's policy while Redis is still stalled, through the timeout (its log names the
+# TimeoutError), instead of waiting for Redis. DEADLINE_S only turns a hang into a failure.
 DECISION_TIMEOUT = 0.1
-MARGIN_S = 0.5
+DEADLINE_S = 30.0
+# Where the decision's own deadline is not what a test is about (the limiter's default is 0.1 s,
+# which a descheduled test process can overrun before Redis is even asked).
+RELAXED_TIMEOUT = 10.0
 
 GENERAL = next(t for t in DEFAULT_TIERS if t.name == "general")  # fail open
 AUTH = next(t for t in DEFAULT_TIERS if t.name == "auth")  # fail closed
@@ -43,6 +52,23 @@ def own_server(tmp_path) -> Iterator[RedisProcess]:
     finally:
         rp.resume() if rp.running() else None
         rp.stop()
+
+
+# Every key with its PTTL at one instant: a script runs atomically, and Redis judges expiry at
+# the script's start time, so no key can expire between being listed and being measured.
+_KEYS_WITH_PTTL = """
+local out = {}
+for _, k in ipairs(redis.call('KEYS', '*')) do
+  out[#out + 1] = k
+  out[#out + 1] = redis.call('PTTL', k)
+end
+return out
+"""
+
+
+def keys_with_pttl(r: redis.Redis) -> dict[str, int]:
+    flat = r.eval(_KEYS_WITH_PTTL, 0)
+    return {flat[i].decode(): int(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
 def test_every_key_written_has_a_bounded_ttl(rl_redis: redis.Redis) -> None:
@@ -69,19 +95,30 @@ def test_every_key_written_has_a_bounded_ttl(rl_redis: redis.Redis) -> None:
     for a in ALGORITHMS:
         limiter.peek(f"never-{a}", 3, 1, algorithm=a)
 
-    keys = {k.decode() for k in scan_keys(rl_redis)}
-    assert keys <= set(windows), keys - set(windows)
+    snapshot = keys_with_pttl(rl_redis)
+    assert set(snapshot) <= set(windows), set(snapshot) - set(windows)
     # A GCRA key lives only until its TAT drains (200 ms after one admin hit), so on a loaded
     # machine some may already be gone; the window-long keys of the other algorithms may not.
     long_lived = {k for k in windows if windows[k] >= 60_000 and not k.endswith(":g")}
-    assert long_lived and long_lived <= keys, long_lived - keys
-    for key in keys:
-        pttl = rl_redis.pttl(key)
-        # +1: expiry is rounded up to Redis' millisecond clock so a key never dies early.
-        assert 0 < pttl <= windows[key] + 1, (key, pttl)
-    gcra_key = make_key("rl", tier_key(GENERAL, "c3"), "gcra")
-    reset = limiter.peek_tier(GENERAL, "c3").reset_after
-    assert abs(rl_redis.pttl(gcra_key) / 1000 - reset) < 0.01, "gcra TTL must equal the TAT drain time"
+    assert long_lived and long_lived <= set(snapshot), long_lived - set(snapshot)
+    for key, pttl in snapshot.items():
+        # -1 would be a key without a TTL. 0: expiring at this very millisecond. +1: expiry is
+        # rounded up to Redis' millisecond clock so a key never dies early.
+        assert 0 <= pttl <= windows[key] + 1, (key, pttl)
+
+
+def test_gcra_ttl_is_the_tat_drain_time(rl_redis: redis.Redis) -> None:
+    limiter = RateLimiter(rl_redis)
+    for _ in range(3):
+        limiter.hit_tier(GENERAL, "drain")
+    key = make_key("rl", tier_key(GENERAL, "drain"), "gcra")
+    # The TTL read before and after the peek brackets its reset_after. PTTL is whole ms against
+    # an expiry rounded up to the ms: at one instant reset_after <= PTTL < reset_after + 2 ms.
+    before = rl_redis.pttl(key)
+    reset_ms = limiter.peek_tier(GENERAL, "drain").reset_after * 1000
+    after = rl_redis.pttl(key)
+    assert 0 < after <= before, (before, after)
+    assert after - 2 <= reset_ms <= before + 0.001, (before, reset_ms, after)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -113,35 +150,73 @@ def test_restart_mid_use_recovers_through_evalsha(own_server: RedisProcess) -> N
     client.close()
 
 
-def _timed(fn, *args):  # type: ignore[no-untyped-def]
-    t = time.monotonic()
-    out = fn(*args)
-    return out, time.monotonic() - t
+def returns(call: Callable[..., Any], *args: Any) -> Any:
+    """`call(*args)` run in a thread: it must return (or raise) within DEADLINE_S, else the test
+    fails instead of hanging with it."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call(*args))
+        except BaseException as exc:  # re-raised below, in the test's thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(DEADLINE_S)
+    assert outcome, f"{getattr(call, '__name__', call)} did not return within {DEADLINE_S} s"
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
+def answered(limiter: RateLimiter, tier: Tier, client_id: str) -> Any:
+    """The first peek Redis answers. A peek consumes nothing, so one that ran out of the 0.1 s
+    budget on a busy machine (a fallback) is simply tried again."""
+    def peek() -> Any:
+        d = limiter.peek_tier(tier, client_id)
+        return None if d.fallback else d
+
+    return wait_until(peek, DEADLINE_S, "a peek answered by Redis")
+
+
+def warmed_up(limiter: RateLimiter, tier: Tier, client_id: str) -> None:
+    """Connected and the script loaded."""
+    answered(limiter, tier, client_id)
+
+
+def timeouts_logged(caplog: pytest.LogCaptureFixture) -> int:
+    return sum(1 for r in caplog.records if r.name == "ratelimit.limiter" and "(TimeoutError:" in r.getMessage())
 
 
 @pytest.mark.parametrize("tier", [GENERAL, AUTH], ids=["fail-open", "fail-closed"])
-def test_stalled_redis_answers_within_the_timeout_with_the_tier_policy(own_server: RedisProcess,
-                                                                       tier: Tier) -> None:
+def test_stalled_redis_answers_through_the_timeout_with_the_tier_policy(
+        own_server: RedisProcess, tier: Tier, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "ratelimit.limiter")
     client = decision_client(port=own_server.port, timeout=DECISION_TIMEOUT)
     limiter = RateLimiter(client)
-    assert limiter.hit_tier(tier, "x").fallback is False  # connection established, script loaded
+    warmed_up(limiter, tier, "x")
+    caplog.clear()
+    fallbacks = limiter.fallbacks
     own_server.pause()
     try:
-        d, elapsed = _timed(limiter.hit_tier, tier, "x")
+        # Both come back while the server is still stopped: neither waited for Redis.
+        d = returns(limiter.hit_tier, tier, "x")
         fresh = RateLimiter(decision_client(port=own_server.port, timeout=DECISION_TIMEOUT))
-        d2, elapsed2 = _timed(fresh.hit_tier, tier, "y")  # stalled during connect/handshake
+        d2 = returns(fresh.hit_tier, tier, "y")  # stalled during connect/handshake
+        assert own_server.paused()
     finally:
         own_server.resume()
-    for dec, took in ((d, elapsed), (d2, elapsed2)):
-        assert took < MARGIN_S, took
+    assert timeouts_logged(caplog) == 2, caplog.text
+    for dec in (d, d2):
         assert dec.fallback is True
         assert dec.allowed is tier.fail_open
         assert dec.retry_after == (0.0 if tier.fail_open else 1.0)
-    assert limiter.fallbacks == 1
+    assert limiter.fallbacks == fallbacks + 1
     # Back to normal once Redis answers again; the timed-out connection was discarded, so no
-    # stale reply is read as this request's answer.
-    after = limiter.hit_tier(tier, "z")
-    assert after.fallback is False and after.allowed and after.remaining == tier.limit - 1
+    # stale reply (the stalled hit's on "x": one unit consumed) is read as this request's answer.
+    after = answered(limiter, tier, "z")
+    assert after.allowed and after.remaining == tier.limit
     client.close()
 
 
@@ -149,40 +224,45 @@ def test_timed_out_script_is_not_retried(own_server: RedisProcess) -> None:
     client = decision_client(port=own_server.port, timeout=DECISION_TIMEOUT)
     limiter = RateLimiter(client, "fixed_window")
     key = make_key("rl", "once", "fixed_window")
-    limiter.peek("once", 100, 60)
+    wait_until(lambda: not limiter.peek("once", 100, 60).fallback, DEADLINE_S, "a peek answered by Redis")
     own_server.pause()
     try:
-        d = limiter.hit("once", 100, 60)
+        d = returns(limiter.hit, "once", 100, 60)
     finally:
+        client.close()  # the request was written to the socket before the timeout
         own_server.resume()
     assert d.fallback
-    time.sleep(0.1)  # let the resumed server drain what was sent before the timeout
     admin = redis.Redis(port=own_server.port)
-    # The script may have run once (it was sent before the timeout) but never twice.
-    assert admin.get(key) in (None, b"1")
+    # Once the server has read the limiter's closed connections to the end (and freed them),
+    # it has run whatever was sent on them: the script ran exactly once, never twice.
+    wait_until(lambda: admin.client_list() and len(admin.client_list()) == 1, DEADLINE_S,
+               "the limiter's connections drained and closed")
+    assert admin.get(key) == b"1"
     admin.close()
-    client.close()
 
 
-def test_redis_down_fails_fast_with_the_policy(own_server: RedisProcess) -> None:
+def test_redis_down_answers_with_the_policy(own_server: RedisProcess) -> None:
     client = decision_client(port=own_server.port, timeout=DECISION_TIMEOUT)
     limiter = RateLimiter(client)
-    assert not limiter.hit_tier(AUTH, "k").fallback
+    warmed_up(limiter, AUTH, "k")
+    fallbacks = limiter.fallbacks
     own_server.kill9()
     for tier in (GENERAL, AUTH):
-        d, took = _timed(limiter.hit_tier, tier, "k")
-        assert took < MARGIN_S and d.fallback and d.allowed is tier.fail_open
+        d = returns(limiter.hit_tier, tier, "k")
+        assert d.fallback and d.allowed is tier.fail_open
     # An explicit per-call policy overrides the limiter's default (closed).
     assert limiter.hit("k", 5, 1, fail_open=True).allowed is True
     assert limiter.hit("k", 5, 1).allowed is False
-    assert limiter.fallbacks == 4
+    assert limiter.fallbacks == fallbacks + 4
     client.close()
 
 
-def test_async_noscript_recovery_and_stall(own_server: RedisProcess) -> None:
+def test_async_noscript_recovery_and_stall(own_server: RedisProcess, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "ratelimit.limiter")
+
     async def run() -> None:
-        client = async_decision_client(port=own_server.port, timeout=1.0)
-        limiter = AsyncRateLimiter(client)
+        client = async_decision_client(port=own_server.port, timeout=RELAXED_TIMEOUT)
+        limiter = AsyncRateLimiter(client, timeout=RELAXED_TIMEOUT)
         for a in ALGORITHMS:
             assert (await limiter.hit("n", 3, 60, algorithm=a)).remaining == 2
         assert limiter.script_loads == 3  # fresh server
@@ -200,12 +280,13 @@ def test_async_noscript_recovery_and_stall(own_server: RedisProcess) -> None:
         assert not (await bounded.hit_tier(AUTH, "s")).fallback
         own_server.pause()
         try:
-            t = time.monotonic()
-            d = await bounded.hit_tier(AUTH, "s")
-            took = time.monotonic() - t
+            # DEADLINE_S only turns a hang into a failure; the limiter's own deadline ends it.
+            d = await asyncio.wait_for(bounded.hit_tier(AUTH, "s"), DEADLINE_S)
+            assert own_server.paused()
         finally:
             own_server.resume()
-        assert took < MARGIN_S and d.fallback and d.allowed is False
+        assert d.fallback and d.allowed is False
+        assert timeouts_logged(caplog) == 1, caplog.text
         await slow_client.aclose()
 
     asyncio.run(run())

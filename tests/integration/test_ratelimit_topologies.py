@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +10,7 @@ from redis.cluster import RedisCluster
 from redis.sentinel import Sentinel
 
 from ratelimit import ALGORITHMS, RateLimiter, decision_client_kwargs
+from tests.support.procs import ProcessGroup, wait_until
 from tests.support.ratelimit_fixtures import requires_redis, start_server
 from tests.support.redisproc import RedisProcess, free_port
 
@@ -22,14 +22,12 @@ def cluster_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProc
     # One node owning all 16384 slots is a real cluster to the client: it routes by slot,
     # follows MOVED, and fans SCRIPT LOAD out to the primaries.
     rp = start_server(tmp_path_factory.mktemp("rl-cluster"),
-                      'save ""\nappendonly no\ncluster-enabled yes\ncluster-config-file nodes.conf\n')
+                      'save ""\nappendonly no\ncluster-enabled yes\ncluster-config-file nodes.conf\n',
+                      cluster_bus=True)
     try:
         admin = redis.Redis(port=rp.port)
         admin.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
-        deadline = time.monotonic() + 10
-        while b"cluster_state:ok" not in admin.execute_command("CLUSTER", "INFO"):
-            assert time.monotonic() < deadline, "cluster never became ok"
-            time.sleep(0.05)
+        wait_until(lambda: b"cluster_state:ok" in admin.execute_command("CLUSTER", "INFO"), 30, "cluster state ok")
         admin.close()
         yield rp
     finally:
@@ -60,19 +58,20 @@ def test_cluster_client_hash_tags_and_noscript(cluster_node: RedisProcess) -> No
 
 
 def test_sentinel_master_for_client(tmp_path) -> None:
-    master = start_server(tmp_path / "master")
-    sport = free_port()
-    sentinel = RedisProcess(workdir=tmp_path / "sentinel", port=sport, sentinel=True,
-                            config_text=(f"port {sport}\nsentinel monitor rl 127.0.0.1 {master.port} 1\n"
-                                         "sentinel down-after-milliseconds rl 1000\n"))
-    sentinel.start()
-    try:
-        s = Sentinel([("127.0.0.1", sport)], socket_timeout=0.5)
+    with ProcessGroup() as group:
+        master = start_server(tmp_path / "master")
+        group.on_exit(master.stop)
+        sport = free_port()
+        # down-after a minute: nothing here fails over, and a master starved of CPU for a second
+        # on a busy machine must not be judged down.
+        sentinel = RedisProcess(workdir=tmp_path / "sentinel", port=sport, sentinel=True,
+                                config_text=(f"port {sport}\nsentinel monitor rl 127.0.0.1 {master.port} 1\n"
+                                             "sentinel down-after-milliseconds rl 60000\n"))
+        group.on_exit(sentinel.stop)
+        sentinel.start()
+        s = Sentinel([("127.0.0.1", sport)], socket_timeout=5)
         client = s.master_for("rl", **decision_client_kwargs(1.0))
         limiter = RateLimiter(client, "sliding_log")
         assert [limiter.hit("m", 2, 60).allowed for _ in range(3)] == [True, True, False]
         assert redis.Redis(port=master.port).zcard("rl:{m}:s") == 2
         client.close()
-    finally:
-        sentinel.stop()
-        master.stop()

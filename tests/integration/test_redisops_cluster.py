@@ -3,8 +3,6 @@ rendered config; smoke goes through RedisCluster (hash-tagged limiter keys), hea
 
 from __future__ import annotations
 
-import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,38 +13,22 @@ from redisops import connection as rc
 from redisops.health import HealthOptions, run_health
 from redisops.smoke import run_smoke
 from tests.integration._redisops_servers import REPO, SETTINGS, new_passwords, render, requires_redis
+from tests.support.procs import wait_until
 from tests.support.redisproc import RedisProcess, free_port
 
 pytestmark = [pytest.mark.slow, requires_redis]
 
 
-def cluster_port() -> int:
-    """A free port whose cluster bus (port + 10000) is a valid, free port too."""
-    for _ in range(200):
-        port = free_port()
-        if port <= 55535:
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port + 10000))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port pair for a cluster node")
-
-
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    passwords, port = new_passwords(), cluster_port()
+    passwords, port = new_passwords(), free_port(cluster_bus=True)
     text, _ = render(tmp_path, port, passwords)
     rp = RedisProcess(workdir=tmp_path, config_text=text + "cluster-enabled yes\ncluster-config-file nodes.conf\n",
                       port=port).start()
     try:
         admin = redis.Redis(port=port, username="admin", password=passwords["admin"])
         admin.execute_command("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
-        deadline = time.monotonic() + 10
-        while admin.cluster("info")["cluster_state"] != "ok":
-            assert time.monotonic() < deadline, "cluster did not become ok"
-            time.sleep(0.05)
+        wait_until(lambda: admin.cluster("info")["cluster_state"] == "ok", 30, "cluster state ok")
         admin.close()
         yield port, passwords
     finally:
@@ -56,7 +38,8 @@ def cluster(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
 def test_smoke_and_health_in_cluster_mode(cluster: tuple[int, dict[str, str]]) -> None:
     port, passwords = cluster
     env = {"REDIS_URL": f"redis://127.0.0.1:{port}", "REDIS_PASSWORD": passwords["app"], "REDIS_CLUSTER": "true",
-           "REDIS_ADMIN_PASSWORD": passwords["admin"], **{t.env_name: t.spec for t in SETTINGS.tiers}}
+           "REDIS_ADMIN_PASSWORD": passwords["admin"], "REDIS_TIMEOUT": "10000",  # generous: see _redisops_servers
+           **{t.env_name: t.spec for t in SETTINGS.tiers}}
     spec = rc.resolve(environ=env, settings_file=REPO / "Pulumi.dev.yaml")
     assert spec.mode == "cluster" and spec.display_url.endswith("(cluster)")
     report = run_smoke(spec)

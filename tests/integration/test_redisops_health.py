@@ -5,17 +5,18 @@ clients) and the status and exit code follow."""
 from __future__ import annotations
 
 import socket
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from infra.thresholds import DEFAULT_THRESHOLDS, apply_overrides
 from redisops import connection as rc
+from redisops import health as health_module
 from redisops.health import HealthOptions, run_health
 from tests.integration._redisops_servers import (
     Server,
@@ -25,9 +26,31 @@ from tests.integration._redisops_servers import (
     requires_redis,
 )
 from tests.integration.test_redisops_smoke import run_cli
+from tests.support.procs import wait_until
 
 pytestmark = [pytest.mark.slow, requires_redis]
 FAST = HealthOptions(sample_seconds=0.5)
+SETTLE_S = 30
+
+
+class SampleWindow:
+    """redisops.health's `time`, with `during()` run inside the sampling window (between the two
+    INFO samples) instead of a sleep, and that window measured as exactly `seconds`: what happens
+    in the window, and so the rates health computes, no longer depend on how a busy machine
+    schedules a load thread."""
+
+    def __init__(self, during: Callable[[], None], seconds: float = 1.0) -> None:
+        self.during, self.seconds, self.calls = during, seconds, 0
+
+    def sleep(self, _seconds: float) -> None:
+        self.during()
+
+    def monotonic(self) -> float:
+        self.calls += 1
+        return 1000.0 + self.calls * self.seconds
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
 
 
 def health(srv: Server, overrides: dict | None = None, options: HealthOptions = FAST, **env: str):  # type: ignore[no-untyped-def]
@@ -109,40 +132,39 @@ def test_connected_clients_over_warn_and_crit(srv: Server) -> None:
 
 def test_blocked_clients_over_the_tables_lines(srv: Server) -> None:
     blpop = b"*3\r\n$5\r\nBLPOP\r\n$13\r\nhealth:nowait\r\n$1\r\n0\r\n"
+    admin = srv.admin()
+
+    def blocked(n: int) -> None:
+        wait_until(lambda: int(admin.info("clients")["blocked_clients"]) == n, SETTLE_S, f"{n} clients blocked")
+
     with raw_clients(srv, 11, blpop):
-        time.sleep(0.2)
+        blocked(11)
         r = health(srv)
         assert r.get("blocked_clients").status == "WARNING", r.get("blocked_clients").actual
     with raw_clients(srv, 51, blpop):
-        time.sleep(0.2)
+        blocked(51)
         assert health(srv).get("blocked_clients").status == "CRITICAL"
+    admin.close()
 
 
-def _load(srv: Server, stop: threading.Event, per_second: int | None) -> None:
-    r = redis.Redis(port=srv.port, password=srv.passwords["app"])
-    while not stop.is_set():
-        t0 = time.monotonic()
-        pipe = r.pipeline(transaction=False)
-        for _ in range(100):
+@pytest.mark.parametrize(("commands", "level"), [(0, "OK"), (2000, "WARNING"), (6000, "CRITICAL")])
+def test_command_rate(srv: Server, commands: int, level: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `commands` PINGs inside a sampling window of exactly 1 s: lines 1000 and 5000 per second.
+    app = redis.Redis(port=srv.port, password=srv.passwords["app"])
+    app.ping()  # connected (AUTH, CLIENT SETINFO) before the window
+
+    def load() -> None:
+        pipe = app.pipeline(transaction=False)
+        for _ in range(commands):
             pipe.ping()
         pipe.execute()
-        if per_second:
-            time.sleep(max(0.0, 100 / per_second - (time.monotonic() - t0)))
-    r.close()
 
-
-@pytest.mark.parametrize(("rate", "level"), [(2000, "WARNING"), (None, "CRITICAL")])
-def test_command_rate(srv: Server, rate: int | None, level: str) -> None:
-    stop = threading.Event()
-    t = threading.Thread(target=_load, args=(srv, stop, rate))
-    t.start()
-    try:
-        time.sleep(0.2)
-        check = health(srv, options=HealthOptions(sample_seconds=1.0)).get("command_rate")
-    finally:
-        stop.set()
-        t.join()
+    monkeypatch.setattr(health_module, "time", SampleWindow(load))
+    check = health(srv).get("command_rate")
+    app.close()
     assert check.status == level, check.actual
+    # Health's own first INFO is counted in the window too.
+    assert commands <= check.data["value"] <= commands + 2, check.actual
 
 
 @pytest.mark.parametrize(("misses", "level"), [(20, "OK"), (40, "WARNING"), (60, "CRITICAL")])
@@ -157,31 +179,25 @@ def test_keyspace_miss_ratio(srv: Server, misses: int, level: str) -> None:
     app.close()
 
 
-def test_evictions_are_critical(tmp_path: Path) -> None:
+def test_evictions_are_critical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with rendered_server(tmp_path / "srv", overrides={"maxmemory-policy": "allkeys-lru"}) as srv:
         admin = srv.admin()
         assert health(srv).get("evicted_keys").status == "OK"
         admin.config_set("maxmemory", str(int(admin.info("memory")["used_memory"]) + 200_000))
-        stop = threading.Event()
 
-        def fill() -> None:  # evictions while health samples
-            writer = srv.admin()
+        def evict() -> None:  # evictions inside the sampling window
             i = 0
-            while not stop.is_set():
-                writer.set(f"fill:{i}", "x" * 2000)
+            while int(admin.info("stats")["evicted_keys"]) == 0:
+                admin.set(f"fill:{i}", "x" * 2000)
                 i += 1
-            writer.close()
 
-        filler = threading.Thread(target=fill)
-        filler.start()
-        try:
-            time.sleep(0.2)
+        with monkeypatch.context() as m:
+            m.setattr(health_module, "time", SampleWindow(evict))
             check = health(srv).get("evicted_keys")
-        finally:
-            stop.set()
-            filler.join()
         assert check.status == "CRITICAL" and int(check.data["value"]) > 0
-        # Evictions before the sample are history (shown), not a standing CRITICAL.
+        # Evictions before the sample are history (shown), not a standing CRITICAL. (Room again,
+        # so that the reply buffers of the next samples cannot push out another key.)
+        admin.config_set("maxmemory", str(int(admin.info("memory")["used_memory"]) + 50_000_000))
         later = health(srv).get("evicted_keys")
         assert later.status == "OK" and later.data["value"] == 0 and later.data["since_start"] > 0, later.actual
         admin.close()

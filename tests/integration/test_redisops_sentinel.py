@@ -13,14 +13,22 @@ from redisops import connection as rc
 from redisops.health import HealthOptions, run_health
 from redisops.smoke import run_smoke
 from tests.integration._redisops_servers import REPO, SETTINGS, requires_redis
-from tests.integration._sentinel_topology import Topology, sentinel_topology, wait_until
+from tests.integration._sentinel_topology import (
+    FAST,
+    SETTLE_S,
+    STEADY,
+    Topology,
+    sentinel_topology,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.slow, requires_redis]
 
 
 @pytest.fixture(scope="module")
 def topo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
-    with sentinel_topology(tmp_path_factory.mktemp("ops-sentinel"), tls=True) as t:
+    # STEADY but for the test's own failover (Topology.tune).
+    with sentinel_topology(tmp_path_factory.mktemp("ops-sentinel"), tls=True, tuning=STEADY) as t:
         yield t
 
 
@@ -28,7 +36,7 @@ def env_for(topo: Topology) -> dict[str, str]:
     hosts = ",".join(f"127.0.0.1:{s.port}" for s in topo.sentinels)
     env = {"REDIS_URL": f"rediss+sentinel://{hosts}/{MASTER_NAME}", "REDIS_PASSWORD": topo.passwords["app"],
            "REDIS_SENTINEL_PASSWORD": topo.passwords["app"], "REDIS_CA_CERT": str(topo.tls.ca_cert),
-           "REDIS_TIMEOUT": "2000", "REDIS_ADMIN_PASSWORD": topo.passwords["admin"]}
+           "REDIS_TIMEOUT": "10000", "REDIS_ADMIN_PASSWORD": topo.passwords["admin"]}
     env.update({t.env_name: t.spec for t in SETTINGS.tiers})
     return env
 
@@ -44,9 +52,14 @@ def test_smoke_and_health_through_sentinel_then_after_failover(topo: Topology) -
     assert "2 replica(s)" in health.get("replication_lag").actual
 
     old = topo.nodes[0]
+    topo.tune(FAST)
     old.kill9()
-    new_port = wait_until(lambda: topo.master_port() != old.port and topo.master_port(), 30, "a failover")
+    new_port = wait_until(lambda: topo.master_port() != old.port and topo.master_port(), SETTLE_S, "a failover")
+    topo.wait_sentinels_agree(new_port)
+    # The other replica is re-pointed by the Sentinels (at the latest after failover-timeout,
+    # which STEADY makes 3 minutes): wait for it before going back to STEADY.
     topo.wait_replicated(topo.node_by_port(new_port), 1)
+    topo.tune(STEADY)
     after = run_smoke(spec)
     assert after.passed, [(c.name, c.actual) for c in after.failed]
     assert f":{new_port}" in after.get("reachable").detail

@@ -1,10 +1,12 @@
 """Proof 2: kill -9 the primary while threads run the rate limiter through Sentinel.
 
-Measured and asserted: the limiter keeps answering (each tier's fail policy during the gap),
-writes resume on the promoted replica, the time from the kill to the first decision on the
-new master, and the over-admission (decisions allowed beyond what the tier permits). Then the
-old primary is restarted and must rejoin as a replica of the new master.
-The figures are printed (run with -s) and recorded in docs/runbooks/failover.md.
+Asserted: the limiter keeps answering (each tier's fail policy during the gap, and only
+there), writes resume on the promoted replica and are still limited, and the over-admission
+(decisions allowed beyond what the tier permits) stays within what min-replicas-max-lag lets
+asynchronous replication lose. Then the old primary is restarted and must rejoin as a replica.
+Measured, not asserted (they depend on the machine's load): the time from the kill to the
+first decision on the new master and the over-admission itself. The figures are printed (run
+with -s) and recorded in docs/runbooks/failover.md.
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ import pytest
 
 from ratelimit import RateLimiter, Tier, decision_client_kwargs
 from redis_conf.sentinel import MASTER_NAME
-from tests.integration._sentinel_topology import Topology, sentinel_topology, wait_until
+from tests.integration._sentinel_topology import (
+    FAST,
+    SETTLE_S,
+    STEADY,
+    Topology,
+    sentinel_topology,
+    wait_until,
+)
 from tests.support.redisproc import have_redis
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_redis(), reason="redis-server not installed")]
@@ -28,10 +37,12 @@ THREADS = 4
 # being admitted continuously, so writes are in flight when the primary dies.
 CLOSED = Tier("failover_closed", 200, 10, "gcra", fail_open=False)
 OPEN = Tier("failover_open", 200, 10, "gcra", fail_open=True)
-# The runbook's documented bound for a healthy failover on one host: what async replication
-# may lose in the last moments before the kill (a few decisions), not a window's worth.
-MAX_OVER_ADMISSION = 5
-MAX_RECOVERY_S = 10.0  # down-after 1 s + election + promotion; FIELD-NOTES measured ~2.3 s
+# The decision budget is not what this test is about: a generous one keeps a decision that a
+# starved test process could not finish in 0.1 s from counting as a fallback.
+DECISION_TIMEOUT_S = 2.0
+# down-after 1 s + election + promotion (FIELD-NOTES measured ~2.3 s); an election that fails
+# is retried after 2 x failover-timeout (10 s): the deadline covers one retry.
+RECOVERY_DEADLINE_S = 30.0
 
 
 @dataclass
@@ -65,15 +76,23 @@ def _gcra_bound(tier: Tier, start: float, end: float) -> float:
 
 @pytest.fixture
 def topo(tmp_path: Path) -> Topology:
-    with sentinel_topology(tmp_path, tls=False) as t:
+    # STEADY but around the kill (Topology.tune): a spurious failover before it, or after the
+    # promotion, is a starved machine, not what this test is about.
+    with sentinel_topology(tmp_path, tls=False, tuning=STEADY) as t:
         yield t  # type: ignore[misc]
+
+
+def _admitted_paced(tally: Tally) -> bool:
+    """A decision Redis denied: the burst is spent and admissions are paced by the limit."""
+    with tally.lock:
+        return any(not allowed and not fb for _, _, allowed, fb in tally.events)
 
 
 def test_kill_primary_under_load(topo: Topology) -> None:
     topo.wait_sentinels_agree(topo.nodes[0].port)
     sentinel = topo.sentinel()
-    client = sentinel.master_for(MASTER_NAME, **decision_client_kwargs(0.1))
-    limiter = RateLimiter(client)
+    client = sentinel.master_for(MASTER_NAME, **decision_client_kwargs(DECISION_TIMEOUT_S))
+    limiter = RateLimiter(client, timeout=DECISION_TIMEOUT_S)
     tallies = {CLOSED.name: Tally(), OPEN.name: Tally()}
     stop = threading.Event()
     threads = [threading.Thread(target=_worker, args=(limiter, tier, tallies[tier.name], stop), daemon=True)
@@ -82,9 +101,11 @@ def test_kill_primary_under_load(topo: Topology) -> None:
     for th in threads:
         th.start()
     try:
-        # Load long enough to exhaust the bursts, so that every later admission is paced.
-        time.sleep(2.0)
+        # Load until the bursts are spent, so that every later admission is paced.
+        wait_until(lambda: _admitted_paced(tallies[CLOSED.name]) and _admitted_paced(tallies[OPEN.name]),
+                   SETTLE_S, "both tiers' bursts spent")
         old = topo.nodes[0]
+        topo.tune(FAST)
         t_kill = time.monotonic()
         old.kill9()
 
@@ -95,8 +116,19 @@ def test_kill_primary_under_load(topo: Topology) -> None:
                 after = [t1 for t0, t1, _, fb in tallies[CLOSED.name].events if t0 > t_kill and not fb]
             return min(after) if after else None
 
-        t_first = wait_until(recovered, MAX_RECOVERY_S + 5, "a decision on the new master")
-        time.sleep(2.0)  # keep load on the new master
+        t_first = wait_until(recovered, RECOVERY_DEADLINE_S, "a decision on the new master")
+        # Back to STEADY once the failover is over everywhere (not before: a leader whose
+        # failover is still running would clear the old master's down flags and hand it out).
+        topo.wait_sentinels_agree(topo.master_port())
+        topo.tune(STEADY)
+
+        # Load on the new master until it has limited someone.
+        def new_master_denied() -> bool:
+            with tallies[CLOSED.name].lock:
+                return any(t0 > t_first and not allowed and not fb
+                           for t0, _, allowed, fb in tallies[CLOSED.name].events)
+
+        wait_until(new_master_denied, SETTLE_S, "a denial by the new master")
     finally:
         stop.set()
         for th in threads:
@@ -119,26 +151,31 @@ def test_kill_primary_under_load(topo: Topology) -> None:
     assert gap_closed and all(not allowed for _, _, allowed, _ in gap_closed)
     assert gap_open and all(allowed for _, _, allowed, _ in gap_open)
     assert all(t1 >= t_kill for _, t1, _, _ in gap_closed + gap_open)
-    # Writes resumed: decisions after recovery come from Redis, and are still limited.
+    # Writes resumed (the waits above): decisions after recovery come from Redis, and the new
+    # master still denies.
     post = [e for e in closed.events if e[0] > t_first]
-    assert post and sum(1 for e in post if not e[3]) > 0.9 * len(post)
-    assert any(not allowed for _, _, allowed, fb in post if not fb), "the new master must still deny"
+    answered = sum(1 for e in post if not e[3])
 
     allowed_by_redis = sum(1 for _, _, allowed, fb in closed.events if allowed and not fb)
     bound = _gcra_bound(CLOSED, t_start, t_end)
     over = max(0, allowed_by_redis - int(bound))
+    # What asynchronous replication may lose: a primary takes writes only while a replica has
+    # acknowledged within min-replicas-max-lag seconds (acks come every second), so at most the
+    # admissions of the last lag + 1 s before the kill are unknown to the promoted replica.
+    lag_s = FAST.min_replicas_max_lag + 1
+    losable = sum(1 for t0, t1, allowed, fb in closed.events if allowed and not fb and t_kill - lag_s <= t1 <= t_kill)
     open_admitted_blind = sum(1 for _, _, allowed, _ in gap_open if allowed)
     print(f"\nFAILOVER recovery_s={recovery:.2f} over_admission={over} (allowed {allowed_by_redis}, "
-          f"bound {bound:.0f}) fail_closed_denials={len(gap_closed)} fail_open_blind_admissions="
-          f"{open_admitted_blind} decisions={len(closed.events) + len(opened.events)}")
-    assert recovery < MAX_RECOVERY_S
-    assert over <= MAX_OVER_ADMISSION
+          f"bound {bound:.0f}, losable {losable}) fail_closed_denials={len(gap_closed)} fail_open_blind_admissions="
+          f"{open_admitted_blind} decisions={len(closed.events) + len(opened.events)} answered_after_recovery="
+          f"{answered}/{len(post)}")
+    assert over <= losable, f"{over} over-admitted; replication could lose at most {losable}"
 
     # The old primary comes back with its old config (it still thinks it is the master) and
     # Sentinel must demote it; it can follow because every node carries masteruser/masterauth.
     old.restart()
     c = topo.node_client(0)
-    wait_until(lambda: c.info("replication")["role"] == "slave", 20, "old primary demoted")
+    wait_until(lambda: c.info("replication")["role"] == "slave", SETTLE_S, "old primary demoted")
 
     # Under CPU starvation a Sentinel can judge the just-promoted master down and fail over a
     # second time (seen once in ~20 runs with down-after 1 s on a shared 2-core machine): the
@@ -150,10 +187,9 @@ def test_kill_primary_under_load(topo: Topology) -> None:
             return int(info["master_port"])
         return None
 
-    final_port = wait_until(following_current_master, 20, "old primary following the agreed master")
+    final_port = wait_until(following_current_master, SETTLE_S, "old primary following the agreed master")
     if final_port != new_port:
         print(f"FAILOVER note: a second failover moved the master from :{new_port} to :{final_port}")
     primary = topo.node_client(topo.nodes.index(topo.node_by_port(final_port)))
     primary.set("proof:after-rejoin", "1")
-    primary.wait(2, 3000)
-    assert c.get("proof:after-rejoin") == b"1"
+    wait_until(lambda: c.get("proof:after-rejoin") == b"1", SETTLE_S, "the write replicated to the old primary")

@@ -10,7 +10,7 @@ import pytest
 
 from infra.components.local_sentinel import seed_and_exec
 from redis_conf.sentinel import MASTER_NAME
-from tests.integration._sentinel_topology import sentinel_topology, wait_until
+from tests.integration._sentinel_topology import FAST, SETTLE_S, STEADY, sentinel_topology, wait_until
 from tests.support.redisproc import have_redis
 
 pytestmark = [pytest.mark.slow]
@@ -19,19 +19,23 @@ pytestmark = [pytest.mark.slow]
 @pytest.mark.skipif(not have_redis(), reason="redis-server not installed")
 def test_topology_by_hostname_announces_names_and_fails_over(tmp_path: Path) -> None:
     # The containers name each other redis-N / sentinel-N; here the one resolvable name is localhost.
-    with sentinel_topology(tmp_path, tls=True, host="localhost") as topo:
+    with sentinel_topology(tmp_path, tls=True, host="localhost", tuning=STEADY) as topo:
         conf = topo.sentinels[0].config_path.read_text()
         assert "sentinel resolve-hostnames yes" in conf and "sentinel announce-hostnames yes" in conf
         admin = topo.sentinel_client(0, "admin")
         master = admin.sentinel_master(MASTER_NAME)
         assert master["ip"] == "localhost"
         assert {r["ip"] for r in admin.sentinel_slaves(MASTER_NAME)} == {"localhost"}
-        s = topo.sentinel(socket_timeout=1)
+        s = topo.sentinel()
         assert s.discover_master(MASTER_NAME) == ("localhost", topo.nodes[0].port)
         s.master_for(MASTER_NAME).set("proof:hostname", "1")
+        # On both replicas before the kill: whichever is promoted must have it.
+        for i in (1, 2):
+            wait_until(lambda i=i: topo.node_client(i).get("proof:hostname") == b"1", SETTLE_S, f"the write on node{i}")
         # A failover keeps handing out names, not addresses (over TLS, names the certificate carries).
+        topo.tune(FAST)  # STEADY until now: the only failover is the one below
         topo.nodes[0].kill9()
-        new = wait_until(lambda: (m := s.discover_master(MASTER_NAME))[1] != topo.nodes[0].port and m, 20,
+        new = wait_until(lambda: (m := s.discover_master(MASTER_NAME))[1] != topo.nodes[0].port and m, SETTLE_S,
                          "a new master by name")
         assert new[0] == "localhost"
         assert s.master_for(MASTER_NAME).get("proof:hostname") == b"1"

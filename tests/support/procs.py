@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from tests.support.redisproc import wait_for_port
+from tests.support.redisproc import PortInUse, wait_for_port
 
 EXPORTER = shutil.which("prometheus-redis-exporter") or shutil.which("redis_exporter") or \
     "/usr/bin/prometheus-redis-exporter"
@@ -71,7 +71,7 @@ class ManagedProcess:
         assert self.proc is not None, "not started"
         return self.proc.pid
 
-    def start(self, timeout: float = 15.0) -> ManagedProcess:
+    def start(self, timeout: float = 30.0) -> ManagedProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         # A minimal environment: nothing from the caller's environment (e.g. a stray
         # REDIS_PASSWORD) may change what the process does.
@@ -80,10 +80,12 @@ class ManagedProcess:
             self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
                                          env=env, start_new_session=True)
         try:
-            wait_for_port(self.port, timeout)
-        except TimeoutError:
+            wait_for_port(self.port, timeout, proc=self.proc)
+        except TimeoutError as exc:
             self.stop()
-            raise RuntimeError(f"{self.name} did not listen on {self.port}; log:\n{self.log_text()[-3000:]}") from None
+            log = self.log_text()[-3000:]
+            error = PortInUse if "address already in use" in log.lower() else RuntimeError
+            raise error(f"{self.name} did not listen on {self.port} ({exc}); log:\n{log}") from None
         return self
 
     def running(self) -> bool:
@@ -145,7 +147,7 @@ class ProcessGroup:
 
 
 def start_exporter(workdir: Path, command: _ExporterCommand, port: int | None = None,
-                   timeout: float = 15.0) -> ManagedProcess:
+                   timeout: float = 30.0) -> ManagedProcess:
     """redis_exporter from an `infra.monitoring.grafana.ExporterCommand` (args + env).
 
     `port` defaults to the one in the command's -web.listen-address.
@@ -157,7 +159,7 @@ def start_exporter(workdir: Path, command: _ExporterCommand, port: int | None = 
 
 
 def start_prometheus(workdir: Path, config_text: str, rule_files: Mapping[str, str], port: int,
-                     timeout: float = 15.0) -> ManagedProcess:
+                     timeout: float = 30.0) -> ManagedProcess:
     """prometheus with `config_text` as prometheus.yml and `rule_files` (name -> text) beside it."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "prometheus.yml").write_text(config_text)
@@ -171,7 +173,11 @@ def start_prometheus(workdir: Path, config_text: str, rule_files: Mapping[str, s
         "--log.level=warn",
     ]
     prom = ManagedProcess("prometheus", argv, workdir, port).start(timeout)
-    wait_until(lambda: http_status(f"{prom.url}/-/ready") == 200, timeout, "prometheus /-/ready")
+    try:
+        wait_until(lambda: http_status(f"{prom.url}/-/ready") == 200, timeout, "prometheus /-/ready")
+    except TimeoutError:
+        prom.stop()  # not handed to the caller yet: nobody else would stop it
+        raise
     return prom
 
 
@@ -185,7 +191,7 @@ def _loopback(url: str) -> str:
     return url
 
 
-def http_status(url: str, timeout: float = 2.0) -> int:
+def http_status(url: str, timeout: float = 10.0) -> int:
     try:
         with urllib.request.urlopen(_loopback(url), timeout=timeout) as r:
             return int(r.status)
@@ -195,12 +201,13 @@ def http_status(url: str, timeout: float = 2.0) -> int:
         return 0
 
 
-def http_text(url: str, timeout: float = 5.0) -> str:
+# Generous: a loopback server that answers at all answers in milliseconds; these only bound a hang.
+def http_text(url: str, timeout: float = 30.0) -> str:
     with urllib.request.urlopen(_loopback(url), timeout=timeout) as r:
         return str(r.read().decode())
 
 
-def http_json(url: str, params: Mapping[str, str] | None = None, timeout: float = 5.0) -> Any:
+def http_json(url: str, params: Mapping[str, str] | None = None, timeout: float = 30.0) -> Any:
     if params:
         url = f"{url}?{urllib.parse.urlencode(params)}"
     try:

@@ -17,8 +17,8 @@ PLAIN_CONFIG = 'save ""\nappendonly no\n'
 requires_redis = pytest.mark.skipif(not have_redis(), reason="redis-server not installed")
 
 
-def start_server(workdir: Any, config: str = PLAIN_CONFIG) -> RedisProcess:
-    port = free_port()
+def start_server(workdir: Any, config: str = PLAIN_CONFIG, *, cluster_bus: bool = False) -> RedisProcess:
+    port = free_port(cluster_bus=cluster_bus)
     rp = RedisProcess(workdir=workdir, config_text=config, port=port, extra_args=["--port", str(port)])
     return rp.start()
 
@@ -35,8 +35,7 @@ def rl_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess
 @pytest.fixture
 def rl_redis(rl_server: RedisProcess) -> Iterator[redis.Redis]:
     """A decision-path client (1 s timeout: loaded 2-core CI must not trip the fallback)."""
-    if not rl_server.running():
-        rl_server.start(write_config=False)
+    assert rl_server.running(), "a test stopped the module's server (use a server of its own)"
     admin = redis.Redis(port=rl_server.port)
     admin.flushall()
     admin.close()

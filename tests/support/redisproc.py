@@ -26,19 +26,67 @@ def have_redis() -> bool:
     return os.path.exists(REDIS_SERVER)
 
 
-def free_port() -> int:
-    """A free loopback port at most 55535: a cluster node also binds port + 10000."""
+# Ports handed out by free_port(), each held by a bound, non-listening SO_REUSEADDR socket.
+# A port picked with bind(0) and closed again can be taken by anyone (another test process on
+# this shared machine picking its own free port, or an outgoing connection's local port) before
+# the server binds it, and then either the server fails to start or the test talks to a stranger.
+# Held like this, the kernel hands the port to nobody else: bind(0) and connect() skip it and
+# an explicit bind without SO_REUSEADDR fails. redis-server, redis-sentinel and the Go programs
+# (prometheus, redis_exporter) listen with SO_REUSEADDR, which Linux allows beside a
+# non-listening holder, so the intended server still binds it (and rebinds it on a restart even
+# with connections in TIME_WAIT), while a connection to a port nobody listens on is refused.
+_RESERVED: dict[int, list[socket.socket]] = {}
+_MAX_RESERVED = 512  # oldest released first; one file descriptor each
+
+
+def _hold(port: int) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        s.close()
+        raise
+    return s
+
+
+def free_port(*, cluster_bus: bool = False) -> int:
+    """A loopback port from the OS, held for this test session (see _RESERVED) so that only the
+    server it is meant for can bind it; with `cluster_bus`, port + 10000 is held too (a cluster
+    node binds both). Ports stay at most 55535 so that port + 10000 is valid. Connecting to a
+    held port that no server listens on is refused: it doubles as a "nothing listens here" port."""
     while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port <= 55535:
-            return port
+        s = _hold(0)
+        port = int(s.getsockname()[1])
+        held = [s]
+        if port > 55535:
+            s.close()
+            continue
+        if cluster_bus:
+            try:
+                held.append(_hold(port + 10000))
+            except OSError:
+                s.close()
+                continue
+        while len(_RESERVED) >= _MAX_RESERVED:
+            for old in _RESERVED.pop(next(iter(_RESERVED))):
+                old.close()
+        _RESERVED[port] = held
+        return port
 
 
-def wait_for_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
+class PortInUse(RuntimeError):
+    """The server could not bind its port: another process holds it."""
+
+
+def wait_for_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1",
+                  proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until something accepts connections on host:port; with `proc`, stop early (and say
+    so) when that process has exited, e.g. because it could not bind the port."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise TimeoutError(f"the process exited with status {proc.returncode} before listening on {host}:{port}")
         try:
             with socket.create_connection((host, port), timeout=0.2):
                 return
@@ -66,7 +114,7 @@ class RedisProcess:
     def log_path(self) -> Path:
         return self.workdir / ("sentinel.log" if self.sentinel else "redis.log")
 
-    def start(self, write_config: bool = True, timeout: float = 10.0) -> RedisProcess:
+    def start(self, write_config: bool = True, timeout: float = 30.0) -> RedisProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if write_config:
             self.config_path.write_text(self.config_text)
@@ -86,10 +134,12 @@ class RedisProcess:
         with open(self.workdir / "stdout.log", "ab") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir)
         try:
-            wait_for_port(self.port, timeout)
-        except TimeoutError:
+            wait_for_port(self.port, timeout, proc=self.proc)
+        except TimeoutError as exc:
             self.stop()
-            raise RuntimeError(f"redis did not start; log:\n{self.log_tail()}") from None
+            log = self.log_tail()
+            error = PortInUse if "Address already in use" in log else RuntimeError
+            raise error(f"redis did not start on port {self.port} ({exc}); log:\n{log}") from None
         return self
 
     def log_tail(self, lines: int = 40) -> str:
@@ -113,6 +163,11 @@ class RedisProcess:
     def resume(self) -> None:
         os.kill(self.pid, signal.SIGCONT)
 
+    def paused(self) -> bool:
+        """Stopped by pause() (state T in /proc/<pid>/stat)."""
+        stat = Path(f"/proc/{self.pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] == "T"
+
     def kill9(self) -> None:
         if self.running():
             os.kill(self.pid, signal.SIGKILL)
@@ -133,9 +188,27 @@ class RedisProcess:
             self.proc.kill()
             self.proc.wait(timeout)
 
+    def signal_stop(self) -> None:
+        """SIGCONT + SIGTERM without waiting (see stop_all)."""
+        if self.proc is not None and self.proc.poll() is None:
+            for sig in (signal.SIGCONT, signal.SIGTERM):
+                try:
+                    os.kill(self.pid, sig)
+                except ProcessLookupError:
+                    return
+
     def restart(self) -> RedisProcess:
         self.stop()
         return self.start(write_config=False)
+
+
+def stop_all(processes: list[RedisProcess], timeout: float = 10.0) -> None:
+    """Stop several servers at once (each is told first, then each is waited for, killed if it
+    will not go), so that no primary waits out shutdown-timeout for replicas stopping after it."""
+    for p in processes:
+        p.signal_stop()
+    for p in processes:
+        p.stop(timeout)
 
 
 @contextmanager

@@ -37,7 +37,8 @@ BASE_LABELS = {"instance": INSTANCE, "job": "redis"}
 
 def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     assert PROMTOOL is not None
-    return subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+    # Generous: a hung promtool fails the test; a slow one on a busy machine must not.
+    return subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 # ---- synthetic series -----------------------------------------------------------------
@@ -86,8 +87,10 @@ class Scenario:
 
 
 M = 60  # one minute
-FIRE = 30 * M  # breach phase: long enough for the longest `for:` (5m) plus [5m] windows
-OK = 15 * M  # recovery phase: longer than every range window
+# Breach phase: a series starts with it, so even a [5m] window reads the breach from its first
+# samples; the longest `for:` (5m) has fired well before FIRE - M (checked there).
+FIRE = 13 * M
+OK = 8 * M  # recovery phase: longer than every range window (5m) plus a step
 
 
 def level_scenarios(name: str, build: Callable[[Phases], dict[str, list[float]]],
@@ -138,20 +141,29 @@ LAGGING = {"slave_ip": "10.0.0.2", "slave_port": "6379", "slave_state": "online"
 
 
 def rdb_age_scenarios() -> list[Scenario]:
+    """The last save is `age0` seconds old at t=0 (time() starts at 0 in promtool), so a line
+    hours away is crossed minutes into the test instead of hours."""
     ts = selector("redis_rdb_last_save_timestamp_seconds", BASE_LABELS)
     changes = selector("redis_rdb_changes_since_last_save", BASE_LABELS)
-    hours7, n = 7 * 3600, 7 * 3600 // STEP
-    recover = OK // STEP
-    # Never saved since t=0 while writes pile up; then saves resume (timestamp follows time).
-    fire = {ts: [0.0] * n + [float((n + i) * STEP) for i in range(recover)],
-            changes: [5.0] * n + [0.0] * recover}
+    n, recover = FIRE // STEP, OK // STEP
+
+    def unsaved_then_saving(age0: int) -> dict[str, list[float]]:
+        # Writes pile up with no save since -age0; then saves resume (the timestamp follows time).
+        return {ts: [float(-age0)] * n + [float((n + i) * STEP) for i in range(recover)],
+                changes: [5.0] * n + [0.0] * recover}
+
+    warn_age0 = 3600 - 5 * M  # crosses the 1 h line at t=5m
+    crit_age0 = 21600 - 5 * M  # crosses the 6 h line at t=5m, far above the 1 h line from the start
     # An old save is fine while nothing changed since: no write, nothing to lose.
-    idle = {ts: [0.0] * n, changes: [0.0] * n}
+    idle = {ts: [float(-crit_age0 - 3600)] * n, changes: [0.0] * n}
     return [
-        Scenario("rdb_last_save_age", "warning at 2h, both at 6h+, clears after a save", fire,
-                 {2 * 3600: {"warning": "7.2k"}, hours7 - STEP: {"warning": "25.18k", "critical": "25.18k"},
-                  hours7 + OK - STEP: {}}),
-        Scenario("rdb_last_save_age", "no unsaved changes: silent", idle, {hours7 - STEP: {}}),
+        Scenario("rdb_last_save_age", "warning once an hour old, clears after a save", unsaved_then_saving(warn_age0),
+                 {4 * M: {}, FIRE - M: {"warning": "4.02k"}, FIRE + OK - STEP: {}}),
+        Scenario("rdb_last_save_age", "critical once six hours old, clears after a save",
+                 unsaved_then_saving(crit_age0),
+                 {7 * M: {"warning": "21.72k"}, FIRE - M: {"warning": "22.02k", "critical": "22.02k"},
+                  FIRE + OK - STEP: {}}),
+        Scenario("rdb_last_save_age", "no unsaved changes: silent", idle, {FIRE - M: {}}),
     ]
 
 

