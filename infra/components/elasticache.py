@@ -413,6 +413,12 @@ class ElastiCacheRedis(pulumi.ComponentResource):
                 auth["auth_token_update_strategy"] = args.auth_token_update_strategy
         else:
             auth["user_group_ids"] = [creds.user_group_id]
+            # A group that used an AUTH token only moves to RBAC with strategy DELETE in the same
+            # ModifyReplicationGroup call that adds the user group (AWS "Migrating from AUTH to
+            # RBAC", Clusters.RBAC.html); the provider sends it only when this input says DELETE
+            # (replication_group.go resourceReplicationGroupUpdate, "Transitioning to RBAC").
+            # Inert on a new group ("Not used during initial create") and once migrated.
+            auth["auth_token_update_strategy"] = "DELETE"
         return aws.elasticache.ReplicationGroup(
             f"{name}-rg",
             description=f"Rate-limiter {args.engine} for {args.project}/{args.stack}",
