@@ -314,7 +314,10 @@ class ElastiCacheRedis(pulumi.ComponentResource):
         key = customer_kms_key(
             self._name, self, description=f"{args.project}/{args.stack} Redis: snapshots at rest, secrets, "
             "slow/engine logs, alarm topic", tags=tags, use=use,
-            protect=args.protect or args.key_outlives_stack, retain=args.key_outlives_stack)
+            # Retained, not protected, for the final snapshot: `protect` makes `pulumi destroy` fail
+            # on the key, which would overrule `elasticache.protect: false`; retain_on_delete lets
+            # destroy finish and leaves the key (and its $1/month) for the snapshot.
+            protect=args.protect, retain=args.key_outlives_stack)
         self.key_use = use
         return key.arn
 

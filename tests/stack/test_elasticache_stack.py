@@ -481,6 +481,19 @@ def test_the_key_of_a_final_snapshot_outlives_the_stack(name: str, protected: bo
     assert (key.protect, key.retain_on_delete) == (protected, retained)
 
 
+def test_an_unprotected_stack_with_a_final_snapshot_destroys_but_keeps_its_key() -> None:
+    # Pulumi resource options (https://www.pulumi.com/docs/iac/concepts/options/protect/,
+    # .../retainondelete/): a protected resource makes `pulumi destroy` fail until it is
+    # unprotected; retainOnDelete deletes it from the state only. `elasticache.protect: false`
+    # asks for a stack that destroys cleanly, so its key is retained for the final snapshot
+    # (which stays readable) but not protected.
+    cfg, secret = variant(elasticache__protect=False)
+    r = run_program(cfg, stack="prod", secret_keys=secret)
+    key = r.one(KMS)
+    assert (key.protect, key.retain_on_delete) == (False, True)
+    assert r.one(RG).inputs["finalSnapshotIdentifier"]
+
+
 def test_a_stack_without_final_snapshot_or_protection_may_delete_its_key() -> None:
     cfg, secret = variant(elasticache__protect=False, backup__finalSnapshot=False)
     key = run_program(cfg, stack="prod", secret_keys=secret).one(KMS)
