@@ -314,7 +314,10 @@ class ElastiCacheRedis(pulumi.ComponentResource):
         key = customer_kms_key(
             self._name, self, description=f"{args.project}/{args.stack} Redis: snapshots at rest, secrets, "
             "slow/engine logs, alarm topic", tags=tags, use=use,
-            protect=args.protect or args.key_outlives_stack, retain=args.key_outlives_stack)
+            # Retained, not protected, for the final snapshot: `protect` makes `pulumi destroy` fail
+            # on the key, which would overrule `elasticache.protect: false`; retain_on_delete lets
+            # destroy finish and leaves the key (and its $1/month) for the snapshot.
+            protect=args.protect, retain=args.key_outlives_stack)
         self.key_use = use
         return key.arn
 
@@ -413,6 +416,12 @@ class ElastiCacheRedis(pulumi.ComponentResource):
                 auth["auth_token_update_strategy"] = args.auth_token_update_strategy
         else:
             auth["user_group_ids"] = [creds.user_group_id]
+            # A group that used an AUTH token only moves to RBAC with strategy DELETE in the same
+            # ModifyReplicationGroup call that adds the user group (AWS "Migrating from AUTH to
+            # RBAC", Clusters.RBAC.html); the provider sends it only when this input says DELETE
+            # (replication_group.go resourceReplicationGroupUpdate, "Transitioning to RBAC").
+            # Inert on a new group ("Not used during initial create") and once migrated.
+            auth["auth_token_update_strategy"] = "DELETE"
         return aws.elasticache.ReplicationGroup(
             f"{name}-rg",
             description=f"Rate-limiter {args.engine} for {args.project}/{args.stack}",

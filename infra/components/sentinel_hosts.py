@@ -304,6 +304,23 @@ REGION={shlex.quote(region)}
 PREFIX={shlex.quote(prefix)}/{node}
 DATA_VOLUME={shlex.quote(data_volume_id)}
 
+# Operator access: Session Manager through the SSM agent, which Debian AMIs do not ship. It
+# connects out over HTTPS; no inbound port is opened for it (no SSH, no key pair). First, before
+# apt: a host whose package mirror is unreachable (egress only through VPC endpoints and an
+# internal mirror, docs/sentinel.md "Egress") must still be reachable to find out why. The .deb
+# has no dependencies; curl may be missing before apt runs, python3 never is (cloud-init).
+ARCH=$(dpkg --print-architecture)
+SSM_AGENT_URL="{ssm_agent_url(region, dns_suffix)}"
+if command -v curl >/dev/null 2>&1; then
+  curl -fsSL -o /tmp/amazon-ssm-agent.deb "$SSM_AGENT_URL"
+else
+  python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' \
+    "$SSM_AGENT_URL" /tmp/amazon-ssm-agent.deb
+fi
+dpkg -i /tmp/amazon-ssm-agent.deb
+systemctl enable amazon-ssm-agent
+systemctl restart amazon-ssm-agent
+
 # Egress is HTTPS only (no port 80): apt uses the Debian mirrors' HTTPS endpoint.
 for f in /etc/apt/sources.list /etc/apt/sources.list.d/* /etc/apt/mirrors/*; do
   if [ -f "$f" ]; then sed -E -i 's#http://([a-z0-9.-]*\\.)?debian\\.org/#https://deb.debian.org/#g' "$f"; fi
@@ -311,15 +328,6 @@ done
 apt-get update -q
 apt-get install -y -q redis-server redis-sentinel redis-tools prometheus-redis-exporter awscli curl openssl
 systemctl stop redis-server redis-sentinel prometheus-redis-exporter
-
-# Operator access: Session Manager through the SSM agent, which Debian AMIs do not ship. It
-# connects out over HTTPS; no inbound port is opened for it (no SSH, no key pair). First, so
-# that a host whose later steps fail can still be reached.
-ARCH=$(dpkg --print-architecture)
-curl -fsSL -o /tmp/amazon-ssm-agent.deb "{ssm_agent_url(region, dns_suffix)}"
-dpkg -i /tmp/amazon-ssm-agent.deb
-systemctl enable amazon-ssm-agent
-systemctl restart amazon-ssm-agent
 
 # Data volume: a separate, retained EBS volume ($DATA_VOLUME, encrypted) that Pulumi attaches at
 # {DATA_DEVICE} after the instance starts, so wait for it. Nitro exposes it as NVMe with the

@@ -10,10 +10,16 @@ node's SSM parameters. Hosts read their files at first boot only, so every hour 
 3. swaps the files (same paths) and reloads TLS in place with
    `CONFIG SET tls-cert-file <same path> tls-key-file <same path> tls-ca-cert-file <same path>`:
    Redis re-reads the files and builds a new TLS context; connections made before keep their
-   session (tests/integration/test_tls_renewal.py proves both on a real redis-server),
+   session (tests/integration/test_tls_renewal.py proves both on a real redis-server). The same
+   path works because those configs are VOLATILE_CONFIG: CONFIG SET applies them even when the
+   value is unchanged (redis/redis src/config.c at 7.0.15, which the hosts run - Debian
+   bookworm's package - and at 7.2.5),
 4. restarts redis-sentinel, which cannot reload TLS (Sentinel 7.0 answers `CONFIG SET` with
    "unknown command" and `SENTINEL CONFIG SET tls-cert-file` with "Invalid argument"; it
    persists its state in sentinel.conf, and each host restarts at its own randomized time),
+   A reload that fails (Redis unreachable or loading, CONFIG SET refused, Sentinel not
+   restarted) is retried on every later run until it succeeds: a marker file is kept until
+   then, and Redis serving another certificate than the one on disk also triggers a reload.
 5. publishes the days left of the certificate Redis *serves* as the CloudWatch metric
    `redisstack/Redis` `TlsCertificateDaysLeft` (dimension `node`), which an alarm watches.
 
@@ -75,28 +81,42 @@ changed=0
 for f in server.crt server.key ca.crt; do
   cmp -s "$work/$f" "$TLS_DIR/$f" || changed=1
 done
+# Kept until Redis serves the new files and Sentinel was restarted: a reload that fails below
+# (Redis unreachable or loading, a refused CONFIG SET, a failed Sentinel restart) leaves the new
+# files on disk, so the next run would otherwise see nothing to do and never retry it.
+pending="$TLS_DIR/.reload-pending"
 if [ "$changed" = 1 ]; then
   # Same paths, atomic renames: Redis reads the files again only when told to, below.
   install -o "$FILE_OWNER" -g "$FILE_OWNER" -m 0600 "$work/server.key" "$TLS_DIR/.server.key.new"
   install -o "$FILE_OWNER" -g "$FILE_OWNER" -m 0644 "$work/server.crt" "$TLS_DIR/.server.crt.new"
   install -o "$FILE_OWNER" -g "$FILE_OWNER" -m 0644 "$work/ca.crt" "$TLS_DIR/.ca.crt.new"
   install -o "$EXPORTER_OWNER" -g "$EXPORTER_OWNER" -m 0444 "$work/ca.crt" "$EXPORTER_CA_FILE.new"
+  touch "$pending"
   mv -f "$TLS_DIR/.server.key.new" "$TLS_DIR/server.key"
   mv -f "$TLS_DIR/.server.crt.new" "$TLS_DIR/server.crt"
   mv -f "$TLS_DIR/.ca.crt.new" "$TLS_DIR/ca.crt"
   mv -f "$EXPORTER_CA_FILE.new" "$EXPORTER_CA_FILE"
+fi
+
+served_fingerprint() {
+  openssl s_client -connect "$REDIS_HOST:$REDIS_PORT" -CAfile "$TLS_DIR/ca.crt" </dev/null 2>/dev/null \
+    | openssl x509 -noout -fingerprint -sha256
+}
+on_disk=$(openssl x509 -noout -fingerprint -sha256 -in "$TLS_DIR/server.crt")
+if [ -e "$pending" ] || [ "$(served_fingerprint || true)" != "$on_disk" ]; then
   REDISCLI_AUTH=$(aws secretsmanager get-secret-value --region "$REGION" --secret-id "$ADMIN_SECRET_ID" \
     --query SecretString --output text)
   export REDISCLI_AUTH
   reply=$(redis-cli --tls --cacert "$TLS_DIR/ca.crt" -h "$REDIS_HOST" -p "$REDIS_PORT" --user admin --no-auth-warning \
     CONFIG SET tls-cert-file "$TLS_DIR/server.crt" tls-key-file "$TLS_DIR/server.key" \
-    tls-ca-cert-file "$TLS_DIR/ca.crt")
+    tls-ca-cert-file "$TLS_DIR/ca.crt" 2>&1) || true
   unset REDISCLI_AUTH
   if [ "$reply" != "OK" ]; then
-    echo "redisstack-tls-renew: CONFIG SET answered: $reply" >&2
+    echo "redisstack-tls-renew: CONFIG SET answered: $reply (retried on the next run)" >&2
     exit 1
   fi
   systemctl restart "$SENTINEL_UNIT"
+  rm -f "$pending"
   echo "redisstack-tls-renew: reloaded $(openssl x509 -noout -serial -enddate -in "$TLS_DIR/server.crt" | tr '\n' ' ')"
 fi
 

@@ -13,6 +13,8 @@ recorder). Rules proven:
 * nothing is swapped when the key does not match the certificate or the certificate does not
   chain to the CA;
 * an unchanged certificate changes nothing and still reports its days left.
+* a reload that failed after the swap (CONFIG SET refused, Redis unreachable) is retried on the
+  next run, and once it succeeded nothing is pending.
 
 Fidelity: Debian's redis 7.0.15 here; the hosts run the same Debian package (docs/fidelity.md).
 """
@@ -258,3 +260,36 @@ def test_a_certificate_from_another_ca_is_refused(host: Host) -> None:
     result = host.renew()
     assert result.returncode != 0
     assert host.served().serial_number == before.serial_number
+
+
+def test_a_reload_that_failed_is_retried_on_the_next_run(host: Host) -> None:
+    # The files are swapped before CONFIG SET; if that reload fails (here: a wrong admin
+    # password, as with Redis unreachable or still loading), the next run finds the files in SSM
+    # equal to the files on disk. It must still reload: Redis keeps serving the old certificate
+    # from memory until told to (redis/redis src/config.c, applyTlsCfg runs on CONFIG SET only),
+    # and Sentinel was never restarted.
+    before = host.served()
+    new_cert, new_key, new = host.pki.issue(days=365)
+    host.publish(new_cert, new_key)
+    state = json.loads(host.state.read_text())
+    state["secretsmanager"][ADMIN_SECRET] = "not-the-admin-password-0123"
+    host.state.write_text(json.dumps(state))
+
+    failed = host.renew()
+    assert failed.returncode == 1 and "CONFIG SET answered" in failed.stderr
+    assert host.served().serial_number == before.serial_number
+    assert host.systemctl_log.read_text() == ""
+
+    state["secretsmanager"][ADMIN_SECRET] = ADMIN_PASSWORD
+    host.state.write_text(json.dumps(state))
+    retried = host.renew()
+    assert retried.returncode == 0, retried.stderr
+    assert host.served().serial_number == new.serial_number
+    assert host.systemctl_log.read_text().split("\n")[0] == "restart redis-sentinel"
+    assert ADMIN_PASSWORD not in failed.stdout + failed.stderr + retried.stdout + retried.stderr
+
+    # And once done, nothing is pending: the next run changes nothing.
+    again = host.renew()
+    assert again.returncode == 0, again.stderr
+    assert host.systemctl_log.read_text() == ""
+    assert "GetSecretValue" not in [c["operation"] for c in host.calls()]

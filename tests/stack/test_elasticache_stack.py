@@ -243,6 +243,27 @@ def test_rbac_users_are_derived_from_the_acl_model_and_default_is_disabled(name:
         (c, c, expected[c]) for c in ("app", "monitor", "admin")]
 
 
+@pytest.mark.parametrize("name", ["prod", "valkey", "valkey7", "cluster"])
+def test_rbac_group_carries_the_delete_strategy_that_migrates_a_token_group(name: str) -> None:
+    # An existing group that used an AUTH token (authMode token, the default before RBAC) moves
+    # to RBAC only when ModifyReplicationGroup adds the user group with AuthTokenUpdateStrategy
+    # DELETE in the same call (AWS "Migrating from AUTH to RBAC",
+    # https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/Clusters.RBAC.html). The provider
+    # sends DELETE only when auth_token_update_strategy says so, and refuses DELETE next to an
+    # auth_token (hashicorp/terraform-provider-aws internal/service/elasticache/replication_group.go:
+    # resourceReplicationGroupUpdate "Transitioning to RBAC", authTokenUpdateStrategyValidate).
+    rg = run(name).one(RG)
+    assert rg.inputs["authTokenUpdateStrategy"] == "DELETE"
+    assert "authToken" not in rg.inputs and "authTokenWo" not in rg.inputs
+
+
+@pytest.mark.parametrize("name", ["token", "given"])
+def test_token_mode_never_sends_the_delete_strategy(name: str) -> None:
+    # DELETE with an auth_token is refused at plan time (authTokenUpdateStrategyValidate).
+    rg = run(name).one(RG)
+    assert rg.inputs.get("authTokenUpdateStrategy") != "DELETE" and is_secret(rg.inputs["authToken"])
+
+
 def test_token_mode_is_an_explicit_choice_without_users() -> None:
     r = run("token")
     assert r.of_type(USER) == [] and r.of_type(USER_GROUP) == []
@@ -458,6 +479,19 @@ def test_the_key_of_a_final_snapshot_outlives_the_stack(name: str, protected: bo
     # scheduling the key's deletion with `pulumi destroy` would make it unreadable.
     key = run(name).one(KMS)
     assert (key.protect, key.retain_on_delete) == (protected, retained)
+
+
+def test_an_unprotected_stack_with_a_final_snapshot_destroys_but_keeps_its_key() -> None:
+    # Pulumi resource options (https://www.pulumi.com/docs/iac/concepts/options/protect/,
+    # .../retainondelete/): a protected resource makes `pulumi destroy` fail until it is
+    # unprotected; retainOnDelete deletes it from the state only. `elasticache.protect: false`
+    # asks for a stack that destroys cleanly, so its key is retained for the final snapshot
+    # (which stays readable) but not protected.
+    cfg, secret = variant(elasticache__protect=False)
+    r = run_program(cfg, stack="prod", secret_keys=secret)
+    key = r.one(KMS)
+    assert (key.protect, key.retain_on_delete) == (False, True)
+    assert r.one(RG).inputs["finalSnapshotIdentifier"]
 
 
 def test_a_stack_without_final_snapshot_or_protection_may_delete_its_key() -> None:

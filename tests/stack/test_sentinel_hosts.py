@@ -451,10 +451,14 @@ def test_user_data_installs_and_enables_the_ssm_agent_and_opens_no_port_for_it()
     for inst in run.of_type(T_INSTANCE):
         ud = inst.inputs["userData"]
         url = "https://s3.eu-west-1.amazonaws.com/amazon-ssm-eu-west-1/latest/debian_$ARCH/amazon-ssm-agent.deb"
-        assert f'curl -fsSL -o /tmp/amazon-ssm-agent.deb "{url}"' in ud
+        assert f'SSM_AGENT_URL="{url}"' in ud
+        assert 'curl -fsSL -o /tmp/amazon-ssm-agent.deb "$SSM_AGENT_URL"' in ud
         assert ud.index("ARCH=$(dpkg --print-architecture)") < ud.index(url)
         assert "dpkg -i /tmp/amazon-ssm-agent.deb" in ud and "systemctl enable amazon-ssm-agent" in ud
-        # Before the long waits (data volume), so a host that fails later can still be reached.
+        # Before apt and the long waits (data volume): a host whose package mirror or data volume
+        # fails must still be reachable to find out why. The .deb needs no apt; without curl
+        # (not yet installed by apt) python3 - which cloud-init needs - downloads it.
+        assert ud.index("systemctl restart amazon-ssm-agent") < ud.index("apt-get update")
         assert ud.index("amazon-ssm-agent.deb") < ud.index("DATA_DISK=")
         assert "keyName" not in inst.inputs
     ports = {(r.inputs["fromPort"], r.inputs["toPort"]) for r in run.of_type(T_IN)}
