@@ -86,8 +86,10 @@ class RdbCheck:
 
 
 def check_rdb(path: Path) -> RdbCheck:
-    proc = subprocess.run([tool("redis-check-rdb"), str(path)], capture_output=True, text=True, timeout=600,
-                          check=False)
+    # A corrupt file makes redis-check-rdb echo the raw bytes it choked on: never let them
+    # decide whether the check itself can be read (errors="replace").
+    proc = subprocess.run([tool("redis-check-rdb"), str(path)], capture_output=True, text=True,
+                          errors="replace", timeout=600, check=False)
     out = proc.stdout + proc.stderr
     keys = _KEYS_READ.search(out)
     expires = _EXPIRES.search(out)
@@ -96,7 +98,7 @@ def check_rdb(path: Path) -> RdbCheck:
 
 
 def check_aof(manifest_path: Path) -> tuple[bool, str]:
-    proc = subprocess.run([tool("redis-check-aof"), str(manifest_path)], capture_output=True, text=True,
+    proc = subprocess.run([tool("redis-check-aof"), str(manifest_path)], capture_output=True, text=True, errors="replace",
                           timeout=600, check=False)
     out = proc.stdout + proc.stderr
     lines = out.strip().splitlines()
