@@ -159,7 +159,7 @@ def _passwords() -> dict[str, str]:
 
 @contextmanager
 def sentinel_topology(base: Path, *, tls: bool, tuning: SentinelTuning = FAST,
-                      start_sentinels: bool = True, host: str = HOST) -> Iterator[Topology]:
+                      start_sentinels: bool = True, host: str = HOST, load_functions: bool = True) -> Iterator[Topology]:
     """`host` is how the members name each other: an IP, or a DNS name (hostname mode)."""
     passwords = _passwords()
     certs = make_tls_files(base / "certs") if tls else None
@@ -188,7 +188,8 @@ def sentinel_topology(base: Path, *, tls: bool, tuning: SentinelTuning = FAST,
         for n in nodes:
             started.append(n.start())
         topo.wait_replicated(nodes[0], 2)
-        topo.load_functions()
+        if load_functions:
+            topo.load_functions()
         if start_sentinels:
             for s in sentinels:
                 started.append(s.start())
