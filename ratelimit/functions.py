@@ -33,7 +33,8 @@ LIBRARY_NAME = "ratelimit"
 LIBRARY_RELEASE = "1.0.0"
 FIX_COMMAND = "redisops functions load"
 
-# Flags Redis accepts on a registered function (redis 7.0 function_lua.c luaRegisterFunctionArgs).
+# Flags every shipped engine accepts on a registered function: redis src/script.c scripts_flags_def
+# (7.0 through 8.x) and valkey's Lua engine (VMSE_SCRIPT_FLAG_*) list exactly these five strings.
 _FLAGS = frozenset({"no-writes", "allow-oom", "allow-stale", "no-cluster", "allow-cross-slot-keys"})
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")  # redis: "Function names can only contain letters, numbers, or underscores"
 

@@ -146,6 +146,11 @@ def test_admin_loads_the_library_and_the_app_user_rate_limits_through_fcall(serv
     assert [d.allowed for d in decisions] == [True, True, False] and not any(d.fallback for d in decisions)
     assert limiter.peek("live", 2, 60).remaining == 0
     assert limiter.check_library() == LIBRARY_RELEASE
+    # The peek entry point is no-writes: Redis itself refuses a write there (mode "0").
+    with pytest.raises(redis.ResponseError, match="Write commands are not allowed from read-only scripts"):
+        c.fcall_ro("ratelimit_fixed_window_ro", 1, make_key("rl", "live-ro", "fixed_window"), "2", "60000", "1", "0")
+    with pytest.raises(redis.ResponseError, match="Can not execute a script with write flag using \\*_ro command"):
+        c.fcall_ro("ratelimit_fixed_window", 1, make_key("rl", "live-ro", "fixed_window"), "2", "60000", "1", "1")
     assert "used_memory" in c.info("memory")
     a.delete(make_key("rl", "live", "fixed_window"))
 
