@@ -67,12 +67,13 @@ def timed_eval(r: redis.Redis, algorithm: str, key: str, args: list[str]) -> tup
 
 
 def hammer_in_process(port: int, algorithm: str, key: str, limit: int, window_s: float, n: int,
-                      threads: int) -> tuple[int, int, int]:
+                      threads: int, auth: dict[str, Any] | None = None,
+                      may_load: bool = True) -> tuple[int, int, int]:
     """Child-process body for the multiprocessing test: (allowed, denied, fallbacks)."""
     from ratelimit import RateLimiter
 
-    client = redis.Redis(port=port, **{**decision_client_kwargs(2.0), "max_connections": threads + 2})
-    limiter = RateLimiter(client, algorithm)
+    client = redis.Redis(port=port, **{**decision_client_kwargs(2.0), "max_connections": threads + 2, **(auth or {})})
+    limiter = RateLimiter(client, algorithm, timeout=2.0, load_library=may_load)
     counts = [0, 0, 0]
     lock = threading.Lock()
     barrier = threading.Barrier(threads)
