@@ -192,6 +192,17 @@ def test_deploy_loads_the_limiter_library_and_drift_lists_service_updates_with_t
                         "functions-load": "redisops functions load --stack-outputs outputs.json"}
 
 
+def test_dev_loads_the_limiter_library_with_the_admin_credential_before_smoke() -> None:
+    # The dev job smokes on the runner: the admin (adminPassword in the outputs it reads) loads the
+    # library first, in the same step, or the app user's FCALL finds nothing and smoke fails.
+    dev = load("deploy.yml")["jobs"]["dev"]
+    step = next(s for s in steps(dev) if "redisops smoke" in s.get("run", ""))
+    run = step["run"]
+    load_at = run.index('redisops functions load --stack-outputs "$outputs"')
+    assert load_at < run.index("redisops smoke --stack-outputs")
+    assert run.index("--show-secrets") < load_at  # the outputs file carries adminPassword
+
+
 # ---- 2. state credentials on every job that touches state; a failed login fails the job ----------
 def test_every_job_that_touches_state_gets_backend_credentials_and_logs_in_as_its_own_step() -> None:
     # pulumi/actions v7.0.0 src/main.ts: `if (!result.success) core.warning('Failed to login to
