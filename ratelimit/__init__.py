@@ -1,10 +1,14 @@
-"""Redis rate limiter: atomic Lua scripts (the contract shared with any app) and a Python client."""
+"""Redis rate limiter: the `ratelimit` Redis Functions library (the FCALL contract shared with any app)
+and a Python client."""
 
+from ratelimit.functions import LIBRARY_NAME, LIBRARY_RELEASE, REGISTRATIONS, Registration, function_library
 from ratelimit.headers import headers
 from ratelimit.limiter import (
     DEFAULT_TIMEOUT,
+    MODES,
     AsyncRateLimiter,
     Decision,
+    LibraryUnavailable,
     RateLimiter,
     RateLimitError,
     async_decision_client,
@@ -20,17 +24,24 @@ __all__ = [
     "ALGORITHMS",
     "DEFAULT_TIERS",
     "DEFAULT_TIMEOUT",
+    "LIBRARY_NAME",
+    "LIBRARY_RELEASE",
+    "MODES",
+    "REGISTRATIONS",
     "Algorithm",
     "AsyncRateLimiter",
     "Decision",
+    "LibraryUnavailable",
     "LuaScript",
     "RateLimitError",
     "RateLimiter",
+    "Registration",
     "Tier",
     "all_scripts",
     "async_decision_client",
     "decision_client",
     "decision_client_kwargs",
+    "function_library",
     "headers",
     "make_key",
     "parse_limit_spec",

@@ -1,4 +1,4 @@
-"""Rate-limiter benchmark: our three scripts side by side with the `limits` library.
+"""Rate-limiter benchmark: our three algorithms side by side with the `limits` library.
 
 `run_benchmark()` starts its own redis-server on loopback, measures, and writes
 `<out_dir>/ratelimit.json` and `<out_dir>/ratelimit.png`. Everything in one run on one
@@ -6,9 +6,11 @@ server, so the ratios (the targets) compare like with like.
 
 Measured per contender:
 * decisions/s and client-side latency p50/p99 of one sequential Python client;
-* server cost: `INFO commandstats` cmdstat_evalsha usec_per_call (everyone runs EVALSHA);
+* server cost: `INFO commandstats` usec_per_call of the script commands (ours FCALL of the
+  `ratelimit` library, `limits` EVALSHA), and ours through FCALL and through the EVALSHA opt-in
+  side by side on the same workload (`ratios.fcall_vs_evalsha_server_cost`);
 * bytes of Redis memory per tracked client: used_memory delta over many clients.
-Plus the raw SET ceiling (`redis-benchmark -t set -q`) and each script's server-side
+Plus the raw SET ceiling (`redis-benchmark -t set -q`) and each function's (and script's) server-side
 ceiling under redis-benchmark's 50 connections, and how long a decision takes when Redis
 cannot answer (the failure policy's bound): server stalled (SIGSTOP) on an open connection,
 stalled on a new connection, stalled under the async limiter's own deadline over a client
@@ -26,6 +28,7 @@ import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +38,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
+from ratelimit.functions import function_name, load_library
 from ratelimit.limiter import AsyncRateLimiter, RateLimiter, decision_client, decision_client_kwargs, make_key
 from ratelimit.scripts import script
 from ratelimit.server import LocalRedis
@@ -49,7 +53,11 @@ TARGETS = {
     "python_throughput_vs_limits_min": 1.0,
     # docs/rate-limiter.md "Failure policy": the default 0.1 s timeout plus scheduling margin.
     "fallback_decision_max_s": 0.5,
+    # Issue 12: moving the limiter from EVALSHA to FCALL must not make a decision dearer on the server.
+    "fcall_vs_evalsha_server_cost_max": 1.1,
 }
+# The commands a decision is one of: ours FCALL (FCALL_RO for a peek), `limits` and the opt-in EVALSHA.
+SCRIPT_COMMANDS = ("fcall", "fcall_ro", "evalsha")
 FALLBACK_TIMEOUT_S = 0.1
 
 
@@ -65,9 +73,12 @@ def _percentile(sorted_ns: list[int], p: float) -> float:
     return sorted_ns[idx] / 1000.0
 
 
-def _evalsha_usec_per_call(r: redis.Redis) -> tuple[float, int]:
-    stats = r.info("commandstats").get("cmdstat_evalsha", {})
-    return float(stats.get("usec_per_call", 0.0)), int(stats.get("calls", 0))
+def _script_usec_per_call(r: redis.Redis, commands: tuple[str, ...] = SCRIPT_COMMANDS) -> tuple[float, int]:
+    """usec_per_call and calls of `commands` together since the last CONFIG RESETSTAT."""
+    stats = r.info("commandstats")
+    usec = sum(float(stats.get(f"cmdstat_{c}", {}).get("usec", 0)) for c in commands)
+    calls = sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in commands)
+    return (round(usec / calls, 3) if calls else 0.0), calls
 
 
 def _throughput(r: redis.Redis, c: Contender, decisions: int, per_client: int) -> dict[str, Any]:
@@ -91,7 +102,7 @@ def _throughput(r: redis.Redis, c: Contender, decisions: int, per_client: int) -
         allowed += ok
     elapsed = time.perf_counter() - start
     cpu = time.process_time() - cpu
-    usec, calls = _evalsha_usec_per_call(r)
+    usec, calls = _script_usec_per_call(r)
     lat.sort()
     return {
         "decisions": decisions,
@@ -103,29 +114,83 @@ def _throughput(r: redis.Redis, c: Contender, decisions: int, per_client: int) -
         # rates to the other tenants of a shared machine.
         "client_cpu_us_per_decision": round(cpu / decisions * 1e6, 1),
         "server_usec_per_call": usec,
-        "server_evalsha_calls": calls,
+        "server_script_calls": calls,
     }
 
 
 def _server_cost(r: redis.Redis, decisions: int, per_client: int, rounds: int) -> dict[str, Any]:
-    """usec_per_call of each script on the throughput workload, pipelined so that thousands
-    of calls per round are cheap: interleaved rounds, the least disturbed (minimum) kept."""
+    """usec_per_call of each algorithm on the throughput workload, through FCALL (the library) and
+    through EVALSHA (the opt-in), pipelined so that thousands of calls per round are cheap:
+    interleaved rounds (FCALL first in even rounds, EVALSHA first in odd ones), the least disturbed
+    (minimum) of each kept."""
     ids = [f"c{i:06d}" for i in range(max(1, decisions // per_client))]
-    samples: dict[str, list[float]] = {a: [] for a in ALGORITHMS}
-    for _ in range(rounds):
+    samples: dict[str, dict[str, list[float]]] = {a: {"fcall": [], "evalsha": []} for a in ALGORITHMS}
+    load_library(r)
+    for rnd in range(rounds):
         for a in ALGORITHMS:
             s = script(a)
-            r.flushall()
             r.script_load(s.source)
-            r.config_resetstat()
-            for start in range(0, decisions, 1000):
-                with r.pipeline(transaction=False) as p:
-                    for i in range(start, min(decisions, start + 1000)):
-                        p.evalsha(s.sha, 1, make_key("rl", "general:" + ids[i % len(ids)], a),
-                                  str(LIMIT), str(WINDOW_S * 1000), "1", "0")
-                    p.execute()
-            samples[a].append(_evalsha_usec_per_call(r)[0])
-    return {a: {"usec_per_call": min(v), "all_rounds": v} for a, v in samples.items()}
+            for how in (("fcall", "evalsha") if rnd % 2 == 0 else ("evalsha", "fcall")):
+                r.flushdb()
+                r.config_resetstat()
+                for start in range(0, decisions, 1000):
+                    with r.pipeline(transaction=False) as p:
+                        for i in range(start, min(decisions, start + 1000)):
+                            args = (1, make_key("rl", "general:" + ids[i % len(ids)], a),
+                                    str(LIMIT), str(WINDOW_S * 1000), "1", "0")
+                            if how == "fcall":
+                                p.fcall(function_name(a), *args)
+                            else:
+                                p.evalsha(s.sha, *args)
+                        p.execute()
+                samples[a][how].append(_script_usec_per_call(r, (how,))[0])
+    return {a: {"usec_per_call": min(v["fcall"]), "evalsha_usec_per_call": min(v["evalsha"]),
+                "fcall_vs_evalsha": round(min(v["fcall"]) / min(v["evalsha"]), 3),
+                "all_rounds": v["fcall"], "evalsha_all_rounds": v["evalsha"]} for a, v in samples.items()}
+
+
+# The server functions that run one FCALL / one EVALSHA (redis 7.x functions.c / eval.c); the
+# Debian binary is stripped but exports them (dynamic symbols, for modules).
+_CALLGRIND_FUNCTIONS = {"fcall": "fcallCommand", "evalsha": "evalShaCommand"}
+_ANNOTATED = re.compile(r"^\s*([\d,]+)\s.*?\b(fcallCommand|evalShaCommand)\b", re.M)
+
+
+def _callgrind_cost(calls: int) -> dict[str, Any] | None:
+    """Instructions the server executes per FCALL and per EVALSHA of each algorithm, counted by
+    valgrind's callgrind with collection on only inside fcallCommand / evalShaCommand (everything
+    they call included): the same calls, keys and state for both, and a count that the other
+    tenants of a loaded machine cannot disturb (usec_per_call can). None without valgrind."""
+    valgrind, annotate = shutil.which("valgrind"), shutil.which("callgrind_annotate")
+    if not (valgrind and annotate):
+        return None
+    ids = [f"c{i:05d}" for i in range(max(1, calls // 20))]  # 20 requests per id vs 120/60: all admitted
+    result: dict[str, Any] = {}
+    for a in ALGORITHMS:
+        with tempfile.TemporaryDirectory(prefix="ratelimit-callgrind-") as tmp:
+            out = Path(tmp) / "callgrind.out"
+            wrapper = [valgrind, "--tool=callgrind", f"--callgrind-out-file={out}", "--collect-atstart=no",
+                       *(f"--toggle-collect={f}" for f in _CALLGRIND_FUNCTIONS.values())]
+            with LocalRedis(wrapper=wrapper) as srv:
+                r = redis.Redis(port=srv.port, socket_timeout=120)
+                load_library(r)
+                sha = r.script_load(script(a).source)
+                for how in ("fcall", "evalsha"):
+                    r.flushdb()
+                    for start in range(0, calls, 500):
+                        with r.pipeline(transaction=False) as p:
+                            for i in range(start, min(calls, start + 500)):
+                                args = (1, make_key("rl", "general:" + ids[i % len(ids)], a),
+                                        str(LIMIT), str(WINDOW_S * 1000), "1", "0")
+                                p.fcall(function_name(a), *args) if how == "fcall" else p.evalsha(sha, *args)
+                            p.execute()
+                r.close()
+            text = subprocess.run([annotate, "--inclusive=yes", str(out)], capture_output=True, text=True,
+                                  check=True).stdout
+        found = {name: int(n.replace(",", "")) for n, name in _ANNOTATED.findall(text)}
+        per_call = {how: round(found[fn] / calls, 1) for how, fn in _CALLGRIND_FUNCTIONS.items()}
+        result[a] = {"instructions_per_fcall": per_call["fcall"], "instructions_per_evalsha": per_call["evalsha"],
+                     "fcall_vs_evalsha": round(per_call["fcall"] / per_call["evalsha"], 3)}
+    return {"calls": calls, "tool": "valgrind --tool=callgrind", **result}
 
 
 def _used_memory(r: redis.Redis) -> int:
@@ -135,14 +200,13 @@ def _used_memory(r: redis.Redis) -> int:
 def _memory_ours(r: redis.Redis, algorithm: str, clients: int, cost: int) -> dict[str, Any]:
     """Bytes per tracked client: each client's key as it looks after `cost` requests."""
     r.flushall()
-    s = script(algorithm)
-    r.script_load(s.source)
+    load_library(r)
     before = _used_memory(r)
     batch = 1000
     for start in range(0, clients, batch):
         with r.pipeline(transaction=False) as p:
             for i in range(start, min(clients, start + batch)):
-                p.evalsha(s.sha, 1, make_key("rl", f"general:c{i:07d}", algorithm),
+                p.fcall(function_name(algorithm), 1, make_key("rl", f"general:c{i:07d}", algorithm),
                           str(LIMIT), str(WINDOW_S * 1000), str(cost), "0")
             p.execute()
     after = _used_memory(r)
@@ -281,7 +345,7 @@ def _chart(result: dict[str, Any], path: Path) -> None:
     ax.set_title("decisions/s, one Python client")
     ax = axes[0][1]
     ax.bar(short, [result["throughput"][n]["server_usec_per_call"] for n in names], color=colors)
-    ax.set_title("server cost, usec per EVALSHA")
+    ax.set_title("server cost, usec per call (ours FCALL, limits EVALSHA)")
     ax = axes[1][0]
     mem = result["memory"]
     mnames = list(mem)
@@ -311,7 +375,8 @@ def _chart(result: dict[str, Any], path: Path) -> None:
 
 def run_benchmark(out_dir: str | Path = "bench/results", *, decisions: int = 20_000, per_client: int = 200,
                   memory_clients: int = 100_000, log_clients: int = 10_000, ceiling_requests: int = 100_000,
-                  rounds: int = 5, chart: bool = True, fallback_calls: int = 20) -> dict[str, Any]:
+                  rounds: int = 5, chart: bool = True, fallback_calls: int = 20,
+                  callgrind_calls: int = 3000) -> dict[str, Any]:
     """Run everything against a fresh loopback redis-server; write JSON (+ PNG); return the dict.
 
     `log_clients` is used for the per-client logs (ours and `limits` moving window, 120 entries
@@ -352,6 +417,7 @@ def run_benchmark(out_dir: str | Path = "bench/results", *, decisions: int = 20_
                 best[field] = min(r[field] for r in rs)
 
         server_cost = _server_cost(admin, decisions, per_client, max(3, rounds * 2))
+        callgrind = _callgrind_cost(callgrind_calls) if callgrind_calls > 0 else None
 
         memory: dict[str, Any] = {
             # A client that has spent its allowance: the GCRA key then lives the whole window
@@ -367,13 +433,15 @@ def run_benchmark(out_dir: str | Path = "bench/results", *, decisions: int = 20_
 
         admin.flushall()
         ceilings: dict[str, Any] = {"set_requests_per_s": _redis_benchmark(srv.port, ceiling_requests)}
+        load_library(admin)
         for a in ALGORITHMS:
             s = script(a)
             admin.script_load(s.source)
-            cmd = ["evalsha", s.sha, "1", make_key("rl", "general:__rand_int__", a),
-                   str(LIMIT), str(WINDOW_S * 1000), "1", "0"]
-            ceilings[f"{a}_evalsha_per_s"] = _redis_benchmark(srv.port, ceiling_requests, cmd)
-            admin.flushall()
+            args = ["1", make_key("rl", "general:__rand_int__", a), str(LIMIT), str(WINDOW_S * 1000), "1", "0"]
+            ceilings[f"{a}_fcall_per_s"] = _redis_benchmark(srv.port, ceiling_requests, ["fcall", function_name(a), *args])
+            admin.flushdb()
+            ceilings[f"{a}_evalsha_per_s"] = _redis_benchmark(srv.port, ceiling_requests, ["evalsha", s.sha, *args])
+            admin.flushdb()
         redis_version = str(admin.info("server")["redis_version"])
         limiter_log = logging.getLogger("ratelimit.limiter")
         level = limiter_log.level
@@ -401,10 +469,19 @@ def run_benchmark(out_dir: str | Path = "bench/results", *, decisions: int = 20_
             gcra["client_cpu_us_per_decision"] / min(throughput["limits_moving_window"]["client_cpu_us_per_decision"],
                                                      throughput["limits_sliding_window_counter"][
                                                          "client_cpu_us_per_decision"]), 3),
-        "gcra_vs_set_ceiling_server_side": (round(ceilings["gcra_evalsha_per_s"] / ceilings["set_requests_per_s"], 3)
-                                            if ceilings.get("set_requests_per_s") and ceilings.get("gcra_evalsha_per_s")
+        "gcra_vs_set_ceiling_server_side": (round(ceilings["gcra_fcall_per_s"] / ceilings["set_requests_per_s"], 3)
+                                            if ceilings.get("set_requests_per_s") and ceilings.get("gcra_fcall_per_s")
                                             else None),
+        # FCALL over EVALSHA, same calls on the same server, the worst algorithm: in instructions
+        # (callgrind, deterministic) when valgrind is there, else in usec_per_call (noisy under load).
+        "fcall_vs_evalsha_usec": max(c["fcall_vs_evalsha"] for c in server_cost.values()),
+        **{f"fcall_vs_evalsha_usec_{a}": c["fcall_vs_evalsha"] for a, c in server_cost.items()},
     }
+    if callgrind is not None:
+        ratios["fcall_vs_evalsha_instructions"] = max(callgrind[a]["fcall_vs_evalsha"] for a in ALGORITHMS)
+        ratios.update({f"fcall_vs_evalsha_instructions_{a}": callgrind[a]["fcall_vs_evalsha"] for a in ALGORITHMS})
+    ratios["fcall_vs_evalsha_server_cost"] = ratios.get("fcall_vs_evalsha_instructions",
+                                                        ratios["fcall_vs_evalsha_usec"])
     targets_met = {
         "gcra_server_cost_vs_fixed_window": ratios["gcra_server_cost_vs_fixed_window"]
         <= TARGETS["gcra_server_cost_vs_fixed_window_max"],
@@ -414,6 +491,8 @@ def run_benchmark(out_dir: str | Path = "bench/results", *, decisions: int = 20_
         "python_throughput_vs_limits": ratios["python_throughput_gcra_vs_best_limits"]
         >= TARGETS["python_throughput_vs_limits_min"],
         "fallback_decision": fallback["max_s"] <= TARGETS["fallback_decision_max_s"],
+        "fcall_vs_evalsha_server_cost": ratios["fcall_vs_evalsha_server_cost"]
+        <= TARGETS["fcall_vs_evalsha_server_cost_max"],
     }
     result: dict[str, Any] = {
         "schema": 1,
@@ -428,9 +507,11 @@ def run_benchmark(out_dir: str | Path = "bench/results", *, decisions: int = 20_
         },
         "parameters": {"limit": LIMIT, "window_s": WINDOW_S, "decisions": decisions, "per_client": per_client,
                        "memory_clients": memory_clients, "log_clients": log_clients,
-                       "ceiling_requests": ceiling_requests, "rounds": rounds, "fallback_calls": fallback_calls},
+                       "ceiling_requests": ceiling_requests, "rounds": rounds, "fallback_calls": fallback_calls,
+                       "callgrind_calls": callgrind_calls},
         "throughput": throughput,
         "server_cost_pipelined": server_cost,
+        "server_cost_callgrind": callgrind,
         "memory": memory,
         "ceilings": ceilings,
         "fallback": fallback,

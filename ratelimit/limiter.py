@@ -1,13 +1,18 @@
-"""Python clients for the Lua rate limiter: `RateLimiter` (sync) and `AsyncRateLimiter`.
+"""Python clients for the rate limiter: `RateLimiter` (sync) and `AsyncRateLimiter`.
 
-The decision path is one EVALSHA. What it must never do is hang or double count:
+The decision path is one FCALL of the `ratelimit` Redis Functions library (FCALL_RO for a peek),
+loaded by an admin credential (ratelimit/functions.py). `mode="scripts"` is the explicit opt-in
+for servers that allow the application to run scripts: one EVALSHA, as before the library.
+What it must never do is hang or double count:
 
 * it is bounded by the redis client's socket timeouts (build the client with
   `decision_client_kwargs()`); the async client additionally wraps the call in
   `asyncio.timeout(timeout)`;
-* it never retries a script call that may have reached Redis (a timeout can hide a script
-  that ran); only NOSCRIPT, which proves the script did not run, is retried once after
-  SCRIPT LOAD;
+* it never retries a call that may have reached Redis (a timeout can hide a function that
+  ran); only "Function not found" (or NOSCRIPT), which proves nothing ran, is retried once after
+  FUNCTION LOAD (SCRIPT LOAD) - when the credential may load; when it may not (NOPERM: the
+  application user in every deployed stack), the tier's failure policy decides and the log
+  names the fix, `redisops functions load`;
 * when Redis cannot answer, the request gets the tier's failure policy (fail open or
   closed) and a Decision with `fallback=True`.
 """
@@ -20,14 +25,15 @@ import math
 import warnings
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import redis
 import redis.asyncio
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 from redis.retry import Retry
 
+from ratelimit import functions
 from ratelimit.scripts import KEY_SUFFIX, LuaScript, script
 from ratelimit.tiers import ALGORITHMS, Tier, bounds_problem
 
@@ -57,8 +63,20 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
+Mode = Literal["functions", "scripts"]
+MODES: tuple[Mode, ...] = ("functions", "scripts")
+
+
 class RateLimitError(ValueError):
     """The request to the limiter itself is invalid (bad limit, window, cost or burst)."""
+
+
+class LibraryUnavailable(RuntimeError):
+    """The `ratelimit` library is missing (or outdated) and this credential may not load it."""
+
+
+# What makes a decision fall back to the tier's failure policy (besides unavailable replies).
+_FALLBACK: tuple[type[BaseException], ...] = (*_UNAVAILABLE, LibraryUnavailable)
 
 
 class Decision(NamedTuple):
@@ -124,9 +142,12 @@ def _positive_int(name: str, value: object) -> int:
 
 
 class _Call(NamedTuple):
-    """One validated decision request: what goes into EVALSHA and how to fall back."""
+    """One validated decision request: what goes into FCALL (or EVALSHA) and how to fall back."""
 
     script: LuaScript
+    # The library function FCALL calls; a peek calls the no-writes one with FCALL_RO.
+    function: str
+    read_only: bool
     key: str
     args: tuple[str, ...]
     limit: int
@@ -136,7 +157,7 @@ class _Call(NamedTuple):
 
 @lru_cache(maxsize=1024, typed=True)
 def _static_args(algorithm: str, limit: int, window_s: float, cost: int, burst: int | None,
-                 peek: bool) -> tuple[LuaScript, tuple[str, ...]]:
+                 peek: bool) -> tuple[LuaScript, str, tuple[str, ...]]:
     """Validate once per distinct (algorithm, limit, window, cost, burst): a tier's requests
     repeat the same few shapes, and this is the hot path."""
     if algorithm not in ALGORITHMS:
@@ -153,7 +174,7 @@ def _static_args(algorithm: str, limit: int, window_s: float, cost: int, burst: 
     args = [str(limit), str(window_ms), str(cost), "1" if peek else "0"]
     if algorithm == "gcra" and burst is not None:
         args.append(str(burst))
-    return script(algorithm), tuple(args)
+    return script(algorithm), functions.function_name(algorithm, peek=peek), tuple(args)
 
 
 def _prepare(prefix: str, algorithm: str, key: str, limit: int, window_s: float, cost: int,
@@ -161,10 +182,10 @@ def _prepare(prefix: str, algorithm: str, key: str, limit: int, window_s: float,
     if not isinstance(key, str) or not key:
         raise RateLimitError("key must be a non-empty string")
     try:
-        lua, args = _static_args(algorithm, limit, window_s, cost, burst, peek)
+        lua, function, args = _static_args(algorithm, limit, window_s, cost, burst, peek)
     except TypeError:  # unhashable argument: certainly not an int or a number of seconds
         raise RateLimitError(f"invalid limit/window/cost/burst: {limit!r}, {window_s!r}, {cost!r}, {burst!r}") from None
-    return _Call(lua, make_key(prefix, key, algorithm), args, limit, cost, fail_open)
+    return _Call(lua, function, peek, make_key(prefix, key, algorithm), args, limit, cost, fail_open)
 
 
 def _decision(reply: Sequence[int], limit: int) -> Decision:
@@ -219,7 +240,10 @@ def _check_sync_client(client: Any, timeout: float) -> None:
 class _Base:
     def __init__(self, client: Any, algorithm: str = "gcra", prefix: str = "rl", *,
                  timeout: float = DEFAULT_TIMEOUT, fail_open: bool = False,
-                 fallback_retry_after: float = DEFAULT_FALLBACK_RETRY_AFTER) -> None:
+                 fallback_retry_after: float = DEFAULT_FALLBACK_RETRY_AFTER, mode: Mode = "functions",
+                 load_library: bool = True) -> None:
+        if mode not in MODES:
+            raise RateLimitError(f"mode {mode!r}: expected one of {', '.join(MODES)} (scripts is the EVALSHA opt-in)")
         if algorithm not in ALGORITHMS:
             raise RateLimitError(f"unknown algorithm {algorithm!r}; expected one of {', '.join(ALGORITHMS)}")
         if not prefix or any(c in prefix for c in "{}"):
@@ -232,9 +256,16 @@ class _Base:
         self.timeout = timeout
         self.fail_open = fail_open
         self.fallback_retry_after = fallback_retry_after
+        self.mode: Mode = mode
+        # False once this credential was refused FUNCTION LOAD (or when the caller says so): a
+        # missing library then goes straight to the failure policy instead of asking again.
+        self.may_load = load_library
         # Plain counters an app can export as metrics.
         self.fallbacks = 0
         self.script_loads = 0
+        self.library_loads = 0
+        # Why the last "Function not found" could not be healed (names `redisops functions load`).
+        self.library_problem: str | None = None
 
     def _call_for(self, key: str, limit: int, window_s: float, cost: int, burst: int | None,
                   algorithm: str | None, fail_open: bool | None, peek: bool) -> _Call:
@@ -248,6 +279,16 @@ class _Base:
     def _reset_keys(self, key: str) -> list[str]:
         return [make_key(self.prefix, key, a) for a in ALGORITHMS]
 
+    def _library_refused(self, exc: BaseException, version: str | None) -> LibraryUnavailable:
+        """The error for a missing function this credential may not load, named by the server's version."""
+        self.may_load = False
+        if version is None and self.library_problem is not None:
+            return LibraryUnavailable(self.library_problem)  # keep the first, version-named diagnosis
+        state = functions.library_state(version)
+        detail = functions.describe_state("older" if state == "current" else state, version)
+        self.library_problem = f"{detail} ({type(exc).__name__}: {exc})"
+        return LibraryUnavailable(self.library_problem)
+
     def _on_unavailable(self, call: _Call, exc: BaseException) -> Decision:
         self.fallbacks += 1
         log.warning("rate limiter: Redis unavailable (%s: %s); %s %s", type(exc).__name__, exc,
@@ -260,9 +301,10 @@ class RateLimiter(_Base):
 
     def __init__(self, client: Any, algorithm: str = "gcra", prefix: str = "rl", *,
                  timeout: float = DEFAULT_TIMEOUT, fail_open: bool = False,
-                 fallback_retry_after: float = DEFAULT_FALLBACK_RETRY_AFTER) -> None:
+                 fallback_retry_after: float = DEFAULT_FALLBACK_RETRY_AFTER, mode: Mode = "functions",
+                 load_library: bool = True) -> None:
         super().__init__(client, algorithm, prefix, timeout=timeout, fail_open=fail_open,
-                         fallback_retry_after=fallback_retry_after)
+                         fallback_retry_after=fallback_retry_after, mode=mode, load_library=load_library)
         _check_sync_client(client, timeout)
 
     def hit(self, key: str, limit: int, window_s: float, cost: int = 1, *, burst: int | None = None,
@@ -289,13 +331,30 @@ class RateLimiter(_Base):
         return self.reset(tier_key(tier, client_id))
 
     def load_scripts(self) -> None:
-        """Preload every script (e.g. at startup or after a failover); optional."""
+        """Preload every script (mode="scripts": at startup or after a failover); optional."""
         for a in ALGORITHMS:
             self.client.script_load(script(a).source)
 
+    def load_library(self) -> str:
+        """FUNCTION LOAD REPLACE the library (needs a credential allowed to load: admin, tests, dev)."""
+        self.library_loads += 1
+        return functions.load_library(self.client)
+
+    def library_version(self) -> str | None:
+        """The server's `ratelimit_version` (None when the library is not loaded)."""
+        return functions.read_version(self.client)
+
+    def check_library(self) -> str:
+        """The server's library version; raises LibraryUnavailable when it is missing or older than this client."""
+        version = self.library_version()
+        state = functions.library_state(version)
+        if state in ("missing", "older"):
+            raise LibraryUnavailable(functions.describe_state(state, version))
+        return str(version)
+
     def _run(self, call: _Call) -> Decision:
         try:
-            return _decision(self._evalsha(call), call.limit)
+            return _decision(self._invoke(call), call.limit)
         except ResponseError as exc:
             _raise_for_response(exc)
             if _is_unavailable(exc):
@@ -306,8 +365,31 @@ class RateLimiter(_Base):
                     pool.disconnect(inuse_connections=False)
                 return self._on_unavailable(call, exc)
             raise
-        except _UNAVAILABLE as exc:
+        except _FALLBACK as exc:
             return self._on_unavailable(call, exc)
+
+    def _invoke(self, call: _Call) -> Sequence[int]:
+        """The one place a decision asks the server (a local cache or a pipeline wraps this)."""
+        if self.mode == "scripts":
+            return self._evalsha(call)
+        return self._fcall(call)
+
+    def _fcall(self, call: _Call) -> Sequence[int]:
+        send = self.client.fcall_ro if call.read_only else self.client.fcall
+        try:
+            return send(call.function, 1, call.key, *call.args)  # type: ignore[no-any-return]
+        except ResponseError as exc:
+            if not functions.is_missing_function(exc):
+                raise
+            if not self.may_load:
+                raise self._library_refused(exc, None) from exc
+            # "Function not found" is answered before anything runs, so loading and retrying once
+            # cannot count twice (a server nobody loaded the library on, or an older library).
+            try:
+                self.load_library()
+            except NoPermissionError as denied:
+                raise self._library_refused(denied, functions.read_version(self.client)) from exc
+        return send(call.function, 1, call.key, *call.args)  # type: ignore[no-any-return]
 
     def _evalsha(self, call: _Call) -> Sequence[int]:
         try:
@@ -347,12 +429,33 @@ class AsyncRateLimiter(_Base):
         for a in ALGORITHMS:
             await self.client.script_load(script(a).source)
 
+    async def load_library(self) -> str:
+        self.library_loads += 1
+        name = await self.client.function_load(functions.function_library(), replace=True)
+        return name.decode() if isinstance(name, bytes) else str(name)
+
+    async def library_version(self) -> str | None:
+        try:
+            reply = await self.client.fcall_ro("ratelimit_version", 0)
+        except ResponseError as exc:
+            if functions.is_missing_function(exc):
+                return None
+            raise
+        return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+    async def check_library(self) -> str:
+        version = await self.library_version()
+        state = functions.library_state(version)
+        if state in ("missing", "older"):
+            raise LibraryUnavailable(functions.describe_state(state, version))
+        return str(version)
+
     async def _run(self, call: _Call) -> Decision:
         try:
             # A hard deadline on top of the socket timeouts: cancellation makes redis-py drop
             # the connection, so a late reply can never be read by the next request.
             async with asyncio.timeout(self.timeout):
-                reply = await self._evalsha(call)
+                reply = await self._invoke(call)
             return _decision(reply, call.limit)
         except ResponseError as exc:
             _raise_for_response(exc)
@@ -362,8 +465,29 @@ class AsyncRateLimiter(_Base):
                     await pool.disconnect(inuse_connections=False)  # as in the sync limiter
                 return self._on_unavailable(call, exc)
             raise
-        except _UNAVAILABLE as exc:
+        except _FALLBACK as exc:
             return self._on_unavailable(call, exc)
+
+    async def _invoke(self, call: _Call) -> Sequence[int]:
+        """The one place a decision asks the server (a local cache or a pipeline wraps this)."""
+        if self.mode == "scripts":
+            return await self._evalsha(call)
+        return await self._fcall(call)
+
+    async def _fcall(self, call: _Call) -> Sequence[int]:
+        send = self.client.fcall_ro if call.read_only else self.client.fcall
+        try:
+            return await send(call.function, 1, call.key, *call.args)  # type: ignore[no-any-return]
+        except ResponseError as exc:
+            if not functions.is_missing_function(exc):
+                raise
+            if not self.may_load:
+                raise self._library_refused(exc, None) from exc
+            try:  # as in the sync limiter: nothing ran, one load and one retry
+                await self.load_library()
+            except NoPermissionError as denied:
+                raise self._library_refused(denied, await self.library_version()) from exc
+        return await send(call.function, 1, call.key, *call.args)  # type: ignore[no-any-return]
 
     async def _evalsha(self, call: _Call) -> Sequence[int]:
         try:

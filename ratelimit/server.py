@@ -31,12 +31,15 @@ def _held_port() -> socket.socket:
 class LocalRedis:
     """`with LocalRedis() as srv: redis.Redis(port=srv.port)`; stopped (and its dir removed) on exit."""
 
-    def __init__(self, binary: str | None = None, extra_args: list[str] | None = None) -> None:
+    def __init__(self, binary: str | None = None, extra_args: list[str] | None = None,
+                 wrapper: list[str] | None = None) -> None:
+        """`wrapper`: a command the server runs under (e.g. valgrind and its options)."""
         found = binary or shutil.which("redis-server") or "/usr/bin/redis-server"
         if not Path(found).exists():
             raise FileNotFoundError("redis-server not found; install it (Debian: apt-get install redis-server)")
         self.binary = found
         self.extra_args = list(extra_args or [])
+        self.wrapper = list(wrapper or [])
         self.port = 0
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -45,7 +48,7 @@ class LocalRedis:
         self._dir = tempfile.TemporaryDirectory(prefix="ratelimit-redis-")
         with _held_port() as holder:
             self.port = int(holder.getsockname()[1])
-            args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            args = [*self.wrapper, self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                     "--appendonly", "no", "--dir", self._dir.name, "--daemonize", "no",
                     "--logfile", str(Path(self._dir.name) / "redis.log"), *self.extra_args]
             self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -4,8 +4,9 @@ Four users, each with only what its job needs (see docs/decisions.md, "ACL model
 
 * ``default`` - the application. Password-only clients (the guide's REDIS_URL +
   REDIS_PASSWORD, ElastiCache's AUTH token) authenticate as ``default``, so the app user
-  must be it. Everything except ``@dangerous`` and the guide's disabled commands; INFO is
-  given back so health/smoke checks can read memory policy and persistence.
+  must be it. Everything except ``@dangerous``, ``@scripting`` and the guide's disabled
+  commands; INFO is given back so health/smoke checks can read memory policy and persistence,
+  FCALL / FCALL_RO so it can call the admin-loaded ``ratelimit`` library.
 * ``monitor`` - redis_exporter: read-only server introspection, no key access.
 * ``replica`` - replicas (``masteruser``) and nothing else: PSYNC/REPLCONF/PING.
 * ``admin`` - operators and ``redisops backup/restore``: everything.
@@ -29,7 +30,25 @@ GUIDE_DISABLED_COMMANDS: tuple[str, ...] = ("FLUSHDB", "FLUSHALL", "CONFIG", "DE
 # probes each of them (MULTI / cmd / DISCARD) and expects NOPERM or "unknown command".
 APP_FORBIDDEN_COMMANDS: tuple[str, ...] = ("FLUSHALL", "FLUSHDB", "CONFIG", "DEBUG", "KEYS")
 
-APP_RULES = "~* &* +@all -@dangerous +info " + " ".join(f"-{c.lower()}" for c in GUIDE_DISABLED_COMMANDS)
+# Every Lua-engine CVE of the versions table (infra/versions.py) needs a user allowed to send Lua
+# source, and EVAL, EVALSHA, SCRIPT and FUNCTION are all in @scripting (not @dangerous). The
+# application may only call what an admin loaded: FCALL / FCALL_RO of the `ratelimit` library.
+APP_SCRIPTING_RULES = "-@scripting +fcall +fcall_ro"
+# The scripting commands the application user must be refused; the smoke test probes each
+# (MULTI / cmd / DISCARD) with the argument list below, its least damaging form.
+APP_FORBIDDEN_SCRIPTING: dict[str, tuple[str, ...]] = {
+    "EVAL": ("EVAL", "return 1", "0"),
+    "EVALSHA": ("EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"),  # sha1("return 1")
+    "SCRIPT LOAD": ("SCRIPT", "LOAD", "return 1"),
+    "FUNCTION LOAD": ("FUNCTION", "LOAD",
+                      "#!lua name=smoke_probe\nredis.register_function('smoke_probe', function() return 1 end)"),
+    "FUNCTION DELETE": ("FUNCTION", "DELETE", "smoke_probe"),
+    "FUNCTION FLUSH": ("FUNCTION", "FLUSH"),
+    "FUNCTION RESTORE": ("FUNCTION", "RESTORE", "smoke-probe-not-a-payload"),
+}
+
+APP_RULES = ("~* &* +@all -@dangerous " + APP_SCRIPTING_RULES + " +info "
+             + " ".join(f"-{c.lower()}" for c in GUIDE_DISABLED_COMMANDS))
 
 # Exactly the commands redis_exporter sends with the flags this stack passes, derived from the
 # pinned exporter's source (redis_conf/exporter.py, oliver006/redis_exporter v1.88.0) and a

@@ -57,6 +57,11 @@ MODIFIABLE: dict[Family, frozenset[str]] = {
 # FCALL, FCALL_RO and FUNCTION are not on it: ElastiCache (Redis OSS) 7 "adds support for Redis OSS
 # Functions" (https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/engine-versions.html), and
 # Valkey 7.2/8.x inherit them, so the application user's `+fcall +fcall_ro` passes through as is.
+# Re-read 2026-12 (issue 12): supported-engine-versions.html, "ElastiCache (Redis OSS) 7 adds support
+# for Redis OSS Functions ... execute LUA scripts with application logic stored on the ElastiCache
+# cluster" and "ElastiCache version 7.1 is compatible with Redis OSS 7.0"; engine-versions.html,
+# "all the features available in Redis OSS 7.2 are available by default in Valkey 7.2 and later".
+# Every allowed engine line (infra/versions.py ENGINE_LINES: redis 7.0/7.1, valkey 7.2-8.2) has them.
 _RESTRICTED: frozenset[str] = frozenset({
     "bgrewriteaof", "bgsave", "config", "debug", "migrate", "replicaof", "save", "slaveof", "shutdown", "sync",
 })

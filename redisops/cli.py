@@ -31,6 +31,9 @@ app = typer.Typer(name="redisops", help="Operate the rate-limiting Redis: smoke 
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 dev_app = typer.Typer(help="The local dev stack (redis, redis_exporter, Prometheus, Grafana).", no_args_is_help=True)
 app.add_typer(dev_app, name="dev")
+functions_app = typer.Typer(help="The `ratelimit` Redis Functions library the limiter calls (FCALL).",
+                            no_args_is_help=True)
+app.add_typer(functions_app, name="functions")
 
 out = Console()
 err = Console(stderr=True)
@@ -164,7 +167,6 @@ def smoke(
     json_path: JsonOut = None,
     junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here", dir_okay=False)] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=256, help="Concurrent limiter clients")] = 16,
-    no_script_flush: Annotated[bool, typer.Option(help="Do not empty the script cache first")] = False,
 ) -> None:
     """Post-deploy smoke test: reachability, TLS, auth, ACL, persistence, the limiter per tier."""
     from redis_conf.schema import MAXMEMORY_POLICIES
@@ -175,7 +177,7 @@ def smoke(
     flags = rc.Expectations(expect_policy, _yes_no("--expect-aof", expect_aof),
                             _memory("--expect-maxmemory", expect_maxmemory), source="flags")
     spec = _resolve(stack_outputs, stack, insecure_skip_verify, settings, flags)
-    run = SmokeRun(spec, SmokeOptions(concurrency=concurrency, flush_scripts=not no_script_flush))
+    run = SmokeRun(spec, SmokeOptions(concurrency=concurrency))
     interrupted = False
     with _progress() as progress:
         task = progress.add_task("smoke", total=len(run.planned()))
@@ -366,6 +368,57 @@ def restore(
     if result.moved_aside is not None:
         _say(f"previous files moved to {result.moved_aside}")
     _say(result.message)
+
+
+Credential = Annotated[str, typer.Option(
+    "--credential", help="admin (REDIS_ADMIN_PASSWORD), or app: ElastiCache token mode, where the AUTH token is "
+    "the built-in full-access `default` user and no admin user exists")]
+
+
+def _credential(value: str) -> rc.Role:
+    if value not in ("admin", "app"):
+        raise UsageError(f"--credential {value!r}: expected admin or app")
+    return "admin" if value == "admin" else "app"
+
+
+def _functions_result(result: dict[str, Any], json_path: Path | None) -> None:
+    _say(str(result["message"]))
+    if json_path is not None:
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+    if not result["passed"]:
+        raise typer.Exit(1)
+
+
+@functions_app.command("load")
+@_exits
+def functions_load(
+    stack_outputs: StackOutputs = None,
+    stack: Stack = None,
+    insecure_skip_verify: Insecure = False,
+    credential: Credential = "admin",
+    json_path: JsonOut = None,
+) -> None:
+    """FUNCTION LOAD REPLACE the library (admin credential), then check its ratelimit_version."""
+    from redisops import functions
+
+    spec = _resolve(stack_outputs, stack, insecure_skip_verify)
+    _functions_result(functions.load(spec, _credential(credential)), json_path)
+
+
+@functions_app.command("status")
+@_exits
+def functions_status(
+    stack_outputs: StackOutputs = None,
+    stack: Stack = None,
+    insecure_skip_verify: Insecure = False,
+    json_path: JsonOut = None,
+) -> None:
+    """The server's ratelimit_version (read as the application user) against this package; exit 1 if
+    missing or older."""
+    from redisops import functions
+
+    spec = _resolve(stack_outputs, stack, insecure_skip_verify)
+    _functions_result(functions.status(spec), json_path)
 
 
 @app.command()

@@ -433,6 +433,7 @@ class DevStatus:
     services: list[ServiceStatus] = field(default_factory=list)
     env_file: Path | None = None
     smoke: str | None = None
+    functions: str | None = None
     seconds: float | None = None
 
     @property
@@ -450,6 +451,8 @@ class DevStatus:
             out.append(f"  {s.name:<11} {state:<20} {s.url}" + (f"  ({s.detail})" if s.detail else ""))
         if self.env_file:
             out.append(f"  credentials: {self.env_file} (mode 0600; `set -a; . {self.env_file}; set +a`)")
+        if self.functions:
+            out.append(f"  functions: {self.functions}")
         if self.smoke:
             out.append(f"  smoke: {self.smoke}")
         return out
@@ -734,13 +737,29 @@ def _save_state(run_dir: Path, state: Mapping[str, Any]) -> None:
     _write_private(run_dir / STATE_FILE, json.dumps(state, indent=2))
 
 
-def _smoke(run_dir: Path) -> str:
-    """`redisops smoke` (redisops.smoke.run_smoke) against the stack, from the outputs file."""
+def _run_spec(run_dir: Path) -> Any:
     from redisops.connection import resolve
-    from redisops.smoke import run_smoke
 
     environ = {"REDIS_CA_CERT": str(run_dir / CA_FILE)} if (run_dir / CA_FILE).exists() else {}
-    report = run_smoke(resolve(stack_outputs=run_dir / OUTPUTS_FILE, environ=environ))
+    return resolve(stack_outputs=run_dir / OUTPUTS_FILE, environ=environ)
+
+
+def load_functions(run_dir: Path) -> str:
+    """`redisops functions load` with the stack's admin credential: the application user may only
+    FCALL the limiter's library, so every start (re)loads it (FUNCTION LOAD REPLACE, idempotent)."""
+    from redisops import functions
+
+    result = functions.load(_run_spec(run_dir))
+    if not result["passed"]:
+        raise DevStackError(f"redisops functions load: {result['message']}")
+    return str(result["message"])
+
+
+def _smoke(run_dir: Path) -> str:
+    """`redisops smoke` (redisops.smoke.run_smoke) against the stack, from the outputs file."""
+    from redisops.smoke import run_smoke
+
+    report = run_smoke(_run_spec(run_dir))
     if report.passed:
         return "passed"
     return "FAILED: " + ", ".join(f"{c.name}" for c in report.failed)
@@ -782,6 +801,7 @@ def up(project_dir: Path | None = None, *, stack: str = "dev", mode: Mode = "aut
     if chosen == "docker":
         await_healthy(result["services"], run_dir, out=out)
     final = status(project, stack=stack)
+    final.functions = load_functions(run_dir)
     if run_smoke:
         final.smoke = _smoke(run_dir)
     final.seconds = time.monotonic() - started

@@ -8,9 +8,12 @@ Safe against production by construction:
   cleanup that cannot reach Redis leaves nothing behind for long;
 * destructive commands are probed inside MULTI and dropped with DISCARD: a probe is only sent
   after MULTI answered OK, so it is queued, never executed;
-* the script cache is flushed (so the run proves the application's NOSCRIPT path) unless
-  `flush_scripts=False`; the limiter reloads the script on NOSCRIPT and so does any client
-  built on ratelimit.
+* the application user's lockdown is proved the same way: EVAL, EVALSHA, SCRIPT LOAD and
+  FUNCTION LOAD/DELETE/FLUSH/RESTORE are queued inside MULTI and must be refused (NOPERM);
+* every decision goes through FCALL of the admin-loaded `ratelimit` library, whose
+  `ratelimit_version` must match this package: the smoke limiter never loads it (the app
+  credential may not), so a missing or outdated library fails with the fix,
+  `redisops functions load`.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from typing import Any
 import redis
 
 from ratelimit import Decision, RateLimiter, Tier, make_key, tier_key
-from redis_conf.acl import APP_FORBIDDEN_COMMANDS
+from ratelimit import functions as fn
+from redis_conf.acl import APP_FORBIDDEN_COMMANDS, APP_FORBIDDEN_SCRIPTING
 from redisops import connection as rc
 from redisops.report import Check, Report
 
@@ -52,7 +56,6 @@ class SmokeOptions:
     # Requests beyond the limit sent in the burst: enough to see denials, few enough to be quick.
     extra_fraction: float = 0.1
     min_extra: int = 3
-    flush_scripts: bool = True
 
 
 class _Unavailable(Exception):
@@ -124,8 +127,8 @@ class SmokeRun:
         self._app: Any = None
         self._latencies: list[float] = []
         self._keys_written: set[str] = set()
-        self._script_loads = 0
-        self._flushed = False
+        self._library_ok = False
+        self._fcalls = 0
         self._decisions: Any = None
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -161,10 +164,10 @@ class SmokeRun:
 
     def planned(self) -> list[str]:
         names = ["reachable", "tls", "auth-refuses-anonymous", "auth-refuses-wrong-password", "auth-app-login"]
-        names += [f"forbidden:{c}" for c in APP_FORBIDDEN_COMMANDS]
-        names += ["memory-policy", "maxmemory", "persistence-aof", "persistence-status", "script-cache"]
+        names += [f"forbidden:{c}" for c in (*APP_FORBIDDEN_COMMANDS, *APP_FORBIDDEN_SCRIPTING)]
+        names += ["memory-policy", "maxmemory", "persistence-aof", "persistence-status", "function-library"]
         names += [f"ratelimit:{t.name}" for t in self.spec.tiers]
-        names += ["script-reload", "latency", "cleanup"]
+        names += ["fcall-only", "latency", "cleanup"]
         return names
 
     # -- the run -----------------------------------------------------------------------------
@@ -208,12 +211,18 @@ class SmokeRun:
             return
         for command in APP_FORBIDDEN_COMMANDS:
             self._check_forbidden(command)
+        for command, args in APP_FORBIDDEN_SCRIPTING.items():
+            self._check_forbidden(command, args)
         info = self._info()
         self._check_expectations(info)
-        self._check_script_flush()
-        for tier in self.spec.tiers:
-            self._check_tier(tier)
-        self._check_script_reload()
+        if not self._check_library():
+            self._skip_rest([f"ratelimit:{t.name}" for t in self.spec.tiers] + ["fcall-only"],
+                            "the ratelimit library is missing or outdated (redisops functions load)")
+        else:
+            before = self._command_calls()
+            for tier in self.spec.tiers:
+                self._check_tier(tier)
+            self._check_fcall_only(before)
         self._check_latency()
 
     # -- individual checks -------------------------------------------------------------------
@@ -355,10 +364,10 @@ class SmokeRun:
                 c.actual = f"{type(exc).__name__}: {exc}"
         return c.status == "pass"
 
-    def _check_forbidden(self, command: str) -> None:
+    def _check_forbidden(self, command: str, probe: tuple[str, ...] | None = None) -> None:
         with self._timed(f"forbidden:{command}") as c:
             c.expected = "refused at queue time (NOPERM or unknown command); probed inside MULTI/DISCARD"
-            args = (command, *_PROBE_ARGS.get(command, ()))
+            args = probe or (command, *_PROBE_ARGS.get(command, ()))
             if command == "KEYS":
                 args = ("KEYS", f"{self.prefix}:*")
             conn = None
@@ -375,6 +384,10 @@ class SmokeRun:
                     reply = conn.read_response()
                     c.status = "fail"
                     c.actual = f"{reply!r}: the application user may run {command}"
+                    if command in APP_FORBIDDEN_SCRIPTING:
+                        c.detail = ("the application credential may send or manage Lua: every Lua-engine CVE "
+                                    "(docs/security.md) is reachable with it; its ACL needs -@scripting +fcall "
+                                    "+fcall_ro (redis_conf/acl.py; ElastiCache: RBAC, the default authMode)")
                 except redis.ResponseError as exc:
                     if _is_refusal(str(exc)):
                         # redis-py strips the NOPERM code from the message; put it back.
@@ -447,24 +460,57 @@ class SmokeRun:
                 c.actual = f"rdb_last_bgsave_status:{rdb}, aof_last_write_status:{aof}"
                 c.status = "pass" if rdb == "ok" and aof in ("ok", "n/a") else "fail"
 
-    def _check_script_flush(self) -> None:
-        with self._timed("script-cache") as c:
-            c.expected = "script cache emptied so the limiter goes through NOSCRIPT -> SCRIPT LOAD -> EVALSHA"
-            if not self.options.flush_scripts:
-                c.status, c.actual = "skip", "--no-script-flush: the cache was left alone"
-                return
+    def _check_library(self) -> bool:
+        with self._timed("function-library") as c:
+            c.expected = (f"FCALL_RO ratelimit_version as the application user = {fn.LIBRARY_RELEASE} "
+                          "(this package's library)")
             try:
-                self._app.script_flush()
-                self._flushed = True
-                c.actual = "SCRIPT FLUSH ok"
-            except redis.ResponseError as exc:
-                # Not every service lets the app user flush scripts; a fresh connection still
-                # proves EVALSHA works with whatever the server holds.
-                c.status = "warn"
-                c.actual = f"SCRIPT FLUSH refused ({exc}); using fresh connections instead"
+                version = fn.read_version(self._app)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 c.status, c.actual = "fail", f"{type(exc).__name__}: {exc}"
                 raise _Unavailable(str(exc)) from exc
+            except redis.ResponseError as exc:
+                c.status, c.actual = "fail", f"FCALL_RO refused: {exc}"
+                c.detail = "the application user needs +fcall +fcall_ro (redis_conf/acl.py)"
+                return False
+            state = fn.library_state(version)
+            c.actual = f"ratelimit_version {version}" if version else "no ratelimit library (Function not found)"
+            if state in ("missing", "older"):
+                c.status = "fail"
+                c.detail = fn.describe_state(state, version)
+            elif state == "newer":
+                c.status = "warn"
+                c.detail = fn.describe_state(state, version)
+            self._library_ok = c.status != "fail"
+        return self._library_ok
+
+    def _command_calls(self) -> dict[str, int] | None:
+        """Calls per scripting command (INFO commandstats, server-wide); None where it cannot be read."""
+        if self.spec.mode == "cluster":
+            return None  # per node; the limiter's own mode is the evidence there
+        try:
+            stats = self._app.info("commandstats")
+        except redis.RedisError:
+            return None  # refused, or Redis stopped answering: the tier checks that follow report that
+        return {name: int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+                for name in ("fcall", "fcall_ro", "evalsha", "eval")}
+
+    def _check_fcall_only(self, before: dict[str, int] | None) -> None:
+        with self._timed("fcall-only") as c:
+            c.expected = "every tier decided through FCALL / FCALL_RO; no EVAL or EVALSHA reached the server"
+            after = self._command_calls()
+            if before is None or after is None:
+                c.status = "skip" if self._fcalls else "fail"
+                c.actual = f"{self._fcalls} decisions made in FCALL mode (INFO commandstats not readable here)"
+                return
+            delta = {k: after[k] - before[k] for k in after}
+            fcalls = delta["fcall"] + delta["fcall_ro"]
+            c.actual = f"{delta['fcall']} FCALL + {delta['fcall_ro']} FCALL_RO, {delta['evalsha'] + delta['eval']} EVAL*"
+            c.data = delta
+            # Other clients may call FCALL too (server-wide counters); none may use scripts here.
+            if fcalls < self._fcalls or delta["evalsha"] or delta["eval"]:
+                c.status = "fail"
+                c.detail = f"the smoke limiter made {self._fcalls} decisions; the server counted {fcalls} FCALLs"
 
     def _server_time(self) -> float:
         sec, usec = self._app.time()
@@ -496,19 +542,23 @@ class SmokeRun:
                     results.append((d, elapsed))
 
             try:
+                # The smoke limiter never loads the library: function-library proved it is there.
                 limiter = RateLimiter(self._decision_client(), tier.algorithm, prefix=self.prefix,
-                                      timeout=self.spec.timeout_s)
+                                      timeout=self.spec.timeout_s, load_library=False)
                 t_start = self._server_time()
                 with ThreadPoolExecutor(max_workers=self.options.concurrency) as pool:
                     list(pool.map(one, range(n)))
                 t_end = self._server_time()
                 fallbacks = sum(1 for d, _ in results if d.fallback)
+                if fallbacks and limiter.library_problem:
+                    c.status = "fail"
+                    c.actual = f"{fallbacks} of {len(results)} decisions fell back: {limiter.library_problem}"
+                    return
                 if fallbacks:
                     c.status = "fail"
                     c.actual = f"{fallbacks} of {len(results)} decisions fell back: Redis did not answer"
                     raise _Unavailable(f"{fallbacks} limiter calls fell back")
                 self._latencies.extend(e for _, e in results)
-                self._script_loads += limiter.script_loads
                 decisions = [d for d, _ in results]
                 allowed = sum(1 for d in decisions if d.allowed)
                 denied = [d for d in decisions if not d.allowed]
@@ -526,6 +576,7 @@ class SmokeRun:
                 if not denied:
                     problems.append("nothing was denied")
                 peek = limiter.peek_tier(tier, CLIENT_ID)
+                self._fcalls += len(results) + 1
                 # Each denial was made after t_start and told its caller to wait retry_after, so a
                 # peek may be allowed only once the shortest of those waits has passed since
                 # t_start (server clock). Measured from the burst's end instead, a slow burst (a
@@ -578,18 +629,6 @@ class SmokeRun:
             for conn in conns:
                 pool.release(conn)
         return self._decisions
-
-    def _check_script_reload(self) -> None:
-        with self._timed("script-reload") as c:
-            c.expected = "the limiter met NOSCRIPT after the flush and recovered (SCRIPT LOAD, then EVALSHA)"
-            if not self._flushed:
-                c.status = "skip"
-                c.detail = "the script cache was not flushed; EVALSHA ran on fresh connections"
-                return
-            c.actual = f"{self._script_loads} script load(s) after NOSCRIPT"
-            if self._script_loads < 1:
-                c.status = "fail"
-                c.detail = "no NOSCRIPT was seen although the cache had been flushed"
 
     def _check_latency(self) -> None:
         with self._timed("latency") as c:

@@ -13,7 +13,7 @@ Actions (the event's ``action``):
   reply carries the JSON report and the JUnit XML.
 * ``functions-load``: `redisops functions load --stack-outputs outputs.json` - FUNCTION LOAD
   REPLACE of the limiter's Redis Functions library with the admin credential
-  (ratelimit.functions, issue 12), then its `ratelimit_version` read back.
+  (ratelimit.functions), then its `ratelimit_version` read back.
 
 The function holds no credential: its environment variable `REDISSTACK_SMOKE` carries the
 stack outputs it needs with every secret removed, plus the ARNs of the secrets to read at
@@ -141,19 +141,9 @@ def _run_smoke(spec: rc.ConnectionSpec, _role: rc.Role = "app") -> dict[str, Any
 
 
 def _run_functions_load(spec: rc.ConnectionSpec, role: rc.Role = "admin") -> dict[str, Any]:
-    try:
-        from ratelimit import functions as fn  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        raise UsageError("this package has no Redis Functions library (ratelimit.functions): nothing to load") from None
-    admin = rc.client(spec, role)
-    try:
-        name = fn.load_library(admin)
-        version = fn.read_version(admin)
-    finally:
-        admin.close()
-    state = fn.library_state(version)
-    return {"exitCode": 0 if state == "current" else 1, "passed": state == "current", "library": name,
-            "version": version, "message": fn.describe_state(state, version)}
+    from redisops import functions
+
+    return functions.load(spec, role)
 
 
 RUNNERS: Mapping[str, Callable[[rc.ConnectionSpec, rc.Role], dict[str, Any]]] = {

@@ -24,6 +24,8 @@ of a counter or the memory ratio.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import re
 import shlex
@@ -57,6 +59,7 @@ from infra.monitoring.cloudwatch import TLS_DAYS_CRITICAL
 from infra.monitoring.grafana import CONFIG_COMMAND_OFF
 from infra.settings import Settings
 from infra.thresholds import Threshold
+from ratelimit.functions import LIBRARY_NAME, LIBRARY_RELEASE, function_library
 from ratelimit.tiers import Tier
 from redis_conf.acl import CREDENTIALS, render_acl_file
 from redis_conf.render import TlsFiles
@@ -286,11 +289,54 @@ def ssm_agent_url(region: str, dns_suffix: str = "amazonaws.com") -> str:
     return f"https://s3.{region}.{dns_suffix}/amazon-ssm-{region}/latest/debian_$ARCH/amazon-ssm-agent.deb"
 
 
+LIBRARY_FILE = f"{ETC}/{LIBRARY_NAME}.lua"
+# EC2: "User data is limited to 16 KB, in raw form, before it is base64-encoded"
+# (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-add-user-data.html).
+USER_DATA_MAX_BYTES = 16 * 1024
+
+
+def functions_load_commands(*, ip: str, tls: bool, admin_secret_arn: str, port: int = REDIS_PORT,
+                            library_file: str = LIBRARY_FILE, ca_file: str = f"{TLS_DIR}/ca.crt",
+                            attempts: int = 60) -> str:
+    """Boot lines that load the limiter's Functions library as the admin user on the host that is
+    the primary. The application user may only FCALL it (redis_conf/acl.py). A replica refuses
+    FUNCTION LOAD (READONLY) and needs none: functions replicate, and persist in the RDB/AOF, so
+    replicas, failovers, restarts and restores keep the library (tests/integration). The text
+    travels gzip+base64 in the user data (SSM String parameters hold at most 8 KB)."""
+    packed = base64.b64encode(gzip.compress(function_library().encode(), mtime=0)).decode()
+    wrapped = "\n".join(packed[i:i + 76] for i in range(0, len(packed), 76))
+    tls_args = f"--tls --cacert {shlex.quote(ca_file)} " if tls else ""
+    return f"""
+# The limiter's Redis Functions library ({LIBRARY_NAME} {LIBRARY_RELEASE}, ratelimit/functions.py).
+base64 -d <<'EOF' | gunzip > {shlex.quote(library_file)}
+{wrapped}
+EOF
+REDISCLI_AUTH=$(aws secretsmanager get-secret-value --region "$REGION" --secret-id {shlex.quote(admin_secret_arn)} \\
+  --query SecretString --output text)
+export REDISCLI_AUTH
+rcli() {{ redis-cli {tls_args}-h {shlex.quote(ip)} -p {port} --user admin --no-auth-warning "$@"; }}
+answer=""
+for _ in $(seq 1 {attempts}); do
+  answer=$(rcli PING 2>&1 || true)
+  if [ "$answer" = "PONG" ]; then break; fi
+  sleep 2
+done
+[ "$answer" = "PONG" ] || {{ echo "redis as admin never answered PING ($answer): library not loaded" >&2; exit 1; }}
+if [ "$(rcli ROLE | head -n 1)" = "master" ]; then
+  loaded=$(rcli -x FUNCTION LOAD REPLACE < {shlex.quote(library_file)})
+  [ "$loaded" = "{LIBRARY_NAME}" ] || {{ echo "FUNCTION LOAD answered: $loaded" >&2; exit 1; }}
+  echo "redisstack: loaded the {LIBRARY_NAME} library ($(rcli FCALL_RO ratelimit_version 0))"
+fi
+unset REDISCLI_AUTH
+"""
+
+
 def user_data(*, region: str, prefix: str, node: str, tls: bool, exporter: str, agent_config: str,
               agent_prometheus: str, data_volume_id: str, tls_renewal: str = "",
-              dns_suffix: str = "amazonaws.com") -> str:
+              dns_suffix: str = "amazonaws.com", functions_load: str = "") -> str:
     """cloud-init shell script. Holds parameter names, never their values. `tls_renewal`: the
-    install lines of the renewal timer (tls_renewal.install_commands), empty without TLS."""
+    install lines of the renewal timer (tls_renewal.install_commands), empty without TLS;
+    `functions_load`: `functions_load_commands(...)`."""
     files = list(HOST_FILES.items())
     if tls:
         files += [*TLS_HOST_FILES.items(), *EXPORTER_TLS_FILES.items()]
@@ -378,7 +424,7 @@ EOF
 systemctl enable --now redis-server
 systemctl enable --now redis-sentinel
 systemctl enable --now prometheus-redis-exporter
-{tls_renewal}
+{functions_load}{tls_renewal}
 """
 
 
@@ -816,7 +862,9 @@ def _user_data_for(args: SentinelHostsArgs, prefix: str, node: str) -> Callable[
                          exporter=exporter_args(ip, tls=args.tls),
                          agent_config=json.dumps(cloudwatch_agent_config(node, log_group), indent=1),
                          agent_prometheus=cloudwatch_agent_prometheus(node), tls_renewal=renewal,
-                         dns_suffix=dns_suffix)
+                         dns_suffix=dns_suffix,
+                         functions_load=functions_load_commands(ip=ip, tls=args.tls,
+                                                                admin_secret_arn=admin_secret_arn))
     return render
 
 

@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from infra.settings import parse_settings
+from ratelimit.functions import load_library
 from redis_conf import CREDENTIALS, TlsFiles, load_base, render_acl_file, render_redis_conf
 from tests.support.certs import make_tls_files
 from tests.support.redisproc import RedisProcess, free_port, have_redis
@@ -47,11 +48,18 @@ class Server:
     def data_dir(self) -> Path:
         return self.proc.workdir
 
-    def admin(self, **kw: Any) -> redis.Redis:
+    def _client(self, username: str | None, password: str, **kw: Any) -> redis.Redis:
         extra: dict[str, Any] = {}
         if self.tls is not None:
             extra = {"ssl": True, "ssl_ca_certs": str(self.tls.ca_cert)}
-        return redis.Redis(port=self.port, username="admin", password=self.passwords["admin"], **extra, **kw)
+        return redis.Redis(port=self.port, username=username, password=password, **extra, **kw)
+
+    def admin(self, **kw: Any) -> redis.Redis:
+        return self._client("admin", self.passwords["admin"], **kw)
+
+    def app(self, **kw: Any) -> redis.Redis:
+        """The application credential (password-only AUTH: the `default` user)."""
+        return self._client(None, self.passwords["app"], **kw)
 
     def env(self, **overrides: str) -> dict[str, str]:
         scheme = "rediss" if self.tls is not None else "redis"
@@ -90,14 +98,24 @@ def render(workdir: Path, port: int, passwords: Mapping[str, str], *, overrides:
 
 @contextmanager
 def rendered_server(workdir: Path, *, overrides: Mapping[str, Any] | None = None, tls: bool = False,
-                    acl_text: str | None = None, passwords: dict[str, str] | None = None) -> Iterator[Server]:
+                    acl_text: str | None = None, passwords: dict[str, str] | None = None,
+                    load_functions: bool = True) -> Iterator[Server]:
+    """A server from the rendered files; like every deployed target, the admin has loaded the
+    `ratelimit` library on it unless `load_functions=False`."""
     passwords = passwords or new_passwords()
     port = free_port()
     text, files = render(workdir, port, passwords, overrides=overrides, tls=tls, acl_text=acl_text)
     rp = RedisProcess(workdir=workdir, config_text=text, port=port)
     rp.start()
     try:
-        yield Server(rp, passwords, files)
+        server = Server(rp, passwords, files)
+        if load_functions:
+            admin = server.admin()
+            try:
+                load_library(admin)
+            finally:
+                admin.close()
+        yield server
     finally:
         rp.stop()
 

@@ -19,6 +19,7 @@ from typing import Any
 import redis
 from redis.sentinel import Sentinel
 
+from ratelimit.functions import LIBRARY_RELEASE, load_library, read_version
 from redis_conf.acl import CREDENTIALS, render_acl_file
 from redis_conf.render import TlsFiles
 from redis_conf.schema import load_base
@@ -87,6 +88,22 @@ class Topology:
                         password=self.passwords["app"], **self.ssl_kwargs(),
                         **{"socket_timeout": CLIENT_TIMEOUT_S, **connection_kwargs})
 
+    def load_functions(self) -> None:
+        """What each host's boot does (infra/components/sentinel_hosts.py): the admin loads the
+        `ratelimit` library on the primary; replication carries it to the replicas."""
+        admin = self.node_client(0)
+        try:
+            load_library(admin)
+        finally:
+            admin.close()
+        for i in (1, 2):
+            replica = self.node_client(i)
+            try:
+                wait_until(lambda r=replica: read_version(r) == LIBRARY_RELEASE, SETTLE_S,  # type: ignore[misc]
+                           f"the library replicated to node {i}")
+            finally:
+                replica.close()
+
     def tune(self, tuning: SentinelTuning) -> None:
         """Set every Sentinel's down-after and failover-timeout at run time: FAST just before a
         test's own failover, STEADY once it is done (every Sentinel agrees and the replicas follow
@@ -142,7 +159,7 @@ def _passwords() -> dict[str, str]:
 
 @contextmanager
 def sentinel_topology(base: Path, *, tls: bool, tuning: SentinelTuning = FAST,
-                      start_sentinels: bool = True, host: str = HOST) -> Iterator[Topology]:
+                      start_sentinels: bool = True, host: str = HOST, load_functions: bool = True) -> Iterator[Topology]:
     """`host` is how the members name each other: an IP, or a DNS name (hostname mode)."""
     passwords = _passwords()
     certs = make_tls_files(base / "certs") if tls else None
@@ -171,6 +188,8 @@ def sentinel_topology(base: Path, *, tls: bool, tuning: SentinelTuning = FAST,
         for n in nodes:
             started.append(n.start())
         topo.wait_replicated(nodes[0], 2)
+        if load_functions:
+            topo.load_functions()
         if start_sentinels:
             for s in sentinels:
                 started.append(s.start())

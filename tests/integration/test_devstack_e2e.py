@@ -343,5 +343,9 @@ def test_redisops_smoke_passes_against_this_redis(live: Live) -> None:
     outputs_file.write_text(json.dumps(live.outputs))
     outputs_file.chmod(0o600)
     spec = resolve(stack_outputs=outputs_file, environ={"REDIS_CA_CERT": str(live.run_dir / "ca.crt")})
+    # What `redisops dev up` and the deploy workflow do before smoke: the admin loads the library.
+    from redisops import functions
+
+    assert functions.load(spec)["state"] == "current"
     report = smoke.run_smoke(spec)
     assert report.passed, [(c.name, c.detail) for c in report.failed]

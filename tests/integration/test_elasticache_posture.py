@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from infra.components.elasticache import DEFAULT_USER_ACCESS_STRING
-from redis_conf.acl import APP_FORBIDDEN_COMMANDS
+from redis_conf.acl import APP_FORBIDDEN_COMMANDS, APP_FORBIDDEN_SCRIPTING
 from tests.support.certs import make_tls_files
 from tests.support.pulumi_harness import load_stack_file, run_program
 from tests.support.redisproc import free_port, have_redis, redis_process
@@ -158,6 +158,16 @@ def test_dangerous_commands_are_refused_for_the_app(posture: Any, command: str) 
         conn.disconnect()
 
 
+@pytest.mark.parametrize("command", sorted(APP_FORBIDDEN_SCRIPTING))
+def test_the_app_access_string_refuses_lua(posture: Any, command: str) -> None:
+    # The RBAC app user's access string, derived from the ACL model: -@scripting +fcall +fcall_ro.
+    local, tls, port, _ = posture
+    app = _client(local, tls, port)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        app.execute_command(*APP_FORBIDDEN_SCRIPTING[command])
+    app.close()
+
+
 def test_parameter_group_values_are_live(posture: Any) -> None:
     # The app cannot run CONFIG (as on ElastiCache); INFO shows what the parameters set.
     local, tls, port, _ = posture
@@ -173,6 +183,10 @@ def test_redisops_smoke_passes_with_the_stack_outputs(posture: Any) -> None:
     _, tls, _, workdir = posture
     outputs = load_outputs_file(workdir / "outputs.json")
     spec = spec_from_outputs(outputs, source="outputs.json", environ={"REDIS_CA_CERT": str(tls.ca_cert)})
+    # What the deploy workflow does before smoke: the RBAC admin user loads the library.
+    from redisops import functions
+
+    assert functions.load(spec)["state"] == "current"
     report = smoke.run_smoke(spec)
     failed = [(c.name, c.detail) for c in report.checks if c.status not in ("pass", "skip")]
     assert report.passed, failed

@@ -16,13 +16,13 @@ pytestmark = [pytest.mark.slow, requires_redis]
 CONTENDERS = {"gcra", "sliding_log", "fixed_window", "limits_moving_window", "limits_sliding_window_counter",
               "limits_moving_window_with_stats"}
 THROUGHPUT_FIELDS = {"decisions", "allowed", "decisions_per_s", "latency_p50_us", "latency_p99_us",
-                     "client_cpu_us_per_decision", "server_usec_per_call", "server_evalsha_calls",
+                     "client_cpu_us_per_decision", "server_usec_per_call", "server_script_calls",
                      "decisions_per_s_all_rounds"}
 
 
 def test_benchmark_writes_complete_results(tmp_path) -> None:
     result = run_benchmark(tmp_path, decisions=400, per_client=200, memory_clients=300, log_clients=50,
-                           ceiling_requests=2000, rounds=2, chart=True, fallback_calls=3)
+                           ceiling_requests=2000, rounds=2, chart=True, fallback_calls=3, callgrind_calls=60)
     on_disk = json.loads((tmp_path / "ratelimit.json").read_text())
     assert on_disk == json.loads(json.dumps(result))
     assert (tmp_path / "ratelimit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -39,7 +39,7 @@ def test_benchmark_writes_complete_results(tmp_path) -> None:
             name, row["allowed"], elapsed)
         # The with-stats contender makes two server calls per decision (hit, then the stats).
         calls = 400 if name == "limits_moving_window_with_stats" else 200
-        assert row["server_evalsha_calls"] == calls and row["server_usec_per_call"] > 0, name
+        assert row["server_script_calls"] == calls and row["server_usec_per_call"] > 0, name
     assert on_disk["ratios"]["python_throughput_gcra_vs_limits_with_stats"] > 0
     assert set(on_disk["memory"]) == CONTENDERS - {"limits_moving_window_with_stats"}
     for name, row in on_disk["memory"].items():
@@ -59,5 +59,20 @@ def test_benchmark_writes_complete_results(tmp_path) -> None:
         assert fallback[case]["p50_ms"] >= 99.9, (case, fallback[case])
     assert set(on_disk["targets_met"]) == {"gcra_server_cost_vs_fixed_window", "gcra_bytes_per_client",
                                            "limits_moving_window_memory_vs_gcra", "python_throughput_vs_limits",
-                                           "fallback_decision"}
+                                           "fallback_decision", "fcall_vs_evalsha_server_cost"}
     assert all(isinstance(v, bool) for v in on_disk["targets_met"].values())
+    # FCALL and the EVALSHA opt-in side by side, per algorithm, in the same run.
+    cost = on_disk["server_cost_pipelined"]
+    for a in ("gcra", "sliding_log", "fixed_window"):
+        assert cost[a]["usec_per_call"] > 0 and cost[a]["evalsha_usec_per_call"] > 0, a
+        assert on_disk["ratios"][f"fcall_vs_evalsha_usec_{a}"] == cost[a]["fcall_vs_evalsha"] > 0
+        assert on_disk["ceilings"].get(f"{a}_fcall_per_s", 1) != 0
+    grind = on_disk["server_cost_callgrind"]
+    if shutil.which("valgrind") and shutil.which("callgrind_annotate"):
+        for a in ("gcra", "sliding_log", "fixed_window"):
+            # Both commands ran the same Lua on the same state: thousands of instructions each.
+            assert grind[a]["instructions_per_fcall"] > 1000 and grind[a]["instructions_per_evalsha"] > 1000, a
+        assert on_disk["ratios"]["fcall_vs_evalsha_server_cost"] == on_disk["ratios"]["fcall_vs_evalsha_instructions"]
+    else:
+        assert grind is None
+        assert on_disk["ratios"]["fcall_vs_evalsha_server_cost"] == on_disk["ratios"]["fcall_vs_evalsha_usec"]

@@ -5,7 +5,7 @@
     gcra          <= burst + limit - 1
     fixed_window  <= 2 * limit - 1
 
-Each step runs the three scripts between two TIME calls inside one MULTI/EXEC, so every
+Each step runs the three library functions (FCALL) between two TIME calls inside one MULTI/EXEC, so every
 admission's true server time lies in its step's bracket [lo, hi]: usually a few microseconds
 wide, wider when the server is descheduled mid-transaction on a busy machine. Admissions are
 counted together only when the earliest one's `lo` and the latest one's `hi` are less than W
@@ -26,7 +26,8 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ratelimit import ALGORITHMS, make_key, script
+from ratelimit import ALGORITHMS, function_library, make_key
+from ratelimit.functions import function_name
 from tests.support.ratelimit_fixtures import requires_redis, rl_redis, rl_server, timed_eval  # noqa: F401
 
 pytestmark = [pytest.mark.slow, requires_redis]
@@ -57,9 +58,7 @@ def bound(algorithm: str, limit: int, burst: int) -> int:
 def run_schedule(r: redis.Redis, steps: list[tuple[int, int]], limit: int, burst: int
                  ) -> dict[str, list[Admission]]:
     tag = uuid.uuid4().hex
-    shas = {a: script(a) for a in ALGORITHMS}
-    for s in shas.values():
-        r.script_load(s.source)
+    r.function_load(function_library(), replace=True)
     admitted: dict[str, list[Admission]] = {a: [] for a in ALGORITHMS}
     for gap_ms, cost in steps:
         if gap_ms:
@@ -68,7 +67,7 @@ def run_schedule(r: redis.Redis, steps: list[tuple[int, int]], limit: int, burst
             p.time()
             for a in ALGORITHMS:
                 args = [str(limit), str(W_MS), str(cost), "0"] + ([str(burst)] if a == "gcra" else [])
-                p.evalsha(shas[a].sha, 1, make_key("rl", tag, a), *args)
+                p.fcall(function_name(a), 1, make_key("rl", tag, a), *args)
             p.time()
             t0, *replies, t1 = p.execute()
         lo = t0[0] * 1_000_000 + t0[1]

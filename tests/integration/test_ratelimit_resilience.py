@@ -1,5 +1,6 @@
 # ruff: noqa: F811  (pytest fixtures imported from tests.support.ratelimit_fixtures are parameters)
-"""TTL hygiene, script-cache loss (SCRIPT FLUSH, restart) and Redis stalled or down."""
+"""TTL hygiene, library loss (FUNCTION FLUSH, restart), the EVALSHA opt-in's script-cache loss, and
+Redis stalled or down."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import redis
 from ratelimit import (
     ALGORITHMS,
     DEFAULT_TIERS,
+    LIBRARY_RELEASE,
     AsyncRateLimiter,
     RateLimiter,
     Tier,
@@ -121,32 +123,40 @@ def test_gcra_ttl_is_the_tat_drain_time(rl_redis: redis.Redis) -> None:
     assert after - 2 <= reset_ms <= before + 0.001, (before, reset_ms, after)
 
 
+# The default mode loses its library to FUNCTION FLUSH; the EVALSHA opt-in its scripts to SCRIPT FLUSH.
+FLUSHES = {"functions": ("function_flush", "library_loads", "script_loads"),
+           "scripts": ("script_flush", "script_loads", "library_loads")}
+
+
+@pytest.mark.parametrize("mode", sorted(FLUSHES))
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_script_flush_mid_use_is_invisible_to_the_caller(rl_redis: redis.Redis, algorithm: str) -> None:
-    limiter = RateLimiter(rl_redis, algorithm)
+def test_flush_mid_use_is_invisible_to_a_credential_that_may_load(rl_redis: redis.Redis, algorithm: str,
+                                                                  mode: str) -> None:
+    flush, loads_attr, other_attr = FLUSHES[mode]
+    limiter = RateLimiter(rl_redis, algorithm, mode=mode)  # type: ignore[arg-type]
     first = [limiter.hit("f", 5, 60) for _ in range(3)]
-    loads = limiter.script_loads  # 0 or 1: the module's server may already know the script
-    rl_redis.script_flush()
+    loads = getattr(limiter, loads_attr)  # 0 or 1: the module's server may already hold it
+    getattr(rl_redis, flush)()
     second = [limiter.hit("f", 5, 60) for _ in range(3)]
     assert [d.allowed for d in first + second] == [True] * 5 + [False]
     assert not any(d.fallback for d in first + second)
     assert [d.remaining for d in first + second] == [4, 3, 2, 1, 0, 0]
-    assert limiter.script_loads == loads + 1
+    assert getattr(limiter, loads_attr) == loads + 1 and getattr(limiter, other_attr) == 0
 
 
-def test_restart_mid_use_recovers_through_evalsha(own_server: RedisProcess) -> None:
+def test_restart_mid_use_recovers_through_fcall(own_server: RedisProcess) -> None:
     client = decision_client(port=own_server.port, timeout=1.0)
     limiter = RateLimiter(client)
     before = [limiter.hit_tier(AUTH, "ip1").allowed for _ in range(3)]
-    assert limiter.script_loads == 1  # a fresh server: the first EVALSHA met NOSCRIPT
+    assert limiter.library_loads == 1  # a fresh server: the first FCALL met "Function not found"
     own_server.restart()
     after = [limiter.hit_tier(AUTH, "ip1") for _ in range(3)]
     assert before == [True] * 3
-    # No persistence in this config: the restarted server forgot the client, and the empty
-    # script cache (NOSCRIPT) was reloaded without the caller seeing an error or a fallback.
+    # No persistence in this config: the restarted server forgot the client and the library, which
+    # was loaded again without the caller seeing an error or a fallback.
     assert [d.allowed for d in after] == [True] * 3 and not any(d.fallback for d in after)
     assert after[0].remaining == AUTH.limit - 1
-    assert limiter.script_loads == 2
+    assert limiter.library_loads == 2
     client.close()
 
 
@@ -257,7 +267,8 @@ def test_redis_down_answers_with_the_policy(own_server: RedisProcess) -> None:
     client.close()
 
 
-def test_async_noscript_recovery_and_stall(own_server: RedisProcess, caplog: pytest.LogCaptureFixture) -> None:
+def test_async_library_and_noscript_recovery_and_stall(own_server: RedisProcess,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, "ratelimit.limiter")
 
     async def run() -> None:
@@ -265,12 +276,21 @@ def test_async_noscript_recovery_and_stall(own_server: RedisProcess, caplog: pyt
         limiter = AsyncRateLimiter(client, timeout=RELAXED_TIMEOUT)
         for a in ALGORITHMS:
             assert (await limiter.hit("n", 3, 60, algorithm=a)).remaining == 2
-        assert limiter.script_loads == 3  # fresh server
-        await client.script_flush()
+        assert limiter.library_loads == 1  # fresh server: one library holds every algorithm
+        assert await limiter.check_library() == LIBRARY_RELEASE
+        await client.function_flush()
         for a in ALGORITHMS:
             d = await limiter.hit("n", 3, 60, algorithm=a)
             assert d.allowed and not d.fallback and d.remaining == 1
-        assert limiter.script_loads == 6
+        assert limiter.library_loads == 2 and limiter.script_loads == 0
+        # The EVALSHA opt-in, through NOSCRIPT after a SCRIPT FLUSH.
+        scripts = AsyncRateLimiter(client, timeout=RELAXED_TIMEOUT, mode="scripts")
+        for a in ALGORITHMS:
+            assert (await scripts.hit("m", 3, 60, algorithm=a)).remaining == 2
+        await client.script_flush()
+        for a in ALGORITHMS:
+            assert (await scripts.hit("m", 3, 60, algorithm=a)).remaining == 1
+        assert scripts.script_loads == 6 and scripts.library_loads == 0
         await client.aclose()
 
         # A client with redis-py's default 5 s timeouts and retries: the limiter's own deadline

@@ -34,7 +34,7 @@ def cluster_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProc
         rp.stop()
 
 
-def test_cluster_client_hash_tags_and_noscript(cluster_node: RedisProcess) -> None:
+def test_cluster_client_hash_tags_and_library_reload(cluster_node: RedisProcess) -> None:
     rc = RedisCluster(host="127.0.0.1", port=cluster_node.port, **decision_client_kwargs(1.0))
     try:
         for a in ALGORITHMS:
@@ -47,10 +47,12 @@ def test_cluster_client_hash_tags_and_noscript(cluster_node: RedisProcess) -> No
         for k in keys:
             tag = k[k.index("{") + 1:k.index("}")]
             assert rc.keyslot(k) == rc.keyslot(tag)
-        rc.script_flush()
+        rc.function_flush()  # every primary: redis-py sends FUNCTION FLUSH/LOAD to all of them
         limiter = RateLimiter(rc)
         d = limiter.hit("tier:client0", 3, 60)
-        assert not d.fallback and not d.allowed and limiter.script_loads == 1
+        assert not d.fallback and not d.allowed and limiter.library_loads == 1
+        scripts = RateLimiter(rc, mode="scripts")  # the EVALSHA opt-in on a cluster
+        assert scripts.peek("tier:client0", 3, 60).remaining == 0 and scripts.script_loads == 1
         assert limiter.reset("tier:client0") is True  # one multi-key DEL, same slot
         assert limiter.hit("tier:client0", 3, 60).remaining == 2
     finally:

@@ -11,8 +11,17 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ratelimit import (
+    LIBRARY_NAME,
+    LIBRARY_RELEASE,
+    LibraryUnavailable,
+    RateLimiter,
+    function_library,
+    make_key,
+)
+from ratelimit.functions import load_library, read_version
 from redis_conf import load_base, render_acl_file, render_redis_conf
-from redis_conf.acl import APP_FORBIDDEN_COMMANDS, CREDENTIALS
+from redis_conf.acl import APP_FORBIDDEN_COMMANDS, APP_FORBIDDEN_SCRIPTING, CREDENTIALS
 from redis_conf.render import TlsFiles
 from tests.support.certs import make_tls_files
 from tests.support.procs import wait_until
@@ -116,10 +125,57 @@ def test_admin_may_queue_what_app_may_not_and_debug_is_off_for_everyone(server: 
     assert "DEBUG command not allowed" in _probe(a, "DEBUG", "SLEEP", "0")
 
 
-def test_app_user_can_rate_limit(server: RedisProcess) -> None:
+@pytest.mark.parametrize("command", sorted(APP_FORBIDDEN_SCRIPTING))
+def test_app_user_may_not_send_or_manage_lua(server: RedisProcess, command: str) -> None:
+    # Queued inside MULTI (refused at queue time) and also sent on its own: no Lua source, no
+    # library management, whatever the transport.
     c = app(server)
-    assert c.eval("return redis.call('INCR', KEYS[1])", 1, "rl:{t:c}") >= 1
+    args = APP_FORBIDDEN_SCRIPTING[command]
+    assert _probe(c, *args).startswith("NOPERM"), command
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        c.execute_command(*args)
+    assert _probe(admin(server), *args) == "QUEUED"  # the admin may (queued, then discarded)
+
+
+def test_admin_loads_the_library_and_the_app_user_rate_limits_through_fcall(server: RedisProcess) -> None:
+    a = admin(server)
+    assert load_library(a) == LIBRARY_NAME
+    c = app(server)
+    limiter = RateLimiter(c, "fixed_window", timeout=1.0, load_library=False)
+    decisions = [limiter.hit("live", 2, 60) for _ in range(3)]
+    assert [d.allowed for d in decisions] == [True, True, False] and not any(d.fallback for d in decisions)
+    assert limiter.peek("live", 2, 60).remaining == 0
+    assert limiter.check_library() == LIBRARY_RELEASE
+    # The peek entry point is no-writes: Redis itself refuses a write there (mode "0").
+    with pytest.raises(redis.ResponseError, match="Write commands are not allowed from read-only scripts"):
+        c.fcall_ro("ratelimit_fixed_window_ro", 1, make_key("rl", "live-ro", "fixed_window"), "2", "60000", "1", "0")
+    with pytest.raises(redis.ResponseError, match="Can not execute a script with write flag using \\*_ro command"):
+        c.fcall_ro("ratelimit_fixed_window", 1, make_key("rl", "live-ro", "fixed_window"), "2", "60000", "1", "1")
     assert "used_memory" in c.info("memory")
+    a.delete(make_key("rl", "live", "fixed_window"))
+
+
+def test_app_user_that_finds_no_library_gets_the_tier_policy_and_the_fix(server: RedisProcess,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    a = admin(server)
+    a.function_delete(LIBRARY_NAME) if read_version(a) else None
+    try:
+        limiter = RateLimiter(app(server), "gcra", timeout=1.0)  # may_load: it tries, and is refused (NOPERM)
+        closed = limiter.hit("nolib", 5, 60)
+        opened = limiter.hit("nolib", 5, 60, fail_open=True)
+        assert closed.fallback and not closed.allowed and opened.fallback and opened.allowed
+        assert limiter.library_loads == 1 and not limiter.may_load  # asked once, never again
+        assert limiter.library_problem is not None and "redisops functions load" in limiter.library_problem
+        assert "redisops functions load" in caplog.text
+        with pytest.raises(LibraryUnavailable, match="redisops functions load"):
+            limiter.check_library()
+        # An older library is named by its version.
+        a.function_load(function_library().replace(f"return '{LIBRARY_RELEASE}'", "return '0.9.0'"))
+        older = RateLimiter(app(server), "gcra", timeout=1.0)
+        with pytest.raises(LibraryUnavailable, match=r"0\.9\.0 on the server is older"):
+            older.check_library()
+    finally:
+        load_library(a)
 
 
 def test_monitor_user_reads_info_but_no_data(server: RedisProcess) -> None:

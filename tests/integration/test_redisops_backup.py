@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from ratelimit import LIBRARY_RELEASE, RateLimiter, decision_client_kwargs, make_key
+from ratelimit.functions import read_version
 from redisops import backup as bk
 from redisops import connection as rc
 from redisops.errors import OperationError
@@ -76,6 +78,18 @@ def assert_all_back(srv: Server, expected: dict[str, tuple[str, int, int, int]])
     admin.close()
 
 
+def assert_library_back(srv: Server) -> None:
+    """The `ratelimit` library answers, for the application credential, without a new FUNCTION LOAD."""
+    app = srv.app(**decision_client_kwargs(5.0))
+    try:
+        assert read_version(app) == LIBRARY_RELEASE
+        limiter = RateLimiter(app, "fixed_window", timeout=5.0, load_library=False)
+        assert limiter.hit("restored", 2, 60).remaining == 1 and limiter.library_loads == 0
+        app.delete(make_key("rl", "restored", "fixed_window"))
+    finally:
+        app.close()
+
+
 def destroy_data(data_dir: Path) -> None:
     (data_dir / "dump.rdb").unlink(missing_ok=True)
     shutil.rmtree(data_dir / "appendonlydir", ignore_errors=True)
@@ -111,6 +125,7 @@ def test_backup_destroy_restore_every_key_and_ttl(srv: Server, tmp_path: Path) -
     assert "restored dump.rdb, appendonlydir/" in proc.stdout
     srv.proc.start(write_config=False)
     assert_all_back(srv, expected)
+    assert_library_back(srv)  # the data files were destroyed: the library came back with the restore
     proc = run_cli(["restore", "--from", str(backup_dir), "--verify-only"], srv.env())
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"{N_KEYS} keys, as in the backup" in proc.stdout
@@ -218,7 +233,7 @@ def test_rdb_only_backup_restores_into_a_server_with_aof_on(tmp_path: Path) -> N
         expected = write_keys(src, 2000)
         result = bk.backup(rc.resolve(environ=src.env()), tmp_path / "b")
     assert result.manifest["aof_included"] is False
-    with rendered_server(tmp_path / "aof-on") as dst:
+    with rendered_server(tmp_path / "aof-on", load_functions=False) as dst:
         admin = dst.admin()
         admin.set("stale", "1")
         admin.close()
@@ -228,6 +243,20 @@ def test_rdb_only_backup_restores_into_a_server_with_aof_on(tmp_path: Path) -> N
         assert (restored.moved_aside / "appendonlydir").is_dir()  # type: ignore[operator]
         dst.proc.start(write_config=False)
         assert_all_back(dst, expected)
+        assert_library_back(dst)  # never loaded on dst: it came in the source's RDB
+
+
+@pytest.mark.parametrize("appendonly", ["yes", "no"], ids=["aof", "rdb"])
+def test_the_library_survives_a_restart(tmp_path: Path, appendonly: str) -> None:
+    """Functions persist in the AOF and the RDB (rdbSaveFunctions): a restarted server answers
+    FCALL without anyone loading the library again."""
+    with rendered_server(tmp_path / appendonly, overrides={"appendonly": appendonly}) as srv:
+        if appendonly == "no":
+            admin = srv.admin()
+            admin.save()  # what a `save` point or the shutdown save does
+            admin.close()
+        srv.proc.restart()
+        assert_library_back(srv)
 
 
 def test_verify_only_works_offline_and_fails_on_a_bad_backup(srv: Server, tmp_path: Path) -> None:

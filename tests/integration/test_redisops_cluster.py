@@ -42,8 +42,15 @@ def test_smoke_and_health_in_cluster_mode(cluster: tuple[int, dict[str, str]]) -
            **{t.env_name: t.spec for t in SETTINGS.tiers}}
     spec = rc.resolve(environ=env, settings_file=REPO / "Pulumi.dev.yaml")
     assert spec.mode == "cluster" and spec.display_url.endswith("(cluster)")
+    # As the deploy does before smoke: the admin loads the library (redis-py sends FUNCTION LOAD to
+    # every primary).
+    from redisops import functions
+
+    assert functions.load(spec)["state"] == "current"
     report = run_smoke(spec)
     assert report.passed, [(c.name, c.actual) for c in report.failed]
+    # INFO commandstats is per node in a cluster: the FCALL proof is the limiter's own count there.
+    assert report.get("fcall-only").status == "skip" and "decisions made in FCALL mode" in report.get("fcall-only").actual
     assert report.get("cleanup").actual.startswith(f"{len(SETTINGS.tiers)} key(s) deleted")
     health = run_health(spec, options=HealthOptions(sample_seconds=0.2))
     assert health.level() == "OK", [(c.name, c.actual) for c in health.checks if c.status != "OK"]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from ratelimit import Decision, RateLimiter, Tier
-from redis_conf.acl import APP_FORBIDDEN_COMMANDS, APP_RULES, password_digest
+from ratelimit import LIBRARY_RELEASE, Decision, RateLimiter, Tier, function_library
+from redis_conf.acl import APP_FORBIDDEN_COMMANDS, APP_FORBIDDEN_SCRIPTING, APP_RULES, password_digest
 from redisops import connection as rc
 from redisops import smoke as smoke_module
 from redisops.report import Check, Report
@@ -65,8 +65,8 @@ def test_rendered_server_passes_every_check_via_cli(tmp_path: Path) -> None:
         statuses = {c["name"]: c["status"] for c in report["checks"]}
         expected_names = {"reachable", "tls", "auth-refuses-anonymous", "auth-refuses-wrong-password",
                           "auth-app-login", "memory-policy", "maxmemory", "persistence-aof", "persistence-status",
-                          "script-cache", "script-reload", "latency", "cleanup",
-                          *(f"forbidden:{c}" for c in APP_FORBIDDEN_COMMANDS),
+                          "function-library", "fcall-only", "latency", "cleanup",
+                          *(f"forbidden:{c}" for c in (*APP_FORBIDDEN_COMMANDS, *APP_FORBIDDEN_SCRIPTING)),
                           *(f"ratelimit:{t.name}" for t in SETTINGS.tiers)}
         assert set(statuses) == expected_names
         assert all(s == "pass" for s in statuses.values()), statuses
@@ -141,6 +141,51 @@ def test_flushall_allowed_for_app_user_fails_that_probe_only(tmp_path: Path) -> 
         # The probe was discarded, never executed.
         assert admin.get("precious") == b"data"
         admin.close()
+
+
+def test_an_app_user_that_may_eval_fails_smoke_with_the_reason(tmp_path: Path) -> None:
+    # The ACL model before issue 12: +@all -@dangerous leaves every scripting command to the app.
+    pw = {c: f"{c}-pw-0123456789abcdef" for c in ("app", "monitor", "replica", "sentinel", "admin")}
+    old_rules = APP_RULES.replace("-@scripting +fcall +fcall_ro ", "")
+    acl = acl_with(pw, app_line=f"user default reset on #{password_digest(pw['app'])} {old_rules}")
+    with rendered_server(tmp_path / "srv", acl_text=acl, passwords=pw) as srv:
+        admin = srv.admin()
+        libraries = admin.function_list()
+        report = run_smoke(spec_for(srv.env()))
+        assert failed_names(report) == {f"forbidden:{c}" for c in APP_FORBIDDEN_SCRIPTING}
+        check = report.get("forbidden:EVAL")
+        assert "QUEUED" in check.actual and "may run EVAL" in check.actual
+        assert "-@scripting +fcall +fcall_ro" in check.detail and "Lua-engine CVE" in check.detail
+        # Every probe was discarded: the library is untouched (no FLUSH, DELETE or LOAD ran).
+        assert admin.function_list() == libraries and admin.script_exists(
+            "e0e1f9fabfc9d4800c877a703b823ac0578ff8db") == [False]
+        assert report.get("fcall-only").status == "pass"
+        admin.close()
+
+
+def test_a_missing_library_fails_smoke_naming_the_fix(tmp_path: Path) -> None:
+    with rendered_server(tmp_path / "srv", load_functions=False) as srv:
+        proc = run_cli(["smoke", "--settings", str(DEV_SETTINGS)], srv.env())
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        report = run_smoke(spec_for(srv.env()))
+        assert failed_names(report) == {"function-library"}
+        lib = report.get("function-library")
+        assert "Function not found" in lib.actual and "redisops functions load" in lib.detail
+        assert {report.get(f"ratelimit:{t.name}").status for t in SETTINGS.tiers} == {"skip"}
+        assert "redisops functions load" in proc.stdout
+        assert smoke_keys(srv) == []
+
+
+def test_an_outdated_library_fails_smoke_with_both_versions(tmp_path: Path) -> None:
+    with rendered_server(tmp_path / "srv", load_functions=False) as srv:
+        admin = srv.admin()
+        admin.function_load(function_library().replace(f"return '{LIBRARY_RELEASE}'", "return '0.1.0'"))
+        admin.close()
+        report = run_smoke(spec_for(srv.env()))
+        assert failed_names(report) == {"function-library"}
+        detail = report.get("function-library").detail
+        assert f"0.1.0 on the server is older than this package's {LIBRARY_RELEASE}" in detail
+        assert "redisops functions load" in detail
 
 
 def test_a_refused_command_mid_run_fails_that_check_keeps_the_report_and_cleans_up(tmp_path: Path) -> None:
@@ -255,7 +300,7 @@ def test_redis_killed_mid_run_is_reported_cleaned_and_bounded(tmp_path: Path) ->
 def test_paused_redis_does_not_hang_the_run(tmp_path: Path) -> None:
     with rendered_server(tmp_path / "srv") as srv:
         def pause(check: Check) -> None:
-            if check.name == "script-cache":
+            if check.name == "function-library":
                 srv.proc.pause()
 
         try:

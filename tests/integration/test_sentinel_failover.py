@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from ratelimit import RateLimiter, Tier, decision_client_kwargs
+from ratelimit import LIBRARY_RELEASE, RateLimiter, Tier, decision_client_kwargs
+from ratelimit.functions import read_version
 from redis_conf.sentinel import MASTER_NAME
 from tests.integration._sentinel_topology import (
     FAST,
@@ -170,6 +171,13 @@ def test_kill_primary_under_load(topo: Topology) -> None:
           f"{open_admitted_blind} decisions={len(closed.events) + len(opened.events)} answered_after_recovery="
           f"{answered}/{len(post)}")
     assert over <= losable, f"{over} over-admitted; replication could lose at most {losable}"
+    # Every decision went through FCALL of the library the admin loaded on the first primary: the
+    # promoted replica had it (functions replicate), so the app credential never met "Function not
+    # found" (it could not have loaded the library: -@scripting).
+    assert limiter.library_loads == 0 and limiter.library_problem is None
+    promoted = topo.node_client(topo.nodes.index(topo.node_by_port(new_port)))
+    assert read_version(promoted) == LIBRARY_RELEASE
+    promoted.close()
 
     # The old primary comes back with its old config (it still thinks it is the master) and
     # Sentinel must demote it; it can follow because every node carries masteruser/masterauth.

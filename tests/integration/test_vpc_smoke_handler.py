@@ -30,6 +30,7 @@ from moto import mock_aws
 
 from infra.components.smoke_function import HANDLER, package_files
 from infra.program import expectations
+from ratelimit import LIBRARY_RELEASE
 from redisops import vpc_smoke
 from tests.integration._redisops_servers import (
     SETTINGS,
@@ -127,14 +128,17 @@ def test_handler_with_a_wrong_app_password_fails_the_login_check_and_says_so(tmp
         assert "not-the-password-0123" not in json.dumps(reply)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ratelimit.functions") is None,
-                    reason="the Redis Functions library (ratelimit.functions) lands with issue 12")
 def test_functions_load_action_loads_the_library_with_the_admin_secret(tmp_path: Path, aws_env: None,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from ratelimit import functions as fn  # type: ignore[attr-defined,unused-ignore]
+    from ratelimit import functions as fn
 
-    with rendered_server(tmp_path / "srv", tls=True) as srv:
+    with rendered_server(tmp_path / "srv", tls=True, load_functions=False) as srv:
         app_arn, admin_arn = put_secrets(srv)
+        # Before the load, smoke fails and names the fix.
+        monkeypatch.setenv(vpc_smoke.CONFIG_VARIABLE, json.dumps(
+            {**function_config_for(srv), "appSecretArn": app_arn, "adminSecretArn": admin_arn}))
+        before = vpc_smoke.handler({"action": "smoke"}, None)
+        assert before["exitCode"] == 1 and "redisops functions load" in json.dumps(before["report"])
         monkeypatch.setenv(vpc_smoke.CONFIG_VARIABLE, json.dumps(
             {**function_config_for(srv), "appSecretArn": app_arn, "adminSecretArn": admin_arn}))
         reply = vpc_smoke.handler({"action": "functions-load"}, None)
@@ -167,7 +171,8 @@ def test_functions_load_on_elasticache_token_mode_uses_the_token(tmp_path: Path,
     # functions-load must run with that token, or prod's first deploy stops there.
     passwords = new_passwords()
     acl = acl_with(passwords, app_line=f"user default on >{passwords['app']} ~* &* +@all")
-    with rendered_server(tmp_path / "srv", tls=True, acl_text=acl, passwords=passwords) as srv:
+    with rendered_server(tmp_path / "srv", tls=True, acl_text=acl, passwords=passwords,
+                         load_functions=False) as srv:
         sm = boto3.client("secretsmanager", region_name=REGION)
         token_arn = sm.create_secret(Name="redisstack/prod/redis-auth", SecretString=json.dumps(
             {"username": "default", "password": passwords["app"]}))["ARN"]
@@ -177,10 +182,8 @@ def test_functions_load_on_elasticache_token_mode_uses_the_token(tmp_path: Path,
         assert config["adminIsApp"] is True and "adminSecretArn" not in config
         monkeypatch.setenv(vpc_smoke.CONFIG_VARIABLE, json.dumps(config))
         reply = vpc_smoke.handler({"action": "functions-load"}, None)
-        if importlib.util.find_spec("ratelimit.functions") is None:
-            assert reply["exitCode"] == 2 and "no Redis Functions library" in reply["error"], reply
-        else:
-            assert reply["exitCode"] == 0 and reply["passed"] is True, reply
+        assert reply["exitCode"] == 0 and reply["passed"] is True, reply
+        assert reply["version"] == LIBRARY_RELEASE
         assert passwords["app"] not in json.dumps(reply)
 
 # ---- the packaged files, in a clean interpreter ------------------------------------------------
@@ -292,7 +295,7 @@ def test_packaged_function_runs_functions_load_in_a_clean_interpreter(tmp_path: 
     task = tmp_path / "task"
     stage(package_files(), task)
     sdk = runtime_sdk(tmp_path / "sdk")
-    with rendered_server(tmp_path / "srv", tls=True) as srv:
+    with rendered_server(tmp_path / "srv", tls=True, load_functions=False) as srv:
         secrets = {APP_ARN: json.dumps({"username": "default", "password": srv.passwords["app"]}),
                    ADMIN_ARN: srv.passwords["admin"]}
         with secrets_manager(secrets) as (endpoint, asked):
@@ -307,11 +310,8 @@ def test_packaged_function_runs_functions_load_in_a_clean_interpreter(tmp_path: 
         reply = json.loads(proc.stdout.strip().splitlines()[-1])["reply"]
         assert reply["command"] == "redisops functions load --stack-outputs outputs.json"
         assert "No module named" not in str(reply.get("error")), reply
-        if importlib.util.find_spec("ratelimit.functions") is None:
-            # Until the library lands (issue 12) the action says so, as a usage error.
-            assert reply["exitCode"] == 2 and "no Redis Functions library" in reply["error"], reply
-        else:
-            assert reply["exitCode"] == 0 and reply["passed"] is True, reply
+        assert reply["exitCode"] == 0 and reply["passed"] is True, reply
+        assert reply["version"] == LIBRARY_RELEASE
         assert asked == [("secretsmanager.GetSecretValue", APP_ARN), ("secretsmanager.GetSecretValue", ADMIN_ARN)]
         for password in srv.passwords.values():
             assert password not in proc.stdout + proc.stderr

@@ -587,3 +587,22 @@ def test_args_refuse_failover_timeout_below_down_after() -> None:
         SentinelHostsArgs.from_settings(_settings(sentinel={"downAfterMs": 9000, "failoverTimeoutMs": 5000}))
     assert exc.value.key == "sentinel.failoverTimeoutMs" and exc.value.value == 5000
     assert "sentinel.downAfterMs (9000)" in exc.value.allowed
+
+
+def test_user_data_loads_the_functions_library_as_admin_and_fits_ec2s_limit() -> None:
+    import base64
+    import gzip
+
+    from infra.components.sentinel_hosts import USER_DATA_MAX_BYTES
+    from ratelimit import function_library
+
+    run = prod_sentinel()
+    for inst in run.of_type(T_INSTANCE):
+        ud = inst.inputs["userData"]
+        assert len(ud.encode()) <= USER_DATA_MAX_BYTES, len(ud.encode())
+        # After redis-server starts, as the admin user, on the primary only; the exact library text.
+        assert ud.index("FUNCTION LOAD REPLACE") > ud.index("systemctl enable --now redis-server")
+        assert "--user admin" in ud and '[ "$(rcli ROLE | head -n 1)" = "master" ]' in ud
+        packed = ud.split("base64 -d <<'EOF' | gunzip > /etc/redis/ratelimit.lua\n", 1)[1].split("\nEOF\n", 1)[0]
+        assert gzip.decompress(base64.b64decode(packed.replace("\n", ""))).decode() == function_library()
+        assert "--tls --cacert /etc/redis/tls/ca.crt" in ud

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import redis
 
-from ratelimit import decision_client_kwargs, make_key, script
+from ratelimit import decision_client_kwargs, function_library, make_key
+from ratelimit.functions import function_name
 from tests.support.redisproc import RedisProcess, free_port, have_redis
 
 PLAIN_CONFIG = 'save ""\nappendonly no\n'
@@ -51,28 +52,28 @@ def scan_keys(r: redis.Redis) -> list[bytes]:
 
 
 def timed_eval(r: redis.Redis, algorithm: str, key: str, args: list[str]) -> tuple[int, list[int], int]:
-    """Run one script between two TIME calls inside MULTI/EXEC.
+    """Run one library function (FCALL) between two TIME calls inside MULTI/EXEC.
 
-    Nothing else runs inside a transaction, so the script's own TIME lies in [t0, t1] and
-    t1 - t0 is a few microseconds: the server-side truth to hold the script's answers to.
+    Nothing else runs inside a transaction, so the function's own TIME lies in [t0, t1] and
+    t1 - t0 is a few microseconds: the server-side truth to hold the function's answers to.
     """
-    s = script(algorithm)
-    r.script_load(s.source)
+    r.function_load(function_library(), replace=True)
     with r.pipeline(transaction=True) as p:
         p.time()
-        p.evalsha(s.sha, 1, make_key("rl", key, algorithm), *args)
+        p.fcall(function_name(algorithm), 1, make_key("rl", key, algorithm), *args)
         p.time()
         t0, reply, t1 = p.execute()
     return t0[0] * 1_000_000 + t0[1], [int(v) for v in reply], t1[0] * 1_000_000 + t1[1]
 
 
 def hammer_in_process(port: int, algorithm: str, key: str, limit: int, window_s: float, n: int,
-                      threads: int) -> tuple[int, int, int]:
+                      threads: int, auth: dict[str, Any] | None = None,
+                      may_load: bool = True) -> tuple[int, int, int]:
     """Child-process body for the multiprocessing test: (allowed, denied, fallbacks)."""
     from ratelimit import RateLimiter
 
-    client = redis.Redis(port=port, **{**decision_client_kwargs(2.0), "max_connections": threads + 2})
-    limiter = RateLimiter(client, algorithm)
+    client = redis.Redis(port=port, **{**decision_client_kwargs(2.0), "max_connections": threads + 2, **(auth or {})})
+    limiter = RateLimiter(client, algorithm, timeout=2.0, load_library=may_load)
     counts = [0, 0, 0]
     lock = threading.Lock()
     barrier = threading.Barrier(threads)

@@ -68,7 +68,7 @@ def test_the_lambda_runs_smoke_with_the_clis_defaults() -> None:
     defaults = {p.name: p.default for p in smoke.params}
     options = SmokeOptions()
     assert options.concurrency == defaults["concurrency"]
-    assert options.flush_scripts is (not defaults["no_script_flush"])
+    assert set(defaults) >= {"concurrency"} and "no_script_flush" not in defaults  # dropped with issue 12
 
 
 

@@ -48,8 +48,8 @@ NODE24_FROM = {"actions/checkout": 5, "actions/setup-python": 6, "actions/upload
 USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)(?P<comment>\s+#.*)?$", re.M)
 SHA_PIN = re.compile(r"^(?P<action>[\w.-]+/[\w.-]+)@(?P<sha>[0-9a-f]{40})$")
 VERSION_COMMENT = re.compile(r"^\s+# (?P<version>v(?P<major>\d+)\.\d+\.\d+)$")
-# Commands other branches add to redisops; checked once they exist on this branch.
-LANDING_ELSEWHERE = {"updates": "issue 12 (versions)", "functions": "issue 12 (functions library)"}
+# redisops commands the workflows run against a deployed stack: each reads --stack-outputs.
+STACK_COMMANDS = ("functions", "updates")
 
 
 def load(name: str) -> dict[str, Any]:
@@ -190,6 +190,17 @@ def test_deploy_loads_the_limiter_library_and_drift_lists_service_updates_with_t
 
     assert COMMANDS == {"smoke": "redisops smoke --stack-outputs outputs.json",
                         "functions-load": "redisops functions load --stack-outputs outputs.json"}
+
+
+def test_dev_loads_the_limiter_library_with_the_admin_credential_before_smoke() -> None:
+    # The dev job smokes on the runner: the admin (adminPassword in the outputs it reads) loads the
+    # library first, in the same step, or the app user's FCALL finds nothing and smoke fails.
+    dev = load("deploy.yml")["jobs"]["dev"]
+    step = next(s for s in steps(dev) if "redisops smoke" in s.get("run", ""))
+    run = step["run"]
+    load_at = run.index('redisops functions load --stack-outputs "$outputs"')
+    assert load_at < run.index("redisops smoke --stack-outputs")
+    assert run.index("--show-secrets") < load_at  # the outputs file carries adminPassword
 
 
 # ---- 2. state credentials on every job that touches state; a failed login fails the job ----------
@@ -836,7 +847,7 @@ def test_referenced_scripts_modules_commands_and_files_exist(name: str) -> None:
                 assert importlib.util.find_spec(nxt) is not None, f"{name}: python -m {nxt}: no such module"
                 checked += 1
                 command = argv[i + 2] if i + 2 < len(argv) else ""
-                if nxt == "redisops" and command and command not in LANDING_ELSEWHERE:
+                if nxt == "redisops" and command:
                     assert command in _redisops_commands(), f"{name}: redisops {command} does not exist"
             elif word == "--settings" or (word.startswith("Pulumi.") and word.endswith(".yaml")):
                 target = nxt if word == "--settings" else word
@@ -864,10 +875,9 @@ def test_referenced_scripts_modules_commands_and_files_exist(name: str) -> None:
     assert checked >= 3
 
 
-@pytest.mark.parametrize("command", sorted(LANDING_ELSEWHERE))
-def test_commands_other_branches_add_exist_once_they_land(command: str) -> None:
-    if command not in _redisops_commands():
-        pytest.skip(f"redisops {command} lands with {LANDING_ELSEWHERE[command]}")
+@pytest.mark.parametrize("command", STACK_COMMANDS)
+def test_stack_commands_exist_and_read_stack_outputs(command: str) -> None:
+    assert command in _redisops_commands()
     from typer.main import get_command
 
     from redisops.cli import app

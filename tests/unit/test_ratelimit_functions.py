@@ -1,0 +1,72 @@
+"""The `ratelimit` Functions library text: one source with the EVALSHA scripts, its registrations,
+its release number (the live behaviour is proved in tests/integration)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import pytest
+
+from ratelimit import ALGORITHMS, LIBRARY_RELEASE, REGISTRATIONS, Registration, function_library, script
+from ratelimit import functions as fn
+
+# The digest of the library text this release number stands for. A change of the library text must
+# bump LIBRARY_RELEASE (servers report their version; smoke and clients compare it), then this pin.
+RELEASED = {"1.0.0": "95be9ac4e477741b3cdfe0838a097cfe0a1ce85600e2631e3da272f8e46c2aa0"}
+
+
+def test_a_library_change_bumps_the_release() -> None:
+    digest = hashlib.sha256(function_library().encode()).hexdigest()
+    assert RELEASED.get(LIBRARY_RELEASE) == digest, (
+        f"the library text changed (sha256 {digest}): bump LIBRARY_RELEASE in ratelimit/functions.py and pin it here")
+
+
+def test_the_library_is_one_source_with_the_evalsha_scripts() -> None:
+    text = function_library()
+    assert text.startswith("#!lua name=ratelimit\n")
+    for algorithm in ALGORITHMS:
+        # Each algorithm body appears once, verbatim, wrapped in a function of (KEYS, ARGV).
+        assert text.count(script(algorithm).source.rstrip("\n")) == 1
+    assert text.count("(KEYS, ARGV)") == len(ALGORITHMS) + 1  # + ratelimit_version
+
+
+def test_registrations_the_contract_names() -> None:
+    registered = dict(re.findall(r"function_name='(\w+)', callback=\w+, flags=\{([^}]*)\}", function_library()))
+    want = {f"ratelimit_{a}": "" for a in ALGORITHMS}
+    want |= {f"ratelimit_{a}_ro": "'no-writes'" for a in ALGORITHMS}
+    want["ratelimit_version"] = "'no-writes'"
+    assert registered == want
+    assert [r.name for r in REGISTRATIONS] == list(registered)
+    assert f"return '{LIBRARY_RELEASE}'" in function_library()
+
+
+def test_register_adds_a_function_once() -> None:
+    row = Registration("ratelimit_probe", "return 1", ("no-writes",))
+    fn.register(row)
+    try:
+        assert "function_name='ratelimit_probe'" in function_library()
+        with pytest.raises(ValueError, match="already registered"):
+            fn.register(row)
+    finally:
+        REGISTRATIONS.remove(row)
+        fn.function_library.cache_clear()
+    assert "ratelimit_probe" not in function_library()
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"name": "rate-limit"}, "letters, digits and '_' only"),
+    ({"name": "x", "flags": ("no-write",)}, "unknown flags"),
+])
+def test_a_bad_registration_is_refused(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Registration(**{"body": "return 1", **kwargs})
+
+
+@pytest.mark.parametrize(("version", "state"), [
+    (None, "missing"), (LIBRARY_RELEASE, "current"), ("0.9.9", "older"), ("99.0.0", "newer"), ("garbage", "older"),
+])
+def test_library_state_by_version(version: str | None, state: str) -> None:
+    assert fn.library_state(version) == state
+    message = fn.describe_state(fn.library_state(version), version)
+    assert ("redisops functions load" in message) is (state in ("missing", "older"))
