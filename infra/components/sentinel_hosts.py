@@ -49,6 +49,8 @@ from infra.components.aws_common import (
     redis_security_group,
     stack_log_groups,
 )
+from infra.components.package_floors import METRIC as BOOT_REFUSED_METRIC
+from infra.components.package_floors import check_call, check_functions
 from infra.components.tls_renewal import METRIC as TLS_DAYS_METRIC
 from infra.components.tls_renewal import install_commands, renew_environment
 from infra.envcontract import env_contract, sentinel_url
@@ -303,6 +305,7 @@ export DEBIAN_FRONTEND=noninteractive
 REGION={shlex.quote(region)}
 PREFIX={shlex.quote(prefix)}/{node}
 DATA_VOLUME={shlex.quote(data_volume_id)}
+NODE={node}
 
 # Operator access: Session Manager through the SSM agent, which Debian AMIs do not ship. It
 # connects out over HTTPS; no inbound port is opened for it (no SSH, no key pair). First, before
@@ -328,6 +331,11 @@ done
 apt-get update -q
 apt-get install -y -q redis-server redis-sentinel redis-tools prometheus-redis-exporter awscli curl openssl
 systemctl stop redis-server redis-sentinel prometheus-redis-exporter
+
+# Debian package floors (infra/versions.py DEBIAN_FLOORS): a package below its floor, or a release
+# without floors, stops the boot here, before any secret is fetched (infra/components/package_floors.py).
+{check_functions(CW_NAMESPACE)}
+{check_call()}
 
 # Data volume: a separate, retained EBS volume ($DATA_VOLUME, encrypted) that Pulumi attaches at
 # {DATA_DEVICE} after the instance starts, so wait for it. Nitro exposes it as NVMe with the
@@ -739,6 +747,7 @@ class SentinelHosts(pulumi.ComponentResource):
                 comparison_operator="GreaterThanThreshold", treat_missing_data="missing",
                 alarm_actions=[topic], ok_actions=[topic], tags={**tags, "severity": "critical"},
                 opts=child(self)))
+            alarms.append(self._boot_refused_alarm(node, tags))
             if self._args.tls:
                 alarms.append(self._tls_expiry_alarm(node, tags))
             for t in self._args.thresholds:
@@ -748,6 +757,18 @@ class SentinelHosts(pulumi.ComponentResource):
                 for severity, line in t.lines():
                     alarms.append(self._redis_alarm(node, t, severity, line, row, tags))
         return alarms
+
+    def _boot_refused_alarm(self, node: str, tags: dict[str, str]) -> aws.cloudwatch.MetricAlarm:
+        """User data publishes BootRefused when an installed redis package is below its Debian
+        floor (infra/components/package_floors.py); the host then runs no redis at all."""
+        return aws.cloudwatch.MetricAlarm(
+            f"{self._name}-{node}-boot-refused",
+            alarm_description=f"{node}: boot refused, a redis package is below its Debian floor or the release has "
+                              "none (infra/versions.py DEBIAN_FLOORS; cloud-init output names the package)",
+            namespace=CW_NAMESPACE, metric_name=BOOT_REFUSED_METRIC, dimensions={"node": node}, statistic="Maximum",
+            period=300, evaluation_periods=1, threshold=0, comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching", alarm_actions=[self.topic.arn], ok_actions=[self.topic.arn],
+            tags={**tags, "severity": "critical"}, opts=child(self))
 
     def _tls_expiry_alarm(self, node: str, tags: dict[str, str]) -> aws.cloudwatch.MetricAlarm:
         """The renewal timer publishes the days left of the certificate the node serves, hourly.

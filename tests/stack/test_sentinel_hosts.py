@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 
+from infra import versions as V
+from infra.components.package_floors import METRIC as BOOT_REFUSED_METRIC
+from infra.components.package_floors import check_call
 from infra.components.sentinel_hosts import (
     CW_ROWS,
     EXPORTER_CA_FILE,
@@ -587,3 +590,26 @@ def test_args_refuse_failover_timeout_below_down_after() -> None:
         SentinelHostsArgs.from_settings(_settings(sentinel={"downAfterMs": 9000, "failoverTimeoutMs": 5000}))
     assert exc.value.key == "sentinel.failoverTimeoutMs" and exc.value.value == 5000
     assert "sentinel.downAfterMs (9000)" in exc.value.allowed
+
+
+def test_user_data_checks_the_debian_package_floors_before_any_secret_or_unit() -> None:
+    # The hosts install Debian's redis at boot: below its floor (infra/versions.py DEBIAN_FLOORS)
+    # the boot stops before a secret is fetched or a unit started (run: tests/unit/test_package_floors.py).
+    run = prod_sentinel()
+    topic = run.one("aws:sns/topic:Topic").outputs["arn"]
+    for inst in run.of_type(T_INSTANCE):
+        ud = inst.inputs["userData"]
+        node = inst.inputs["tags"]["redisstack-node"]
+        assert f"NODE={node}\n" in ud
+        for f in V.debian_floors("bookworm"):
+            assert f"{f.package}={f.floor}" in ud
+        call = ud.index(check_call())
+        assert ud.index("apt-get install -y -q redis-server") < call < ud.index("\nfetch redis.conf ")
+        assert call < ud.index("systemctl enable --now redis-server")
+        alarm = run.one("aws:cloudwatch/metricAlarm:MetricAlarm", f"redis-{node}-boot-refused").inputs
+        assert (alarm["namespace"], alarm["metricName"], alarm["dimensions"]) == (
+            "redisstack/Redis", BOOT_REFUSED_METRIC, {"node": node})
+        assert (alarm["comparisonOperator"], alarm["threshold"], alarm["treatMissingData"]) == (
+            "GreaterThanThreshold", 0, "notBreaching")
+        assert alarm["alarmActions"] == [topic]
+
