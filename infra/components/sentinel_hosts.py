@@ -417,21 +417,22 @@ SESSION_MANAGER_ACTIONS = (
 
 
 def host_policy(*, parameter_arn_prefix: str, kms_key_arn: str, region: str, log_group_arn: str,
-                admin_secret_arn: str) -> str:
+                admin_secret_arn: str, dns_suffix: str = "amazonaws.com") -> str:
     """Least privilege for a host: read its own parameters, decrypt them via SSM only, write
     EMF logs to its one log group, read the admin secret (the TLS renewal timer reloads TLS with
     CONFIG SET as admin), publish its own namespace's metrics, and Session Manager (no SSH) -
-    nothing that reads other parameters or secrets."""
+    nothing that reads other parameters or secrets. kms:ViaService names the service endpoint,
+    `<service>.<region>.<the partition's DNS suffix>`."""
     return json.dumps({"Version": "2012-10-17", "Statement": [
         {"Sid": "ReadOwnParameters", "Effect": "Allow", "Action": ["ssm:GetParameter"],
          "Resource": f"{parameter_arn_prefix}/*"},
         {"Sid": "DecryptThroughSsmOnly", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": kms_key_arn,
-         "Condition": {"StringEquals": {"kms:ViaService": f"ssm.{region}.amazonaws.com"}}},
+         "Condition": {"StringEquals": {"kms:ViaService": f"ssm.{region}.{dns_suffix}"}}},
         {"Sid": "ReadAdminSecretForTlsReload", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
          "Resource": admin_secret_arn},
         {"Sid": "DecryptThroughSecretsManagerOnly", "Effect": "Allow", "Action": ["kms:Decrypt"],
          "Resource": kms_key_arn,
-         "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}}},
+         "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.{dns_suffix}"}}},
         {"Sid": "PublishMetricsAsEmf", "Effect": "Allow",
          "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
          "Resource": [log_group_arn, f"{log_group_arn}:*"]},
@@ -540,9 +541,9 @@ class SentinelHosts(pulumi.ComponentResource):
         self.role_policy = aws.iam.RolePolicy(
             f"{name}-host-policy", role=self.role.id,
             policy=pulumi.Output.all(param_arn, self.kms_key.arn, region_name, self.log_group.arn,
-                                     self.admin_secret.arn).apply(
+                                     self.admin_secret.arn, acct.apply(lambda a: a.dns_suffix)).apply(
                 lambda v: host_policy(parameter_arn_prefix=v[0], kms_key_arn=v[1], region=v[2], log_group_arn=v[3],
-                                      admin_secret_arn=v[4])),
+                                      admin_secret_arn=v[4], dns_suffix=v[5])),
             opts=child(self))
         # Session Manager instead of SSH (no key pair, no port 22) is in host_policy: the managed
         # AmazonSSMManagedInstanceCore would also let a host read every parameter of the account.

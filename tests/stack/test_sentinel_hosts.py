@@ -524,18 +524,23 @@ def test_dlm_description_keeps_to_the_characters_dlm_accepts() -> None:
     assert dlm_description("a.b:c/d") == "a-b-c-d"
 
 
-def test_arns_follow_the_partition(monkeypatch: pytest.MonkeyPatch) -> None:
+def run_in_partition(monkeypatch: pytest.MonkeyPatch, partition: str, dns_suffix: str) -> StackRun:
+    """The prod-sentinel stack with mocks answering aws.get_partition with `partition`."""
     answer = RecordingMocks.call
 
-    def gov_cloud(self: RecordingMocks, args: Any) -> Any:
+    def in_partition(self: RecordingMocks, args: Any) -> Any:
         if args.token == "aws:index/getPartition:getPartition":
             self.invokes.append((args.token, dict(args.args)))
-            return {"partition": "aws-us-gov", "dnsSuffix": "amazonaws.com", "id": "aws-us-gov"}, []
+            return {"partition": partition, "dnsSuffix": dns_suffix, "id": partition}, []
         return answer(self, args)
 
-    monkeypatch.setattr(RecordingMocks, "call", gov_cloud)
+    monkeypatch.setattr(RecordingMocks, "call", in_partition)
     config, secret = load_stack_file("Pulumi.prod-sentinel.yaml")
-    run = run_program(config, stack="prod-sentinel", secret_keys=secret)
+    return run_program(config, stack="prod-sentinel", secret_keys=secret)
+
+
+def test_arns_follow_the_partition(monkeypatch: pytest.MonkeyPatch) -> None:
+    run = run_in_partition(monkeypatch, "aws-us-gov", "amazonaws.com")
     policy = json.loads(run.one("aws:iam/rolePolicy:RolePolicy", "redis-host-policy").inputs["policy"])
     read = next(s for s in policy["Statement"] if s["Sid"] == "ReadOwnParameters")
     assert read["Resource"].startswith("arn:aws-us-gov:ssm:eu-west-1:")
@@ -543,6 +548,28 @@ def test_arns_follow_the_partition(monkeypatch: pytest.MonkeyPatch) -> None:
     assert dlm.inputs["policyArn"] == "arn:aws-us-gov:iam::aws:policy/service-role/AWSDataLifecycleManagerServiceRole"
     recover = run.one("aws:cloudwatch/metricAlarm:MetricAlarm", "redis-node-0-system-check").inputs["alarmActions"]
     assert "arn:aws-us-gov:automate:eu-west-1:ec2:recover" in recover
+
+
+def test_service_names_follow_the_partitions_dns_suffix(monkeypatch: pytest.MonkeyPatch) -> None:
+    # aws-cn endpoints and regional service principals end in amazonaws.com.cn (botocore
+    # data/endpoints.json, partitions[].dnsSuffix); kms:ViaService names the endpoint host.
+    run = run_in_partition(monkeypatch, "aws-cn", "amazonaws.com.cn")
+    host = json.loads(run.one("aws:iam/rolePolicy:RolePolicy", "redis-host-policy").inputs["policy"])
+    via = {s["Sid"]: s["Condition"]["StringEquals"]["kms:ViaService"] for s in host["Statement"]
+           if "kms:ViaService" in json.dumps(s)}
+    assert via == {"DecryptThroughSsmOnly": "ssm.eu-west-1.amazonaws.com.cn",
+                   "DecryptThroughSecretsManagerOnly": "secretsmanager.eu-west-1.amazonaws.com.cn"}
+    smoke = next(r for r in run.of_type("aws:iam/rolePolicy:RolePolicy") if r.name != "redis-host-policy")
+    (decrypt,) = [s for s in json.loads(smoke.inputs["policy"])["Statement"] if s["Sid"] == "DecryptOwnSecrets"]
+    assert decrypt["Condition"]["StringEquals"]["kms:ViaService"] == "secretsmanager.eu-west-1.amazonaws.com.cn"
+    key_policy = json.loads(run.one("aws:kms/key:Key").inputs["policy"])
+    principals = {s["Principal"].get("Service") for s in key_policy["Statement"]}
+    assert "logs.eu-west-1.amazonaws.com.cn" in principals and "logs.eu-west-1.amazonaws.com" not in principals
+    for inst in run.of_type(T_INSTANCE):
+        assert "https://s3.eu-west-1.amazonaws.com.cn/amazon-ssm-eu-west-1/" in inst.inputs["userData"]
+    # A key ARN checked by `redisops key-policy` (no provider at hand): the suffix by its partition.
+    assert KeyUse("123456789012", "aws-cn", "cn-north-1").logs_service == "logs.cn-north-1.amazonaws.com.cn"
+    assert KeyUse("123456789012", "aws-us-gov", "us-gov-west-1").logs_service == "logs.us-gov-west-1.amazonaws.com"
 
 
 def test_overridden_threshold_moves_the_alarm() -> None:
