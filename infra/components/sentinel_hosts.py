@@ -156,6 +156,9 @@ class SentinelHostsArgs:
     app_password: str | None = field(default=None, repr=False)
     # Other log groups of the stack encrypted with the hosts' key (the smoke function's).
     extra_log_groups: dict[str, str] = field(default_factory=dict)
+    # Pulumi project: with the stack it names the account-wide resources (parameters, log group,
+    # topic, secrets), so two projects' stacks of the same name in one account never collide.
+    project: str = "redisstack"
 
     def __post_init__(self) -> None:
         if self.engine != "redis":
@@ -177,6 +180,7 @@ class SentinelHostsArgs:
             raise SettingError(exc.key, exc.value, exc.allowed) from None
         assert cfg.network.vpc_id is not None  # settings require it for this target
         return SentinelHostsArgs(
+            project=settings.project,
             stack=settings.stack,
             engine=cfg.engine,
             engine_version=cfg.engine_version,
@@ -206,7 +210,7 @@ class SentinelHostsArgs:
         )
 
     def parameter_prefix(self, name: str) -> str:
-        return f"/redisstack/{self.stack}/{name}"
+        return f"/{self.project}/{self.stack}/{name}"
 
 
 def host_tls_files() -> TlsFiles:
@@ -464,7 +468,7 @@ class SentinelHosts(pulumi.ComponentResource):
         self._partition = acct.apply(lambda a: a.partition)
         prefix = args.parameter_prefix(name)
         log_group_name = f"{prefix}/metrics"
-        topic_name = fixed_name("redisstack", args.stack, name, "alarms")
+        topic_name = fixed_name(args.project, args.stack, name, "alarms")
 
         # Three AZs or nothing: a second host in one AZ makes that AZ's loss a quorum loss.
         subnets = [aws.ec2.get_subnet_output(id=s, opts=pulumi.InvokeOutputOptions(parent=self))
@@ -531,10 +535,10 @@ class SentinelHosts(pulumi.ComponentResource):
         self.app_secret, _ = app_secret(f"{name}-app", self, secret_string=passwords["app"],
                                         kms_key_id=self.kms_key.arn, description="Redis application password "
                                         "(REDIS_PASSWORD; also authenticates Sentinel discovery)",
-                                        name_prefix=f"redisstack/{args.stack}/{name}/app-", tags=tags)
+                                        name_prefix=f"{args.project}/{args.stack}/{name}/app-", tags=tags)
         self.admin_secret, _ = app_secret(f"{name}-admin", self, secret_string=passwords["admin"],
                                           kms_key_id=self.kms_key.arn, description="Redis/Sentinel admin password",
-                                          name_prefix=f"redisstack/{args.stack}/{name}/admin-", tags=tags)
+                                          name_prefix=f"{args.project}/{args.stack}/{name}/admin-", tags=tags)
         self.role = aws.iam.Role(f"{name}-host-role", assume_role_policy=_assume("ec2.amazonaws.com"),
                                  description="redisstack sentinel hosts", tags=tags, opts=child(self))
         param_arn = acct.apply(lambda a: a.arn("ssm", f"parameter{prefix}"))

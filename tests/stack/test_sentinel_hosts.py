@@ -640,3 +640,21 @@ def test_user_data_checks_the_debian_package_floors_before_any_secret_or_unit() 
             "GreaterThanThreshold", 0, "notBreaching")
         assert alarm["alarmActions"] == [topic]
 
+
+
+def test_account_wide_names_carry_the_project_so_two_projects_stacks_never_collide() -> None:
+    # Parameters, the metrics log group, the alarm topic and the secrets are unique per account and
+    # region: a second project deploying a stack of the same name gets its own.
+    from redisops.mockrun import run_program as run_with_project
+
+    config, secret = load_stack_file("Pulumi.prod-sentinel.yaml")
+    spelled = {(k if ":" in k else f"redisstack:{k}"): v for k, v in config.items()}
+    run = without_component(run_with_project(spelled, stack="prod-sentinel", project="team-b",
+                                             secret_keys=tuple(f"redisstack:{k}" for k in secret)), SMOKE_FUNCTION)
+    assert {p.inputs["name"].split("/")[1] for p in run.of_type(T_PARAM)} == {"team-b"}
+    assert run.one("aws:cloudwatch/logGroup:LogGroup").inputs["name"] == "/team-b/prod-sentinel/redis/metrics"
+    assert run.one("aws:sns/topic:Topic").inputs["name"] == "team-b-prod-sentinel-redis-alarms"
+    prefixes = {s.inputs["namePrefix"] for s in run.of_type("aws:secretsmanager/secret:Secret")}
+    assert prefixes == {"team-b/prod-sentinel/redis/app-", "team-b/prod-sentinel/redis/admin-"}
+    # The default project keeps the names every committed render and IAM policy names.
+    assert prod_sentinel().one("aws:sns/topic:Topic").inputs["name"] == "redisstack-prod-sentinel-redis-alarms"
