@@ -829,7 +829,8 @@ def tls_renewal_environment(*, region: str, prefix: str, node: str, ip: str, adm
         "REGION": region, "PREFIX": f"{prefix}/{node}", "ADMIN_SECRET_ID": admin_secret_arn, "REDIS_HOST": ip,
         "REDIS_PORT": str(REDIS_PORT), "NODE": node, "TLS_DIR": TLS_DIR, "EXPORTER_CA_FILE": EXPORTER_CA_FILE,
         "FILE_OWNER": "redis", "EXPORTER_OWNER": "prometheus", "NAMESPACE": CW_NAMESPACE,
-        "SENTINEL_UNIT": "redis-sentinel"})
+        "SENTINEL_UNIT": "redis-sentinel", "SENTINEL_PORT": str(SENTINEL_PORT), "MASTER_NAME": MASTER_NAME,
+        "SENTINELS": str(NODE_COUNT)})
 
 
 def _user_data_for(args: SentinelHostsArgs, prefix: str, node: str) -> Callable[[list[Any]], str]:

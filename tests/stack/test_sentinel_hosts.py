@@ -489,6 +489,8 @@ def test_user_data_installs_the_tls_renewal_timer_with_names_only() -> None:
         assert f"ADMIN_SECRET_ID={admin_arn}\n" in ud and f"REDIS_HOST={ips[int(node[-1])]}\n" in ud
         assert f"PREFIX=/redisstack/prod-sentinel/redis/{node}\n" in ud and f"NODE={node}\n" in ud
         assert "systemctl enable --now redisstack-tls-renew.timer" in ud
+        # Sentinel (same files on 26379) restarts only while all three Sentinels are usable.
+        assert f"SENTINEL_PORT=26379\nMASTER_NAME={MASTER_NAME}\nSENTINELS=3\n" in ud
         assert ud.index("systemctl enable --now redis-server") < ud.index("redisstack-tls-renew.timer")
 
 
