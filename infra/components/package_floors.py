@@ -7,8 +7,8 @@ floor for the running release (`dpkg --compare-versions`, Debian's own ordering 
 revisions and `~`). Below a floor, or on a release without floors, the boot is refused loudly:
 the units are stopped and disabled, a critical line goes to the journal and to stderr (cloud-init
 copies it to /var/log/cloud-init-output.log and the console, `aws ec2 get-console-output`), the
-`BootRefused` metric is published for the host's alarm, and user data exits non-zero (cloud-init
-reports the failure).
+`BootRefused` metric is published (1) for the host's alarm, and user data exits non-zero
+(cloud-init reports the failure). A boot that passes publishes 0, which clears the alarm.
 """
 
 from __future__ import annotations
@@ -59,6 +59,9 @@ check_package_floors() {{
     dpkg --compare-versions "$have" ge "$floor" || \\
       refuse_boot "$pkg $have is below its floor $floor (fixes: $why)"
   done
+  # 0 clears the alarm of a host that replaced a refused one (the alarm ignores missing data).
+  aws cloudwatch put-metric-data --region "$REGION" --namespace {shlex.quote(namespace)} \\
+    --metric-name {METRIC} --dimensions "node=$NODE" --value 0 || true
 }}"""
 
 

@@ -772,7 +772,8 @@ class SentinelHosts(pulumi.ComponentResource):
                               "none (infra/versions.py DEBIAN_FLOORS; cloud-init output names the package)",
             namespace=CW_NAMESPACE, metric_name=BOOT_REFUSED_METRIC, dimensions={"node": node}, statistic="Maximum",
             period=300, evaluation_periods=1, threshold=0, comparison_operator="GreaterThanThreshold",
-            treat_missing_data="notBreaching", alarm_actions=[self.topic.arn], ok_actions=[self.topic.arn],
+            # Published once per boot: the state holds until the next boot says otherwise.
+            treat_missing_data="ignore", alarm_actions=[self.topic.arn], ok_actions=[self.topic.arn],
             tags={**tags, "severity": "critical"}, opts=child(self))
 
     def _tls_expiry_alarm(self, node: str, tags: dict[str, str]) -> aws.cloudwatch.MetricAlarm:

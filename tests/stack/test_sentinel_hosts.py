@@ -639,7 +639,7 @@ def test_user_data_checks_the_debian_package_floors_before_any_secret_or_unit() 
         assert (alarm["namespace"], alarm["metricName"], alarm["dimensions"]) == (
             "redisstack/Redis", BOOT_REFUSED_METRIC, {"node": node})
         assert (alarm["comparisonOperator"], alarm["threshold"], alarm["treatMissingData"]) == (
-            "GreaterThanThreshold", 0, "notBreaching")
+            "GreaterThanThreshold", 0, "ignore")
         assert alarm["alarmActions"] == [topic]
 
 
