@@ -197,6 +197,10 @@ def versions_table() -> str:
     for e in versions.ENGINE_LINES:
         mark = " (default)" if e.engine == "redis" and e.version == versions.DEFAULT_ENGINE_VERSION else ""
         rows.append(f"| {e.engine} | {e.version}{mark} | {e.family} | {e.reason} | {e.support_end} |")
+    rows += ["", "| Debian release (sentinel hosts) | package | floor (checked at boot) | why the floor (CVE ids) |",
+             "|---|---|---|---|"]
+    for f in versions.DEBIAN_FLOORS:
+        rows.append(f"| {f.release} ({f.number}) | {f.package} | `{f.floor}` | {f.why()} |")
     return "\n".join(rows)
 
 

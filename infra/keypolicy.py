@@ -35,6 +35,11 @@ _SNS_CALLS = ("kms:Decrypt", "kms:GenerateDataKey")
 _LOGS_CALLS = ("kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt", "kms:GenerateDataKey", "kms:DescribeKey")
 
 
+# DNS suffix of each partition's service endpoints and regional service principals
+# (botocore/data/endpoints.json, "partitions": dnsSuffix), for a key ARN read without the provider.
+DNS_SUFFIX = {"aws": "amazonaws.com", "aws-cn": "amazonaws.com.cn", "aws-us-gov": "amazonaws.com"}
+
+
 @dataclass(frozen=True)
 class KeyUse:
     """What one key encrypts on behalf of AWS services (all ARNs fully spelled out)."""
@@ -44,6 +49,7 @@ class KeyUse:
     region: str
     alarm_topic_arns: tuple[str, ...] = ()
     log_group_arns: tuple[str, ...] = ()
+    dns_suffix: str = ""  # the provider's (aws.get_partition dns_suffix); else by partition (DNS_SUFFIX)
 
     @property
     def root(self) -> str:
@@ -51,7 +57,10 @@ class KeyUse:
 
     @property
     def logs_service(self) -> str:
-        return f"logs.{self.region}.amazonaws.com"
+        # Regional service principal: the endpoint host name, so the partition's DNS suffix
+        # (logs.cn-north-1.amazonaws.com.cn in aws-cn).
+        suffix = self.dns_suffix or DNS_SUFFIX.get(self.partition, "amazonaws.com")
+        return f"logs.{self.region}.{suffix}"
 
     @property
     def alarm_source_arn(self) -> str:

@@ -240,7 +240,8 @@ class SentinelSettings(_Model):
 
     instance_type: str = Field("t4g.small", pattern=r"^[a-z][a-z0-9]*\.[a-z0-9]+$", description="EC2 instance type")
     ami_ssm_parameter: str = Field("/aws/service/debian/release/bookworm/latest/arm64",
-                                   description="SSM parameter holding the AMI id")
+                                   description="SSM parameter holding the AMI id: Debian's, of a release with "
+                                   "package floors (infra/versions.py DEBIAN_FLOORS)")
     data_volume_gib: int = Field(20, ge=8, le=16384, description="Encrypted EBS volume for /var/lib/redis")
     down_after_ms: int = Field(5000, ge=500, description="Sentinel down-after-milliseconds")
     failover_timeout_ms: int = Field(60000, ge=1000, description="Sentinel failover-timeout")
@@ -249,6 +250,16 @@ class SentinelSettings(_Model):
                         "1 would let a minority start failovers")
     min_replicas_to_write: int = Field(1, ge=0, le=2, description="Primary refuses writes with fewer replicas")
     min_replicas_max_lag: int = Field(10, ge=1, description="Seconds of replica lag tolerated")
+
+    @field_validator("ami_ssm_parameter")
+    @classmethod
+    def _ami_release_has_floors(cls, v: str) -> str:
+        # The hosts install Debian's redis packages: only a release whose package floors are in the
+        # versions table can be checked against the CVE fixes (the boot check refuses the rest).
+        problem = versions.ami_parameter_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
 
 
 class AlertingSettings(_Model):

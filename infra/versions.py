@@ -200,6 +200,82 @@ ENGINE_LINES: tuple[EngineLine, ...] = (
 )
 DEFAULT_ENGINE_VERSION = "7.1"
 
+# --- Debian packages (the `sentinel` target's hosts) ---------------------------------------------
+# The Sentinel hosts run Debian's own redis-server / redis-sentinel / prometheus-redis-exporter
+# (infra/components/sentinel_hosts.py user data), not the images above: Debian backports fixes
+# into 7.0.15, so upstream version numbers say nothing and the floor is a Debian package version,
+# compared with `dpkg --compare-versions` at boot. A release with no row here is refused by the
+# settings (sentinel.amiSsmParameter) and by the boot check (an AMI of any other release).
+@dataclass(frozen=True)
+class DebianFloor:
+    """The lowest accepted Debian version of one binary package on one Debian release."""
+
+    release: str  # codename, as in /etc/os-release VERSION_CODENAME
+    number: str  # VERSION_ID: Debian's SSM parameters name a release either way
+    package: str
+    floor: str  # Debian version (epoch:upstream-revision)
+    cves: tuple[str, ...]
+    reason: str = ""
+
+    def why(self) -> str:
+        return ", ".join(self.cves) if self.cves else self.reason
+
+
+# redis 5:7.0.15-1~deb12u10 (bookworm-security, 2026-09-24). Source: the package's Debian changelog
+# (/usr/share/doc/redis-server/changelog.Debian.gz of that version; the entries the security
+# tracker's bookworm "fixed" column follows), which names for each upload the CVEs it fixes:
+#   deb12u2 CVE-2024-31449 (Lua bit stack overflow); deb12u3 CVE-2024-46981 (Lua GC);
+#   deb12u4 CVE-2025-21605; deb12u5 CVE-2025-32023, CVE-2025-48367; deb12u6 CVE-2025-49844,
+#   -46817, -46818, -46819 (the Lua class); deb12u7 CVE-2025-67733; deb12u8 CVE-2026-23631,
+#   CVE-2026-25243; deb12u9 CVE-2026-66373 (RESTORE double free);
+#   deb12u10 CVE-2026-81934 (TLS pending-data use-after-free, unauthenticated RCE), CVE-2026-92925.
+# deb12u7 covers every CVE of issue 12; the floor is deb12u10 because the hosts serve TLS and
+# CVE-2026-81934 needs no authentication (docs/decisions.md, "Debian package floors").
+_BOOKWORM_REDIS_CVES = ("CVE-2024-31449", "CVE-2024-46981", *_REDIS_UNAUTH_2025, *_LUA_2025,
+                        "CVE-2026-23631", "CVE-2026-25243", "CVE-2026-66373", "CVE-2026-81934", "CVE-2026-92925")
+DEBIAN_FLOORS: tuple[DebianFloor, ...] = (
+    # redis-server and redis-sentinel are binaries of one source package: same version, same fixes.
+    DebianFloor("bookworm", "12", "redis-server", "5:7.0.15-1~deb12u10", _BOOKWORM_REDIS_CVES),
+    DebianFloor("bookworm", "12", "redis-sentinel", "5:7.0.15-1~deb12u10", _BOOKWORM_REDIS_CVES),
+    # Bookworm's only exporter (1.45.0-2; +bN are binary rebuilds): no Debian advisory exists for
+    # it. It listens on 127.0.0.1 only and is scraped by the local CloudWatch agent.
+    DebianFloor("bookworm", "12", "prometheus-redis-exporter", "1.45.0-2", (),
+                reason="no Debian security advisory; loopback-only listener"),
+)
+# trixie (13) ships redis 8.0 and valkey 8.1: no row until its package changelog is read for the
+# same CVEs, so a trixie AMI is refused (docs/decisions.md, "Debian package floors").
+
+
+def debian_release(name: str) -> str | None:
+    """'bookworm' or '12' -> 'bookworm' when the table has floors for it, else None."""
+    return next((f.release for f in DEBIAN_FLOORS if name in (f.release, f.number)), None)
+
+
+def debian_floors(release: str) -> tuple[DebianFloor, ...]:
+    return tuple(f for f in DEBIAN_FLOORS if f.release == release)
+
+
+# Debian's public AMI parameter, the shape of the settings default (docs/sentinel.md); the release
+# part is what the floors are keyed by. A custom AMI parameter names no release: refused (the boot
+# check would refuse any release outside the table anyway).
+DEBIAN_AMI_PARAMETER = re.compile(r"^/aws/service/debian/release/(?P<release>[a-z0-9]+)/latest/"
+                                  r"(?P<arch>amd64|arm64)$")
+
+
+def ami_parameter_problem(parameter: str) -> str | None:
+    """None when `parameter` is Debian's AMI parameter of a release with package floors."""
+    m = DEBIAN_AMI_PARAMETER.match(parameter)
+    releases = ", ".join(dict.fromkeys(f.release for f in DEBIAN_FLOORS))
+    example = f"/aws/service/debian/release/{DEBIAN_FLOORS[0].release}/latest/arm64"
+    if m is None:
+        return (f"expected Debian's AMI parameter /aws/service/debian/release/<release>/latest/<amd64|arm64> "
+                f"of a release with package floors ({releases}), e.g. {example}")
+    if debian_release(m["release"]) is None:
+        return (f"Debian release {m['release']} has no package floor in infra/versions.py (DEBIAN_FLOORS), so its "
+                f"redis packages cannot be checked against the CVE fixes; expected one of: {releases}")
+    return None
+
+
 _VERSION = re.compile(r"^\d+(\.\d+)*$")
 
 

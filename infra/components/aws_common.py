@@ -74,7 +74,7 @@ def key_use(acct: pulumi.Output[Account], *, alarm_topic_names: Sequence[str] = 
     """What a stack's key encrypts for AWS services, by the (fixed) names of those resources:
     their ARNs must be in the key policy before the resources exist."""
     return acct.apply(lambda a: KeyUse(
-        account_id=a.account_id, partition=a.partition, region=a.region,
+        account_id=a.account_id, partition=a.partition, region=a.region, dns_suffix=a.dns_suffix,
         alarm_topic_arns=tuple(a.arn("sns", n) for n in alarm_topic_names),
         log_group_arns=tuple(a.log_group_arn(n) for n in log_group_names)))
 

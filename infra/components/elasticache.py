@@ -11,6 +11,7 @@ encrypted topic. See docs/elasticache.md.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,6 +71,22 @@ def _fixed_id(*parts: str, limit: int = 40) -> str:
     if not text or not text[0].isalpha():
         text = "r-" + text
     return text[:limit].rstrip("-")
+
+
+def identity_id(project: str, stack: str, *, limit: int = 30) -> str:
+    """The stack's id for account-wide ElastiCache ids (RBAC users and group, final snapshot).
+    User and group ids are one namespace per account and region, letter first, letters, digits
+    and hyphens (botocore elasticache CreateUser/CreateUserGroup: pattern [a-zA-Z][a-zA-Z0-9\\-]*,
+    "stored as a lowercase string"), and ours must leave room for "-<credential>" in 40
+    characters. `<project>-<stack>` is used as is when it fits and spells the identity exactly
+    (the ids of such stacks never change); otherwise, truncated or lowercased or with characters
+    replaced, 8 hex digits of SHA-256 of the full "<project>/<stack>" keep two stacks that share
+    a long prefix (prod-eu-west-1-primary / -secondary) apart."""
+    full = _fixed_id(project, stack, limit=1000)
+    if full == f"{project}-{stack}" and len(full) <= limit:
+        return full
+    digest = hashlib.sha256(f"{project}/{stack}".encode()).hexdigest()[:8]
+    return f"{full[:limit - len(digest) - 1].rstrip('-')}-{digest}"
 
 
 @dataclass(frozen=True)
@@ -163,7 +180,7 @@ class ElastiCacheArgs:
 
     @property
     def base_id(self) -> str:
-        return _fixed_id(self.project, self.stack, limit=30)
+        return identity_id(self.project, self.stack)
 
     @property
     def users(self) -> tuple[ElastiCacheUser, ...]:

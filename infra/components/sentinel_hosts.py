@@ -51,6 +51,8 @@ from infra.components.aws_common import (
     redis_security_group,
     stack_log_groups,
 )
+from infra.components.package_floors import METRIC as BOOT_REFUSED_METRIC
+from infra.components.package_floors import check_call, check_functions
 from infra.components.tls_renewal import METRIC as TLS_DAYS_METRIC
 from infra.components.tls_renewal import install_commands, renew_environment
 from infra.envcontract import env_contract, sentinel_url
@@ -157,6 +159,9 @@ class SentinelHostsArgs:
     app_password: str | None = field(default=None, repr=False)
     # Other log groups of the stack encrypted with the hosts' key (the smoke function's).
     extra_log_groups: dict[str, str] = field(default_factory=dict)
+    # Pulumi project: with the stack it names the account-wide resources (parameters, log group,
+    # topic, secrets), so two projects' stacks of the same name in one account never collide.
+    project: str = "redisstack"
 
     def __post_init__(self) -> None:
         if self.engine != "redis":
@@ -178,6 +183,7 @@ class SentinelHostsArgs:
             raise SettingError(exc.key, exc.value, exc.allowed) from None
         assert cfg.network.vpc_id is not None  # settings require it for this target
         return SentinelHostsArgs(
+            project=settings.project,
             stack=settings.stack,
             engine=cfg.engine,
             engine_version=cfg.engine_version,
@@ -207,7 +213,7 @@ class SentinelHostsArgs:
         )
 
     def parameter_prefix(self, name: str) -> str:
-        return f"/redisstack/{self.stack}/{name}"
+        return f"/{self.project}/{self.stack}/{name}"
 
 
 def host_tls_files() -> TlsFiles:
@@ -349,6 +355,7 @@ export DEBIAN_FRONTEND=noninteractive
 REGION={shlex.quote(region)}
 PREFIX={shlex.quote(prefix)}/{node}
 DATA_VOLUME={shlex.quote(data_volume_id)}
+NODE={node}
 
 # Operator access: Session Manager through the SSM agent, which Debian AMIs do not ship. It
 # connects out over HTTPS; no inbound port is opened for it (no SSH, no key pair). First, before
@@ -374,6 +381,11 @@ done
 apt-get update -q
 apt-get install -y -q redis-server redis-sentinel redis-tools prometheus-redis-exporter awscli curl openssl
 systemctl stop redis-server redis-sentinel prometheus-redis-exporter
+
+# Debian package floors (infra/versions.py DEBIAN_FLOORS): a package below its floor, or a release
+# without floors, stops the boot here, before any secret is fetched (infra/components/package_floors.py).
+{check_functions(CW_NAMESPACE)}
+{check_call()}
 
 # Data volume: a separate, retained EBS volume ($DATA_VOLUME, encrypted) that Pulumi attaches at
 # {DATA_DEVICE} after the instance starts, so wait for it. Nitro exposes it as NVMe with the
@@ -455,21 +467,22 @@ SESSION_MANAGER_ACTIONS = (
 
 
 def host_policy(*, parameter_arn_prefix: str, kms_key_arn: str, region: str, log_group_arn: str,
-                admin_secret_arn: str) -> str:
+                admin_secret_arn: str, dns_suffix: str = "amazonaws.com") -> str:
     """Least privilege for a host: read its own parameters, decrypt them via SSM only, write
     EMF logs to its one log group, read the admin secret (the TLS renewal timer reloads TLS with
     CONFIG SET as admin), publish its own namespace's metrics, and Session Manager (no SSH) -
-    nothing that reads other parameters or secrets."""
+    nothing that reads other parameters or secrets. kms:ViaService names the service endpoint,
+    `<service>.<region>.<the partition's DNS suffix>`."""
     return json.dumps({"Version": "2012-10-17", "Statement": [
         {"Sid": "ReadOwnParameters", "Effect": "Allow", "Action": ["ssm:GetParameter"],
          "Resource": f"{parameter_arn_prefix}/*"},
         {"Sid": "DecryptThroughSsmOnly", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": kms_key_arn,
-         "Condition": {"StringEquals": {"kms:ViaService": f"ssm.{region}.amazonaws.com"}}},
+         "Condition": {"StringEquals": {"kms:ViaService": f"ssm.{region}.{dns_suffix}"}}},
         {"Sid": "ReadAdminSecretForTlsReload", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
          "Resource": admin_secret_arn},
         {"Sid": "DecryptThroughSecretsManagerOnly", "Effect": "Allow", "Action": ["kms:Decrypt"],
          "Resource": kms_key_arn,
-         "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}}},
+         "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.{dns_suffix}"}}},
         {"Sid": "PublishMetricsAsEmf", "Effect": "Allow",
          "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
          "Resource": [log_group_arn, f"{log_group_arn}:*"]},
@@ -501,7 +514,7 @@ class SentinelHosts(pulumi.ComponentResource):
         self._partition = acct.apply(lambda a: a.partition)
         prefix = args.parameter_prefix(name)
         log_group_name = f"{prefix}/metrics"
-        topic_name = fixed_name("redisstack", args.stack, name, "alarms")
+        topic_name = fixed_name(args.project, args.stack, name, "alarms")
 
         # Three AZs or nothing: a second host in one AZ makes that AZ's loss a quorum loss.
         subnets = [aws.ec2.get_subnet_output(id=s, opts=pulumi.InvokeOutputOptions(parent=self))
@@ -568,19 +581,19 @@ class SentinelHosts(pulumi.ComponentResource):
         self.app_secret, _ = app_secret(f"{name}-app", self, secret_string=passwords["app"],
                                         kms_key_id=self.kms_key.arn, description="Redis application password "
                                         "(REDIS_PASSWORD; also authenticates Sentinel discovery)",
-                                        name_prefix=f"redisstack/{args.stack}/{name}/app-", tags=tags)
+                                        name_prefix=f"{args.project}/{args.stack}/{name}/app-", tags=tags)
         self.admin_secret, _ = app_secret(f"{name}-admin", self, secret_string=passwords["admin"],
                                           kms_key_id=self.kms_key.arn, description="Redis/Sentinel admin password",
-                                          name_prefix=f"redisstack/{args.stack}/{name}/admin-", tags=tags)
+                                          name_prefix=f"{args.project}/{args.stack}/{name}/admin-", tags=tags)
         self.role = aws.iam.Role(f"{name}-host-role", assume_role_policy=_assume("ec2.amazonaws.com"),
                                  description="redisstack sentinel hosts", tags=tags, opts=child(self))
         param_arn = acct.apply(lambda a: a.arn("ssm", f"parameter{prefix}"))
         self.role_policy = aws.iam.RolePolicy(
             f"{name}-host-policy", role=self.role.id,
             policy=pulumi.Output.all(param_arn, self.kms_key.arn, region_name, self.log_group.arn,
-                                     self.admin_secret.arn).apply(
+                                     self.admin_secret.arn, acct.apply(lambda a: a.dns_suffix)).apply(
                 lambda v: host_policy(parameter_arn_prefix=v[0], kms_key_arn=v[1], region=v[2], log_group_arn=v[3],
-                                      admin_secret_arn=v[4])),
+                                      admin_secret_arn=v[4], dns_suffix=v[5])),
             opts=child(self))
         # Session Manager instead of SSH (no key pair, no port 22) is in host_policy: the managed
         # AmazonSSMManagedInstanceCore would also let a host read every parameter of the account.
@@ -785,6 +798,7 @@ class SentinelHosts(pulumi.ComponentResource):
                 comparison_operator="GreaterThanThreshold", treat_missing_data="missing",
                 alarm_actions=[topic], ok_actions=[topic], tags={**tags, "severity": "critical"},
                 opts=child(self)))
+            alarms.append(self._boot_refused_alarm(node, tags))
             if self._args.tls:
                 alarms.append(self._tls_expiry_alarm(node, tags))
             for t in self._args.thresholds:
@@ -794,6 +808,19 @@ class SentinelHosts(pulumi.ComponentResource):
                 for severity, line in t.lines():
                     alarms.append(self._redis_alarm(node, t, severity, line, row, tags))
         return alarms
+
+    def _boot_refused_alarm(self, node: str, tags: dict[str, str]) -> aws.cloudwatch.MetricAlarm:
+        """User data publishes BootRefused when an installed redis package is below its Debian
+        floor (infra/components/package_floors.py); the host then runs no redis at all."""
+        return aws.cloudwatch.MetricAlarm(
+            f"{self._name}-{node}-boot-refused",
+            alarm_description=f"{node}: boot refused, a redis package is below its Debian floor or the release has "
+                              "none (infra/versions.py DEBIAN_FLOORS; cloud-init output names the package)",
+            namespace=CW_NAMESPACE, metric_name=BOOT_REFUSED_METRIC, dimensions={"node": node}, statistic="Maximum",
+            period=300, evaluation_periods=1, threshold=0, comparison_operator="GreaterThanThreshold",
+            # Published once per boot: the state holds until the next boot says otherwise.
+            treat_missing_data="ignore", alarm_actions=[self.topic.arn], ok_actions=[self.topic.arn],
+            tags={**tags, "severity": "critical"}, opts=child(self))
 
     def _tls_expiry_alarm(self, node: str, tags: dict[str, str]) -> aws.cloudwatch.MetricAlarm:
         """The renewal timer publishes the days left of the certificate the node serves, hourly.
@@ -849,7 +876,8 @@ def tls_renewal_environment(*, region: str, prefix: str, node: str, ip: str, adm
         "REGION": region, "PREFIX": f"{prefix}/{node}", "ADMIN_SECRET_ID": admin_secret_arn, "REDIS_HOST": ip,
         "REDIS_PORT": str(REDIS_PORT), "NODE": node, "TLS_DIR": TLS_DIR, "EXPORTER_CA_FILE": EXPORTER_CA_FILE,
         "FILE_OWNER": "redis", "EXPORTER_OWNER": "prometheus", "NAMESPACE": CW_NAMESPACE,
-        "SENTINEL_UNIT": "redis-sentinel"})
+        "SENTINEL_UNIT": "redis-sentinel", "SENTINEL_PORT": str(SENTINEL_PORT), "MASTER_NAME": MASTER_NAME,
+        "SENTINELS": str(NODE_COUNT)})
 
 
 def _user_data_for(args: SentinelHostsArgs, prefix: str, node: str) -> Callable[[list[Any]], str]:

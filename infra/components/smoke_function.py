@@ -168,7 +168,7 @@ def log_group_name(project: str, stack: str, component: str = "smoke") -> str:
 
 
 def execution_policy(*, log_group_arn: str, secret_arns: Sequence[str], kms_key_arn: str | None,
-                     region: str) -> str:
+                     region: str, dns_suffix: str = "amazonaws.com") -> str:
     """Least privilege: attach to the VPC, write its own log group, read its own secrets, and
     decrypt them only through Secrets Manager (the caller of GetSecretValue needs kms:Decrypt on a
     customer key: https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html)."""
@@ -182,7 +182,8 @@ def execution_policy(*, log_group_arn: str, secret_arns: Sequence[str], kms_key_
     if kms_key_arn:
         statements.append({"Sid": "DecryptOwnSecrets", "Effect": "Allow", "Action": "kms:Decrypt",
                            "Resource": kms_key_arn,
-                           "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}}})
+                           # kms:ViaService is the endpoint's host: the partition's DNS suffix (amazonaws.com.cn in aws-cn).
+                           "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.{dns_suffix}"}}})
     return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
 
 
@@ -262,13 +263,15 @@ class SmokeFunction(pulumi.ComponentResource):
     def _iam(self, args: SmokeFunctionArgs, tags: dict[str, str]) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
         name = self._name
         region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self))
         role = aws.iam.Role(f"{name}-role", assume_role_policy=LAMBDA_TRUST_POLICY,
                             description=f"redisstack smoke function ({args.project}/{args.stack})", tags=tags,
                             opts=child(self))
         secrets = [args.app_secret_arn] + ([args.admin_secret_arn] if args.admin_secret_arn is not None else [])
         policy = pulumi.Output.all(self.log_group.arn, pulumi.Output.all(*secrets), args.kms_key_arn,
-                                   region.region).apply(
-            lambda v: execution_policy(log_group_arn=v[0], secret_arns=v[1], kms_key_arn=v[2], region=v[3]))
+                                   region.region, partition.dns_suffix).apply(
+            lambda v: execution_policy(log_group_arn=v[0], secret_arns=v[1], kms_key_arn=v[2], region=v[3],
+                                       dns_suffix=v[4]))
         role_policy = aws.iam.RolePolicy(f"{name}-policy", role=role.id, policy=policy, opts=child(self))
         return role, role_policy
 

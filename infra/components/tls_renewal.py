@@ -14,9 +14,16 @@ node's SSM parameters. Hosts read their files at first boot only, so every hour 
    path works because those configs are VOLATILE_CONFIG: CONFIG SET applies them even when the
    value is unchanged (redis/redis src/config.c at 7.0.15, which the hosts run - Debian
    bookworm's package - and at 7.2.5),
-4. restarts redis-sentinel, which cannot reload TLS (Sentinel 7.0 answers `CONFIG SET` with
-   "unknown command" and `SENTINEL CONFIG SET tls-cert-file` with "Invalid argument"; it
-   persists its state in sentinel.conf, and each host restarts at its own randomized time),
+4. restarts redis-sentinel, whose TLS listener (26379) serves the same files but cannot reload
+   them: in Sentinel mode CONFIG is not a command, and `SENTINEL CONFIG SET` knows only
+   resolve-hostnames, announce-hostnames, announce-ip, announce-port, sentinel-user and
+   sentinel-pass (redis/redis src/sentinel.c, sentinelConfigSetCommand, as read for the 7.0
+   line; no tls-* key), which tests/integration/test_tls_renewal.py asserts on the hosts' own
+   Debian redis-sentinel 7.0.15. One host
+   at a time: only while the local Sentinel's `SENTINEL CKQUORUM` counts every Sentinel usable
+   (SENTINELS), so a restart never takes a second voter away while another host restarts or is
+   down; otherwise the restart waits for a later run (the marker below). Sentinel persists its
+   state in sentinel.conf, so a restart loses nothing,
    A reload that fails (Redis unreachable or loading, CONFIG SET refused, Sentinel not
    restarted) is retried on every later run until it succeeds: a marker file is kept until
    then, and Redis serving another certificate than the one on disk also triggers a reload.
@@ -44,7 +51,8 @@ TIMER_JITTER = "10min"
 
 # Read by bash, so the variables are the contract between the rendered environment and the script.
 ENV_KEYS = ("REGION", "PREFIX", "ADMIN_SECRET_ID", "REDIS_HOST", "REDIS_PORT", "NODE", "TLS_DIR",
-            "EXPORTER_CA_FILE", "FILE_OWNER", "EXPORTER_OWNER", "NAMESPACE", "SENTINEL_UNIT")
+            "EXPORTER_CA_FILE", "FILE_OWNER", "EXPORTER_OWNER", "NAMESPACE", "SENTINEL_UNIT",
+            "SENTINEL_PORT", "MASTER_NAME", "SENTINELS")
 
 RENEW_SCRIPT = r"""#!/bin/bash
 # redisstack-tls-renew: bring a renewed TLS certificate from SSM to this host and reload it in
@@ -52,7 +60,7 @@ RENEW_SCRIPT = r"""#!/bin/bash
 # when the files in SSM equal the files on disk.
 set -euo pipefail
 for v in REGION PREFIX ADMIN_SECRET_ID REDIS_HOST REDIS_PORT NODE TLS_DIR EXPORTER_CA_FILE FILE_OWNER \
-         EXPORTER_OWNER NAMESPACE SENTINEL_UNIT; do
+         EXPORTER_OWNER NAMESPACE SENTINEL_UNIT SENTINEL_PORT MASTER_NAME SENTINELS; do
   [ -n "${!v:-}" ] || { echo "redisstack-tls-renew: $v is not set (see its EnvironmentFile)" >&2; exit 2; }
 done
 umask 077
@@ -110,11 +118,21 @@ if [ -e "$pending" ] || [ "$(served_fingerprint || true)" != "$on_disk" ]; then
   reply=$(redis-cli --tls --cacert "$TLS_DIR/ca.crt" -h "$REDIS_HOST" -p "$REDIS_PORT" --user admin --no-auth-warning \
     CONFIG SET tls-cert-file "$TLS_DIR/server.crt" tls-key-file "$TLS_DIR/server.key" \
     tls-ca-cert-file "$TLS_DIR/ca.crt" 2>&1) || true
-  unset REDISCLI_AUTH
   if [ "$reply" != "OK" ]; then
     echo "redisstack-tls-renew: CONFIG SET answered: $reply (retried on the next run)" >&2
     exit 1
   fi
+  # Sentinel serves the same files on its TLS port and cannot reload them: restart it, one host
+  # at a time - only while this Sentinel counts every Sentinel usable.
+  quorum=$(redis-cli --tls --cacert "$TLS_DIR/ca.crt" -h "$REDIS_HOST" -p "$SENTINEL_PORT" --user admin \
+    --no-auth-warning SENTINEL CKQUORUM "$MASTER_NAME" 2>&1) || true
+  unset REDISCLI_AUTH
+  case "$quorum" in
+    "OK $SENTINELS usable Sentinels"*) ;;
+    *) echo "redisstack-tls-renew: Sentinel not restarted while not all $SENTINELS Sentinels are usable" \
+         "($quorum); retried on the next run" >&2
+       exit 1 ;;
+  esac
   systemctl restart "$SENTINEL_UNIT"
   rm -f "$pending"
   echo "redisstack-tls-renew: reloaded $(openssl x509 -noout -serial -enddate -in "$TLS_DIR/server.crt" | tr '\n' ' ')"

@@ -15,6 +15,10 @@ recorder). Rules proven:
 * an unchanged certificate changes nothing and still reports its days left.
 * a reload that failed after the swap (CONFIG SET refused, Redis unreachable) is retried on the
   next run, and once it succeeded nothing is pending.
+* Sentinel, which serves the same files on its TLS port, cannot reload them at runtime (a real
+  TLS redis-sentinel 7.0 refuses CONFIG SET and SENTINEL CONFIG SET tls-cert-file), so it is
+  restarted, and only while its `SENTINEL CKQUORUM` counts every Sentinel usable (one host at a
+  time); otherwise the restart waits for a later run.
 
 Fidelity: Debian's redis 7.0.15 here; the hosts run the same Debian package (docs/fidelity.md).
 """
@@ -45,6 +49,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from infra.components.tls_renewal import METRIC, RENEW_SCRIPT
+from redis_conf.sentinel import MASTER_NAME
 from tests.support.redisproc import free_port, have_redis, redis_process
 
 pytestmark = [pytest.mark.slow,
@@ -111,6 +116,7 @@ class Host:
     systemctl_log: Path
     pki: Pki
     env: dict[str, str]
+    sentinel_port: int
 
     def publish(self, cert: bytes, key: bytes, ca: bytes | None = None) -> None:
         """What `pulumi up` does on renewal: new values in the node's SSM parameters."""
@@ -138,6 +144,11 @@ class Host:
             der = tls.getpeercert(binary_form=True)
         assert der
         return x509.load_der_x509_certificate(der)
+
+    def sentinel(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.sentinel_port, ssl=True,
+                           ssl_ca_certs=str(self.tls_dir / "ca.crt"), ssl_check_hostname=False, username="admin",
+                           password=ADMIN_PASSWORD, socket_timeout=5)
 
     def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, ssl=True, ssl_ca_certs=str(self.tls_dir / "ca.crt"),
@@ -184,8 +195,18 @@ def host(tmp_path: Path) -> Iterator[Host]:
            "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(port), "NODE": "node-0", "TLS_DIR": str(tls_dir),
            "EXPORTER_CA_FILE": str(tmp_path / "exporter-ca.crt"), "FILE_OWNER": owner, "EXPORTER_OWNER": owner,
            "NAMESPACE": "redisstack/Redis", "SENTINEL_UNIT": "redis-sentinel"}
-    with redis_process(tmp_path / "redis", conf, port=port) as rp:
-        h = Host(tmp_path, tls_dir, port, rp.pid, state, log, systemctl_log, pki, env)
+    # A real TLS Sentinel on the same files, monitoring this Redis (the only Sentinel: SENTINELS=1).
+    sentinel_port = free_port()
+    env.update(SENTINEL_PORT=str(sentinel_port), MASTER_NAME=MASTER_NAME, SENTINELS="1")
+    sentinel_conf = "\n".join([
+        "bind 127.0.0.1", "port 0", f"tls-port {sentinel_port}", f"tls-cert-file {tls_dir / 'server.crt'}",
+        f"tls-key-file {tls_dir / 'server.key'}", f"tls-ca-cert-file {tls_dir / 'ca.crt'}", "tls-auth-clients no",
+        "tls-replication yes", "user default off", f"user admin on >{ADMIN_PASSWORD} allchannels +@all",
+        f"sentinel monitor {MASTER_NAME} 127.0.0.1 {port} 1", f"sentinel auth-user {MASTER_NAME} admin",
+        f"sentinel auth-pass {MASTER_NAME} {ADMIN_PASSWORD}", ""])
+    with redis_process(tmp_path / "redis", conf, port=port) as rp, \
+            redis_process(tmp_path / "sentinel", sentinel_conf, port=sentinel_port, sentinel=True):
+        h = Host(tmp_path, tls_dir, port, rp.pid, state, log, systemctl_log, pki, env, sentinel_port)
         h.publish(cert, key)
         yield h
 
@@ -293,3 +314,35 @@ def test_a_reload_that_failed_is_retried_on_the_next_run(host: Host) -> None:
     assert again.returncode == 0, again.stderr
     assert host.systemctl_log.read_text() == ""
     assert "GetSecretValue" not in [c["operation"] for c in host.calls()]
+
+
+def test_sentinel_cannot_reload_tls_at_runtime_so_it_is_restarted(host: Host) -> None:
+    # The hosts' Debian redis-sentinel 7.0: no CONFIG command in Sentinel mode, and SENTINEL CONFIG
+    # SET knows no tls-* key (redis/redis src/sentinel.c, sentinelConfigSetCommand).
+    sentinel = host.sentinel()
+    for command in (("CONFIG", "SET", "tls-cert-file", str(host.tls_dir / "server.crt")),
+                    ("SENTINEL", "CONFIG", "SET", "tls-cert-file", str(host.tls_dir / "server.crt"))):
+        with pytest.raises(redis.ResponseError):
+            sentinel.execute_command(*command)
+    sentinel.close()
+
+
+def test_sentinel_is_restarted_only_while_every_sentinel_is_usable(host: Host) -> None:
+    # Three Sentinels expected, this one sees only itself (as when another host restarts or is
+    # down): Redis reloads, Sentinel is left alone and the restart is retried on the next run.
+    new_cert, new_key, new = host.pki.issue(days=365)
+    host.publish(new_cert, new_key)
+    host.env["SENTINELS"] = "3"
+    held = host.renew()
+    assert held.returncode == 1
+    assert "Sentinel not restarted while not all 3 Sentinels are usable (OK 1 usable Sentinels" in held.stderr
+    assert host.served().serial_number == new.serial_number
+    assert host.systemctl_log.read_text() == ""
+    assert (host.tls_dir / ".reload-pending").exists()
+    assert ADMIN_PASSWORD not in held.stdout + held.stderr
+
+    host.env["SENTINELS"] = "1"  # every Sentinel usable again
+    done = host.renew()
+    assert done.returncode == 0, done.stderr
+    assert host.systemctl_log.read_text().split("\n")[0] == "restart redis-sentinel"
+    assert not (host.tls_dir / ".reload-pending").exists()

@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 
+from infra import versions as V
+from infra.components.package_floors import METRIC as BOOT_REFUSED_METRIC
+from infra.components.package_floors import check_call
 from infra.components.sentinel_hosts import (
     CW_ROWS,
     EXPORTER_CA_FILE,
@@ -486,6 +489,8 @@ def test_user_data_installs_the_tls_renewal_timer_with_names_only() -> None:
         assert f"ADMIN_SECRET_ID={admin_arn}\n" in ud and f"REDIS_HOST={ips[int(node[-1])]}\n" in ud
         assert f"PREFIX=/redisstack/prod-sentinel/redis/{node}\n" in ud and f"NODE={node}\n" in ud
         assert "systemctl enable --now redisstack-tls-renew.timer" in ud
+        # Sentinel (same files on 26379) restarts only while all three Sentinels are usable.
+        assert f"SENTINEL_PORT=26379\nMASTER_NAME={MASTER_NAME}\nSENTINELS=3\n" in ud
         assert ud.index("systemctl enable --now redis-server") < ud.index("redisstack-tls-renew.timer")
 
 
@@ -521,18 +526,23 @@ def test_dlm_description_keeps_to_the_characters_dlm_accepts() -> None:
     assert dlm_description("a.b:c/d") == "a-b-c-d"
 
 
-def test_arns_follow_the_partition(monkeypatch: pytest.MonkeyPatch) -> None:
+def run_in_partition(monkeypatch: pytest.MonkeyPatch, partition: str, dns_suffix: str) -> StackRun:
+    """The prod-sentinel stack with mocks answering aws.get_partition with `partition`."""
     answer = RecordingMocks.call
 
-    def gov_cloud(self: RecordingMocks, args: Any) -> Any:
+    def in_partition(self: RecordingMocks, args: Any) -> Any:
         if args.token == "aws:index/getPartition:getPartition":
             self.invokes.append((args.token, dict(args.args)))
-            return {"partition": "aws-us-gov", "dnsSuffix": "amazonaws.com", "id": "aws-us-gov"}, []
+            return {"partition": partition, "dnsSuffix": dns_suffix, "id": partition}, []
         return answer(self, args)
 
-    monkeypatch.setattr(RecordingMocks, "call", gov_cloud)
+    monkeypatch.setattr(RecordingMocks, "call", in_partition)
     config, secret = load_stack_file("Pulumi.prod-sentinel.yaml")
-    run = run_program(config, stack="prod-sentinel", secret_keys=secret)
+    return run_program(config, stack="prod-sentinel", secret_keys=secret)
+
+
+def test_arns_follow_the_partition(monkeypatch: pytest.MonkeyPatch) -> None:
+    run = run_in_partition(monkeypatch, "aws-us-gov", "amazonaws.com")
     policy = json.loads(run.one("aws:iam/rolePolicy:RolePolicy", "redis-host-policy").inputs["policy"])
     read = next(s for s in policy["Statement"] if s["Sid"] == "ReadOwnParameters")
     assert read["Resource"].startswith("arn:aws-us-gov:ssm:eu-west-1:")
@@ -540,6 +550,28 @@ def test_arns_follow_the_partition(monkeypatch: pytest.MonkeyPatch) -> None:
     assert dlm.inputs["policyArn"] == "arn:aws-us-gov:iam::aws:policy/service-role/AWSDataLifecycleManagerServiceRole"
     recover = run.one("aws:cloudwatch/metricAlarm:MetricAlarm", "redis-node-0-system-check").inputs["alarmActions"]
     assert "arn:aws-us-gov:automate:eu-west-1:ec2:recover" in recover
+
+
+def test_service_names_follow_the_partitions_dns_suffix(monkeypatch: pytest.MonkeyPatch) -> None:
+    # aws-cn endpoints and regional service principals end in amazonaws.com.cn (botocore
+    # data/endpoints.json, partitions[].dnsSuffix); kms:ViaService names the endpoint host.
+    run = run_in_partition(monkeypatch, "aws-cn", "amazonaws.com.cn")
+    host = json.loads(run.one("aws:iam/rolePolicy:RolePolicy", "redis-host-policy").inputs["policy"])
+    via = {s["Sid"]: s["Condition"]["StringEquals"]["kms:ViaService"] for s in host["Statement"]
+           if "kms:ViaService" in json.dumps(s)}
+    assert via == {"DecryptThroughSsmOnly": "ssm.eu-west-1.amazonaws.com.cn",
+                   "DecryptThroughSecretsManagerOnly": "secretsmanager.eu-west-1.amazonaws.com.cn"}
+    smoke = next(r for r in run.of_type("aws:iam/rolePolicy:RolePolicy") if r.name != "redis-host-policy")
+    (decrypt,) = [s for s in json.loads(smoke.inputs["policy"])["Statement"] if s["Sid"] == "DecryptOwnSecrets"]
+    assert decrypt["Condition"]["StringEquals"]["kms:ViaService"] == "secretsmanager.eu-west-1.amazonaws.com.cn"
+    key_policy = json.loads(run.one("aws:kms/key:Key").inputs["policy"])
+    principals = {s["Principal"].get("Service") for s in key_policy["Statement"]}
+    assert "logs.eu-west-1.amazonaws.com.cn" in principals and "logs.eu-west-1.amazonaws.com" not in principals
+    for inst in run.of_type(T_INSTANCE):
+        assert "https://s3.eu-west-1.amazonaws.com.cn/amazon-ssm-eu-west-1/" in inst.inputs["userData"]
+    # A key ARN checked by `redisops key-policy` (no provider at hand): the suffix by its partition.
+    assert KeyUse("123456789012", "aws-cn", "cn-north-1").logs_service == "logs.cn-north-1.amazonaws.com.cn"
+    assert KeyUse("123456789012", "aws-us-gov", "us-gov-west-1").logs_service == "logs.us-gov-west-1.amazonaws.com"
 
 
 def test_overridden_threshold_moves_the_alarm() -> None:
@@ -606,3 +638,44 @@ def test_user_data_loads_the_functions_library_as_admin_and_fits_ec2s_limit() ->
         packed = ud.split("base64 -d <<'EOF' | gunzip > /etc/redis/ratelimit.lua\n", 1)[1].split("\nEOF\n", 1)[0]
         assert gzip.decompress(base64.b64decode(packed.replace("\n", ""))).decode() == function_library()
         assert "--tls --cacert /etc/redis/tls/ca.crt" in ud
+
+
+def test_user_data_checks_the_debian_package_floors_before_any_secret_or_unit() -> None:
+    # The hosts install Debian's redis at boot: below its floor (infra/versions.py DEBIAN_FLOORS)
+    # the boot stops before a secret is fetched or a unit started (run: tests/unit/test_package_floors.py).
+    run = prod_sentinel()
+    topic = run.one("aws:sns/topic:Topic").outputs["arn"]
+    for inst in run.of_type(T_INSTANCE):
+        ud = inst.inputs["userData"]
+        node = inst.inputs["tags"]["redisstack-node"]
+        assert f"NODE={node}\n" in ud
+        for f in V.debian_floors("bookworm"):
+            assert f"{f.package}={f.floor}" in ud
+        call = ud.index(check_call())
+        assert ud.index("apt-get install -y -q redis-server") < call < ud.index("\nfetch redis.conf ")
+        assert call < ud.index("systemctl enable --now redis-server")
+        alarm = run.one("aws:cloudwatch/metricAlarm:MetricAlarm", f"redis-{node}-boot-refused").inputs
+        assert (alarm["namespace"], alarm["metricName"], alarm["dimensions"]) == (
+            "redisstack/Redis", BOOT_REFUSED_METRIC, {"node": node})
+        assert (alarm["comparisonOperator"], alarm["threshold"], alarm["treatMissingData"]) == (
+            "GreaterThanThreshold", 0, "ignore")
+        assert alarm["alarmActions"] == [topic]
+
+
+
+def test_account_wide_names_carry_the_project_so_two_projects_stacks_never_collide() -> None:
+    # Parameters, the metrics log group, the alarm topic and the secrets are unique per account and
+    # region: a second project deploying a stack of the same name gets its own.
+    from redisops.mockrun import run_program as run_with_project
+
+    config, secret = load_stack_file("Pulumi.prod-sentinel.yaml")
+    spelled = {(k if ":" in k else f"redisstack:{k}"): v for k, v in config.items()}
+    run = without_component(run_with_project(spelled, stack="prod-sentinel", project="team-b",
+                                             secret_keys=tuple(f"redisstack:{k}" for k in secret)), SMOKE_FUNCTION)
+    assert {p.inputs["name"].split("/")[1] for p in run.of_type(T_PARAM)} == {"team-b"}
+    assert run.one("aws:cloudwatch/logGroup:LogGroup").inputs["name"] == "/team-b/prod-sentinel/redis/metrics"
+    assert run.one("aws:sns/topic:Topic").inputs["name"] == "team-b-prod-sentinel-redis-alarms"
+    prefixes = {s.inputs["namePrefix"] for s in run.of_type("aws:secretsmanager/secret:Secret")}
+    assert prefixes == {"team-b/prod-sentinel/redis/app-", "team-b/prod-sentinel/redis/admin-"}
+    # The default project keeps the names every committed render and IAM policy names.
+    assert prod_sentinel().one("aws:sns/topic:Topic").inputs["name"] == "redisstack-prod-sentinel-redis-alarms"

@@ -12,9 +12,11 @@ may run exactly what the model's user may, for every command ElastiCache keeps.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
+from infra.components.elasticache import identity_id
 from redis_conf import acl
 from redis_conf.elasticache import (
     DISABLED_DEFAULT_ACCESS_STRING,
@@ -108,3 +110,22 @@ def test_the_redis_conf_report_shows_the_derived_app_access_string() -> None:
     app = next(u for u in elasticache_users("redis7") if u.credential == "app")
     assert entries and all(e.equivalent.endswith(app.access_string) for e in entries)
     assert all("-config" not in e.equivalent.split() for e in entries)
+
+
+def test_rbac_ids_are_unique_per_stack_identity_and_fit_the_api() -> None:
+    # User and user group ids share one namespace per account and region; botocore's elasticache
+    # model: pattern [a-zA-Z][a-zA-Z0-9\-]*, stored lowercase. "-<credential>" must still fit in 40.
+    pattern = re.compile(r"[a-z][a-z0-9-]*")
+    # Stacks sharing the first 30 characters (the old truncated base id was equal for both).
+    a = identity_id("redisstack", "production-eu-west-1-primary")
+    b = identity_id("redisstack", "production-eu-west-1-secondary")
+    assert a != b and len(a) <= 30 and len(b) <= 30
+    # Spellings that sanitize alike ("." and "-", upper and lower case) stay apart too.
+    assert len({identity_id("redisstack", s) for s in ("prod.eu", "prod-eu", "Prod-eu")}) == 3
+    # An identity that fits and is spelled exactly keeps its id (no RBAC user replacement).
+    assert identity_id("redisstack", "prod") == "redisstack-prod"
+    assert identity_id("redisstack", "production-eu-west-1-primary") == a  # stable across runs
+    for ident in (a, b, identity_id("1team", "x" * 80)):
+        assert pattern.fullmatch(ident) and "--" not in ident and not ident.endswith("-"), ident
+        for credential in ("app", "monitor", "admin", "default", "users"):
+            assert len(f"{ident}-{credential}") <= 40

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
 
+from infra import versions
 from policy import policies as P
 
 RG = P.REPLICATION_GROUP
@@ -40,7 +41,7 @@ def good_rg(**overrides: Any) -> dict[str, Any]:
 
 def good_container(**overrides: Any) -> dict[str, Any]:
     props: dict[str, Any] = {
-        "image": "redis:7.2.16",
+        "image": versions.DEFAULT_IMAGES["redis"],  # the pin, whatever Renovate moved it to
         "command": ["redis-server", "/usr/local/etc/redis/redis.conf"],
         "envs": ["REDIS_PASSWORD_FILE=/run/secrets/app", "TZ=UTC"],
         "ports": [{"internal": 6379.0, "external": 6379.0, "ip": "127.0.0.1", "protocol": "tcp"}],

@@ -253,3 +253,22 @@ def test_all_problems_reported_in_one_pass() -> None:
     errors = errors_of({"target": "local", "rateLimits": {"auth": "x"}, "redis": {"maxmemory": "1tb"},
                         "local": {"ports": {"redis": 0}}})
     assert {e.key for e in errors} >= {"rateLimits.auth", "redis.maxmemory", "local.ports.redis"}
+
+
+@pytest.mark.parametrize(("parameter", "needle"), [
+    ("/aws/service/debian/release/trixie/latest/arm64", "Debian release trixie has no package floor"),
+    ("/aws/service/debian/release/13/latest/amd64", "Debian release 13 has no package floor"),
+    ("/myorg/golden-ami", "expected Debian's AMI parameter"),
+])
+def test_settings_refuse_an_ami_of_a_release_without_package_floors(parameter: str, needle: str) -> None:
+    (err,) = [str(e) for e in errors_of({**SENTINEL, "engineVersion": "7.0",
+                                         "sentinel": {"amiSsmParameter": parameter}})]
+    assert err.startswith(f'redisstack:sentinel.amiSsmParameter = "{parameter}": ') and needle in err
+    assert "bookworm" in err
+
+
+@pytest.mark.parametrize("parameter", ["/aws/service/debian/release/bookworm/latest/arm64",
+                                       "/aws/service/debian/release/12/latest/amd64"])
+def test_settings_accept_an_ami_of_a_release_with_floors(parameter: str) -> None:
+    raw = {**SENTINEL, "engineVersion": "7.0", "sentinel": {"amiSsmParameter": parameter}}
+    assert parse_settings(raw).config.sentinel.ami_ssm_parameter == parameter

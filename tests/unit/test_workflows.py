@@ -91,6 +91,15 @@ def runs(job: dict[str, Any]) -> str:
     return "\n".join(str(s.get("run", "")) for s in steps(job))
 
 
+def environments_of(job: dict[str, Any]) -> list[str]:
+    """The environments a job runs in: its `environment`, or per matrix entry for
+    `${{ matrix.environment }}`."""
+    env = job.get("environment")
+    if env == "${{ matrix.environment }}":
+        return [entry["environment"] for entry in job["strategy"]["matrix"]["include"]]
+    return [env] if env else []
+
+
 def state_jobs() -> list[tuple[str, str, dict[str, Any]]]:
     """Every job that runs Pulumi against a backend (not the install-only action)."""
     out = []
@@ -339,8 +348,8 @@ def test_oidc_sessions_last_as_long_as_their_jobs_and_the_roles_allow_it() -> No
     # aws-actions/configure-aws-credentials v6.2.3 src/index.ts: DEFAULT_ROLE_DURATION = 3600 when
     # role-duration-seconds is not given; STS refuses more than the role's MaxSessionDuration.
     max_session = {m[0]: int(m[1]) for m in re.findall(
-        r"aws iam create-role --role-name redisstack-(\w+) --max-session-duration (\d+)", DELIVERY.read_text())}
-    assert set(max_session) == {"preview", "dev", "production"}
+        r"aws iam create-role --role-name redisstack-([\w-]+) --max-session-duration (\d+)", DELIVERY.read_text())}
+    assert set(max_session) == set(ENVIRONMENTS)
     for name, doc in all_workflows().items():
         for job_id, job in doc["jobs"].items():
             for s in steps(job):
@@ -349,7 +358,8 @@ def test_oidc_sessions_last_as_long_as_their_jobs_and_the_roles_allow_it() -> No
                     assert w["role-to-assume"] == "${{ vars.AWS_ROLE_ARN }}"
                     duration = int(w["role-duration-seconds"])
                     assert job["timeout-minutes"] * 60 <= duration <= 43200, f"{name}:{job_id}"
-                    assert duration <= max_session[job["environment"]], f"{name}:{job_id} > role maximum"
+                    for environment in environments_of(job):
+                        assert duration <= max_session[environment], f"{name}:{job_id} > role maximum"
                     assert job["permissions"].get("id-token") == "write"
 
 
@@ -400,13 +410,21 @@ def test_the_opted_in_docker_test_fails_rather_than_skips_without_docker(monkeyp
 
 
 # ---- 8. credentials per environment; a read-only role for previews and drift ----------------------
+# Every GitHub environment, one role each (role redisstack-<environment>, trusted by that
+# environment's OIDC subject only).
+ENVIRONMENTS = ("preview", "preview-prod", "drift", "dev", "production")
+
+
 def test_each_job_runs_in_its_environment_with_only_its_credentials() -> None:
-    environments = {(n, j): job.get("environment") for n, doc in all_workflows().items()
+    environments = {(n, j): environments_of(job) for n, doc in all_workflows().items()
                     for j, job in doc["jobs"].items()}
-    assert environments[("pr.yml", "preview")] == "preview"
-    assert environments[("drift.yml", "drift")] == "preview"
-    assert environments[("deploy.yml", "dev")] == "dev"
-    assert environments[("deploy.yml", "prod")] == "production"
+    preview = load("pr.yml")["jobs"]["preview"]
+    assert {e["stack"]: e["environment"] for e in preview["strategy"]["matrix"]["include"]} == {
+        "dev": "preview", "prod": "preview-prod"}
+    assert environments[("drift.yml", "drift")] == ["drift"]
+    assert environments[("deploy.yml", "dev")] == ["dev"]
+    assert environments[("deploy.yml", "prod")] == ["production"]
+    assert {e for envs in environments.values() for e in envs} == set(ENVIRONMENTS)
     for name in NAMES:
         text = (WORKFLOWS / name).read_text()
         assert set(re.findall(r"secrets\.(\w+)", text)) <= {"PULUMI_ACCESS_TOKEN", "GITHUB_TOKEN"}, name
@@ -440,7 +458,7 @@ def resources_of(statement: dict[str, Any]) -> list[str]:
     return r if isinstance(r, list) else [r]
 
 
-@pytest.mark.parametrize("environment", ["preview", "dev", "production"])
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_each_role_trusts_one_environment_of_this_repository_only(environment: str) -> None:
     # https://docs.github.com/en/actions/security-for-github-actions/security-hardening-your-deployments/
     # configuring-openid-connect-in-amazon-web-services: aud sts.amazonaws.com, sub
@@ -458,23 +476,62 @@ WRITE_VERB = re.compile(r":(Put|Create|Delete|Update|Modify|Attach|Detach|Tag|Un
                         r"ReEncrypt|Schedule|Enable|Disable|Pass|Add|Remove|Run|Terminate|Start|Stop|\*)")
 
 
-def test_preview_role_reads_metadata_state_and_secrets_it_needs_and_writes_nothing() -> None:
+def test_prod_read_roles_read_metadata_state_and_secrets_they_need_and_write_nothing() -> None:
     text = DELIVERY.read_text()
-    assert ("aws iam attach-role-policy --role-name redisstack-preview --policy-arn "
-            "arn:aws:iam::aws:policy/job-function/ViewOnlyAccess") in text
+    for role in ("redisstack-preview-prod", "redisstack-drift"):
+        assert (f"aws iam attach-role-policy --role-name {role} --policy-arn "
+                "arn:aws:iam::aws:policy/job-function/ViewOnlyAccess") in text
+        assert (f"aws iam put-role-policy --role-name {role} --policy-name redisstack-prod-read "
+                "--policy-document file:///tmp/prod-read-policy.json") in text
     assert "policy/ReadOnlyAccess" not in text
-    by_sid = statements(bootstrap_document("preview-policy.json"))
+    by_sid = statements(bootstrap_document("prod-read-policy.json"))
     for sid, statement in by_sid.items():
         assert statement["Effect"] == "Allow"
         assert not [a for a in actions_of(statement) if WRITE_VERB.search(a)], sid
     assert actions_of(by_sid["ReadState"]) == ["s3:GetObject"]
     assert resources_of(by_sid["ReadState"]) == ["arn:aws:s3:::redisstack-state-123456789012/.pulumi/*"]
     assert actions_of(by_sid["DecryptStackSecrets"]) == ["kms:Decrypt"]
+    assert resources_of(by_sid["DecryptStackSecrets"]) == [EXAMPLE["PROD_SECRETS_KEY_ARN"]]
     # Data reads only on this project's resources, by name.
     data = by_sid["RefreshReadsOfThisProjectsData"]
     assert "*" not in resources_of(data)
     assert all("redisstack/" in r or "parameter/aws/service/" in r or "function:smoke-fn-" in r
                for r in resources_of(data))
+
+
+def test_the_unreviewed_preview_role_reaches_nothing_of_prod() -> None:
+    # A PR preview runs the PR's code with this role and no one approves it: it may read the dev
+    # stack's state and decrypt with the dev key, and nothing else (the dev stack has no AWS resource).
+    doc = bootstrap_document("preview-policy.json")
+    dev_state = "arn:aws:s3:::redisstack-state-123456789012/.pulumi/stacks/redisstack/dev.json"
+    prod_state = "arn:aws:s3:::redisstack-state-123456789012/.pulumi/stacks/redisstack/prod.json"
+    assert allows(doc, "s3:GetObject", dev_state) and allows(doc, "kms:Decrypt", EXAMPLE["DEV_SECRETS_KEY_ARN"])
+    assert not allows(doc, "s3:GetObject", prod_state)
+    assert not allows(doc, "kms:Decrypt", EXAMPLE["PROD_SECRETS_KEY_ARN"])
+    assert not allows(doc, "kms:Decrypt", ARN.format(service="kms", resource="key/stack-key"),
+                      {"aws:ResourceTag/project": "redisstack", "kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com"})
+    assert not [a for st in doc["Statement"] for a in actions_of(st) if not a.startswith(("s3:", "kms:Decrypt"))]
+    assert not [a for st in doc["Statement"] for a in actions_of(st) if WRITE_VERB.search(a)]
+    assert "--role-name redisstack-preview --policy-arn" not in DELIVERY.read_text()  # no ViewOnlyAccess either
+
+
+def test_prod_reading_environments_need_a_reviewer_or_main() -> None:
+    # GitHub: "Jobs that reference an environment configured with required reviewers will wait for
+    # an approval before starting" (docs.github.com/actions/managing-workflow-runs/reviewing-deployments);
+    # a deployment branch policy limits which refs may use an environment.
+    step8 = bootstrap_step(8)
+    preview_prod = step8.split('environments/preview-prod" --input - <<EOF\n', 1)[1].split("\nEOF", 1)[0]
+    assert '"reviewers": [{"type": "User"' in preview_prod and '"prevent_self_review": true' in preview_prod
+    assert 'environments/drift/deployment-branch-policies" -f name=main -f type=branch' in step8
+    assert '"custom_branch_policies": true' in step8.split('environments/drift"', 1)[1].split("\nEOF", 1)[0]
+    drift = load("drift.yml")["jobs"]["drift"]
+    assert drift["if"] == "github.ref == 'refs/heads/main'" and drift["environment"] == "drift"
+    # The prod preview runs only as the reviewed environment; the dev preview never sees prod.
+    preview = load("pr.yml")["jobs"]["preview"]
+    assert preview["environment"] == "${{ matrix.environment }}"
+    assert "environment:preview-prod" in bootstrap_document(
+        "github-oidc-trust.json", ENVIRONMENT="preview-prod")["Statement"][0]["Condition"]["StringEquals"][
+        "token.actions.githubusercontent.com:sub"]
 
 
 def test_dev_role_cannot_touch_prod_and_the_deploy_role_cannot_touch_dev() -> None:
@@ -604,7 +661,7 @@ def test_preview_role_can_refresh_every_resource_the_prod_stacks_declare() -> No
     renders = [_render(name) for name in ("prod.yaml", "prod-sentinel.yaml")]
     types = {t for r in renders for t in r["resourceTypes"] if t.startswith("aws:")}
     assert not types - set(REFRESH_READS), f"add the refresh reads of {types - set(REFRESH_READS)}"
-    doc = bootstrap_document("preview-policy.json")
+    doc = bootstrap_document("prod-read-policy.json")
     missing = [(t, a) for t in sorted(types) for a in REFRESH_READS[t]
                if not any(fnmatch.fnmatchcase(a, v) for v in VIEW_ONLY_ACCESS) and not allows(doc, a)
                and a not in ("secretsmanager:GetSecretValue", "ssm:GetParameter", "lambda:GetFunction")]
@@ -789,7 +846,7 @@ def test_pull_request_workflow_jobs() -> None:
     render_runs = runs(jobs["render"])
     assert "python -m redisops.render --write" in render_runs and "git diff --exit-code -- docs/stacks" in render_runs
     preview = jobs["preview"]
-    assert preview["strategy"]["matrix"]["stack"] == ["dev", "prod"]
+    assert [e["stack"] for e in preview["strategy"]["matrix"]["include"]] == ["dev", "prod"]
     assert "head.repo.full_name == github.repository" in preview["if"]
     (step,) = [s for s in pulumi_action_steps(preview) if "command" in s["with"]]
     w = step["with"]
