@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from infra.components.rotation import rotation_log_group_name
 from infra.components.sentinel_hosts import (
     CW_ROWS,
     EXPORTER_CA_FILE,
@@ -45,6 +46,7 @@ from tests.support.pulumi_harness import (
 )
 
 SMOKE_FUNCTION = "redisstack:aws:SmokeFunction"
+ROTATION = "redisstack:aws:CredentialRotation"
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_SG = "sg-0a1b2c3d4e5f60aa1"
@@ -68,7 +70,7 @@ def prod_variant(**overrides: Any) -> tuple[dict[str, Any], tuple[str, ...]]:
 def prod_sentinel() -> StackRun:
     config, secret = load_stack_file("Pulumi.prod-sentinel.yaml")
     # The smoke function (on the hosts' group too) has its own tests: tests/stack/test_smoke_function.py.
-    return without_component(run_program(config, stack="prod-sentinel", secret_keys=secret), SMOKE_FUNCTION)
+    return without_component(run_program(config, stack="prod-sentinel", secret_keys=secret), SMOKE_FUNCTION, ROTATION)
 
 
 def secrets_of(run: StackRun) -> list[str]:
@@ -389,10 +391,11 @@ def test_key_policy_lets_cloudwatch_use_the_key_for_exactly_the_metrics_log_grou
     assert [m for m in missing(key.inputs["policy"], other) if "CloudWatch Logs" in m]
     policy = json.loads(key.inputs["policy"])
     [logs] = [s for s in policy["Statement"] if s["Principal"].get("Service") == "logs.eu-west-1.amazonaws.com"]
-    # The metrics group and the smoke function's (same stack, same key), nothing else.
-    smoke = f"arn:aws:logs:eu-west-1:123456789012:log-group:{smoke_log_group_name('redisstack', 'prod-sentinel')}"
+    # The metrics group and the smoke and rotation functions' (same stack, same key), nothing else.
+    functions = [f"arn:aws:logs:eu-west-1:123456789012:log-group:{n('redisstack', 'prod-sentinel')}"
+                 for n in (smoke_log_group_name, rotation_log_group_name)]
     assert logs["Condition"] == {"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": sorted(
-        [group.outputs["arn"], smoke])}}
+        [group.outputs["arn"], *functions])}}
 
 
 def test_the_key_outlives_the_stack_like_the_volumes_it_encrypts() -> None:
