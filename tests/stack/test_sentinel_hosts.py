@@ -176,6 +176,18 @@ def test_user_data_without_tls_fetches_no_certificates() -> None:
     assert "DATA_VOLUME=vol-0123456789abcdef0\n" in ud
 
 
+def test_first_boot_writes_the_current_rotated_passwords_before_redis_starts() -> None:
+    # Rotations change passwords in Secrets Manager and on the running nodes only
+    # (tests/integration/test_rotation_boot.py runs these lines).
+    run = prod_sentinel()
+    for inst in run.of_type(T_INSTANCE):
+        ud = inst.inputs["userData"]
+        app = ud.index(f"current_password default {run.outputs['appSecretArn']}\n")
+        admin = ud.index(f"current_password admin {run.outputs['adminSecretArn']}\n")
+        fetched = max(ud.index(f"\nfetch {leaf} ") for leaf in ("users.acl", "sentinel.conf"))
+        assert fetched < min(app, admin) and max(app, admin) < ud.index("systemctl enable --now redis-server")
+
+
 def test_no_secret_in_user_data() -> None:
     run = prod_sentinel()
     secrets = secrets_of(run)
@@ -272,7 +284,7 @@ def test_instance_role_reads_only_its_parameters() -> None:
     by_sid = {s["Sid"]: s for s in policy["Statement"]}
     assert set(by_sid) == {"ReadOwnParameters", "DecryptThroughSsmOnly", "PublishMetricsAsEmf", "SessionManagerOnly",
                            "ReadAdminSecretForTlsReload", "DecryptThroughSecretsManagerOnly",
-                           "PublishTlsDaysLeftInOwnNamespace"}
+                           "PublishTlsDaysLeftInOwnNamespace", "ReadAppSecretAtBoot"}
     assert by_sid["ReadOwnParameters"]["Action"] == ["ssm:GetParameter"]
     assert by_sid["ReadOwnParameters"]["Resource"].endswith(f"parameter{run.outputs['parameterPrefix']}/*")
     dec = by_sid["DecryptThroughSsmOnly"]
@@ -287,8 +299,10 @@ def test_instance_role_reads_only_its_parameters() -> None:
         "StringEquals": {"kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com"}}
     assert by_sid["PublishTlsDaysLeftInOwnNamespace"]["Condition"] == {
         "StringEquals": {"cloudwatch:namespace": "redisstack/Redis"}}
+    # ... and first boot reads the app secret (current password after rotations: current_password_commands).
+    assert by_sid["ReadAppSecretAtBoot"]["Resource"] == run.outputs["appSecretArn"]
     assert [s for s in policy["Statement"] if any(a.startswith("secretsmanager:") for a in s["Action"])] == [
-        by_sid["ReadAdminSecretForTlsReload"]]
+        by_sid["ReadAdminSecretForTlsReload"], by_sid["ReadAppSecretAtBoot"]]
     # Session Manager without AmazonSSMManagedInstanceCore (ssm:GetParameter(s) on *): no other
     # statement reaches SSM parameters, no managed policy is attached to the host role.
     ssm = by_sid["SessionManagerOnly"]
