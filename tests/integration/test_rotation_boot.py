@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ import redis
 from infra.components.sentinel_hosts import current_password_commands, rotated_users
 from redis_conf.acl import CREDENTIALS, password_digest, render_acl_file
 from redis_conf.sentinel import Endpoint, SentinelTuning, sentinel_conf
+from tests.support import fake_aws
 from tests.support.redisproc import have_redis, redis_process
 
 pytestmark = pytest.mark.skipif(not have_redis(), reason="redis-server not installed")
@@ -35,10 +35,7 @@ def boot(tmp_path: Path, files: list[Path], current: dict[str, str]) -> list[dic
     """Run the first-boot lines against `files` with Secrets Manager holding `current`."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    fake = bindir / "aws"
-    fake.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(ROOT)!r})\n"
-                    "from tests.support.fake_aws import main\nsys.exit(main(sys.argv[1:]))\n")
-    fake.chmod(0o755)
+    fake_aws.install(bindir)
     state, log = tmp_path / "aws-state.json", tmp_path / "aws-calls.log"
     state.write_text(json.dumps({"ssm": {}, "secretsmanager": current}))
     script = "set -euo pipefail\n" + current_password_commands(rotated_users(APP_ARN, ADMIN_ARN), [str(f) for f in files])
