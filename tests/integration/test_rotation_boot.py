@@ -26,7 +26,6 @@ from tests.support import fake_aws
 from tests.support.redisproc import have_redis, redis_process
 
 pytestmark = pytest.mark.skipif(not have_redis(), reason="redis-server not installed")
-ROOT = Path(__file__).resolve().parents[2]
 APP_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:redisstack/prod/redis/app-AbCdEf"
 ADMIN_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:redisstack/prod/redis/admin-AbCdEf"
 
