@@ -152,6 +152,8 @@ OUTPUT_DOCS: dict[str, str] = {
     "adminSecretArn": "Secrets Manager secret of the admin password (RBAC, sentinel)",
     "smokeFunctionName": "Lambda CI invokes after `pulumi up`: `redisops smoke` inside the VPC (docs/delivery.md)",
     "smokeFunctionArn": "ARN of the smoke function (grant `lambda:InvokeFunction` on it to the deploy role)",
+    "rotationFunctionName": "Lambda Secrets Manager calls to rotate the credential secrets (docs/runbooks/rotation.md)",
+    "rotationDays": "Days between automatic rotations of every credential secret (`rotation.days`)",
     "parameterPrefix": "SSM path holding the hosts' rendered files (SecureString)",
 }
 EXAMPLE_STACKS = ("dev", "prod", "prod-sentinel")

@@ -25,16 +25,26 @@ def _elasticache(settings: Settings) -> dict[str, Any]:
     from infra.components.elasticache import PORT, ElastiCacheArgs, ElastiCacheRedis
 
     cache = ElastiCacheRedis("redis", ElastiCacheArgs.from_settings(settings))
-    return {**cache.stack_outputs, **_smoke(settings, cache.stack_outputs, cache.security_group.id, (PORT,),
-                                            cache.stack_outputs["kmsKeyArn"])}
+    key = cache.stack_outputs["kmsKeyArn"]
+    rotation = _rotation(settings, "elasticache", {c: s.arn for c, s in cache.secrets.items()},
+                         redis_sg=cache.security_group.id, ports=(PORT,), kms_key_arn=key,
+                         replication_group_id=cache.replication_group.id, user_group_id=cache.user_group_id,
+                         user_ids=cache.user_ids)
+    return {**cache.stack_outputs, **_smoke(settings, cache.stack_outputs, cache.security_group.id, (PORT,), key),
+            **rotation}
 
 
 def _sentinel(settings: Settings) -> dict[str, Any]:
     from infra.components.sentinel_hosts import REDIS_PORT, SENTINEL_PORT, SentinelHosts, SentinelHostsArgs
 
     hosts = SentinelHosts("redis", SentinelHostsArgs.from_settings(settings))
-    return {**hosts.stack_outputs, **_smoke(settings, hosts.stack_outputs, hosts.security_group.id,
-                                            (REDIS_PORT, SENTINEL_PORT), hosts.kms_key.arn)}
+    out = hosts.stack_outputs
+    rotation = _rotation(settings, "sentinel", {"app": hosts.app_secret.arn, "admin": hosts.admin_secret.arn},
+                         redis_sg=hosts.security_group.id, ports=(REDIS_PORT, SENTINEL_PORT),
+                         kms_key_arn=hosts.kms_key.arn, nodes=out["redisNodes"], sentinels=out["sentinelEndpoints"],
+                         tls=bool(out["tls"]), ca_cert_pem=out.get("caCertPem"))
+    return {**out, **_smoke(settings, out, hosts.security_group.id, (REDIS_PORT, SENTINEL_PORT), hosts.kms_key.arn),
+            **rotation}
 
 
 def _smoke(settings: Settings, outputs: dict[str, Any], redis_sg: Any, ports: tuple[int, ...],
@@ -48,6 +58,24 @@ def _smoke(settings: Settings, outputs: dict[str, Any], redis_sg: Any, ports: tu
     fn = SmokeFunction("smoke", SmokeFunctionArgs.for_target(settings, everything, redis_security_group_id=redis_sg,
                                                              redis_ports=ports, kms_key_arn=kms_key_arn))
     return fn.stack_outputs
+
+
+def _rotation(settings: Settings, target: str, secret_arns: dict[str, Any], *, redis_sg: Any,
+              ports: tuple[int, ...], kms_key_arn: Any, **where: Any) -> dict[str, Any]:
+    """The rotation Lambda and its schedules (rotation.enabled, on by default on AWS targets)."""
+    c = settings.config
+    if not c.rotation.enabled:
+        return {}
+    from infra.components.rotation import CredentialRotation, CredentialRotationArgs
+
+    assert c.network.vpc_id is not None  # the target refused to build without one
+    return CredentialRotation("rotation", CredentialRotationArgs(
+        project=settings.project, stack=settings.stack, target=target, vpc_id=c.network.vpc_id,
+        subnet_ids=tuple(c.network.subnet_ids), redis_security_group_id=redis_sg, redis_ports=ports,
+        secret_arns=secret_arns, kms_key_arn=kms_key_arn, days=c.rotation.days,
+        log_retention_days=settings.log_retention_days,
+        endpoint_security_group_id=c.smoke.secrets_endpoint_security_group_id, tags=settings.tags,
+        **where)).stack_outputs
 
 
 TARGETS: dict[str, Callable[[Settings], dict[str, Any]]] = {

@@ -43,6 +43,10 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 # A year where logs leave the machine (AWS targets: audits and incident reviews look back that far;
 # checkov CKV_AWS_338); a month on a laptop, which keeps no CloudWatch log group at all.
 LOG_RETENTION_DEFAULTS: Mapping[str, int] = MappingProxyType({"elasticache": 365, "sentinel": 365, "local": 30})
+# Credential rotation: the guide asks for quarterly at least; 30 days by default. Secrets Manager
+# itself accepts AutomaticallyAfterDays 1..1000 (botocore secretsmanager RotationRulesType); more
+# than a year between rotations is refused here as no rotation at all.
+ROTATION_DAYS_DEFAULT, ROTATION_DAYS_MIN, ROTATION_DAYS_MAX = 30, 1, 365
 _TAG_OR_DIGEST = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
                             r"(@sha256:[0-9a-f]{64})?$")
 _FLOATING_TAGS = {"latest", "stable", "edge", "main", "master", "nightly", "alpine", "bookworm"}
@@ -176,6 +180,23 @@ class SmokeSettings(_Model):
     secrets_endpoint_security_group_id: str | None = Field(
         None, pattern=r"^sg-[0-9a-f]{8,17}$", description="Security group of the VPC's Secrets Manager interface "
         "endpoint: the function's HTTPS egress goes only there (default: port 443 to any address, via NAT)")
+
+
+class RotationSettings(_Model):
+    """Automatic rotation of the AWS targets' credentials (infra/components/rotation.py)."""
+
+    enabled: bool = Field(True, description="Secrets Manager rotates every credential secret of the stack with the "
+                          "stack's rotation Lambda (docs/runbooks/rotation.md); off only when set to false")
+    days: int = Field(ROTATION_DAYS_DEFAULT, description=f"Days between rotations ({ROTATION_DAYS_MIN}.."
+                      f"{ROTATION_DAYS_MAX}); Secrets Manager schedules the next one this many days after the last")
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, v: int) -> int:
+        if not ROTATION_DAYS_MIN <= v <= ROTATION_DAYS_MAX:
+            raise ValueError(f"expected a whole number of days from {ROTATION_DAYS_MIN} to {ROTATION_DAYS_MAX} "
+                             "(how often Secrets Manager rotates the credentials)")
+        return v
 
 
 class ElastiCacheSettings(_Model):
@@ -320,6 +341,8 @@ class StackConfig(_Model):
     sentinel: SentinelSettings = Field(default_factory=SentinelSettings, description="sentinel target")
     backup: BackupSettings = Field(default_factory=BackupSettings, description="Snapshots and backups")
     smoke: SmokeSettings = Field(default_factory=SmokeSettings, description="In-VPC smoke function (AWS targets)")
+    rotation: RotationSettings = Field(default_factory=RotationSettings, description="Automatic credential rotation "
+                                       "(AWS targets)")
     alerting: AlertingSettings = Field(default_factory=AlertingSettings, description="Alarm routing and log retention")
     tags: dict[str, str] = Field(default_factory=dict, description="Tags on every AWS resource")
 

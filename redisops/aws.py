@@ -187,13 +187,15 @@ def prune_snapshots(client: Any, replication_group_id: str, *, retention_days: i
 # ---------------------------------------------------------------------------------------------
 # AUTH token rotation
 # ---------------------------------------------------------------------------------------------
-def generate_token(length: int = 64) -> str:
-    """A token in ElastiCache's alphabet with every character class present."""
+def generate_token(length: int = 64, specials: str = TOKEN_SPECIALS) -> str:
+    """A token in ElastiCache's alphabet with every character class present (`specials=""`:
+    letters and digits only, what the Sentinel hosts' generated passwords are)."""
     if not 32 <= length <= 128:
         raise UsageError(f"--length {length}: expected 32..128")
+    alphabet = string.ascii_letters + string.digits + specials
+    classes = tuple(c for c in (string.ascii_lowercase, string.ascii_uppercase, string.digits, specials) if c)
     while True:
-        token = "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(length))
-        classes = (string.ascii_lowercase, string.ascii_uppercase, string.digits, TOKEN_SPECIALS)
+        token = "".join(secrets.choice(alphabet) for _ in range(length))
         if all(any(c in cls for c in token) for cls in classes):
             return token
 
@@ -228,11 +230,14 @@ class RotationResult:
 
 @dataclass(frozen=True)
 class StoredCredential:
-    """A credential secret as the stacks write it: JSON {username, password[, userId]}."""
+    """A credential secret as the stacks write it: JSON {username, password[, userId]}
+    (ElastiCache), or the bare password (`bare`: the Sentinel hosts' secrets, which their TLS
+    renewal timer hands to redis-cli as it is)."""
 
     secret_id: str
     raw: str
     document: dict[str, Any]
+    bare: bool = False
 
     @property
     def username(self) -> str:
@@ -248,7 +253,21 @@ class StoredCredential:
         return str(value) if value else None
 
     def with_password(self, password: str) -> str:
-        return json.dumps({**self.document, "password": password})
+        """The secret string holding `password` instead, in the same format."""
+        return password if self.bare else json.dumps({**self.document, "password": password})
+
+
+def parse_credential(secret_id: str, text: str) -> StoredCredential:
+    """Either format the stacks write (StoredCredential)."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        document = None
+    if isinstance(document, dict) and isinstance(document.get("password"), str):
+        return StoredCredential(secret_id, text, document)
+    if not text or text != text.strip():
+        raise UsageError(f"secret {secret_id}: expected JSON {{username, password}} or a bare password")
+    return StoredCredential(secret_id, text, {"password": text}, bare=True)
 
 
 def read_credential(secretsmanager: Any, secret_id: str) -> StoredCredential:
@@ -344,75 +363,87 @@ def rotate_credential(
 
     If 3 fails the secret is put back and the old value stays valid (the overlap is undone for
     a user, the ROTATE stays harmless for a token), so nothing is down; the error says what to
-    do. Each step is a function of its own (set_auth_token, set_user_passwords, store_credential)
-    so an automatic rotation (Secrets Manager's createSecret/setSecret/testSecret/finishSecret)
-    can drive the same calls."""
+    do. The overlap (begin_overlap / end_overlap) is the same code the rotation Lambda runs in
+    setSecret / finishSecret (redisops/rotation.py)."""
     ep = discover_endpoint(elasticache, replication_group_id)
     if not ep.tls:
         raise UsageError(f"replication group {replication_group_id}: rotation requires transit encryption")
     if ep.status != "available":
         raise OperationError(f"replication group {replication_group_id} is {ep.status!r}; rotate when available")
     credential = read_credential(secretsmanager, secret_id)
+    user_id = credential_target(elasticache, ep, credential)
+    return _rotate(elasticache, secretsmanager, ep, credential, user_id, verify=verify, generate=generate,
+                   dry_run=dry_run, wait=wait, wait_user=wait_user)
+
+
+# -- the overlap, shared by `redisops rotate-token` and the rotation Lambda (redisops.rotation) --
+def begin_overlap(elasticache: Any, ep: Endpoint, user_id: str | None, old: str, new: str, *,
+                  wait: Callable[[Any, str], None] = wait_group_available,
+                  wait_user: Callable[[Any, str], None] = wait_user_active) -> None:
+    """Old and new both valid: the RBAC user gets [old, new], or the AUTH token is ROTATEd.
+    Sending it again with the same values leaves the same state (a retried step is harmless)."""
+    if user_id is not None:
+        set_user_passwords(elasticache, user_id, [old, new], wait=wait_user)
+    else:
+        set_auth_token(elasticache, ep.replication_group_id, new, "ROTATE", wait=wait)
+
+
+def end_overlap(elasticache: Any, ep: Endpoint, user_id: str | None, new: str, *,
+                wait: Callable[[Any, str], None] = wait_group_available,
+                wait_user: Callable[[Any, str], None] = wait_user_active) -> None:
+    """Only the new value valid: the user keeps [new], or the token is SET. Idempotent."""
+    if user_id is not None:
+        set_user_passwords(elasticache, user_id, [new], wait=wait_user)
+    else:
+        set_auth_token(elasticache, ep.replication_group_id, new, "SET", wait=wait)
+
+
+def credential_target(elasticache: Any, ep: Endpoint, credential: StoredCredential) -> str | None:
+    """The ElastiCache user the credential is (RBAC), or None for the group's AUTH token."""
     if ep.user_group_ids:
-        user_id = user_of_group(elasticache, ep, credential)
-        return _rotate_user(elasticache, secretsmanager, ep, credential, user_id, verify=verify, generate=generate,
-                            dry_run=dry_run, wait_user=wait_user)
+        return user_of_group(elasticache, ep, credential)
     if not ep.auth_token_enabled:
-        raise UsageError(f"replication group {replication_group_id} has neither an AUTH token nor RBAC user groups")
-    return _rotate_token(elasticache, secretsmanager, ep, credential, verify=verify, generate=generate,
-                         dry_run=dry_run, wait=wait)
+        raise UsageError(f"replication group {ep.replication_group_id} has neither an AUTH token nor RBAC user groups")
+    return None
 
 
-def _rotate_user(elasticache: Any, secretsmanager: Any, ep: Endpoint, credential: StoredCredential, user_id: str, *,
-                 verify: Verifier, generate: Callable[[], str], dry_run: bool,
-                 wait_user: Callable[[Any, str], None]) -> RotationResult:
-    rg, name = ep.replication_group_id, credential.username
-    steps = [f"modify user {user_id} ({name}): passwords [old, new] (both valid); wait until active",
-             f"put the new password into secret {credential.secret_id} (AWSCURRENT; the old becomes AWSPREVIOUS)",
-             f"verify: TLS connection to {ep.host}:{ep.port} as {name} with the new password",
-             f"modify user {user_id}: passwords [new] (the old one stops working); wait until active"]
+def _plan(ep: Endpoint, credential: StoredCredential, user_id: str | None) -> list[str]:
+    rg, name, secret = ep.replication_group_id, credential.username, credential.secret_id
+    stored = f"put the new value into secret {secret} (AWSCURRENT; the old becomes AWSPREVIOUS)"
+    check = f"verify: TLS connection to {ep.host}:{ep.port} as {name} with the new value"
+    if user_id is not None:
+        return [f"modify user {user_id} ({name}): passwords [old, new] (both valid); wait until active", stored,
+                check, f"modify user {user_id}: passwords [new] (the old one stops working); wait until active"]
+    return [f"modify {rg}: new AUTH token, strategy ROTATE (old and new valid)", f"wait until {rg} is available",
+            stored, check, f"modify {rg}: strategy SET (only the new token valid)", f"wait until {rg} is available"]
+
+
+def _rotate(elasticache: Any, secretsmanager: Any, ep: Endpoint, credential: StoredCredential,
+            user_id: str | None, *, verify: Verifier, generate: Callable[[], str], dry_run: bool,
+            wait: Callable[[Any, str], None], wait_user: Callable[[Any, str], None]) -> RotationResult:
+    """One rotation, either mode: begin_overlap, store, verify, end_overlap."""
+    mode = "rbac" if user_id is not None else "token"
+    steps = _plan(ep, credential, user_id)
     if dry_run:
-        return RotationResult(rg, credential.secret_id, True, steps, "rbac", name)
+        return RotationResult(ep.replication_group_id, credential.secret_id, True, steps, mode, credential.username)
     new = generate()
-    set_user_passwords(elasticache, user_id, [credential.password, new], wait=wait_user)
+    begin_overlap(elasticache, ep, user_id, credential.password, new, wait=wait, wait_user=wait_user)
     store_credential(secretsmanager, credential, new)
     try:
-        verify(ep, name, new)
+        verify(ep, credential.username, new)
     except Exception as exc:
         restore_credential(secretsmanager, credential)
-        set_user_passwords(elasticache, user_id, [credential.password], wait=wait_user)
+        if user_id is not None:
+            set_user_passwords(elasticache, user_id, [credential.password], wait=wait_user)
+            undone = f"which user {user_id} still accepts (the new one was removed again)"
+        else:
+            undone = "which stays valid (SET was not sent)"
         raise OperationError(
-            f"the new password was refused ({type(exc).__name__}); secret {credential.secret_id} is back to the old "
-            f"password, which user {user_id} still accepts (the new one was removed again). Rerun the rotation "
-            "once the cause is fixed.") from exc
-    set_user_passwords(elasticache, user_id, [new], wait=wait_user)
-    return RotationResult(rg, credential.secret_id, False, steps, "rbac", name)
-
-
-def _rotate_token(elasticache: Any, secretsmanager: Any, ep: Endpoint, credential: StoredCredential, *,
-                  verify: Verifier, generate: Callable[[], str], dry_run: bool,
-                  wait: Callable[[Any, str], None]) -> RotationResult:
-    rg, username = ep.replication_group_id, credential.username
-    steps = [f"modify {rg}: new AUTH token, strategy ROTATE (old and new valid)",
-             f"wait until {rg} is available",
-             f"put the new token into secret {credential.secret_id} (AWSCURRENT; the old becomes AWSPREVIOUS)",
-             f"verify: TLS connection to {ep.host}:{ep.port} as {username} with the new token",
-             f"modify {rg}: strategy SET (only the new token valid)",
-             f"wait until {rg} is available"]
-    if dry_run:
-        return RotationResult(rg, credential.secret_id, True, steps, "token", username)
-    token = generate()
-    set_auth_token(elasticache, rg, token, "ROTATE", wait=wait)
-    store_credential(secretsmanager, credential, token)
-    try:
-        verify(ep, username, token)
-    except Exception as exc:
-        restore_credential(secretsmanager, credential)
-        raise OperationError(
-            f"the new token was refused ({type(exc).__name__}); secret {credential.secret_id} is back to the old token, "
-            f"which stays valid (SET was not sent). Rerun the rotation once the cause is fixed.") from exc
-    set_auth_token(elasticache, rg, token, "SET", wait=wait)
-    return RotationResult(rg, credential.secret_id, False, steps, "token", username)
+            f"the new {'password' if user_id else 'token'} was refused ({type(exc).__name__}); secret "
+            f"{credential.secret_id} is back to the old value, {undone}. Rerun the rotation once the cause is "
+            "fixed.") from exc
+    end_overlap(elasticache, ep, user_id, new, wait=wait, wait_user=wait_user)
+    return RotationResult(ep.replication_group_id, credential.secret_id, False, steps, mode, credential.username)
 
 
 def rotate_auth_token(elasticache: Any, secretsmanager: Any, replication_group_id: str, secret_id: str, *,

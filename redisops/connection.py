@@ -11,6 +11,12 @@ Input, in this order of precedence:
   bundle), REDIS_SENTINEL_PASSWORD, REDIS_CLUSTER, and REDIS_ADMIN_USERNAME /
   REDIS_ADMIN_PASSWORD for admin-only operations (backup, restore, health's SLOWLOG).
 
+Rotated credentials: the stack's password outputs (`env`'s REDIS_PASSWORD, `adminPassword`,
+`sentinelPassword`) hold what `pulumi up` generated; after an automatic rotation
+(redisops/rotation.py) only the secrets hold the current values. With REDISOPS_SECRETS=aws the
+passwords are read from the secrets the outputs name (`authSecretArn` / `appSecretArn`,
+`adminSecretArn`; their AWSCURRENT version, with the caller's AWS credentials) instead.
+
 Variables that only make sense on the operator's machine (REDIS_CA_CERT, REDIS_ADMIN_*,
 REDIS_SENTINEL_PASSWORD) are taken from the process environment when the outputs lack them.
 
@@ -27,7 +33,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -420,9 +426,50 @@ def settings_expectations(path: Path) -> tuple[Expectations, tuple[Tier, ...], A
     return exp, settings.tiers, settings.thresholds
 
 
+SECRETS_SOURCE_VARIABLE = "REDISOPS_SECRETS"
+SecretFetch = Callable[[str], str]  # secret ARN -> its AWSCURRENT SecretString
+
+
+def aws_secret_fetch() -> SecretFetch:
+    import boto3
+
+    client = boto3.client("secretsmanager")
+    return lambda arn: str(client.get_secret_value(SecretId=arn, VersionStage="AWSCURRENT")["SecretString"])
+
+
+def with_current_secrets(outputs: Mapping[str, Any], fetch: SecretFetch) -> dict[str, Any]:
+    """The outputs with every password replaced by the current value of the secret that holds it
+    (the app secret also authenticates Sentinel discovery on the Sentinel target)."""
+    from redisops.aws import parse_credential
+
+    out = dict(outputs)
+    env = dict(out.get("env") or {})
+    app_arn = out.get("appSecretArn") or out.get("authSecretArn")
+    if app_arn:
+        password = parse_credential(str(app_arn), fetch(str(app_arn))).password
+        env["REDIS_PASSWORD"] = password
+        if env.get("REDIS_SENTINEL_PASSWORD") or out.get("sentinelPassword"):
+            env["REDIS_SENTINEL_PASSWORD"] = out["sentinelPassword"] = password
+    if out.get("adminSecretArn"):
+        out["adminPassword"] = parse_credential(str(out["adminSecretArn"]), fetch(str(out["adminSecretArn"]))).password
+    out["env"] = env
+    return out
+
+
+def _outputs_with_secrets(outputs: dict[str, Any], environ: Mapping[str, str],
+                          fetch: SecretFetch | None) -> dict[str, Any]:
+    source = environ.get(SECRETS_SOURCE_VARIABLE, "outputs")
+    if source == "outputs":
+        return outputs
+    if source != "aws":
+        raise UsageError(f"{SECRETS_SOURCE_VARIABLE}={source!r}: expected outputs (the passwords in the stack "
+                         "outputs) or aws (the current values of the secrets they name)")
+    return with_current_secrets(outputs, fetch or aws_secret_fetch())
+
+
 def resolve(*, stack_outputs: Path | None = None, stack: str | None = None, environ: Mapping[str, str] | None = None,
             insecure_skip_verify: bool = False, settings_file: Path | None = None,
-            flag_expectations: Expectations | None = None) -> ConnectionSpec:
+            flag_expectations: Expectations | None = None, secret_fetch: SecretFetch | None = None) -> ConnectionSpec:
     """The connection for a command from its flags and the environment (UsageError on bad input)."""
     environ = os.environ if environ is None else environ
     if stack_outputs is not None and stack is not None:
@@ -432,11 +479,12 @@ def resolve(*, stack_outputs: Path | None = None, stack: str | None = None, envi
     if settings_file is not None:
         settings_exp, settings_tiers, _ = settings_expectations(settings_file)
     if stack_outputs is not None:
-        spec = spec_from_outputs(load_outputs_file(stack_outputs), source=f"stack outputs {stack_outputs}",
-                                 environ=environ, insecure_skip_verify=insecure_skip_verify)
-    elif stack is not None:
-        spec = spec_from_outputs(pulumi_outputs(stack), source=f"stack {stack}", environ=environ,
+        spec = spec_from_outputs(_outputs_with_secrets(load_outputs_file(stack_outputs), environ, secret_fetch),
+                                 source=f"stack outputs {stack_outputs}", environ=environ,
                                  insecure_skip_verify=insecure_skip_verify)
+    elif stack is not None:
+        spec = spec_from_outputs(_outputs_with_secrets(pulumi_outputs(stack), environ, secret_fetch),
+                                 source=f"stack {stack}", environ=environ, insecure_skip_verify=insecure_skip_verify)
     else:
         spec = spec_from_env(environ, insecure_skip_verify=insecure_skip_verify, known_tiers=settings_tiers)
     exp = (flag_expectations or Expectations()).merged(spec.expectations).merged(settings_exp)

@@ -82,11 +82,16 @@ def key_use(acct: pulumi.Output[Account], *, alarm_topic_names: Sequence[str] = 
 def stack_log_groups(settings: Settings) -> dict[str, str]:
     """Log groups other components of the stack encrypt with the target's key (purpose -> name):
     their names go into the key's policy (CloudWatch Logs refuses the key otherwise)."""
-    if not settings.config.smoke.enabled:
-        return {}
     from infra.components.smoke_function import log_group_name
 
-    return {"smoke-function": log_group_name(settings.project, settings.stack)}
+    groups: dict[str, str] = {}
+    if settings.config.smoke.enabled:
+        groups["smoke-function"] = log_group_name(settings.project, settings.stack)
+    if settings.config.rotation.enabled:
+        from infra.components.rotation import rotation_log_group_name
+
+        groups["rotation-function"] = rotation_log_group_name(settings.project, settings.stack)
+    return groups
 
 
 def customer_kms_key(name: str, parent: pulumi.Resource, *, description: str, tags: Mapping[str, str],

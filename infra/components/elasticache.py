@@ -285,6 +285,9 @@ class ElastiCacheRedis(pulumi.ComponentResource):
         self.security_group = sg
         self.parameter_group = params
         self.secret = secrets["app"]
+        self.secrets = secrets
+        self.user_ids = creds.user_ids
+        self.user_group_id = creds.user_group_id
         self.alarms = alarms
         self.stack_outputs = self._outputs(rg, sg, subnet_group, params, kms_key_arn, creds, secrets, topic, events,
                                            alarms, logs)

@@ -337,12 +337,33 @@ unset REDISCLI_AUTH
 """
 
 
+def current_password_commands(secret_ids: Mapping[str, str], files: Sequence[str] = (ACL_FILE, f"{ETC}/sentinel.conf")
+                              ) -> str:
+    """Bash that writes the current password digest of each rotated ACL user (user -> secret ARN)
+    into the files fetched from SSM. Those were rendered by `pulumi up`; the rotation Lambda
+    (infra/components/rotation.py) changes the passwords later, in Secrets Manager and on the
+    running nodes only, so a host that boots after a rotation would otherwise come up with
+    passwords nobody holds any more. The password stays in a shell variable (printf is a builtin:
+    no argv); only its SHA-256 digest reaches the files, as in the rendered ones."""
+    quoted = " ".join(shlex.quote(f) for f in files)
+    lines = ["current_password() {  # <ACL user> <secret id>",
+             '  local pw digest',
+             '  pw=$(aws secretsmanager get-secret-value --region "$REGION" --secret-id "$2" '
+             '--query SecretString --output text)',
+             '  digest=$(printf \'%s\' "$pw" | sha256sum | cut -d" " -f1)',
+             f'  sed -i -E "s/^(user $1 [^#]*)#[0-9a-f]{{64}}/\\1#$digest/" {quoted}',
+             "}"]
+    lines += [f"current_password {shlex.quote(user)} {shlex.quote(arn)}" for user, arn in sorted(secret_ids.items())]
+    return "\n".join(lines)
+
+
 def user_data(*, region: str, prefix: str, node: str, tls: bool, exporter: str, agent_config: str,
               agent_prometheus: str, data_volume_id: str, tls_renewal: str = "",
-              dns_suffix: str = "amazonaws.com", functions_load: str = "") -> str:
+              dns_suffix: str = "amazonaws.com", functions_load: str = "", current_passwords: str = "") -> str:
     """cloud-init shell script. Holds parameter names, never their values. `tls_renewal`: the
     install lines of the renewal timer (tls_renewal.install_commands), empty without TLS;
-    `functions_load`: `functions_load_commands(...)`."""
+    `functions_load`: `functions_load_commands(...)`; `current_passwords`:
+    current_password_commands for the rotated users."""
     files = list(HOST_FILES.items())
     if tls:
         files += [*TLS_HOST_FILES.items(), *EXPORTER_TLS_FILES.items()]
@@ -415,6 +436,7 @@ fetch() {{
   chown "$3:$3" "$2.tmp"; chmod "$4" "$2.tmp"; mv "$2.tmp" "$2"
 }}
 {fetch}
+{current_passwords}
 umask 022
 
 cat > /etc/default/prometheus-redis-exporter <<'EOF'
@@ -467,7 +489,7 @@ SESSION_MANAGER_ACTIONS = (
 
 
 def host_policy(*, parameter_arn_prefix: str, kms_key_arn: str, region: str, log_group_arn: str,
-                admin_secret_arn: str, dns_suffix: str = "amazonaws.com") -> str:
+                admin_secret_arn: str, app_secret_arn: str, dns_suffix: str = "amazonaws.com") -> str:
     """Least privilege for a host: read its own parameters, decrypt them via SSM only, write
     EMF logs to its one log group, read the admin secret (the TLS renewal timer reloads TLS with
     CONFIG SET as admin), publish its own namespace's metrics, and Session Manager (no SSH) -
@@ -480,6 +502,9 @@ def host_policy(*, parameter_arn_prefix: str, kms_key_arn: str, region: str, log
          "Condition": {"StringEquals": {"kms:ViaService": f"ssm.{region}.{dns_suffix}"}}},
         {"Sid": "ReadAdminSecretForTlsReload", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
          "Resource": admin_secret_arn},
+        # First boot writes the current (possibly rotated) app password digest into its files.
+        {"Sid": "ReadAppSecretAtBoot", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
+         "Resource": app_secret_arn},
         {"Sid": "DecryptThroughSecretsManagerOnly", "Effect": "Allow", "Action": ["kms:Decrypt"],
          "Resource": kms_key_arn,
          "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.{dns_suffix}"}}},
@@ -591,9 +616,10 @@ class SentinelHosts(pulumi.ComponentResource):
         self.role_policy = aws.iam.RolePolicy(
             f"{name}-host-policy", role=self.role.id,
             policy=pulumi.Output.all(param_arn, self.kms_key.arn, region_name, self.log_group.arn,
-                                     self.admin_secret.arn, acct.apply(lambda a: a.dns_suffix)).apply(
+                                     self.admin_secret.arn, acct.apply(lambda a: a.dns_suffix),
+                                     self.app_secret.arn).apply(
                 lambda v: host_policy(parameter_arn_prefix=v[0], kms_key_arn=v[1], region=v[2], log_group_arn=v[3],
-                                      admin_secret_arn=v[4], dns_suffix=v[5])),
+                                      admin_secret_arn=v[4], dns_suffix=v[5], app_secret_arn=v[6])),
             opts=child(self))
         # Session Manager instead of SSH (no key pair, no port 22) is in host_policy: the managed
         # AmazonSSMManagedInstanceCore would also let a host read every parameter of the account.
@@ -647,7 +673,8 @@ class SentinelHosts(pulumi.ComponentResource):
         for i, (eni, volume) in enumerate(zip(self.interfaces, self.data_volumes, strict=True)):
             node = f"node-{i}"
             ud = pulumi.Output.all(region_name, eni.private_ip, self.log_group.name, volume.id,
-                                   self.admin_secret.arn, acct.apply(lambda a: a.dns_suffix)).apply(
+                                   self.admin_secret.arn, acct.apply(lambda a: a.dns_suffix),
+                                   self.app_secret.arn).apply(
                 _user_data_for(args, prefix, node))
             inst = aws.ec2.Instance(
                 f"{name}-{node}",
@@ -882,7 +909,7 @@ def tls_renewal_environment(*, region: str, prefix: str, node: str, ip: str, adm
 
 def _user_data_for(args: SentinelHostsArgs, prefix: str, node: str) -> Callable[[list[Any]], str]:
     def render(v: list[Any]) -> str:
-        region, ip, log_group, data_volume_id, admin_secret_arn, dns_suffix = v
+        region, ip, log_group, data_volume_id, admin_secret_arn, dns_suffix, app_secret_arn = v
         renewal = (install_commands(tls_renewal_environment(region=region, prefix=prefix, node=node, ip=ip,
                                                             admin_secret_arn=admin_secret_arn))
                    if args.tls else "")
@@ -892,8 +919,18 @@ def _user_data_for(args: SentinelHostsArgs, prefix: str, node: str) -> Callable[
                          agent_prometheus=cloudwatch_agent_prometheus(node), tls_renewal=renewal,
                          dns_suffix=dns_suffix,
                          functions_load=functions_load_commands(ip=ip, tls=args.tls,
-                                                                admin_secret_arn=admin_secret_arn))
+                                                                admin_secret_arn=admin_secret_arn),
+                         current_passwords=current_password_commands(rotated_users(app_secret_arn, admin_secret_arn)))
     return render
+
+
+def rotated_users(app_secret_arn: str, admin_secret_arn: str) -> dict[str, str]:
+    """ACL user -> the secret whose AWSCURRENT holds its password (redisops.rotation.SENTINEL_USERS:
+    `default` is the app on the nodes and the Sentinels, `admin` the operators)."""
+    from redisops.rotation import SENTINEL_USERS
+
+    arns = {"app": app_secret_arn, "admin": admin_secret_arn}
+    return {user: arns[credential] for credential, user in SENTINEL_USERS.items()}
 
 
 def _minutes(duration: str) -> int:

@@ -201,6 +201,45 @@ def environment(outputs: Mapping[str, Any], app_secret_arn: str, admin_secret_ar
     return {CONFIG_VARIABLE: value}
 
 
+def function_security_group(name: str, parent: pulumi.Resource, *, what: str, project: str, stack: str, vpc_id: str,
+                            redis_security_group_id: pulumi.Input[str], redis_ports: Sequence[int],
+                            endpoint_security_group_id: str | None, tags: dict[str, str]) -> aws.ec2.SecurityGroup:
+    """A stack function's own group: no ingress at all, egress only to Redis (and HTTPS for the
+    AWS APIs it calls); Redis admits it on its port(s). DNS needs no rule: security groups do not
+    filter traffic to the Amazon DNS server
+    (https://docs.aws.amazon.com/vpc/latest/userguide/vpc-security-groups.html). Shared by the
+    smoke and the rotation function (infra/components/rotation.py)."""
+    sg = aws.ec2.SecurityGroup(
+        f"{name}-sg", vpc_id=vpc_id, revoke_rules_on_delete=True,
+        description=f"redisstack {what} ({project}/{stack}): egress to Redis and Secrets Manager only",
+        tags={**tags, "Name": f"{name}-{what.split()[0]}"}, opts=child(parent))
+    for port in redis_ports:
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-out-{port}", security_group_id=sg.id, ip_protocol="tcp", from_port=port, to_port=port,
+            referenced_security_group_id=redis_security_group_id,
+            description=f"Redis port {port} of this stack", tags=tags, opts=child(parent))
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-redis-in-{port}", security_group_id=redis_security_group_id, ip_protocol="tcp",
+            from_port=port, to_port=port, referenced_security_group_id=sg.id,
+            description=f"Port {port} from the stack's {what}", tags=tags, opts=child(parent))
+    if endpoint_security_group_id:
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-out-{HTTPS}", security_group_id=sg.id, ip_protocol="tcp", from_port=HTTPS, to_port=HTTPS,
+            referenced_security_group_id=endpoint_security_group_id, description="HTTPS to the Secrets Manager endpoint",
+            tags=tags, opts=child(parent))
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-endpoint-in-{HTTPS}", security_group_id=endpoint_security_group_id, ip_protocol="tcp",
+            from_port=HTTPS, to_port=HTTPS, referenced_security_group_id=sg.id,
+            description=f"HTTPS from the {what} of {project}/{stack}", tags=tags, opts=child(parent))
+    else:
+        # Secrets Manager's public endpoint through the subnets' NAT (docs/delivery.md: set
+        # smoke.secretsEndpointSecurityGroupId to keep this inside the VPC).
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-out-{HTTPS}", security_group_id=sg.id, ip_protocol="tcp", from_port=HTTPS, to_port=HTTPS,
+            cidr_ipv4="0.0.0.0/0", description="HTTPS to Secrets Manager (via NAT)", tags=tags, opts=child(parent))
+    return sg
+
+
 class SmokeFunction(pulumi.ComponentResource):
     """A Lambda in the VPC that runs `redisops smoke` / `functions load` for CI."""
 
@@ -223,42 +262,10 @@ class SmokeFunction(pulumi.ComponentResource):
 
     # -- children ---------------------------------------------------------------------------
     def _network(self, args: SmokeFunctionArgs, tags: dict[str, str]) -> aws.ec2.SecurityGroup:
-        """Its own group: no ingress at all, egress only to Redis (and HTTPS for Secrets Manager);
-        Redis admits it on its port(s). DNS needs no rule: security groups do not filter traffic to
-        the Amazon DNS server (https://docs.aws.amazon.com/vpc/latest/userguide/vpc-security-groups.html)."""
-        name = self._name
-        sg = aws.ec2.SecurityGroup(
-            f"{name}-sg", vpc_id=args.vpc_id, revoke_rules_on_delete=True,
-            description=f"redisstack smoke function ({args.project}/{args.stack}): egress to Redis and Secrets Manager only",
-            tags={**tags, "Name": f"{name}-smoke"}, opts=child(self))
-        for port in args.redis_ports:
-            aws.vpc.SecurityGroupEgressRule(
-                f"{name}-out-{port}", security_group_id=sg.id, ip_protocol="tcp", from_port=port, to_port=port,
-                referenced_security_group_id=args.redis_security_group_id,
-                description=f"Redis port {port} of this stack", tags=tags, opts=child(self))
-            aws.vpc.SecurityGroupIngressRule(
-                f"{name}-redis-in-{port}", security_group_id=args.redis_security_group_id, ip_protocol="tcp",
-                from_port=port, to_port=port, referenced_security_group_id=sg.id,
-                description=f"Port {port} from the stack's smoke function", tags=tags, opts=child(self))
-        endpoint_sg = args.secrets_endpoint_security_group_id
-        if endpoint_sg:
-            aws.vpc.SecurityGroupEgressRule(
-                f"{name}-out-{HTTPS}", security_group_id=sg.id, ip_protocol="tcp", from_port=HTTPS, to_port=HTTPS,
-                referenced_security_group_id=endpoint_sg, description="HTTPS to the Secrets Manager endpoint",
-                tags=tags, opts=child(self))
-            aws.vpc.SecurityGroupIngressRule(
-                f"{name}-endpoint-in-{HTTPS}", security_group_id=endpoint_sg, ip_protocol="tcp", from_port=HTTPS,
-                to_port=HTTPS, referenced_security_group_id=sg.id,
-                description=f"HTTPS from the smoke function of {args.project}/{args.stack}", tags=tags,
-                opts=child(self))
-        else:
-            # Secrets Manager's public endpoint through the subnets' NAT (docs/delivery.md: set
-            # smoke.secretsEndpointSecurityGroupId to keep this inside the VPC).
-            aws.vpc.SecurityGroupEgressRule(
-                f"{name}-out-{HTTPS}", security_group_id=sg.id, ip_protocol="tcp", from_port=HTTPS, to_port=HTTPS,
-                cidr_ipv4="0.0.0.0/0", description="HTTPS to Secrets Manager (via NAT)", tags=tags,
-                opts=child(self))
-        return sg
+        return function_security_group(
+            self._name, self, what="smoke function", project=args.project, stack=args.stack, vpc_id=args.vpc_id,
+            redis_security_group_id=args.redis_security_group_id, redis_ports=args.redis_ports,
+            endpoint_security_group_id=args.secrets_endpoint_security_group_id, tags=tags)
 
     def _iam(self, args: SmokeFunctionArgs, tags: dict[str, str]) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
         name = self._name

@@ -20,13 +20,6 @@ REGION = "eu-west-1"
 TOKEN = "Old-token-0123456789abcdefghijkl"
 
 
-@pytest.fixture(autouse=True)
-def _fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION}.items():
-        monkeypatch.setenv(key, value)
-
-
 @pytest.fixture
 def aws() -> Iterator[None]:
     with mock_aws():

@@ -14,13 +14,11 @@ old one: no client is refused at any moment.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
-from moto import mock_aws
 
 from redisops import aws as ops
 from redisops.errors import OperationError, UsageError
@@ -30,19 +28,6 @@ RG = "redisstack-prod-rg"
 USER_ID = "redisstack-prod-app"
 OLD = "Old-password-0123456789abcdef-xyz"
 NEW = "New-password-0123456789abcdef-xyz"
-
-
-@pytest.fixture(autouse=True)
-def _fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION}.items():
-        monkeypatch.setenv(key, value)
-
-
-@pytest.fixture
-def sm() -> Iterator[Any]:
-    with mock_aws():
-        yield boto3.client("secretsmanager", region_name=REGION)
 
 
 def rbac_group(**overrides: Any) -> dict[str, Any]:

@@ -88,8 +88,9 @@ def server(tmp_path: Path) -> Iterator[tuple[int, Any]]:
 
 
 def connect(port: int, tls: Any, username: str, password: str) -> redis.Redis:
+    # retry=None: a refused AUTH is final (redis-py retries it as a ConnectionError, with backoff).
     return redis.Redis(host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=str(tls.ca_cert), username=username,
-                       password=password, socket_timeout=5)
+                       password=password, socket_timeout=5, retry=None)
 
 
 def can_log_in(port: int, tls: Any, password: str) -> bool:
@@ -133,5 +134,45 @@ def test_rotation_never_refuses_a_client(server: tuple[int, Any], monkeypatch: p
     assert old_connection.get("rl:{rotation}:k") == b"1" and old_connection.client_id() == old_id
     assert (current["password"], previous["password"]) == (NEW, OLD)
     assert [p["AuthenticationMode"]["Passwords"] for op, p in ec.calls if op == "ModifyUser"] == [[OLD, NEW], [NEW]]
+    old_connection.close()
+    admin.close()
+
+
+def test_the_rotation_lambda_steps_never_refuse_a_client(server: tuple[int, Any], monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """The same overlap driven by Secrets Manager's four steps (redisops.rotation): old and new
+    between setSecret and finishSecret, only the new one after; the old connection survives."""
+    from redisops import rotation as rot
+    from tests.support.secrets_rotation import start_rotation
+
+    port, tls = server
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "eu-west-1"}.items():
+        monkeypatch.setenv(key, value)
+    caplog.set_level("INFO")
+    admin = connect(port, tls, "admin", "Admin-0123456789abcdef")
+    ec = RedisBackedElastiCache(admin, port)
+    old_connection = connect(port, tls, "app", OLD)
+    old_connection.set("rl:{rotation}:k", "1")
+    with mock_aws():
+        sm = boto3.client("secretsmanager", region_name="eu-west-1")
+        arn = sm.create_secret(Name="redis-auth", SecretString=json.dumps(
+            {"username": "app", "password": OLD, "userId": USER_ID}))["ARN"]
+        config = rot.RotationConfig(target="elasticache", secrets={arn: "app"}, replication_group_id=RG)
+        backend = rot.ElastiCacheBackend(
+            ec, RG, verify=lambda ep, user, pw: ops.verify_with_redis(ep, user, pw, ca_cert=str(tls.ca_cert)),
+            wait=lambda *a: None)
+        token = start_rotation(arn, "eu-west-1")
+        rot.run_step(sm, backend, config, arn, token, "createSecret")
+        new = json.loads(sm.get_secret_value(SecretId=arn, VersionId=token)["SecretString"])["password"]
+        rot.run_step(sm, backend, config, arn, token, "setSecret")
+        assert can_log_in(port, tls, OLD) and can_log_in(port, tls, new)
+        rot.run_step(sm, backend, config, arn, token, "testSecret")
+        rot.run_step(sm, backend, config, arn, token, "finishSecret")
+        current = json.loads(sm.get_secret_value(SecretId=arn, VersionStage="AWSCURRENT")["SecretString"])
+    assert current["password"] == new and can_log_in(port, tls, new) and not can_log_in(port, tls, OLD)
+    assert old_connection.get("rl:{rotation}:k") == b"1"
+    assert [p["AuthenticationMode"]["Passwords"] for op, p in ec.calls if op == "ModifyUser"] == [[OLD, new], [new]]
+    assert OLD not in caplog.text and new not in caplog.text
     old_connection.close()
     admin.close()

@@ -35,7 +35,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +49,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from infra.components.tls_renewal import METRIC, RENEW_SCRIPT
 from redis_conf.sentinel import MASTER_NAME
+from tests.support import fake_aws
 from tests.support.redisproc import free_port, have_redis, redis_process
 
 pytestmark = [pytest.mark.slow,
@@ -175,10 +175,7 @@ def host(tmp_path: Path) -> Iterator[Host]:
     (tls_dir / "server.key").chmod(0o600)
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    fake = bindir / "aws"
-    fake.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(ROOT)!r})\n"
-                    "from tests.support.fake_aws import main\nsys.exit(main(sys.argv[1:]))\n")
-    fake.chmod(0o755)
+    fake_aws.install(bindir)
     systemctl_log = tmp_path / "systemctl.log"
     (bindir / "systemctl").write_text(f"#!/bin/sh\necho \"$@\" >> {systemctl_log}\n")
     (bindir / "systemctl").chmod(0o755)

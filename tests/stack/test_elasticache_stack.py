@@ -17,6 +17,7 @@ from infra.components.elasticache import (
     DEFAULT_USER_ACCESS_STRING,
     ElastiCacheArgs,
 )
+from infra.components.rotation import rotation_log_group_name
 from infra.components.smoke_function import log_group_name as smoke_log_group_name
 from infra.errors import SettingError, SettingsErrors
 from infra.keypolicy import KeyUse, missing
@@ -49,6 +50,7 @@ TOPIC_POLICY = "aws:sns/topicPolicy:TopicPolicy"
 SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
 SUBNET_GROUP = "aws:elasticache/subnetGroup:SubnetGroup"
 SMOKE_FUNCTION = "redisstack:aws:SmokeFunction"
+ROTATION = "redisstack:aws:CredentialRotation"
 GIVEN_KMS = "arn:aws:kms:eu-west-1:123456789012:key/0b1c2d3e-1111-2222-3333-444455556666"
 GIVEN_TOKEN = "Given-token-0123456789abcdef!&#$^<>"
 # Resources without a tags argument in pulumi-aws.
@@ -90,7 +92,7 @@ def run(name: str) -> StackRun:
     }
     cfg, secret = variants[name]
     # The smoke function (on the group's security group too) has its own tests: tests/stack/test_smoke_function.py.
-    return without_component(run_program(cfg, stack="prod", secret_keys=secret), SMOKE_FUNCTION)
+    return without_component(run_program(cfg, stack="prod", secret_keys=secret), SMOKE_FUNCTION, ROTATION)
 
 
 ALL = ("prod", "token", "cluster", "valkey", "valkey7", "given")
@@ -443,7 +445,8 @@ def test_slow_and_engine_logs_go_to_encrypted_vended_log_groups(name: str) -> No
         ("slow-log", groups["redis-slow-log"].outputs["name"], "cloudwatch-logs", "json"),
     ]
     assert r.outputs["logGroups"] == {**{k: groups[f"redis-{k}"].inputs["name"] for k in ("slow-log", "engine-log")},
-                                      "smoke-function": smoke_log_group_name("redisstack", "prod")}
+                                      "smoke-function": smoke_log_group_name("redisstack", "prod"),
+                                      "rotation-function": rotation_log_group_name("redisstack", "prod")}
 
 
 def test_key_policy_allows_exactly_the_stack_topic_and_log_groups() -> None:
@@ -456,9 +459,10 @@ def test_key_policy_allows_exactly_the_stack_topic_and_log_groups() -> None:
     policy = r.one(KMS).inputs["policy"]
     topic = r.one(TOPIC, "redis-alarms").outputs["arn"]
     # The component's two groups and the smoke function's (same stack, same key).
-    smoke = f"arn:aws:logs:eu-west-1:123456789012:log-group:{smoke_log_group_name('redisstack', 'prod')}"
-    groups = sorted([*(g.outputs["arn"] for g in r.of_type(LOGS)), smoke])
-    assert len(groups) == 3
+    functions = [f"arn:aws:logs:eu-west-1:123456789012:log-group:{n('redisstack', 'prod')}"
+                 for n in (smoke_log_group_name, rotation_log_group_name)]
+    groups = sorted([*(g.outputs["arn"] for g in r.of_type(LOGS)), *functions])
+    assert len(groups) == 4
     use = KeyUse("123456789012", "aws", "eu-west-1", alarm_topic_arns=(topic,), log_group_arns=tuple(groups))
     assert missing(policy, use) == []
     # ... and nothing wider: another topic, another log group of the account are refused.
@@ -689,6 +693,7 @@ def test_outputs_carry_endpoints_env_contract_and_names() -> None:
     assert o["replicationGroupId"] == rg.outputs["id"]
     assert o["memberClusterIds"] == rg.outputs["memberClusters"]
     assert o["logGroups"] == {"smoke-function": "/aws/lambda/redisstack-prod-smoke",
+                              "rotation-function": "/aws/lambda/redisstack-prod-rotation",
                               "slow-log": "/aws/vendedlogs/elasticache/redisstack/prod/redis/slow-log",
                               "engine-log": "/aws/vendedlogs/elasticache/redisstack/prod/redis/engine-log"}
     assert env["REDIS_USERNAME"] == "app" == o["username"]

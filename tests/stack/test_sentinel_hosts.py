@@ -19,6 +19,7 @@ import pytest
 from infra import versions as V
 from infra.components.package_floors import METRIC as BOOT_REFUSED_METRIC
 from infra.components.package_floors import check_call
+from infra.components.rotation import rotation_log_group_name
 from infra.components.sentinel_hosts import (
     CW_ROWS,
     EXPORTER_CA_FILE,
@@ -48,6 +49,7 @@ from tests.support.pulumi_harness import (
 )
 
 SMOKE_FUNCTION = "redisstack:aws:SmokeFunction"
+ROTATION = "redisstack:aws:CredentialRotation"
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_SG = "sg-0a1b2c3d4e5f60aa1"
@@ -71,7 +73,7 @@ def prod_variant(**overrides: Any) -> tuple[dict[str, Any], tuple[str, ...]]:
 def prod_sentinel() -> StackRun:
     config, secret = load_stack_file("Pulumi.prod-sentinel.yaml")
     # The smoke function (on the hosts' group too) has its own tests: tests/stack/test_smoke_function.py.
-    return without_component(run_program(config, stack="prod-sentinel", secret_keys=secret), SMOKE_FUNCTION)
+    return without_component(run_program(config, stack="prod-sentinel", secret_keys=secret), SMOKE_FUNCTION, ROTATION)
 
 
 def secrets_of(run: StackRun) -> list[str]:
@@ -177,6 +179,18 @@ def test_user_data_without_tls_fetches_no_certificates() -> None:
     assert "DATA_VOLUME=vol-0123456789abcdef0\n" in ud
 
 
+def test_first_boot_writes_the_current_rotated_passwords_before_redis_starts() -> None:
+    # Rotations change passwords in Secrets Manager and on the running nodes only
+    # (tests/integration/test_rotation_boot.py runs these lines).
+    run = prod_sentinel()
+    for inst in run.of_type(T_INSTANCE):
+        ud = inst.inputs["userData"]
+        app = ud.index(f"current_password default {run.outputs['appSecretArn']}\n")
+        admin = ud.index(f"current_password admin {run.outputs['adminSecretArn']}\n")
+        fetched = max(ud.index(f"\nfetch {leaf} ") for leaf in ("users.acl", "sentinel.conf"))
+        assert fetched < min(app, admin) and max(app, admin) < ud.index("systemctl enable --now redis-server")
+
+
 def test_no_secret_in_user_data() -> None:
     run = prod_sentinel()
     secrets = secrets_of(run)
@@ -273,7 +287,7 @@ def test_instance_role_reads_only_its_parameters() -> None:
     by_sid = {s["Sid"]: s for s in policy["Statement"]}
     assert set(by_sid) == {"ReadOwnParameters", "DecryptThroughSsmOnly", "PublishMetricsAsEmf", "SessionManagerOnly",
                            "ReadAdminSecretForTlsReload", "DecryptThroughSecretsManagerOnly",
-                           "PublishTlsDaysLeftInOwnNamespace"}
+                           "PublishTlsDaysLeftInOwnNamespace", "ReadAppSecretAtBoot"}
     assert by_sid["ReadOwnParameters"]["Action"] == ["ssm:GetParameter"]
     assert by_sid["ReadOwnParameters"]["Resource"].endswith(f"parameter{run.outputs['parameterPrefix']}/*")
     dec = by_sid["DecryptThroughSsmOnly"]
@@ -288,8 +302,10 @@ def test_instance_role_reads_only_its_parameters() -> None:
         "StringEquals": {"kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com"}}
     assert by_sid["PublishTlsDaysLeftInOwnNamespace"]["Condition"] == {
         "StringEquals": {"cloudwatch:namespace": "redisstack/Redis"}}
+    # ... and first boot reads the app secret (current password after rotations: current_password_commands).
+    assert by_sid["ReadAppSecretAtBoot"]["Resource"] == run.outputs["appSecretArn"]
     assert [s for s in policy["Statement"] if any(a.startswith("secretsmanager:") for a in s["Action"])] == [
-        by_sid["ReadAdminSecretForTlsReload"]]
+        by_sid["ReadAdminSecretForTlsReload"], by_sid["ReadAppSecretAtBoot"]]
     # Session Manager without AmazonSSMManagedInstanceCore (ssm:GetParameter(s) on *): no other
     # statement reaches SSM parameters, no managed policy is attached to the host role.
     ssm = by_sid["SessionManagerOnly"]
@@ -392,10 +408,11 @@ def test_key_policy_lets_cloudwatch_use_the_key_for_exactly_the_metrics_log_grou
     assert [m for m in missing(key.inputs["policy"], other) if "CloudWatch Logs" in m]
     policy = json.loads(key.inputs["policy"])
     [logs] = [s for s in policy["Statement"] if s["Principal"].get("Service") == "logs.eu-west-1.amazonaws.com"]
-    # The metrics group and the smoke function's (same stack, same key), nothing else.
-    smoke = f"arn:aws:logs:eu-west-1:123456789012:log-group:{smoke_log_group_name('redisstack', 'prod-sentinel')}"
+    # The metrics group and the smoke and rotation functions' (same stack, same key), nothing else.
+    functions = [f"arn:aws:logs:eu-west-1:123456789012:log-group:{n('redisstack', 'prod-sentinel')}"
+                 for n in (smoke_log_group_name, rotation_log_group_name)]
     assert logs["Condition"] == {"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": sorted(
-        [group.outputs["arn"], smoke])}}
+        [group.outputs["arn"], *functions])}}
 
 
 def test_the_key_outlives_the_stack_like_the_volumes_it_encrypts() -> None:
@@ -561,9 +578,13 @@ def test_service_names_follow_the_partitions_dns_suffix(monkeypatch: pytest.Monk
            if "kms:ViaService" in json.dumps(s)}
     assert via == {"DecryptThroughSsmOnly": "ssm.eu-west-1.amazonaws.com.cn",
                    "DecryptThroughSecretsManagerOnly": "secretsmanager.eu-west-1.amazonaws.com.cn"}
-    smoke = next(r for r in run.of_type("aws:iam/rolePolicy:RolePolicy") if r.name != "redis-host-policy")
+    smoke = next(r for r in run.of_type("aws:iam/rolePolicy:RolePolicy") if "smoke" in r.name)
     (decrypt,) = [s for s in json.loads(smoke.inputs["policy"])["Statement"] if s["Sid"] == "DecryptOwnSecrets"]
     assert decrypt["Condition"]["StringEquals"]["kms:ViaService"] == "secretsmanager.eu-west-1.amazonaws.com.cn"
+    rotation = next(r for r in run.of_type("aws:iam/rolePolicy:RolePolicy") if "rotation" in r.name)
+    (via,) = [s for s in json.loads(rotation.inputs["policy"])["Statement"]
+              if s["Sid"] == "StackKeyThroughSecretsManagerOnly"]
+    assert via["Condition"]["StringEquals"]["kms:ViaService"] == "secretsmanager.eu-west-1.amazonaws.com.cn"
     key_policy = json.loads(run.one("aws:kms/key:Key").inputs["policy"])
     principals = {s["Principal"].get("Service") for s in key_policy["Statement"]}
     assert "logs.eu-west-1.amazonaws.com.cn" in principals and "logs.eu-west-1.amazonaws.com" not in principals
@@ -673,7 +694,8 @@ def test_account_wide_names_carry_the_project_so_two_projects_stacks_never_colli
     run = without_component(run_with_project(spelled, stack="prod-sentinel", project="team-b",
                                              secret_keys=tuple(f"redisstack:{k}" for k in secret)), SMOKE_FUNCTION)
     assert {p.inputs["name"].split("/")[1] for p in run.of_type(T_PARAM)} == {"team-b"}
-    assert run.one("aws:cloudwatch/logGroup:LogGroup").inputs["name"] == "/team-b/prod-sentinel/redis/metrics"
+    assert run.one("aws:cloudwatch/logGroup:LogGroup", "redis-metrics").inputs["name"] == \
+        "/team-b/prod-sentinel/redis/metrics"
     assert run.one("aws:sns/topic:Topic").inputs["name"] == "team-b-prod-sentinel-redis-alarms"
     prefixes = {s.inputs["namePrefix"] for s in run.of_type("aws:secretsmanager/secret:Secret")}
     assert prefixes == {"team-b/prod-sentinel/redis/app-", "team-b/prod-sentinel/redis/admin-"}

@@ -69,6 +69,16 @@ def _params(operation: Any, args: list[str]) -> tuple[dict[str, Any], dict[str, 
     return params, options
 
 
+def install(bindir: Path) -> Path:
+    """Put this double on a PATH directory as `aws` (state and log: FAKE_AWS_STATE, FAKE_AWS_LOG)."""
+    root = Path(__file__).resolve().parents[2]
+    fake = bindir / "aws"
+    fake.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(root)!r})\n"
+                    "from tests.support.fake_aws import main\nsys.exit(main(sys.argv[1:]))\n")
+    fake.chmod(0o755)
+    return fake
+
+
 def main(argv: list[str]) -> int:
     import botocore.session
 

@@ -41,10 +41,10 @@ def run_program(config: Mapping[str, Any], *, stack: str = "dev", secret_keys: t
     return _run_program(config, stack=stack, secret_keys=secret_keys, preview=preview)
 
 
-def without_component(run: StackRun, type_: str) -> StackRun:
-    """The run without the components of `type_` and everything under them: a target's own tests
+def without_component(run: StackRun, *types: str) -> StackRun:
+    """The run without the components of `types` and everything under them: a target's own tests
     then see only the target (the component has tests of its own)."""
-    dropped = {(r.type, r.name) for r in run.resources if r.type == type_}
+    dropped = {(r.type, r.name) for r in run.resources if r.type in types}
     kept: list[Resource] = []
     for r in run.resources:  # parents register before their children
         if (r.type, r.name) in dropped or (r.parent_type, r.parent_name) in dropped:

@@ -496,6 +496,7 @@ def test_prod_read_roles_read_metadata_state_and_secrets_they_need_and_write_not
     data = by_sid["RefreshReadsOfThisProjectsData"]
     assert "*" not in resources_of(data)
     assert all("redisstack/" in r or "parameter/aws/service/" in r or "function:smoke-fn-" in r
+               or "function:rotation-fn-" in r
                for r in resources_of(data))
 
 
@@ -638,7 +639,9 @@ REFRESH_READS: dict[str, tuple[str, ...]] = {
     "aws:kms/key:Key": ("kms:DescribeKey", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:ListResourceTags"),
     "aws:lambda/function:Function": ("lambda:GetFunction", "lambda:ListVersionsByFunction",
                                      "lambda:GetFunctionCodeSigningConfig"),
+    "aws:lambda/permission:Permission": ("lambda:GetPolicy",),  # lambda/permission.go: findPolicyStatementByTwoPartKey
     "aws:secretsmanager/secret:Secret": ("secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy"),
+    "aws:secretsmanager/secretRotation:SecretRotation": ("secretsmanager:DescribeSecret",),  # secret_rotation.go
     "aws:secretsmanager/secretVersion:SecretVersion": ("secretsmanager:GetSecretValue",),
     "aws:sns/topic:Topic": ("sns:GetTopicAttributes", "sns:ListTagsForResource"),
     "aws:sns/topicPolicy:TopicPolicy": ("sns:GetTopicAttributes",),

@@ -1,0 +1,323 @@
+"""The rotation Lambda's four steps (redisops.rotation) against moto and botocore's Stubber.
+
+Secrets Manager is moto: its versions and staging labels are real there; RotateSecret's own part
+(an empty AWSPENDING version before createSecret) is tests/support/secrets_rotation.py. ElastiCache is a Stubber (moto has no user
+groups and no ModifyUser): every request is checked against botocore's model and the call order.
+
+Proven per step and after partial failures: a rerun of any step converges (the pending value is
+created once, setSecret and finishSecret resend the same state), a crash after AWSCURRENT moved
+still ends with the old value dropped, a refused new value never becomes AWSCURRENT, and no
+secret appears in a log line or a reply.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import uuid
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from redisops import aws as ops
+from redisops import rotation as rot
+from redisops.errors import OperationError, UsageError
+from tests.support import secrets_rotation
+
+REGION = "eu-west-1"
+RG = "redisstack-prod-rg"
+GROUP = "redisstack-prod-users"
+USER_ID = "redisstack-prod-app"
+OLD = "Old-password-0123456789abcdef-xyz"
+NEW = "New-password-0123456789abcdef-xyz"
+
+
+def make_secret(sm: Any, document: dict[str, Any] | str) -> str:
+    text = document if isinstance(document, str) else json.dumps(document)
+    return str(sm.create_secret(Name=f"redisstack/prod/redis-auth-{uuid.uuid4().hex[:6]}", SecretString=text)["ARN"])
+
+
+def start_rotation(arn: str) -> str:
+    return secrets_rotation.start_rotation(arn, REGION)
+
+
+def stages(sm: Any, arn: str) -> dict[str, list[str]]:
+    return dict(sm.describe_secret(SecretId=arn)["VersionIdsToStages"])
+
+
+def value(sm: Any, arn: str, **which: str) -> dict[str, Any]:
+    """The version clients read (AWSCURRENT) unless told otherwise. Named explicitly: moto answers
+    GetSecretValue without a stage from its default version, which UpdateSecretVersionStage does
+    not move (AWS answers with AWSCURRENT; docs/fidelity.md)."""
+    which = which or {"VersionStage": "AWSCURRENT"}
+    return dict(json.loads(sm.get_secret_value(SecretId=arn, **which)["SecretString"]))
+
+
+def group(**overrides: Any) -> dict[str, Any]:
+    g = {"ReplicationGroupId": RG, "Status": "available", "TransitEncryptionEnabled": True, "AuthTokenEnabled": False,
+         "UserGroupIds": [GROUP], "ClusterEnabled": False, "MemberClusters": [f"{RG}-001", f"{RG}-002"],
+         "NodeGroups": [{"NodeGroupId": "0001", "PrimaryEndpoint": {"Address": "master.example", "Port": 6379}}]}
+    g.update(overrides)
+    return g
+
+
+class Stubbed:
+    """The ElastiCache calls each step makes, queued on a Stubber."""
+
+    def __init__(self, stub: Stubber) -> None:
+        self.stub = stub
+
+    def where(self, **overrides: Any) -> None:
+        g = group(**overrides)
+        self.stub.add_response("describe_replication_groups", {"ReplicationGroups": [g]}, {"ReplicationGroupId": RG})
+        if g["UserGroupIds"]:
+            self.stub.add_response("describe_user_groups", {"UserGroups": [{"UserGroupId": GROUP,
+                                                                            "UserIds": [USER_ID, "x-default"]}]},
+                                   {"UserGroupId": GROUP})
+
+    def run(self, sm: Any, b: rot.Backend, config: rot.RotationConfig, arn: str, token: str, step: str,
+            passwords: list[str] | None = None) -> str:
+        """One step with the calls it makes queued first (createSecret makes none)."""
+        if step != "createSecret":
+            self.where()
+        if passwords:
+            self.passwords(passwords)
+        return rot.run_step(sm, b, config, arn, token, step)
+
+    def passwords(self, passwords: list[str]) -> None:
+        self.stub.add_response("modify_user", {"UserId": USER_ID, "Status": "modifying"},
+                               {"UserId": USER_ID, "AuthenticationMode": {"Type": "password", "Passwords": passwords}})
+        self.stub.add_response("describe_users", {"Users": [{"UserId": USER_ID, "Status": "active"}]},
+                               {"UserId": USER_ID})
+
+
+def rbac_setup(sm: Any) -> tuple[str, rot.RotationConfig]:
+    arn = make_secret(sm, {"username": "app", "password": OLD, "userId": USER_ID})
+    return arn, rot.RotationConfig(target="elasticache", secrets={arn: "app"}, replication_group_id=RG)
+
+
+def backend(ec: Any, verified: list[tuple[str, str]] | None = None) -> rot.ElastiCacheBackend:
+    def verify(ep: ops.Endpoint, user: str, password: str) -> None:
+        assert ep.tls and ep.host == "master.example"
+        if verified is None:
+            raise ConnectionError("WRONGPASS")
+        verified.append((user, password))
+    b = rot.ElastiCacheBackend(ec, RG, verify=verify)
+    b.generate = lambda: NEW  # type: ignore[method-assign]
+    return b
+
+
+def test_rbac_four_steps_overlap_then_keep_only_the_new_password(sm: Any) -> None:
+    ec = boto3.client("elasticache", region_name=REGION)
+    arn, config = rbac_setup(sm)
+    token = start_rotation(arn)
+    verified: list[tuple[str, str]] = []
+    with Stubber(ec) as stub:
+        s = Stubbed(stub)
+        b = backend(ec, verified)
+        assert "AWSPENDING" in rot.run_step(sm, b, config, arn, token, "createSecret")
+        assert value(sm, arn, VersionId=token) == {"username": "app", "password": NEW, "userId": USER_ID}
+        assert value(sm, arn)["password"] == OLD  # clients still read the old one
+        s.where()
+        s.passwords([OLD, NEW])
+        rot.run_step(sm, b, config, arn, token, "setSecret")
+        s.where()
+        rot.run_step(sm, b, config, arn, token, "testSecret")
+        assert verified == [("app", NEW)]
+        assert value(sm, arn)["password"] == OLD
+        s.where()
+        s.passwords([NEW])
+        assert "moved" in rot.run_step(sm, b, config, arn, token, "finishSecret")
+        stub.assert_no_pending_responses()
+    # AWSPENDING may stay on the new AWSCURRENT version: RotateSecret treats that as finished
+    # (it refuses only an AWSPENDING on another version; RotateSecret API reference).
+    labels = stages(sm, arn)
+    assert "AWSCURRENT" in labels[token] and sum("AWSCURRENT" in v for v in labels.values()) == 1
+    assert value(sm, arn)["password"] == NEW and value(sm, arn, VersionStage="AWSPREVIOUS")["password"] == OLD
+
+
+def test_a_crash_after_set_secret_is_retried_to_the_same_end(sm: Any) -> None:
+    """Secrets Manager retries the whole rotation with the same token: createSecret keeps the
+    pending value it made, setSecret sends the same two passwords again."""
+    ec = boto3.client("elasticache", region_name=REGION)
+    arn, config = rbac_setup(sm)
+    token = start_rotation(arn)
+    with Stubber(ec) as stub:
+        s = Stubbed(stub)
+        b = backend(ec, [])
+        s.run(sm, b, config, arn, token, "createSecret")
+        s.run(sm, b, config, arn, token, "setSecret", [OLD, NEW])
+        # ... the function dies here; the retry:
+        b.generate = lambda: pytest.fail("a retried createSecret must keep the pending value")  # type: ignore[method-assign]
+        assert "exists already" in s.run(sm, b, config, arn, token, "createSecret")
+        for step, passwords in (("setSecret", [OLD, NEW]), ("testSecret", None), ("finishSecret", [NEW])):
+            s.run(sm, b, config, arn, token, step, passwords)
+        stub.assert_no_pending_responses()
+    assert value(sm, arn)["password"] == NEW
+
+
+def test_a_crash_after_awscurrent_moved_still_drops_the_old_password(sm: Any) -> None:
+    ec = boto3.client("elasticache", region_name=REGION)
+    arn, config = rbac_setup(sm)
+    token = start_rotation(arn)
+    with Stubber(ec) as stub:
+        s = Stubbed(stub)
+        b = backend(ec, [])
+        s.run(sm, b, config, arn, token, "createSecret")
+        s.run(sm, b, config, arn, token, "setSecret", [OLD, NEW])
+        s.where()
+        stub.add_client_error("modify_user", "InvalidUserStateFault", "user is modifying")
+        with pytest.raises(Exception, match="InvalidUserStateFault"):
+            rot.run_step(sm, b, config, arn, token, "finishSecret")
+        assert "AWSCURRENT" in stages(sm, arn)[token]  # moved before the failure
+        # Every retried step before finishSecret is a no-op now; finishSecret drops the old one.
+        for step in ("createSecret", "setSecret", "testSecret"):
+            assert "nothing to do" in rot.run_step(sm, b, config, arn, token, step)
+        s.where()
+        s.passwords([NEW])
+        assert "already AWSCURRENT" in rot.run_step(sm, b, config, arn, token, "finishSecret")
+        stub.assert_no_pending_responses()
+
+
+def test_a_refused_new_password_never_becomes_current(sm: Any) -> None:
+    ec = boto3.client("elasticache", region_name=REGION)
+    arn, config = rbac_setup(sm)
+    token = start_rotation(arn)
+    with Stubber(ec) as stub:
+        s = Stubbed(stub)
+        b = backend(ec, None)  # the verifier refuses
+        s.run(sm, b, config, arn, token, "createSecret")
+        s.run(sm, b, config, arn, token, "setSecret", [OLD, NEW])
+        s.where()
+        with pytest.raises(ConnectionError):
+            rot.run_step(sm, b, config, arn, token, "testSecret")
+        stub.assert_no_pending_responses()
+    assert value(sm, arn)["password"] == OLD and stages(sm, arn)[token] == ["AWSPENDING"]
+
+
+def test_token_mode_rotates_then_sets_and_a_retried_set_secret_does_not_rotate_twice(sm: Any) -> None:
+    ec = boto3.client("elasticache", region_name=REGION)
+    arn = make_secret(sm, {"username": "default", "password": OLD})
+    config = rot.RotationConfig(target="elasticache", secrets={arn: "app"}, replication_group_id=RG)
+    token = start_rotation(arn)
+    token_group = {"AuthTokenEnabled": True, "UserGroupIds": []}
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+
+    def expect_modify(strategy: str) -> None:
+        stub.add_response("modify_replication_group", {"ReplicationGroup": group(**token_group)},
+                          {"ReplicationGroupId": RG, "AuthToken": NEW, "AuthTokenUpdateStrategy": strategy,
+                           "ApplyImmediately": True})
+        stub.add_response("describe_replication_groups", {"ReplicationGroups": [group(**token_group)]},
+                          {"ReplicationGroupId": RG})
+
+    with Stubber(ec) as stub:
+        s = Stubbed(stub)
+        b = backend(ec, [])
+        rot.run_step(sm, b, config, arn, token, "createSecret")
+        s.where(**token_group)
+        s.where(**token_group)  # AuthTokenLastModifiedDate: not yet changed by this rotation
+        expect_modify("ROTATE")
+        rot.run_step(sm, b, config, arn, token, "setSecret")
+        # The retry: the group's token changed after the pending version was made -> no second ROTATE.
+        s.where(**token_group)
+        s.where(**token_group, AuthTokenLastModifiedDate=later)
+        rot.run_step(sm, b, config, arn, token, "setSecret")
+        s.where(**token_group)
+        rot.run_step(sm, b, config, arn, token, "testSecret")
+        s.where(**token_group)
+        expect_modify("SET")
+        rot.run_step(sm, b, config, arn, token, "finishSecret")
+        stub.assert_no_pending_responses()
+    assert value(sm, arn) == {"username": "default", "password": NEW}
+
+
+def test_the_protocol_checks_come_before_anything_is_touched(sm: Any) -> None:
+    ec = boto3.client("elasticache", region_name=REGION)
+    arn, config = rbac_setup(sm)
+    b = backend(ec, [])
+    with Stubber(ec):  # no ElastiCache call expected: any would fail
+        with pytest.raises(UsageError, match="not enabled for rotation"):
+            rot.run_step(sm, b, config, arn, str(uuid.uuid4()), "createSecret")
+        start_rotation(arn)
+        with pytest.raises(UsageError, match="no version"):
+            rot.run_step(sm, b, config, arn, str(uuid.uuid4()), "setSecret")
+        with pytest.raises(UsageError, match="Step 'rotate'"):
+            rot.run_step(sm, b, config, arn, "t", "rotate")
+        other = make_secret(sm, "x" * 40)
+        with pytest.raises(UsageError, match="not one this function rotates"):
+            rot.run_step(sm, b, config, other, "t", "createSecret")
+
+
+def test_config_round_trips_and_refuses_what_it_cannot_rotate() -> None:
+    config = rot.RotationConfig(target="sentinel", secrets={"arn:app": "app", "arn:admin": "admin"},
+                                nodes=("10.0.0.1:6379",), sentinels=("10.0.0.1:26379",), admin_secret_arn="arn:admin",
+                                ca_cert_pem="-----BEGIN CERTIFICATE-----")
+    assert rot.RotationConfig.from_json(config.to_json()) == config
+    with pytest.raises(UsageError, match=r"credentials \['monitor'\] cannot be rotated"):
+        rot.RotationConfig(target="sentinel", secrets={"a": "monitor"}, nodes=("h:1",), admin_secret_arn="a")
+    with pytest.raises(UsageError, match="replicationGroupId is required"):
+        rot.RotationConfig(target="elasticache", secrets={"a": "app"})
+    with pytest.raises(UsageError, match="expected one of elasticache, sentinel"):
+        rot.RotationConfig(target="local", secrets={"a": "app"})
+
+
+def test_the_handler_logs_and_returns_no_secret(sm: Any, monkeypatch: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    ec = boto3.client("elasticache", region_name=REGION)
+    arn, config = rbac_setup(sm)
+    token = start_rotation(arn)
+    monkeypatch.setenv(rot.CONFIG_VARIABLE, config.to_json())
+    real_client = boto3.client
+    monkeypatch.setattr(boto3, "client", lambda service, **kw: ec if service == "elasticache" else real_client(service, **kw))
+    monkeypatch.setattr(ops, "generate_token", lambda *a, **k: NEW)
+    monkeypatch.setattr(rot.ElastiCacheBackend, "__init__", _plain_init(rot.ElastiCacheBackend.__init__))
+    replies: list[dict[str, str]] = []
+    caplog.set_level(logging.INFO, logger="redisops.rotation")
+    with Stubber(ec) as stub:
+        s = Stubbed(stub)
+        for step, passwords in (("createSecret", None), ("setSecret", [OLD, NEW]), ("testSecret", None),
+                                ("finishSecret", [NEW])):
+            if step != "createSecret":
+                s.where()
+            if passwords:
+                s.passwords(passwords)
+            replies.append(rot.handler({"SecretId": arn, "ClientRequestToken": token, "Step": step}, None))
+        s.where()
+        stub.add_client_error("modify_user", "InvalidParameterValueException", "bad")
+        with pytest.raises(Exception, match="InvalidParameterValue"):
+            rot.handler({"SecretId": arn, "ClientRequestToken": token, "Step": "finishSecret"}, None)
+    assert [r["step"] for r in replies] == list(rot.STEPS)
+    text = caplog.text + json.dumps(replies)
+    assert "finishSecret" in caplog.text and "failed" in caplog.text and arn in caplog.text
+    assert OLD not in text and NEW not in text
+
+
+def _plain_init(init: Any) -> Any:
+    """The handler's backend with the test's verifier (boto3's real one would connect)."""
+    def patched(self: Any, elasticache: Any, replication_group_id: str, **kwargs: Any) -> None:
+        kwargs["verify"] = lambda ep, user, password: None
+        init(self, elasticache, replication_group_id, **kwargs)
+    return patched
+
+
+def test_sentinel_secrets_stay_bare_passwords(sm: Any) -> None:
+    """The Sentinel hosts' secrets are the password itself (the TLS renewal timer passes it to
+    redis-cli as it is): a rotated version keeps that format."""
+    arn = make_secret(sm, "A" * 20 + "b" * 10 + "1" * 10)
+    token = start_rotation(arn)
+    config = rot.RotationConfig(target="sentinel", secrets={arn: "admin"}, nodes=("127.0.0.1:1",),
+                                admin_secret_arn=arn)
+    b = rot.SentinelBackend(sm, arn, config.nodes, (), connect=lambda *a: pytest.fail("createSecret connects nowhere"))
+    rot.run_step(sm, b, config, arn, token, "createSecret")
+    pending = sm.get_secret_value(SecretId=arn, VersionId=token)["SecretString"]
+    assert len(pending) == rot.SENTINEL_PASSWORD_LENGTH and pending.isalnum()
+    with pytest.raises(OperationError, match="no version of the admin secret is accepted"):
+        rot.run_step(sm, rot.SentinelBackend(sm, arn, config.nodes, (), connect=_refuse), config, arn, token,
+                     "setSecret")
+
+
+def _refuse(*_: Any) -> Any:
+    raise ConnectionError("WRONGPASS")
