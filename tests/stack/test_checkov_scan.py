@@ -108,6 +108,35 @@ def test_references_replace_the_ids_of_resources_the_render_declares() -> None:
     assert profile["role"]["references"][0] == "aws_iam_role.redis_host_role.name"
 
 
+def test_a_rotation_schedule_will_reference_its_secret() -> None:
+    # What CKV2_AWS_57 looks for once issue 13 §1 lands: a rotation resource whose secret_id is a
+    # reference to the secret (then the suppression above goes stale and must be removed).
+    render = {"project": "p", "stack": "prod", "resources": [
+        {"type": "aws:secretsmanager/secret:Secret", "name": "redis-auth", "inputs": {"namePrefix": "x-"}},
+        {"type": "aws:secretsmanager/secretRotation:SecretRotation", "name": "redis-auth-rotation",
+         "options": {"dependsOn": ["aws:secretsmanager/secret:Secret::redis-auth"]},
+         "inputs": {"secretId": "redis-auth-id", "rotationRules": {"automaticallyAfterDays": 30}}},
+        # The same value without a recorded dependency is a literal, not an edge.
+        {"type": "aws:secretsmanager/secretRotation:SecretRotation", "name": "unrelated",
+         "inputs": {"secretId": "redis-auth-id"}},
+    ]}
+    plan = tfplan.render_to_plan(render)
+    rotation = configured(plan, "aws_secretsmanager_secret_rotation.redis_auth_rotation")
+    assert rotation["expressions"] == {"secret_id": {"references": ["aws_secretsmanager_secret.redis_auth.id",
+                                                                    "aws_secretsmanager_secret.redis_auth"]}}
+    assert planned(plan, "aws_secretsmanager_secret_rotation.redis_auth_rotation")["values"] == {
+        "rotation_rules": [{"automatically_after_days": 30}]}
+    assert configured(plan, "aws_secretsmanager_secret_rotation.unrelated")["expressions"] == {}
+    assert planned(plan, "aws_secretsmanager_secret_rotation.unrelated")["values"] == {"secret_id": "redis-auth-id"}
+
+
+def test_two_pulumi_names_that_become_one_terraform_address_are_refused() -> None:
+    render = {"resources": [{"type": "aws:sns/topic:Topic", "name": "a-b", "inputs": {}},
+                            {"type": "aws:sns/topic:Topic", "name": "a_b", "inputs": {}}]}
+    with pytest.raises(tfplan.PlanError, match=r"both become aws_sns_topic\.a_b"):
+        tfplan.render_to_plan(render)
+
+
 def test_values_inside_documents_and_ids_outside_the_render_stay_literal() -> None:
     plan = plan_of("prod-sentinel")
     policy = planned(plan, "aws_iam_role_policy.redis_host_policy")["values"]["policy"]
@@ -166,13 +195,13 @@ def test_checkovs_own_plan_parser_reads_the_references(tmp_path: Path) -> None:
             "for block in tf['resource']:\n"
             "    for rtype, named in block.items():\n"
             "        for name, conf in named.items():\n"
-            "            if rtype in ('aws_network_interface', 'aws_instance') and name.endswith('0') or "
-            "name.endswith('0_eni'):\n"
-            "                out[rtype + '.' + name] = {k: conf[k] for k in ('security_groups', 'launch_template') "
+            "            if f'{rtype}.{name}' in sys.argv[2:]:\n"
+            "                out[f'{rtype}.{name}'] = {k: conf[k] for k in ('security_groups', 'launch_template') "
             "if k in conf}\n"
             "print(json.dumps(out, default=str))\n")
-    proc = subprocess.run([str(CHECKOV_PY), "-c", code, str(path)], capture_output=True, text=True, timeout=120,
-                          check=True)
+    wanted = ["aws_network_interface.redis_node_0_eni", "aws_instance.redis_node_0"]
+    proc = subprocess.run([str(CHECKOV_PY), "-c", code, str(path), *wanted], capture_output=True, text=True,
+                          timeout=120, check=True)
     parsed = json.loads(proc.stdout.strip().splitlines()[-1])
     assert parsed["aws_network_interface.redis_node_0_eni"]["security_groups"] == [["aws_security_group.redis_sg.id"]]
     assert parsed["aws_instance.redis_node_0"]["launch_template"][0]["id"] == ["aws_launch_template.redis_lt.id"]
