@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from redisops import scan as sc
 from redisops import tfplan
@@ -270,20 +271,40 @@ def test_a_bad_suppression_entry_is_refused_naming_the_key(tmp_path: Path, entry
 
 
 # ---- checkov on the committed renders -----------------------------------------------------------------
+REGRESSED = "prod-regressed"  # the negative control: prod with one log group's key and retention removed
+
+
+def regressed_render() -> tuple[dict[str, Any], str]:
+    render = tfplan.load_render(ROOT / RENDER_DIR / "prod.yaml")
+    group = next(r for r in render["resources"] if r["type"] == "aws:cloudwatch/logGroup:LogGroup")
+    del group["inputs"]["kmsKeyId"], group["inputs"]["retentionInDays"]
+    return render, f"aws_cloudwatch_log_group.{tfplan.resource_name(group['name'])}"
+
+
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, sc.StackScan]]:
-    """Every stack scanned once with no suppression applied: all failures are in `failed`."""
-    empty = tmp_path_factory.mktemp("scan") / "none.yaml"
+    """Every stack, and the negative control, scanned by one checkov run with no suppression
+    applied: all failures are in `failed`."""
+    root = tmp_path_factory.mktemp("scan")
+    (root / RENDER_DIR).mkdir(parents=True)
+    for stack in STACKS:
+        (root / f"Pulumi.{stack}.yaml").write_text((ROOT / f"Pulumi.{stack}.yaml").read_text())
+        (root / RENDER_DIR / f"{stack}.yaml").write_text((ROOT / RENDER_DIR / f"{stack}.yaml").read_text())
+    (root / f"Pulumi.{REGRESSED}.yaml").write_text((ROOT / "Pulumi.prod.yaml").read_text())
+    (root / RENDER_DIR / f"{REGRESSED}.yaml").write_text(yaml.safe_dump(regressed_render()[0]))
+    (root / sc.CHECKOV_VENV).symlink_to(ROOT / sc.CHECKOV_VENV)
+    empty = root / "none.yaml"
     empty.write_text("suppressions: []\n")
-    yield {r.stack: r for r in sc.scan(root=ROOT, suppressions_path=empty)}
+    yield {r.stack: r for r in sc.scan(root=root, suppressions_path=empty)}
 
 
 @needs_checkov
 @pytest.mark.slow
 def test_every_failure_on_every_render_is_covered_and_no_suppression_is_stale(raw: dict[str, sc.StackScan]) -> None:
     suppressions = sc.load_suppressions(ROOT / sc.SUPPRESSIONS, STACKS)
-    results = [sc.apply_suppressions(s, r.resources, r.passed, r.failed, suppressions) for s, r in raw.items()]
-    assert sorted(raw) == sorted(STACKS)
+    results = [sc.apply_suppressions(s, r.resources, r.passed, r.failed, suppressions) for s, r in raw.items()
+               if s != REGRESSED]
+    assert sorted(s for s in raw if s != REGRESSED) == sorted(STACKS)
     assert [(r.stack, r.failed, r.stale) for r in results if not r.ok] == [], sc.summary_text(results)
     # The AWS stacks were really scanned (dev has only docker/random/tls resources, which checkov
     # has no rule for).
@@ -331,3 +352,19 @@ def test_scan_refuses_an_unknown_stack_before_running_checkov() -> None:
     assert result.exit_code == 2
     assert "stacks ['staging'] have no Pulumi.<stack>.yaml; allowed: dev, prod, prod-sentinel or all" in (
         result.output + (result.stderr if result.stderr_bytes is not None else ""))
+
+
+
+@needs_checkov
+@pytest.mark.slow
+def test_a_regression_in_a_render_fails_the_scan_and_names_the_check(raw: dict[str, sc.StackScan]) -> None:
+    # The prod render with one log group unencrypted and without retention, judged with prod's
+    # suppressions: exactly the regression is left, named by its rules (no KMS key, no
+    # retention, less than a year).
+    address = regressed_render()[1]
+    result = sc.apply_suppressions("prod", raw[REGRESSED].resources, raw[REGRESSED].passed, raw[REGRESSED].failed,
+                                   sc.load_suppressions(ROOT / sc.SUPPRESSIONS, STACKS))
+    assert {(f.check_id, f.resource) for f in result.failed} == {
+        ("CKV_AWS_158", address), ("CKV_AWS_66", address), ("CKV_AWS_338", address)}
+    assert result.stale == []
+    assert not result.ok and f"FAILED     CKV_AWS_158 {address}" in sc.summary_text([result])
