@@ -159,6 +159,15 @@ def test_a_given_kms_key_is_the_one_it_may_decrypt_with() -> None:
     assert policy_of(r)["DecryptOwnSecrets"]["Resource"] == GIVEN_KMS
 
 
+@pytest.mark.parametrize("stack", list(STACK_FILES))
+def test_function_is_traced_and_capped(stack: str) -> None:
+    # checkov CKV_AWS_50 / CKV_AWS_115: X-Ray active (its role may write traces, see above) and a
+    # concurrency cap, so a runaway caller cannot multiply the clients it opens against Redis.
+    fn = run(stack).one(FUNCTION).inputs
+    assert fn["tracingConfig"] == {"mode": "Active"}
+    assert fn["reservedConcurrentExecutions"] == sf.RESERVED_CONCURRENCY == 2
+
+
 def test_function_is_created_after_its_permissions() -> None:
     # Lambda creates the VPC network interfaces with the role at create time: without the policy
     # in place, CreateFunction fails on ec2:CreateNetworkInterface.
