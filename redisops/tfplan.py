@@ -87,7 +87,7 @@ RENAMES: Mapping[str, Mapping[str, str]] = {
 # Attributes of map type (string keys chosen by the user): objects in the plan. Every other
 # object-valued input is a nested block, which the plan shows as a list of objects.
 MAP_ATTRIBUTES = frozenset({"tags", "tags_all", "dimensions", "variables", "tags_to_add", "target_tags",
-                            "options", "keepers", "labels_map"})
+                            "options", "keepers"})
 # Output attributes of a resource that another resource's input can name it by.
 IDENTITY_OUTPUTS = ("id", "arn", "name", "keyId")
 JSON_MARKER = "(json)"  # how a YAML render shows an inline JSON document (redisops.render)
