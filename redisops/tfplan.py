@@ -91,6 +91,7 @@ MAP_ATTRIBUTES = frozenset({"tags", "tags_all", "dimensions", "variables", "tags
 # Output attributes of a resource that another resource's input can name it by.
 IDENTITY_OUTPUTS = ("id", "arn", "name", "keyId")
 JSON_MARKER = "(json)"  # how a YAML render shows an inline JSON document (redisops.render)
+ASSET_KINDS = frozenset({"AssetArchive", "FileArchive", "RemoteArchive", "FileAsset", "StringAsset", "RemoteAsset"})
 SECRET = "[secret]"
 
 
@@ -176,6 +177,11 @@ class _Converter:
             attr = renames.get(key) or _snake(key)
             if isinstance(value, Mapping) and JSON_MARKER in value:
                 values[attr] = json.dumps(value[JSON_MARKER], sort_keys=True)
+            elif isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in ASSET_KINDS:
+                # A Pulumi asset/archive (redisops.render prints its kind and entries): Terraform
+                # has a file name here, a string.
+                kind, content = next(iter(value.items()))
+                values[attr] = f"{kind}:{','.join(content) if isinstance(content, list) else content}"
             elif isinstance(value, Mapping) and attr in MAP_ATTRIBUTES:
                 values[attr] = dict(value)
             elif isinstance(value, Mapping):

@@ -161,6 +161,8 @@ def test_blocks_become_lists_maps_stay_objects_and_names_are_terraforms() -> Non
     dlm = planned(plan, "aws_dlm_lifecycle_policy.redis_snapshots")["values"]["policy_details"][0]
     assert "schedule" in dlm and "schedules" not in dlm
     assert isinstance(dlm["target_tags"], dict)
+    fn = planned(plan, "aws_lambda_function.smoke_fn")["values"]
+    assert fn["filename"].startswith("AssetArchive:infra,ratelimit,") and "code" not in fn
     rg = planned(plan_of("prod"), "aws_elasticache_replication_group.redis_rg")["values"]
     assert len(rg["log_delivery_configuration"]) == 2 and "log_delivery_configurations" not in rg
 
