@@ -484,6 +484,31 @@ def render(
         raise UsageError(str(exc)) from None
 
 
+@app.command()
+@_exits
+def scan(
+    stack: Annotated[str, typer.Option("--stack", help="dev, prod, prod-sentinel (any Pulumi.<stack>.yaml) or all")]
+    = "all",
+    json_path: JsonOut = None,
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="Write the summary as Markdown (PR comment)",
+                                                  dir_okay=False)] = None,
+) -> None:
+    """checkov (offline) on the committed renders, with policy/checkov-suppressions.yaml applied.
+    Exit 1 on a failure no suppression covers or on a stale suppression (docs/security-scan.md)."""
+    from redisops import scan as sc
+
+    try:
+        results = sc.scan(None if stack == "all" else [stack])
+    except sc.ScanError as exc:
+        raise UsageError(str(exc)) from None
+    _say(sc.summary_text(results).rstrip())
+    if json_path:
+        json_path.write_text(json.dumps([r.as_dict() for r in results], indent=2) + "\n")
+    if markdown:
+        markdown.write_text(sc.summary_markdown(results))
+    raise typer.Exit(0 if all(r.ok for r in results) else 1)
+
+
 def _dev_call(name: str, **kwargs: Any) -> Any:
     from redisops import devstack
 

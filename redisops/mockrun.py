@@ -375,6 +375,15 @@ class RecordingMocks(Mocks):
         return builder.sign(signing_key, algorithm).public_bytes(serialization.Encoding.PEM).decode()
 
 
+def aws_identity(type_: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The outputs (id, arn, name, ...) a run gives the AWS resource `name` with these inputs: the
+    same rules, so a render's values can be traced back to the resource they name
+    (redisops.tfplan)."""
+    outputs = dict(inputs)
+    RecordingMocks(deterministic=True)._aws(type_, name, inputs, outputs)
+    return outputs
+
+
 def _config_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 

@@ -5,6 +5,9 @@
 #   bash scripts/setup.sh --packages   the programs the process mode and the tests run: Debian's
 #                                      redis-server, redis-sentinel, redis-tools, prometheus +
 #                                      promtool, prometheus-redis-exporter
+#   bash scripts/setup.sh --checkov    checkov (requirements-checkov.txt) in its own virtualenv,
+#                                      .venv-checkov, for `redisops scan` (its dependencies would
+#                                      pin the project's); scripts/test.sh installs it too
 # The Docker mode of the dev stack needs only --python (scripts/dev.sh asks for what it needs).
 # The Debian packages' own services are disabled, not only stopped: enabled, they come back after
 # a reboot and hold 6379/9090/9121 before the dev stack can bind them.
@@ -13,11 +16,13 @@ cd "$(dirname "$0")/.."
 
 want_python=0
 want_packages=0
+want_checkov=0
 for arg in "$@"; do
   case "$arg" in
     --python) want_python=1 ;;
     --packages) want_packages=1 ;;
-    *) echo "scripts/setup.sh: unknown argument '$arg' (allowed: --python, --packages)" >&2; exit 2 ;;
+    --checkov) want_checkov=1 ;;
+    *) echo "scripts/setup.sh: unknown argument '$arg' (allowed: --python, --packages, --checkov)" >&2; exit 2 ;;
   esac
 done
 if [ "$#" -eq 0 ]; then want_python=1; want_packages=1; fi
@@ -97,5 +102,21 @@ install_python() {
   fi
 }
 
+install_checkov() {
+  PYTHON="${PYTHON:-python3}"
+  if [ ! -x .venv-checkov/bin/python ]; then
+    echo "==> creating .venv-checkov"
+    "$PYTHON" -m venv .venv-checkov
+  fi
+  local stamp=.venv-checkov/.requirements.sha256 want
+  want=$(sha256 < requirements-checkov.txt)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "==> installing checkov into .venv-checkov (requirements-checkov.txt)"
+    .venv-checkov/bin/pip install -q -r requirements-checkov.txt 2>&1 | { grep -v "^WARNING: Location 'file://" || true; }
+    echo "$want" > "$stamp"
+  fi
+}
+
 if [ "$want_packages" = 1 ]; then install_packages; fi
 if [ "$want_python" = 1 ]; then install_python; fi
+if [ "$want_checkov" = 1 ]; then install_checkov; fi

@@ -478,9 +478,13 @@ def _assume(service: str) -> str:
 
 
 # What the SSM agent needs for Session Manager (AmazonSSMManagedInstanceCore minus its
-# ssm:GetParameter(s)/ListAssociations/... on every resource). These actions take no resource ARN.
+# ssm:GetParameter(s)/ListAssociations/... on every resource). ssm:UpdateInstanceInformation takes
+# an instance ARN (Service Authorization Reference, AWS Systems Manager: resource types instance,
+# managed-instance), so it is granted on this account's and region's instances only; the
+# ssmmessages/ec2messages actions take no resource ARN.
+SESSION_MANAGER_INSTANCE_ACTIONS = ("ssm:UpdateInstanceInformation",)
 SESSION_MANAGER_ACTIONS = (
-    "ssm:UpdateInstanceInformation",
+    *SESSION_MANAGER_INSTANCE_ACTIONS,
     "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
     "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel",
     "ec2messages:AcknowledgeMessage", "ec2messages:DeleteMessage", "ec2messages:FailMessage",
@@ -489,7 +493,8 @@ SESSION_MANAGER_ACTIONS = (
 
 
 def host_policy(*, parameter_arn_prefix: str, kms_key_arn: str, region: str, log_group_arn: str,
-                admin_secret_arn: str, app_secret_arn: str, dns_suffix: str = "amazonaws.com") -> str:
+                admin_secret_arn: str, app_secret_arn: str, instance_arn_pattern: str,
+                dns_suffix: str = "amazonaws.com") -> str:
     """Least privilege for a host: read its own parameters, decrypt them via SSM only, write
     EMF logs to its one log group, read the admin secret (the TLS renewal timer reloads TLS with
     CONFIG SET as admin), publish its own namespace's metrics, and Session Manager (no SSH) -
@@ -514,7 +519,11 @@ def host_policy(*, parameter_arn_prefix: str, kms_key_arn: str, region: str, log
         # PutMetricData has no resource-level permissions; the namespace condition is its scope.
         {"Sid": "PublishTlsDaysLeftInOwnNamespace", "Effect": "Allow", "Action": ["cloudwatch:PutMetricData"],
          "Resource": "*", "Condition": {"StringEquals": {"cloudwatch:namespace": CW_NAMESPACE}}},
-        {"Sid": "SessionManagerOnly", "Effect": "Allow", "Action": list(SESSION_MANAGER_ACTIONS), "Resource": "*"},
+        {"Sid": "SessionManagerRegistersThisAccountsInstances", "Effect": "Allow",
+         "Action": list(SESSION_MANAGER_INSTANCE_ACTIONS), "Resource": instance_arn_pattern},
+        {"Sid": "SessionManagerOnly", "Effect": "Allow",
+         "Action": [a for a in SESSION_MANAGER_ACTIONS if a not in SESSION_MANAGER_INSTANCE_ACTIONS],
+         "Resource": "*"},
     ]}, sort_keys=True)
 
 
@@ -613,13 +622,15 @@ class SentinelHosts(pulumi.ComponentResource):
         self.role = aws.iam.Role(f"{name}-host-role", assume_role_policy=_assume("ec2.amazonaws.com"),
                                  description="redisstack sentinel hosts", tags=tags, opts=child(self))
         param_arn = acct.apply(lambda a: a.arn("ssm", f"parameter{prefix}"))
+        instances_arn = acct.apply(lambda a: a.arn("ec2", "instance/*"))
         self.role_policy = aws.iam.RolePolicy(
             f"{name}-host-policy", role=self.role.id,
             policy=pulumi.Output.all(param_arn, self.kms_key.arn, region_name, self.log_group.arn,
                                      self.admin_secret.arn, acct.apply(lambda a: a.dns_suffix),
-                                     self.app_secret.arn).apply(
+                                     self.app_secret.arn, instances_arn).apply(
                 lambda v: host_policy(parameter_arn_prefix=v[0], kms_key_arn=v[1], region=v[2], log_group_arn=v[3],
-                                      admin_secret_arn=v[4], dns_suffix=v[5], app_secret_arn=v[6])),
+                                      admin_secret_arn=v[4], dns_suffix=v[5], app_secret_arn=v[6],
+                                      instance_arn_pattern=v[7])),
             opts=child(self))
         # Session Manager instead of SSH (no key pair, no port 22) is in host_policy: the managed
         # AmazonSSMManagedInstanceCore would also let a host read every parameter of the account.
@@ -636,6 +647,9 @@ class SentinelHosts(pulumi.ComponentResource):
             f"{name}-lt",
             image_id=ami.value,
             instance_type=args.instance_type,
+            # Graviton (t4g and later) are EBS-optimized by default; stated so an instance type
+            # without the default still gets dedicated EBS bandwidth (the data volume carries the AOF).
+            ebs_optimized="true",
             iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=self.profile.arn),
             metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
                 http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1,

@@ -26,7 +26,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.components.aws_common import child, fixed_name
+from infra.components.aws_common import Account, account, child, fixed_name
 from infra.settings import Settings
 from redisops.vpc_smoke import CONFIG_VARIABLE, OUTPUT_KEYS, function_config
 
@@ -37,6 +37,10 @@ HANDLER = "redisops.vpc_smoke.handler"
 ARCHITECTURE = "arm64"
 TIMEOUT_S = 300
 MEMORY_MB = 1024  # Lambda scales CPU with memory; the tiers run 16 clients at once
+# CI runs one smoke (or functions load) per deploy; a cap keeps a runaway caller from opening
+# 16 clients per concurrent copy against production Redis. Reserved concurrency is taken from
+# the account's pool (an account at the 10-execution minimum cannot reserve any; docs/decisions.md).
+RESERVED_CONCURRENCY = 2
 # Lambda refuses a function whose environment variables exceed 4 KB in total
 # (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html).
 ENV_LIMIT_BYTES = 4096
@@ -53,9 +57,15 @@ COMPILED_SUFFIXES = (".so", ".pyd", ".dylib")
 # without its logs:* on every resource (those are granted on the function's own log group).
 # https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSLambdaVPCAccessExecutionRole.html
 # DescribeNetworkInterfaces works only on "*" (https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html).
-VPC_ACCESS_ACTIONS = ("ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
-                      "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses",
+# The others take network-interface, subnet and security-group ARNs (Service Authorization
+# Reference, Amazon EC2), so they are granted on the function's own subnets and group only.
+VPC_DESCRIBE_ACTIONS = ("ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets")
+VPC_MANAGE_ACTIONS = ("ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses",
                       "ec2:UnassignPrivateIpAddresses")
+VPC_ACCESS_ACTIONS = VPC_MANAGE_ACTIONS[:1] + VPC_DESCRIBE_ACTIONS + VPC_MANAGE_ACTIONS[1:]
+# Active tracing: the Lambda service samples invocations and the function's role writes the
+# segments (AWSXRayDaemonWriteAccess minus its sampling reads). X-Ray actions take no resource ARN.
+XRAY_ACTIONS = ("xray:PutTraceSegments", "xray:PutTelemetryRecords")
 HTTPS = 443
 
 
@@ -167,13 +177,24 @@ def log_group_name(project: str, stack: str, component: str = "smoke") -> str:
     return f"/aws/lambda/{fixed_name(project, stack, component)}"
 
 
+def network_arns(acct: Account, subnet_ids: Sequence[str], security_group_id: str) -> list[str]:
+    """What the function's network interfaces touch: any interface of this account and region
+    (Lambda names them), its own subnets and its own security group."""
+    return ([acct.arn("ec2", "network-interface/*")] + [acct.arn("ec2", f"subnet/{s}") for s in sorted(subnet_ids)]
+            + [acct.arn("ec2", f"security-group/{security_group_id}")])
+
+
 def execution_policy(*, log_group_arn: str, secret_arns: Sequence[str], kms_key_arn: str | None,
-                     region: str, dns_suffix: str = "amazonaws.com") -> str:
-    """Least privilege: attach to the VPC, write its own log group, read its own secrets, and
-    decrypt them only through Secrets Manager (the caller of GetSecretValue needs kms:Decrypt on a
-    customer key: https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html)."""
+                     region: str, network_arns: Sequence[str], dns_suffix: str = "amazonaws.com") -> str:
+    """Least privilege: attach to its subnets with its security group, write its own log group and
+    traces, read its own secrets, and decrypt them only through Secrets Manager (the caller of
+    GetSecretValue needs kms:Decrypt on a customer key:
+    https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html)."""
     statements: list[dict[str, Any]] = [
-        {"Sid": "AttachToTheVpc", "Effect": "Allow", "Action": list(VPC_ACCESS_ACTIONS), "Resource": "*"},
+        {"Sid": "DescribeTheVpc", "Effect": "Allow", "Action": list(VPC_DESCRIBE_ACTIONS), "Resource": "*"},
+        {"Sid": "AttachToTheVpc", "Effect": "Allow", "Action": list(VPC_MANAGE_ACTIONS),
+         "Resource": list(network_arns)},
+        {"Sid": "WriteTraces", "Effect": "Allow", "Action": list(XRAY_ACTIONS), "Resource": "*"},
         {"Sid": "OwnLogGroup", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
          "Resource": f"{log_group_arn}:*"},
         {"Sid": "OwnSecrets", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
@@ -269,16 +290,17 @@ class SmokeFunction(pulumi.ComponentResource):
 
     def _iam(self, args: SmokeFunctionArgs, tags: dict[str, str]) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
         name = self._name
-        region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self))
-        partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        acct = account(self)
         role = aws.iam.Role(f"{name}-role", assume_role_policy=LAMBDA_TRUST_POLICY,
                             description=f"redisstack smoke function ({args.project}/{args.stack})", tags=tags,
                             opts=child(self))
         secrets = [args.app_secret_arn] + ([args.admin_secret_arn] if args.admin_secret_arn is not None else [])
+        network = pulumi.Output.all(acct, self.security_group.id).apply(
+            lambda v: network_arns(v[0], args.subnet_ids, v[1]))
         policy = pulumi.Output.all(self.log_group.arn, pulumi.Output.all(*secrets), args.kms_key_arn,
-                                   region.region, partition.dns_suffix).apply(
-            lambda v: execution_policy(log_group_arn=v[0], secret_arns=v[1], kms_key_arn=v[2], region=v[3],
-                                       dns_suffix=v[4]))
+                                   acct, network).apply(
+            lambda v: execution_policy(log_group_arn=v[0], secret_arns=v[1], kms_key_arn=v[2], region=v[3].region,
+                                       network_arns=v[4], dns_suffix=v[3].dns_suffix))
         role_policy = aws.iam.RolePolicy(f"{name}-policy", role=role.id, policy=policy, opts=child(self))
         return role, role_policy
 
@@ -293,6 +315,8 @@ class SmokeFunction(pulumi.ComponentResource):
             description=f"{args.project}/{args.stack}: redisops smoke and functions load, run inside the VPC",
             runtime=RUNTIME, architectures=[ARCHITECTURE], handler=HANDLER, code=code_archive(package_files()),
             role=self.role.arn, timeout=TIMEOUT_S, memory_size=MEMORY_MB,
+            reserved_concurrent_executions=RESERVED_CONCURRENCY,
+            tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active"),
             vpc_config=aws.lambda_.FunctionVpcConfigArgs(subnet_ids=list(args.subnet_ids),
                                                          security_group_ids=[self.security_group.id]),
             # The secrets were stripped from the outputs before they got here (function_config);

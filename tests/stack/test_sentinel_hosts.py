@@ -286,8 +286,8 @@ def test_instance_role_reads_only_its_parameters() -> None:
     policy = json.loads(run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
     by_sid = {s["Sid"]: s for s in policy["Statement"]}
     assert set(by_sid) == {"ReadOwnParameters", "DecryptThroughSsmOnly", "PublishMetricsAsEmf", "SessionManagerOnly",
-                           "ReadAdminSecretForTlsReload", "DecryptThroughSecretsManagerOnly",
-                           "PublishTlsDaysLeftInOwnNamespace", "ReadAppSecretAtBoot"}
+                           "SessionManagerRegistersThisAccountsInstances", "ReadAdminSecretForTlsReload",
+                           "DecryptThroughSecretsManagerOnly", "PublishTlsDaysLeftInOwnNamespace", "ReadAppSecretAtBoot"}
     assert by_sid["ReadOwnParameters"]["Action"] == ["ssm:GetParameter"]
     assert by_sid["ReadOwnParameters"]["Resource"].endswith(f"parameter{run.outputs['parameterPrefix']}/*")
     dec = by_sid["DecryptThroughSsmOnly"]
@@ -309,8 +309,14 @@ def test_instance_role_reads_only_its_parameters() -> None:
     # Session Manager without AmazonSSMManagedInstanceCore (ssm:GetParameter(s) on *): no other
     # statement reaches SSM parameters, no managed policy is attached to the host role.
     ssm = by_sid["SessionManagerOnly"]
-    assert sorted(ssm["Action"]) == sorted(SESSION_MANAGER_ACTIONS)
+    registers = by_sid["SessionManagerRegistersThisAccountsInstances"]
+    assert sorted(ssm["Action"] + registers["Action"]) == sorted(SESSION_MANAGER_ACTIONS)
     assert not any(a.startswith("ssm:GetParameter") for a in ssm["Action"])
+    # The one SSM action that takes a resource ARN is scoped to this account's instances (checkov
+    # CKV_AWS_355/CKV_AWS_290); the rest take none.
+    assert registers["Action"] == ["ssm:UpdateInstanceInformation"]
+    assert registers["Resource"] == "arn:aws:ec2:eu-west-1:123456789012:instance/*"
+    assert not any(a.startswith("ssm:") for a in ssm["Action"])
     reading = [s for s in policy["Statement"] if any(a.startswith("ssm:Get") for a in s["Action"])]
     assert reading == [by_sid["ReadOwnParameters"]]
     attached = [r for r in run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")

@@ -125,11 +125,20 @@ def test_only_lambda_assumes_the_role() -> None:
 def test_role_reads_its_own_secrets_decrypts_through_secrets_manager_and_writes_its_own_logs(stack: str) -> None:
     r = run(stack)
     by_sid = policy_of(r)
-    assert set(by_sid) == {"AttachToTheVpc", "OwnLogGroup", "OwnSecrets", "DecryptOwnSecrets"}
-    # The managed AWSLambdaVPCAccessExecutionRole minus its logs:* on every resource.
-    vpc = by_sid["AttachToTheVpc"]
-    assert set(vpc["Action"]) == {a for a in MANAGED_VPC_ACCESS if not a.startswith("logs:")}
-    assert vpc["Resource"] == "*"
+    assert set(by_sid) == {"DescribeTheVpc", "AttachToTheVpc", "WriteTraces", "OwnLogGroup", "OwnSecrets",
+                           "DecryptOwnSecrets"}
+    # The managed AWSLambdaVPCAccessExecutionRole minus its logs:* on every resource; only the
+    # Describe actions (which take no resource ARN) on "*", the rest on the function's own
+    # subnets and security group (checkov CKV_AWS_355 / CKV_AWS_290).
+    describe, vpc = by_sid["DescribeTheVpc"], by_sid["AttachToTheVpc"]
+    assert set(vpc["Action"] + describe["Action"]) == {a for a in MANAGED_VPC_ACCESS if not a.startswith("logs:")}
+    assert describe["Resource"] == "*" and all(a.startswith("ec2:Describe") for a in describe["Action"])
+    prefix = "arn:aws:ec2:eu-west-1:123456789012:"
+    subnets = sorted(r.one(FUNCTION).inputs["vpcConfig"]["subnetIds"])
+    assert vpc["Resource"] == ([prefix + "network-interface/*"] + [f"{prefix}subnet/{s}" for s in subnets]
+                               + [prefix + "security-group/" + smoke_sg(r).outputs["id"]])
+    assert by_sid["WriteTraces"] == {"Sid": "WriteTraces", "Effect": "Allow", "Resource": "*",
+                                     "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]}
     logs = by_sid["OwnLogGroup"]
     assert logs["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"]
     assert logs["Resource"] == r.one(LOGS, "smoke-logs").outputs["arn"] + ":*"
@@ -150,6 +159,15 @@ def test_role_reads_its_own_secrets_decrypts_through_secrets_manager_and_writes_
 def test_a_given_kms_key_is_the_one_it_may_decrypt_with() -> None:
     r = run("prod", elasticache__kmsKeyArn=GIVEN_KMS)
     assert policy_of(r)["DecryptOwnSecrets"]["Resource"] == GIVEN_KMS
+
+
+@pytest.mark.parametrize("stack", list(STACK_FILES))
+def test_function_is_traced_and_capped(stack: str) -> None:
+    # checkov CKV_AWS_50 / CKV_AWS_115: X-Ray active (its role may write traces, see above) and a
+    # concurrency cap, so a runaway caller cannot multiply the clients it opens against Redis.
+    fn = run(stack).one(FUNCTION).inputs
+    assert fn["tracingConfig"] == {"mode": "Active"}
+    assert fn["reservedConcurrentExecutions"] == sf.RESERVED_CONCURRENCY == 2
 
 
 def test_function_is_created_after_its_permissions() -> None:

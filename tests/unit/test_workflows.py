@@ -37,7 +37,7 @@ PULUMI_ACTION_INPUTS = {
     "target-dependents", "policyPacks", "policyPackConfigs", "refresh", "upsert", "remove", "edit-pr-comment",
     "color", "exclude-protected", "plan", "suppress-outputs", "suppress-progress", "always-include-summary",
     "continue-on-error", "log-verbosity", "log-flow", "debug"}
-WRITE_SCOPES_ALLOWED = {"pull-request": {"preview": {"pull-requests", "id-token"}},
+WRITE_SCOPES_ALLOWED = {"pull-request": {"preview": {"pull-requests", "id-token"}, "scan": {"pull-requests"}},
                         "deploy": {"dev": {"id-token"}, "prod": {"id-token"}},
                         "drift": {"drift": {"id-token", "issues"}}}
 # The first major of each action whose action.yml says `runs.using: node24` (read in each
@@ -839,7 +839,7 @@ def test_pull_request_workflow_jobs() -> None:
     doc = load("pr.yml")
     assert set(doc["on"]) == {"pull_request"}
     jobs = doc["jobs"]
-    assert set(jobs) == {"lint", "test", "docker-e2e", "render", "preview"}
+    assert set(jobs) == {"lint", "test", "docker-e2e", "render", "scan", "preview"}
     lint_runs = [s.get("run", "") for s in steps(jobs["lint"])]
     assert "ruff check ." in lint_runs and "mypy" in lint_runs
     assert any(s.get("run") == "bash .ci/run" for s in steps(jobs["test"]))
@@ -856,6 +856,32 @@ def test_pull_request_workflow_jobs() -> None:
     assert w["command"] == "preview" and w["diff"] is True and w["comment-on-pr"] is True
     assert w["policyPacks"] == "policy" and w["stack-name"].endswith("${{ matrix.stack }}")
     assert "upsert" not in w
+
+
+def test_checkov_scans_every_render_and_comments_beside_each_preview() -> None:
+    jobs = load("pr.yml")["jobs"]
+    scan, preview = jobs["scan"], jobs["preview"]
+    # Every stack with a committed render, and at least every stack the preview comments on.
+    stacks = scan["strategy"]["matrix"]["stack"]
+    assert sorted(stacks) == sorted(p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
+    assert set(preview["strategy"]["matrix"]["stack"]) <= set(stacks)
+    # checkov from its pinned requirements, in its own virtualenv, run offline by redisops scan.
+    install = step_named(scan, "Program and checkov virtualenvs")["run"]
+    assert "bash scripts/setup.sh --checkov" in install
+    assert "checkov==3." in (ROOT / "requirements-checkov.txt").read_text()
+    run_scan = step_named(scan, "redisops scan")
+    assert 'python -m redisops scan --stack "$STACK" --markdown scan.md' in run_scan["run"]
+    assert run_scan["env"]["STACK"] == "${{ matrix.stack }}" and "$GITHUB_STEP_SUMMARY" in run_scan["run"]
+    # The comment: only where the token may write (not forks), one per stack, edited in place.
+    comment = step_named(scan, "Comment the summary on the PR")
+    assert comment["if"] == preview["if"].strip()
+    assert "redisstack-checkov:$STACK" in comment["run"] and "--method PATCH" in comment["run"]
+    assert comment["env"]["GH_TOKEN"] == "${{ github.token }}"
+    # The result decides the job after the summary and the comment are out.
+    order = [s.get("name") for s in steps(scan)]
+    assert order.index("Fail on an unsuppressed failure or a stale suppression") == len(order) - 1
+    assert step_named(scan, "Fail on an unsuppressed failure")["env"]["CODE"] == "${{ steps.scan.outputs.code }}"
+    assert "environment" not in scan and "id-token" not in scan["permissions"]
 
 
 def test_pulumi_action_inputs_are_real_inputs() -> None:
