@@ -45,7 +45,7 @@ def test_plan_predicts_memory_and_server_cost_of_1m_keys_within_10_percent() -> 
         measured = int(r.info("memory")["used_memory"]) - before
 
         # Server cost: the plan's figure is the dearest tier's CPU per decision under 50 connections
-        # (clusterbench "concurrent_50"); measure the same load on this 1M-key server.
+        # (clusterbench "concurrent_50": 2 x 20k requests); measure the same load on this 1M-key server.
         dearest = max(TIERS, key=lambda t: pl.Model(pl.load_bench(), "").cpu_us(t.algorithm, False)[0])
         s = script(dearest.algorithm)
         r.script_load(s.source)
@@ -56,7 +56,7 @@ def test_plan_predicts_memory_and_server_cost_of_1m_keys_within_10_percent() -> 
         for _ in range(3):  # the least disturbed of three rounds, as the benchmark keeps
             r.config_resetstat()
             cpu0 = _cpu_main([r])
-            subprocess.run([exe, "-p", str(srv.port), "-n", "20000", "-c", "50", "-r", str(CLIENTS), "-q",
+            subprocess.run([exe, "-p", str(srv.port), "-n", "40000", "-c", "50", "-r", str(CLIENTS), "-q",
                             "evalsha", s.sha, "1", "rl:{general:c__rand_int__}:" + dearest.algorithm[0],
                             str(dearest.limit), str(dearest.window_s * 1000), "1", "0"],
                            check=True, capture_output=True, timeout=120)
