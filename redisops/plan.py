@@ -158,7 +158,10 @@ class Model:
                 f"{where} + per-entry slope {self.source} memory.{self._mode(cluster)}.sliding_log_entries{note}")
 
     def cpu_us(self, algorithm: str, cluster: bool) -> tuple[float, str]:
-        topo = "cluster_1_shard" if cluster else "standalone"
+        # A shard of a multi-shard cluster: the 3-shard figure (all primaries' CPU over all decisions),
+        # a few per cent above one shard's in the benchmark.
+        topo = "cluster_3_shards" if cluster and "cluster_3_shards" in self.bench["cost"] else (
+            "cluster_1_shard" if cluster else "standalone")
         row = self.bench["cost"][topo]["algorithms"][algorithm]
         load = LOAD if LOAD in row else "one_at_a_time"
         return float(row[load]["cpu_us_per_decision"]), f"{self.source} cost.{topo}.{algorithm}.{load}"
@@ -293,6 +296,10 @@ def plan(inp: Inputs, bench: dict[str, Any], prices: dict[str, Any], bench_sourc
             if s["shards"] > 1:
                 if inp.target == "sentinel":
                     continue  # one primary only: a sentinel group cannot shard
+                if nt.burstable_cpu_baseline_percent is not None and inp.node_type is None:
+                    # Dozens of burstable nodes living on CPU credits at peak is no cluster to run
+                    # (docs/decisions.md); --node-type still allows it.
+                    continue
                 s = sized(True, nt)
                 cluster = True
             per_node = 1 + replicas
