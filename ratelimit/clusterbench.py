@@ -431,6 +431,17 @@ def _extrapolations(memory: dict[str, Any], sizes: dict[str, list[int]], targets
     return out
 
 
+def _per_shard_summary(costs: dict[str, Any]) -> dict[str, Any]:
+    per_shard = {}
+    for a in ALGORITHMS:
+        mode = "concurrent_50" if "concurrent_50" in costs["cluster_1_shard"]["algorithms"][a] else "one_at_a_time"
+        one = costs["cluster_1_shard"]["algorithms"][a][mode]["cpu_us_per_decision"]
+        three = costs["cluster_3_shards"]["algorithms"][a][mode]["cpu_us_per_decision"]
+        per_shard[a] = {"cpu_us_per_decision_1_shard": one, "cpu_us_per_decision_3_shards": three,
+                        "ratio_3_vs_1": round(three / one, 3), "load": mode}
+    return per_shard
+
+
 def run_cluster_benchmark(out_dir: str | Path = "bench/results", *, decisions: int = 20_000, clients: int = 10_000,
                           rounds: int = 3, sizes: dict[str, list[int]] | None = None,
                           log_entries: tuple[int, ...] = (1, 10, 60, 120), log_clients: int = 20_000,
@@ -447,13 +458,7 @@ def run_cluster_benchmark(out_dir: str | Path = "bench/results", *, decisions: i
     memory = _memory_series(sizes, list(log_entries), log_clients, cluster_max_keys)
     with LocalRedis() as srv:
         version = str(redis.Redis(port=srv.port).info("server")["redis_version"])
-    per_shard = {}
-    for a in ALGORITHMS:
-        mode = "concurrent_50" if "concurrent_50" in costs["cluster_1_shard"]["algorithms"][a] else "one_at_a_time"
-        one = costs["cluster_1_shard"]["algorithms"][a][mode]["cpu_us_per_decision"]
-        three = costs["cluster_3_shards"]["algorithms"][a][mode]["cpu_us_per_decision"]
-        per_shard[a] = {"cpu_us_per_decision_1_shard": one, "cpu_us_per_decision_3_shards": three,
-                        "ratio_3_vs_1": round(three / one, 3), "load": mode}
+    per_shard = _per_shard_summary(costs)
     result: dict[str, Any] = {
         "schema": SCHEMA,
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -481,7 +486,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--decisions", type=int, default=20_000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--small", action="store_true", help="CI size: 20k/40k keys instead of 1M/10M")
+    p.add_argument("--cost-only", action="store_true",
+                   help="Re-measure only the server cost, keeping the memory figures of <out>/cluster.json")
     ns = p.parse_args(argv)
+    if ns.cost_only:
+        path = Path(ns.out) / "cluster.json"
+        doc = json.loads(path.read_text())
+        t0 = time.monotonic()
+        doc["cost"] = _topology_costs(ns.decisions, doc["parameters"]["clients"], ns.rounds)
+        doc["cost_per_shard_summary"] = _per_shard_summary(doc["cost"])
+        doc["parameters"].update({"decisions": ns.decisions, "rounds": ns.rounds})
+        doc["cost_generated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        doc["cost_duration_s"] = round(time.monotonic() - t0, 1)
+        path.write_text(json.dumps(doc, indent=2) + "\n")
+        json.dump(doc["cost_per_shard_summary"], sys.stdout, indent=1)
+        return 0
     kwargs: dict[str, Any] = {}
     if ns.small:
         kwargs = {"sizes": {"gcra": [20_000, 40_000], "fixed_window": [20_000], "sliding_log": [20_000]},

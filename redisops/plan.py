@@ -499,11 +499,42 @@ def example_block(clients: int, rps: float, bench: dict[str, Any], prices: dict[
     return "\n".join(lines) + "\n"
 
 
+def measured_block(bench: dict[str, Any]) -> str:
+    """The benchmark's headline figures: CPU per decision by topology, bytes per client at 1M/10M."""
+    env = bench.get("environment", {})
+    lines = [f"Redis {env.get('redis_version', '?')}, {env.get('cpus', '?')} shared cores, generated "
+             f"{bench.get('generated_at', '?')}.", "",
+             "| server CPU per decision (us) | standalone | cluster, 1 shard | cluster, 3 shards |", "|---|---|---|---|"]
+    for a in ALGORITHMS:
+        cells = []
+        for topo in ("standalone", "cluster_1_shard", "cluster_3_shards"):
+            row = bench["cost"][topo]["algorithms"][a]
+            load = LOAD if LOAD in row else "one_at_a_time"
+            cells.append(f"{row[load]['cpu_us_per_decision']:.1f}")
+        lines.append(f"| {a} (50 connections) | " + " | ".join(cells) + " |")
+    lines += ["", "| bytes per client | standalone 1M | standalone 10M | cluster 1M | cluster 10M |",
+              "|---|---|---|---|---|"]
+    for a in ALGORITHMS:
+        cells = []
+        for mode in ("standalone", "cluster"):
+            for n in ("1000000", "10000000"):
+                got = bench["bytes_per_client"][mode][a].get(n)
+                cells.append("-" if got is None else f"{got['bytes_per_client']:.1f}"
+                             + ("" if got["source"] == "measured" else " (extrapolated)"))
+        entries = " (10 entries)" if a == "sliding_log" else ""
+        lines.append(f"| {a}{entries} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def render_sizing(text: str, bench: dict[str, Any] | None = None, prices: dict[str, Any] | None = None) -> str:
     import re
 
     bench = bench if bench is not None else load_bench()
     prices = prices if prices is not None else load_prices()
+    measured = re.compile(r"(<!-- BEGIN GENERATED: measured -->\n).*?(<!-- END GENERATED: measured -->)", re.S)
+    if not measured.search(text):
+        raise ValueError("docs/sizing.md: no GENERATED block measured")
+    text = measured.sub(lambda m: m.group(1) + measured_block(bench) + m.group(2), text)
     for name, clients, rps in EXAMPLES:
         pattern = re.compile(rf"(<!-- BEGIN GENERATED: plan-{name} -->\n).*?(<!-- END GENERATED: plan-{name} -->)",
                              re.S)

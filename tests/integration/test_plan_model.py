@@ -53,7 +53,7 @@ def test_plan_predicts_memory_and_server_cost_of_1m_keys_within_10_percent() -> 
         if exe is None:
             pytest.skip("redis-benchmark not installed: the server-cost half needs it")
         samples = []
-        for _ in range(3):  # the least disturbed of three rounds, as the benchmark keeps
+        for _ in range(4):  # the least disturbed of four rounds, as the benchmark keeps
             r.config_resetstat()
             cpu0 = _cpu_main([r])
             subprocess.run([exe, "-p", str(srv.port), "-n", "40000", "-c", "50", "-r", str(CLIENTS), "-q",
