@@ -314,6 +314,8 @@ def plan(inp: Inputs, bench: dict[str, Any], prices: dict[str, Any], bench_sourc
         if inp.target == "elasticache" else 1
     sources = dict(inp.sources)
     sources.update(s["sources"])
+    if inp.target == "sentinel":
+        sources["replicas_per_shard"] = f"the sentinel topology: one primary, {SENTINEL_HOSTS - 1} replicas"
     table = f"redisops/{PRICES_RESOURCE} (prices as of {prices['as_of']})"
     if node is not None:
         sources.update({"node_type": table, "monthly_cost_usd": table,

@@ -123,3 +123,10 @@ def test_png_charts_cost_and_shards_from_10k_to_1b_clients(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads(result.stdout)["clients"] == 10_000  # --json - prints only the JSON
+
+
+def test_sentinel_plans_one_primary_with_its_two_replicas_on_ec2_prices() -> None:
+    p = pl.plan(_inputs(100_000, 2_000, target="sentinel", stack="prod-sentinel"), BENCH, PRICES)
+    assert p.shards == 1 and p.replicas_per_shard == 2 and p.nodes == 3 and not p.cluster_mode
+    assert p.node_type in PRICES["ec2"] and "sentinel topology" in p.sources["replicas_per_shard"]
+    assert p.monthly_cost_usd == pytest.approx(3 * PRICES["ec2"][p.node_type]["hourly_usd"][p.region] * 730, rel=1e-6)
