@@ -330,6 +330,8 @@ def plan(inp: Inputs, bench: dict[str, Any], prices: dict[str, Any], bench_sourc
         f"({bench.get('environment', {}).get('machine', '?')}, redis {bench.get('environment', {}).get('redis_version', '?')})",
         "every decision costs what the dearest algorithm among the tiers costs",
         "replication traffic per replica bounded by the decision's request size",
+        "client connection buffers and the replication backlog are not counted: they live in the "
+        "reserved memory (reserved-memory-percent)",
         f"{prices['hours_per_month']} hours per month, on-demand, no reserved-node discount, no data transfer",
     ]
     if clusters > 1:
