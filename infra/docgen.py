@@ -126,7 +126,9 @@ OUTPUT_DOCS: dict[str, str] = {
     "grafanaAdminPassword": "Grafana admin password",
     "networkName": "the private Docker network",
     "redisConf": "the redis.conf the container reads (no secrets; shown so reviews see its diff)", "topology": "single or sentinel",
-    "primaryEndpoint": "primary (or configuration) endpoint", "readerEndpoint": "reader endpoint",
+    "primaryEndpoint": "primary (or configuration) endpoint",
+    "configurationEndpoint": "cluster mode: the configuration endpoint cluster clients start from "
+                             "(REDIS_CLUSTER=true)", "readerEndpoint": "reader endpoint",
     "port": "Redis port", "replicationGroupId": "replication group id (auto-named)",
     "memberClusterIds": "member clusters the alarms watch", "clusterMode": "cluster mode on/off",
     "authMode": "rbac (default) or token", "username": "ACL user the app logs in as (RBAC) or default",

@@ -1,7 +1,8 @@
 """The environment contract handed to the application: the guide's variables, for every target.
 
 REDIS_ENABLED, REDIS_URL, REDIS_PASSWORD, REDIS_TLS, REDIS_TIMEOUT, RATE_LIMIT_MODE and one
-RATE_LIMIT_<TIER>=limit,window per tier. REDIS_USERNAME, REDIS_CA_CERT and REDIS_SENTINEL_*
+RATE_LIMIT_<TIER>=limit,window per tier. REDIS_USERNAME, REDIS_CA_CERT, REDIS_SENTINEL_* and
+REDIS_CLUSTER=true (a Redis Cluster: the client must follow MOVED/ASK, e.g. redis-py RedisCluster)
 are added only where the target needs them. The password never goes into REDIS_URL, so the
 URL can be logged and exported in plain text.
 """
@@ -41,6 +42,7 @@ def env_contract(
     rate_limit_mode: str = "redis",
     username: str | None = None,
     ca_cert_path: str | None = None,
+    cluster: bool = False,
 ) -> dict[str, str]:
     env = {
         "REDIS_ENABLED": "true" if enabled else "false",
@@ -54,6 +56,10 @@ def env_contract(
         env["REDIS_USERNAME"] = username
     if ca_cert_path:
         env["REDIS_CA_CERT"] = ca_cert_path
+    if cluster:
+        # redisops (connection.spec_from_env) and the app read it to build a cluster client; REDIS_URL
+        # then names the configuration endpoint, any node of the cluster.
+        env["REDIS_CLUSTER"] = "true"
     for tier in tiers:
         env[tier.env_name] = tier.spec
     return env

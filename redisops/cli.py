@@ -471,6 +471,64 @@ def bench(
 
 @app.command()
 @_exits
+def plan(
+    clients: Annotated[int, typer.Option("--clients", help="Tracked clients (API keys, users, IPs)")],
+    rps: Annotated[float, typer.Option("--rps", help="Decisions per second at peak, all tiers together")],
+    target: Annotated[str, typer.Option("--target", help="elasticache, sentinel or local-cluster")] = "elasticache",
+    headroom: Annotated[float, typer.Option("--headroom", help="Growth to plan for: 0.3 = 30 % more clients "
+                                            "and decisions/s")] = 0.3,
+    region: Annotated[str | None, typer.Option("--region", help="Price region (default: the stack's aws:region, "
+                                               "else us-east-1)")] = None,
+    replicas: Annotated[int | None, typer.Option("--replicas", help="Replicas per shard (default: the stack's)")]
+    = None,
+    tier: Annotated[list[str] | None, typer.Option("--tier", help="NAME=ALGORITHM:LIMIT,WINDOW, repeatable; "
+                                                   "replaces the stack's tiers")] = None,
+    node_type: Annotated[str | None, typer.Option("--node-type", help="Only consider this node type")] = None,
+    node_memory: Annotated[str | None, typer.Option("--node-memory", help="local-cluster: memory per node, "
+                                                    "e.g. 4gb")] = None,
+    stack_name: Annotated[str | None, typer.Option("--stack", help="Read tiers, reserved-memory-percent, replicas "
+                                                   "and region from Pulumi.<stack>.yaml")] = None,
+    settings: Settings = None,
+    bench_file: Annotated[Path | None, typer.Option("--bench", help="Measured figures (default: "
+                                                    "bench/results/cluster.json)", dir_okay=False)] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the plan as JSON to this file ('-': stdout)",
+                                                  dir_okay=False, allow_dash=True)] = None,
+    png: Annotated[Path | None, typer.Option("--png", help="Chart of cost and shards from 10k to 1B clients "
+                                             "at the same decisions per client", dir_okay=False)] = None,
+) -> None:
+    """Size the Redis for N clients at R decisions/s from measured figures: memory per tier, shards,
+    node type, replicas, network and monthly cost, each with its source."""
+    from redisops import plan as pl
+
+    inputs = pl.inputs_from(clients=clients, rps=rps, target=target, headroom=headroom, region=region,
+                            replicas=replicas, tiers=tier or [], node_type=node_type,
+                            node_memory=_memory("--node-memory", node_memory), stack=stack_name,
+                            settings=settings)
+    bench_doc = pl.load_bench(bench_file)
+    prices = pl.load_prices()
+    result = pl.plan(inputs, bench_doc, prices, str(bench_file or "bench/results/cluster.json"))
+    if json_out is not None:
+        text = json.dumps(result.to_json(), indent=2) + "\n"
+        if str(json_out) == "-":
+            sys.stdout.write(text)
+        else:
+            json_out.write_text(text)
+    if png is not None:
+        pl.chart(pl.sweep(inputs, bench_doc, prices), png)
+    if json_out is None or str(json_out) != "-":
+        from rich.table import Table
+
+        table = Table("figure", "value", "source", title=f"plan: {clients:,} clients, {rps:,.0f} decisions/s, "
+                      f"{result.target} {result.region}, headroom {result.headroom:g}")
+        for name, value, source in pl.rows(result):
+            table.add_row(name, value, escape(source))
+        out.print(table)
+        for note in result.assumptions:
+            _say(f"assumed: {note}")
+
+
+@app.command()
+@_exits
 def render(
     stack: Annotated[str, typer.Option("--stack", help="Stack name (Pulumi.<stack>.yaml)")],
     fmt: Annotated[str, typer.Option("--format", help="yaml, json or md")] = "yaml",

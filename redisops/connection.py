@@ -383,6 +383,22 @@ def pulumi_outputs(stack: str) -> dict[str, Any]:
 
 def settings_expectations(path: Path) -> tuple[Expectations, tuple[Tier, ...], Any]:
     """Expectations, tiers and thresholds of a committed stack file (`Pulumi.<stack>.yaml`)."""
+    settings, _ = stack_file_settings(path)
+    conf = settings.redis_conf
+    managed = settings.target == "elasticache"
+    exp = Expectations(
+        maxmemory_policy=conf.get("maxmemory-policy"),
+        # ElastiCache has no AOF (durability is Multi-AZ + snapshots): INFO shows it off.
+        aof=False if managed else bool(conf.get("appendonly")),
+        maxmemory=None if managed else conf.get("maxmemory"),
+        source=f"settings {Path(path).name}",
+    )
+    return exp, settings.tiers, settings.thresholds
+
+
+def stack_file_settings(path: Path) -> tuple[Any, dict[str, Any]]:
+    """The validated Settings of a committed stack file (`Pulumi.<stack>.yaml`) and its whole
+    `config:` mapping (other namespaces too, e.g. aws:region)."""
     import yaml
 
     from infra.errors import NAMESPACE, SettingsErrors
@@ -414,16 +430,7 @@ def settings_expectations(path: Path) -> tuple[Expectations, tuple[Tier, ...], A
         settings = parse_settings(raw, secret_keys=frozenset(secrets), stack=stack)
     except SettingsErrors as exc:
         raise UsageError(f"--settings {path}: {exc}") from None
-    conf = settings.redis_conf
-    managed = settings.target == "elasticache"
-    exp = Expectations(
-        maxmemory_policy=conf.get("maxmemory-policy"),
-        # ElastiCache has no AOF (durability is Multi-AZ + snapshots): INFO shows it off.
-        aof=False if managed else bool(conf.get("appendonly")),
-        maxmemory=None if managed else conf.get("maxmemory"),
-        source=f"settings {Path(path).name}",
-    )
-    return exp, settings.tiers, settings.thresholds
+    return settings, dict(config)
 
 
 SECRETS_SOURCE_VARIABLE = "REDISOPS_SECRETS"

@@ -505,7 +505,8 @@ class ElastiCacheRedis(pulumi.ComponentResource):
         url = endpoint.apply(lambda host: redis_url(host, PORT, tls=True, username=username))
         env = pulumi.Output.all(url, creds.app_password).apply(lambda v: env_contract(
             url=v[0], password=v[1], tls=True, timeout_ms=args.timeout_ms, tiers=args.tiers,
-            enabled=args.enabled, rate_limit_mode=args.rate_limit_mode, username=username))
+            enabled=args.enabled, rate_limit_mode=args.rate_limit_mode, username=username,
+            cluster=args.cluster_mode))
         outputs: dict[str, Any] = {
             "replicationGroupId": rg.id,
             "engine": args.engine,
@@ -533,6 +534,9 @@ class ElastiCacheRedis(pulumi.ComponentResource):
             "logGroups": {**{kind: lg.name for kind, lg in logs.items()},
                           **args.extra_log_groups},
         }
+        if args.cluster_mode:
+            # The one address a cluster client starts from (it discovers every shard from it).
+            outputs["configurationEndpoint"] = rg.configuration_endpoint_address
         if username:
             outputs["rbacUsers"] = [{"credential": u.credential, "userId": creds.user_ids[u.credential],
                                      "userName": u.user_name, "accessString": u.access_string} for u in args.users]

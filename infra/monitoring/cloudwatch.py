@@ -78,6 +78,14 @@ def member_cluster_ids(
     `<rg>-001`, `<rg>-002`, ... Cluster mode enabled: pass `num_node_groups` (shards,
     1..500) and `replicas_per_node_group` (0..5) -> `<rg>-0001-001`, `<rg>-0001-002`, ...
     The id is lowercased, as ElastiCache stores it.
+
+    Sources: the ElastiCache API reference, NodeGroup ("A Valkey or Redis OSS (cluster mode
+    enabled) replication group contains 1 to 90 node groups numbered 0001 to 0090",
+    https://docs.aws.amazon.com/AmazonElastiCache/latest/APIReference/API_NodeGroup.html) and
+    NodeGroupMember (each node is a cache cluster with its own CacheClusterId, the dimension
+    CloudWatch reports node metrics under). The `-NNN` member suffix inside a node group is what
+    DescribeReplicationGroups' MemberClusters lists (e.g. `<rg>-0001-001`); the API reference
+    states no format for it, so the stack tests assert the alarms follow `memberClusters`.
     """
     rg = replication_group_id.lower()
     if not _RG_ID.match(rg) or rg.endswith("-") or "--" in rg:

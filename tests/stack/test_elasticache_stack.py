@@ -565,6 +565,21 @@ def test_cluster_mode_variant_uses_shards_and_configuration_endpoint() -> None:
     assert r.outputs["redisUrl"] == f"rediss://app@{res.outputs['configurationEndpointAddress']}:6379/0"
     assert r.outputs["memberClusterIds"] == res.outputs["memberClusters"]
     assert len(r.outputs["memberClusterIds"]) == 9
+    # The configuration endpoint is an output of its own, and the env contract tells the app (and
+    # redisops, connection.spec_from_env) to build a cluster client that follows MOVED/ASK.
+    assert r.outputs["configurationEndpoint"] == res.outputs["configurationEndpointAddress"]
+    env = r.outputs["env"]
+    assert env["REDIS_CLUSTER"] == "true"
+    assert env["REDIS_URL"] == f"rediss://app@{res.outputs['configurationEndpointAddress']}:6379/0"
+    from redisops.connection import spec_from_env
+
+    assert spec_from_env({**env, "REDIS_CA_CERT": ""}).mode == "cluster"
+
+
+@pytest.mark.parametrize("name", ["prod", "token", "valkey"])
+def test_cluster_mode_off_exports_no_cluster_flag(name: str) -> None:
+    r = run(name)
+    assert "REDIS_CLUSTER" not in r.outputs["env"] and "configurationEndpoint" not in r.outputs
 
 
 # --- alarms --------------------------------------------------------------------------------

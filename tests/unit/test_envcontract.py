@@ -27,3 +27,10 @@ def test_plain_url_and_sentinel_url() -> None:
 def test_dotenv_quotes_what_needs_quoting() -> None:
     body = render_dotenv({"A": "plain-1,2", "B": 'we"ird $x y', "C": ""})
     assert body.splitlines() == ["A=plain-1,2", 'B="we\\"ird \\$x y"', "C="]
+
+
+def test_cluster_flag_only_when_the_target_is_a_cluster() -> None:
+    base = {"url": redis_url("clustercfg.example", 6379, tls=True), "password": "pw-0123456789abcdef", "tls": True,
+            "timeout_ms": 2000, "tiers": DEFAULT_TIERS}
+    assert env_contract(**base, cluster=True)["REDIS_CLUSTER"] == "true"  # type: ignore[arg-type]
+    assert "REDIS_CLUSTER" not in env_contract(**base)  # type: ignore[arg-type]
