@@ -69,9 +69,15 @@ def timed_eval(r: redis.Redis, algorithm: str, key: str, args: list[str]) -> tup
 def hammer_in_process(port: int, algorithm: str, key: str, limit: int, window_s: float, n: int,
                       threads: int) -> tuple[int, int, int]:
     """Child-process body for the multiprocessing test: (allowed, denied, fallbacks)."""
+    client = redis.Redis(port=port, **{**decision_client_kwargs(2.0), "max_connections": threads + 2})
+    return hammer_with(client, algorithm, key, limit, window_s, n, threads)
+
+
+def hammer_with(client: Any, algorithm: str, key: str, limit: int, window_s: float, n: int,
+                threads: int) -> tuple[int, int, int]:
+    """`n` hits from `threads` threads through `client` (closed after): (allowed, denied, fallbacks)."""
     from ratelimit import RateLimiter
 
-    client = redis.Redis(port=port, **{**decision_client_kwargs(2.0), "max_connections": threads + 2})
     limiter = RateLimiter(client, algorithm)
     counts = [0, 0, 0]
     lock = threading.Lock()

@@ -197,6 +197,18 @@ class Cluster:
                 return False
         return True
 
+    def wait_slot_owner(self, slot: int, owner: Node, timeout: float = 60.0) -> None:
+        """Until every live node serves `slot` from `owner` (and nothing is left half-moved)."""
+        def agreed() -> bool:
+            for n in self.alive():
+                entry = next((e for e in self.node_client(n).execute_command("CLUSTER", "SLOTS")
+                              if int(e[0]) <= slot <= int(e[1])), None)
+                if entry is None or int(entry[2][1]) != owner.port:
+                    return False
+            return self.stable(expect_replicas=False)
+
+        wait_until(agreed, timeout, f"every node agrees slot {slot} is on port {owner.port}", interval=0.05)
+
     def wait_stable(self, timeout: float = 60.0, expect_replicas: bool = True) -> None:
         wait_until(lambda: self.stable(expect_replicas), timeout, "cluster state ok on every node", interval=0.05)
 
