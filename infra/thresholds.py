@@ -287,6 +287,52 @@ DEFAULT_THRESHOLDS: tuple[Threshold, ...] = (
         for_="2m",
         cloudwatch=CloudWatchMapping("ReplicationLag", "Maximum", 60, 2, "GreaterThanThreshold"),
     ),
+    # --- Redis Cluster (the metrics exist on cluster nodes only: silent elsewhere) -------
+    Threshold(
+        name="cluster_state",
+        alert="RedisClusterStateNotOk",
+        description="A cluster node reports cluster_state:fail (it lost the majority of primaries, or with "
+                    "full coverage required a slot is unserved): it refuses every command",
+        unit="ok",
+        warn=None,
+        crit=1,
+        expr="redis_cluster_state",
+        direction="below",
+        for_="1m",
+        tunable=False,
+        maximum=1,
+        cloudwatch=None,  # ElastiCache reports shard failures through events, not a metric
+    ),
+    Threshold(
+        name="cluster_slots_not_ok",
+        alert="RedisClusterSlotsNotOk",
+        description="Hash slots of 16384 this node does not see served (unassigned, or owner in PFAIL/FAIL): "
+                    "limiter keys there get their tier's failure policy",
+        unit="slots",
+        warn=None,
+        crit=0,
+        # Not slots_fail + slots_pfail alone: with cluster-require-full-coverage no the state
+        # stays ok while slots are unassigned (redis_conf/cluster.py), so count what is served.
+        expr="16384 - redis_cluster_slots_ok",
+        for_="1m",
+        maximum=16384,
+        cloudwatch=None,
+    ),
+    Threshold(
+        name="cluster_node_failed",
+        alert="RedisClusterNodeFailed",
+        description="A node that was a cluster member in the last hour is unreachable to its exporter: "
+                    "its shard runs without it (a replica promoted, or one replica fewer)",
+        unit="up",
+        warn=None,
+        crit=1,
+        expr="redis_up and on(instance, job) max_over_time(redis_cluster_enabled[1h]) == 1",
+        direction="below",
+        for_="1m",
+        tunable=False,
+        maximum=1,
+        cloudwatch=None,
+    ),
     Threshold(
         name="engine_cpu",
         alert="RedisEngineCpuHigh",
