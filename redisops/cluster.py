@@ -1,14 +1,19 @@
 """A Redis Cluster as one node sees it: slot coverage, every node's role and state.
 
-Read-only: CLUSTER INFO and CLUSTER NODES, which the application user (`default`) and admin may
-send (the monitor user only CLUSTER INFO). Used by `redisops health` (cluster mode judges the
-cluster and then every node) and by whatever shows coverage to an operator.
+Reading is CLUSTER INFO and CLUSTER NODES, which the application user (`default`) and admin may
+send (the monitor user only CLUSTER INFO): `redisops health` (cluster mode judges the cluster and
+then every node), `redisops dev status` (slot coverage). `create_cluster` builds one from fresh
+nodes as admin (the dev stack's cluster topology, the loopback test harness).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import redis
 
 SLOTS = 16384
 
@@ -129,3 +134,57 @@ def coverage(client: Any) -> Coverage:
     return Coverage(info.get("cluster_state", "?"), int(info.get("cluster_slots_assigned", 0)),
                     int(info.get("cluster_slots_ok", 0)), int(info.get("cluster_slots_pfail", 0)),
                     int(info.get("cluster_slots_fail", 0)), tuple(nodes))
+
+
+def _settled(clients: Sequence[Any], primaries: int) -> bool:
+    for c in clients:
+        cov = coverage(c)
+        if cov.state != "ok" or cov.slots_ok != SLOTS or len(cov.nodes) != len(clients):
+            return False
+        if any(f in n.flags for n in cov.nodes for f in ("handshake", "noaddr", "fail", "fail?")):
+            return False
+        if len(cov.primaries) != primaries or len(cov.replicas) != len(clients) - primaries:
+            return False
+        repl = c.info("replication")
+        if repl.get("role") == "slave" and repl.get("master_link_status") != "up":
+            return False
+    return True
+
+
+def _poll(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (redis.RedisError, OSError) as exc:  # a node still starting up
+            last = exc
+        time.sleep(0.05)
+    raise TimeoutError(f"the cluster did not settle within {timeout:.0f} s: {what}" + (f" (last: {last})" if last else ""))
+
+
+def create_cluster(clients: Sequence[Any], addresses: Sequence[tuple[str, int, int]], primaries: int, *,
+                   timeout: float = 60.0) -> None:
+    """Build a cluster from fresh nodes the way `redis-cli --cluster create` does, as admin.
+
+    `clients[i]` talks to the node announced as `addresses[i]` = (host, port, bus port); nodes
+    0..primaries-1 become the primaries with contiguous slot ranges, node primaries + k the
+    replica of primary k % primaries. Returns once every node agrees: state ok, every slot
+    served, the roles in place, every replica's link up.
+    """
+    from redis_conf.cluster import slot_ranges
+
+    ids = [_text(c.execute_command("CLUSTER", "MYID")) for c in clients]
+    # Distinct epochs up front, so that no two primaries start with the same configEpoch.
+    for i, c in enumerate(clients[:primaries]):
+        c.execute_command("CLUSTER", "SET-CONFIG-EPOCH", i + 1)
+    for (lo, hi), c in zip(slot_ranges(primaries), clients[:primaries], strict=True):
+        c.execute_command("CLUSTER", "ADDSLOTSRANGE", lo, hi)
+    for host, port, bus in addresses[1:]:
+        clients[0].execute_command("CLUSTER", "MEET", host, port, bus)
+    _poll(lambda: all(len(parse_cluster_nodes(_text(c.execute_command("CLUSTER", "NODES")))) == len(clients)
+                      for c in clients), timeout, "every node knows every other")
+    for k, c in enumerate(clients[primaries:]):
+        c.execute_command("CLUSTER", "REPLICATE", ids[k % primaries])
+    _poll(lambda: _settled(clients, primaries), timeout, "state ok, 16384 slots served, roles and replica links")

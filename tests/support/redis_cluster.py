@@ -33,6 +33,7 @@ from redis.cluster import ClusterNode, RedisCluster
 
 from redis_conf import CREDENTIALS, TlsFiles, load_base, render_acl_file
 from redis_conf.cluster import BUS_PORT_OFFSET, SLOTS, Announce, ClusterLayout, ClusterTuning, node_conf
+from redisops.cluster import create_cluster
 from tests.support.certs import TlsFiles as CertFiles
 from tests.support.certs import make_tls_files
 from tests.support.procs import wait_until
@@ -245,29 +246,12 @@ def _node_text(c: Cluster, port: int, bus_port: int, workdir: Path, tuning: Clus
 
 
 def _create(c: Cluster) -> None:
-    """What `redis-cli --cluster create` does, as admin."""
-    prim = c.nodes[: c.layout.primaries]
+    """What `redis-cli --cluster create` does, as admin (the dev stack's own builder), then the
+    harness' stricter agreement check."""
+    create_cluster([c.node_client(n) for n in c.nodes], [(HOST, n.port, n.bus_port) for n in c.nodes],
+                   c.layout.primaries)
     for n in c.nodes:
         n.node_id = c.node_client(n).execute_command("CLUSTER", "MYID").decode()
-    # Distinct epochs up front, so that no two primaries start with the same configEpoch.
-    for i, n in enumerate(prim):
-        c.node_client(n).execute_command("CLUSTER", "SET-CONFIG-EPOCH", i + 1)
-    for (lo, hi), n in zip(c.layout.slot_ranges(), prim, strict=True):
-        c.node_client(n).execute_command("CLUSTER", "ADDSLOTSRANGE", lo, hi)
-    first = c.nodes[0]
-    for n in c.nodes[1:]:
-        c.node_client(first).execute_command("CLUSTER", "MEET", HOST, n.port, n.bus_port)
-
-    def everyone_known() -> bool:
-        for n in c.nodes:
-            view = c.cluster_nodes(n)
-            if len(view) != len(c.nodes) or any("handshake" in e["flags"] for e in view):
-                return False
-        return True
-
-    wait_until(everyone_known, 60, "every node knows every other", interval=0.05)
-    for n in c.nodes[c.layout.primaries:]:
-        c.node_client(n).execute_command("CLUSTER", "REPLICATE", prim[n.shard].node_id)
     c.wait_stable()
 
 
