@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis
@@ -131,6 +131,10 @@ def coverage(client: Any) -> Coverage:
     """From a plain client to one cluster node."""
     info = parse_cluster_info(_text(client.execute_command("CLUSTER", "INFO")))
     nodes = parse_cluster_nodes(_text(client.execute_command("CLUSTER", "NODES")))
+    # A node that has never met another one (a one-node cluster) lists itself without an
+    # address: it is the one this client dialed.
+    dialed = str(getattr(client, "connection_pool", None) and client.connection_pool.connection_kwargs.get("host", ""))
+    nodes = [replace(n, host=dialed) if not n.host and "myself" in n.flags else n for n in nodes]
     return Coverage(info.get("cluster_state", "?"), int(info.get("cluster_slots_assigned", 0)),
                     int(info.get("cluster_slots_ok", 0)), int(info.get("cluster_slots_pfail", 0)),
                     int(info.get("cluster_slots_fail", 0)), tuple(nodes))
