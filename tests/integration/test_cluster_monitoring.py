@@ -13,8 +13,10 @@ from infra.monitoring.prometheus import RULES_FILE_NAME, render_alert_rules, ren
 from infra.thresholds import thresholds_by_name
 from tests.support.procs import (
     ProcessGroup,
+    exporter_metric_names,
     have_exporter,
     have_prometheus,
+    http_text,
     prometheus_query,
     prometheus_targets_up,
     start_exporter,
@@ -62,6 +64,9 @@ def test_every_node_scraped_and_cluster_rules_fire_per_node(tmp_path: Path) -> N
         wait_until(lambda: prometheus_targets_up(prom.url, 6), 60, "6 targets up")
         wait_until(lambda: len(_values(prom.url, "redis_cluster_state")) == 6, 60, "cluster metrics from 6 nodes")
         assert set(_values(prom.url, "redis_cluster_state").values()) == {1.0}
+        # What test_monitoring_live leaves to this test: a cluster node exports what the rules read.
+        exported = exporter_metric_names(http_text(f"http://{targets[0]}/metrics"))
+        assert {"redis_cluster_state", "redis_cluster_slots_ok", "redis_cluster_enabled", "redis_up"} <= exported
         for name in ("cluster_state", "cluster_slots_not_ok", "cluster_node_failed"):
             assert _breaching(prom.url, name) == {}, name
 
