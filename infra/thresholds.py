@@ -33,6 +33,10 @@ Severity = Literal["warning", "critical"]
 #   complement_percent - the table says "miss %", CloudWatch publishes hit %: 100 - value
 ValueMap = Literal["same", "per_period", "complement_percent"]
 
+# Metrics the cluster rows read that redis_exporter publishes only for a cluster node (from
+# CLUSTER INFO): a non-cluster Redis has none of them, so its rules stay silent.
+CLUSTER_ONLY_METRICS = frozenset({"redis_cluster_state", "redis_cluster_slots_ok"})
+
 # A handful of lookups per minute (a quiet dev stack, a health check) must not turn one miss
 # into a "50 % miss ratio" page, so the ratio is only judged above this lookup rate.
 MISS_RATIO_MIN_LOOKUPS_PER_SECOND = 1
