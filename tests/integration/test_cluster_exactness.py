@@ -165,14 +165,14 @@ def _judge(load: SteadyLoad, verdicts: dict[tuple[str, str], list[bool]]) -> Non
 
 def _migrate_by_hand(c: Cluster, slot: int, source: Node, target: Node) -> int:
     """The resharding protocol (redis.io "Redis cluster specification", live resharding):
-    IMPORTING on the target, MIGRATING on the source, MIGRATE in batches, then NODE on both
+    IMPORTING on the target, MIGRATING on the source, MIGRATE in batches of 5 keys, then NODE on both
     and on every other primary. Returns how many MIGRATE batches it took."""
     src, dst = c.node_client(source), c.node_client(target)
     src_id, dst_id = (x.execute_command("CLUSTER", "MYID").decode() for x in (src, dst))
     dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
     src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
     batches = 0
-    while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 10):
+    while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 5):
         src.execute_command("MIGRATE", HOST, target.port, "", 0, 10000, "AUTH2", "admin",
                             c.passwords["admin"], "KEYS", *keys)
         batches += 1
@@ -196,7 +196,7 @@ def test_exact_while_the_slot_migrates_by_hand_and_by_redis_cli_reshard(cluster:
         batches = _migrate_by_hand(c, slot, source, target)
         during_hand = load.count() - before
         c.wait_slot_owner(slot, target)
-        assert batches >= 40
+        assert batches >= 80
         mid = load.count()
         other = next(p for p in c.primaries() if p not in (source, target))
         target_id = c.node_client(target).execute_command("CLUSTER", "MYID").decode()

@@ -211,10 +211,11 @@ def failover_run(cluster: Any, *, threads_per_key: int = 2, timeout_s: float = 0
             # (the over-admission a failover can cause).
             "lost_admissions": max(0, admitted(s) - remembered),
         }
-    # The old primary comes back as a replica of the promoted one; the cluster is whole again.
+    # Back to STEADY first (a starved node must not be failed over again), then the old primary
+    # comes back as a replica of the promoted one (its own file says STEADY) and the cluster is whole.
+    c.tune(STEADY_NODE_TIMEOUT_MS)
     victim.proc.start(write_config=False)
     c.wait_stable()
-    c.tune(STEADY_NODE_TIMEOUT_MS)
     return out
 
 
