@@ -127,6 +127,33 @@ class Images(_Model):
         return v
 
 
+class LocalClusterSettings(_Model):
+    """`local.topology: cluster`: N primaries with M replicas each (redis_conf/cluster.py)."""
+
+    primaries: int = Field(3, description="Primaries (shards); at least 3, a failover needs a majority of them")
+    replicas: int = Field(1, description="Replicas per primary, 0..5 (0: no failover)")
+    node_timeout_ms: int = Field(5000, description="cluster-node-timeout: how long a primary may be unreachable "
+                                                   "before its replica takes over")
+
+    @field_validator("primaries", "replicas", "node_timeout_ms", mode="before")
+    @classmethod
+    def _layout(cls, v: Any, info: ValidationInfo) -> Any:
+        # The one validation of a layout and its tuning is redis_conf.cluster's; its "allowed"
+        # text is reported under this key.
+        from redis_conf.cluster import ClusterError, ClusterLayout, ClusterTuning
+
+        try:
+            if info.field_name == "node_timeout_ms":
+                ClusterTuning(node_timeout_ms=v)
+            else:
+                ClusterLayout(**{"primaries": 3, "replicas": 1, str(info.field_name): v})
+        except ClusterError as e:
+            raise ValueError(e.allowed) from None
+        except TypeError:
+            raise ValueError("expected an integer") from None
+        return v
+
+
 class LocalSettings(_Model):
     """The `local` target (pulumi-docker)."""
 
@@ -134,8 +161,11 @@ class LocalSettings(_Model):
     bind_address: str = Field("127.0.0.1", description="Host address the ports are published on; "
                                                        "anything but loopback is reported in outputs")
     images: Images = Field(default_factory=Images, description="Pinned images")
-    topology: Literal["single", "sentinel"] = Field("single", description="single Redis, or 1 primary + 2 "
-                                                                          "replicas + 3 Sentinels")
+    topology: Literal["single", "sentinel", "cluster"] = Field(
+        "single", description="single Redis, 1 primary + 2 replicas + 3 Sentinels, or a Redis Cluster "
+                              "(local.cluster; process mode only)")
+    cluster: LocalClusterSettings = Field(default_factory=LocalClusterSettings,
+                                          description="the cluster topology's layout")
 
     @field_validator("bind_address")
     @classmethod
@@ -550,6 +580,13 @@ def _cross_checks(cfg: StackConfig) -> list[SettingError]:
                                            f"must not overlap elasticache.maintenanceWindow "
                                            f"({ec.maintenance_window})"))
                 break
+    if target == "local" and cfg.local.topology == "cluster":
+        size = cfg.local.cluster.primaries * (1 + cfg.local.cluster.replicas)
+        highest = 65535 - 10000 - (size - 1)
+        if cfg.local.ports.redis > highest:
+            errors.append(SettingError("local.ports.redis", cfg.local.ports.redis,
+                                       f"the cluster's {size} nodes listen on this port and the next {size - 1}, "
+                                       f"their bus ports 10000 above: at most {highest}"))
     if target == "sentinel" and not cfg.tls:
         errors.append(SettingError("tls", cfg.tls, "the sentinel target requires TLS: passwords and "
                                    "replication cross availability zones"))

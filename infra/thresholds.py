@@ -33,6 +33,10 @@ Severity = Literal["warning", "critical"]
 #   complement_percent - the table says "miss %", CloudWatch publishes hit %: 100 - value
 ValueMap = Literal["same", "per_period", "complement_percent"]
 
+# Metrics the cluster rows read that redis_exporter publishes only for a cluster node (from
+# CLUSTER INFO): a non-cluster Redis has none of them, so its rules stay silent.
+CLUSTER_ONLY_METRICS = frozenset({"redis_cluster_state", "redis_cluster_slots_ok"})
+
 # A handful of lookups per minute (a quiet dev stack, a health check) must not turn one miss
 # into a "50 % miss ratio" page, so the ratio is only judged above this lookup rate.
 MISS_RATIO_MIN_LOOKUPS_PER_SECOND = 1
@@ -286,6 +290,52 @@ DEFAULT_THRESHOLDS: tuple[Threshold, ...] = (
         expr="redis_connected_slave_lag_seconds",
         for_="2m",
         cloudwatch=CloudWatchMapping("ReplicationLag", "Maximum", 60, 2, "GreaterThanThreshold"),
+    ),
+    # --- Redis Cluster (the metrics exist on cluster nodes only: silent elsewhere) -------
+    Threshold(
+        name="cluster_state",
+        alert="RedisClusterStateNotOk",
+        description="A cluster node reports cluster_state:fail (it lost the majority of primaries, or with "
+                    "full coverage required a slot is unserved): it refuses every command",
+        unit="ok",
+        warn=None,
+        crit=1,
+        expr="redis_cluster_state",
+        direction="below",
+        for_="1m",
+        tunable=False,
+        maximum=1,
+        cloudwatch=None,  # ElastiCache reports shard failures through events, not a metric
+    ),
+    Threshold(
+        name="cluster_slots_not_ok",
+        alert="RedisClusterSlotsNotOk",
+        description="Hash slots of 16384 this node does not see served (unassigned, or owner in PFAIL/FAIL): "
+                    "limiter keys there get their tier's failure policy",
+        unit="slots",
+        warn=None,
+        crit=0,
+        # Not slots_fail + slots_pfail alone: with cluster-require-full-coverage no the state
+        # stays ok while slots are unassigned (redis_conf/cluster.py), so count what is served.
+        expr="16384 - redis_cluster_slots_ok",
+        for_="1m",
+        maximum=16384,
+        cloudwatch=None,
+    ),
+    Threshold(
+        name="cluster_node_failed",
+        alert="RedisClusterNodeFailed",
+        description="A node that was a cluster member in the last hour is unreachable to its exporter: "
+                    "its shard runs without it (a replica promoted, or one replica fewer)",
+        unit="up",
+        warn=None,
+        crit=1,
+        expr="redis_up and on(instance, job) max_over_time(redis_cluster_enabled[1h]) == 1",
+        direction="below",
+        for_="1m",
+        tunable=False,
+        maximum=1,
+        cloudwatch=None,
     ),
     Threshold(
         name="engine_cpu",

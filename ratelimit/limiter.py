@@ -29,6 +29,7 @@ from typing import Any, Literal, NamedTuple
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
 from redis.backoff import NoBackoff
 from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 from redis.retry import Retry
@@ -466,6 +467,16 @@ class AsyncRateLimiter(_Base):
                 return self._on_unavailable(call, exc)
             raise
         except _FALLBACK as exc:
+            return self._on_unavailable(call, exc)
+        except AttributeError as exc:
+            # redis-py's asyncio RedisCluster (8.1): tasks sharing a client before its first
+            # initialize() has finished can be handed a connection another task's initialize()
+            # just closed, and its setup fails with a bare AttributeError ('NoneType' object has
+            # no attribute 'writelines', redis/asyncio/connection.py) before anything is sent.
+            # That means "no answer", not "bad request": the tier's policy decides
+            # (tests/integration/test_cluster_exactness.py). Await client.initialize() at startup.
+            if not isinstance(self.client, redis.asyncio.cluster.RedisCluster):
+                raise
             return self._on_unavailable(call, exc)
 
     async def _invoke(self, call: _Call) -> Sequence[int]:

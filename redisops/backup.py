@@ -22,6 +22,9 @@ checked before every rename; any failure puts the previous files back. A backup 
 is restored with the server's old AOF moved aside too: otherwise Redis would load the stale AOF
 and ignore the RDB.
 
+Cluster mode: per shard, the node in REDIS_URL; the manifest records its slot ranges and a
+restore refuses a node serving other slots (docs/redisops.md, "backup and restore").
+
 The password reaches neither argv nor the manifest; the check tools get file paths only.
 """
 
@@ -163,11 +166,10 @@ def backup(spec: rc.ConnectionSpec, to_dir: Path, *, data_dir: Path | None = Non
            timeout: float = 300.0, progress: Progress = _noop) -> BackupResult:
     if keep is not None and keep < 1:
         raise UsageError(f"--keep {keep}: expected a number of backups >= 1")
-    if spec.mode == "cluster":
-        raise UsageError("backup of a cluster-mode deployment: run it per shard (REDIS_URL of each primary) or "
-                         "use managed snapshots (`redisops snapshot` on ElastiCache)")
     deadline = time.monotonic() + timeout
-    client = rc.client(spec, "admin")
+    # Cluster mode: one shard per run, the node named in REDIS_URL (its primary, or a replica:
+    # same data); the manifest records the slots it holds so a restore can refuse another layout.
+    client = rc.node_client(spec, spec.hosts[0], "admin") if spec.mode == "cluster" else rc.client(spec, "admin")
     try:
         progress("connecting as the admin user", None)
         try:
@@ -179,6 +181,9 @@ def backup(spec: rc.ConnectionSpec, to_dir: Path, *, data_dir: Path | None = Non
                 raise OperationError("INFO is not available: for ElastiCache use `redisops snapshot` (manual "
                                      "snapshot through the AWS API)") from None
             raise
+        shard = _shard_of(client) if spec.mode == "cluster" else None
+        if shard is not None:
+            shard["config_file"] = Path(_config_get(client, "cluster-config-file") or "nodes.conf").name
         dir_conf = _config_get(client, "dir")
         src_dir = Path(data_dir) if data_dir is not None else (Path(dir_conf) if dir_conf else None)
         if src_dir is None:
@@ -250,6 +255,8 @@ def backup(spec: rc.ConnectionSpec, to_dir: Path, *, data_dir: Path | None = Non
                 "files": files,
                 "verified": verified,
             }
+            if shard is not None:
+                manifest["cluster"] = shard
             _write_json(work / MANIFEST, manifest)
             # Every file was fsynced as it was copied; the directories make the names durable, so a
             # crash cannot leave a durable manifest next to a short or missing dump.rdb.
@@ -469,6 +476,45 @@ def verify_backup(path: Path, progress: Progress = _noop) -> tuple[dict[str, Any
     return manifest, problems
 
 
+def _shard_of(client: Any) -> dict[str, Any]:
+    """The shard a cluster node holds data of: its own slots (a primary) or its primary's."""
+    from redisops.cluster import coverage
+
+    cov = coverage(client)
+    me = next(n for n in cov.nodes if "myself" in n.flags)
+    owner = me if me.role == "primary" else next((n for n in cov.nodes if n.node_id == me.primary_id), me)
+    return {"node_id": me.node_id, "role": me.role, "slots": [list(r) for r in owner.slots],
+            "config_file": "nodes.conf", "shards": [[list(r) for r in p.slots] for p in cov.primaries]}
+
+
+def _slots_in_nodes_conf(path: Path) -> list[list[int]]:
+    """The slots `myself` serves in a stopped node's cluster config file (CLUSTER NODES format)."""
+    from redisops.cluster import parse_cluster_nodes
+
+    if not path.is_file():
+        raise OperationError(f"{path} does not exist: not the data dir of a cluster node (or its cluster config "
+                             "file is elsewhere); nothing was changed")
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("vars ")]
+    nodes = parse_cluster_nodes("\n".join(lines))
+    me = next((n for n in nodes if "myself" in n.flags), None)
+    if me is None:
+        raise OperationError(f"{path} names no `myself` node; nothing was changed")
+    owner = me if me.role == "primary" else next((n for n in nodes if n.node_id == me.primary_id), me)
+    return [list(r) for r in owner.slots]
+
+
+def _ranges(slots: list[list[int]]) -> str:
+    return ",".join(f"{lo}-{hi}" for lo, hi in slots) or "none"
+
+
+def _check_layout(manifest: dict[str, Any], current: list[list[int]], where: str) -> None:
+    backed_up = [list(r) for r in manifest["cluster"]["slots"]]
+    if sorted(backed_up) != sorted(current):
+        raise OperationError(f"slot layout mismatch, nothing was changed: the backup holds slots {_ranges(backed_up)}, "
+                             f"{where} serves {_ranges(current)}. A node deletes or takes over keys of slots it does "
+                             "not own: restore each shard's backup into the node serving its slots (or reshard first)")
+
+
 def _is_listening(address: tuple[str, int], timeout: float) -> bool:
     try:
         with socket.create_connection(address, timeout=timeout):
@@ -494,20 +540,34 @@ def restore(spec: rc.ConnectionSpec, from_dir: Path, *, data_dir: Path | None = 
     manifest, problems = verify_backup(from_dir, progress)
     if problems:
         raise OperationError("backup verification failed, nothing was changed:\n  " + "\n  ".join(problems))
-    address = spec.hosts[0] if spec.mode == "single" else None
-    if spec.mode != "single":
+    address = spec.hosts[0] if spec.mode in ("single", "cluster") else None
+    if address is None:
         raise UsageError("restore works on one self-managed server: set REDIS_URL to that server (redis:// or "
                          "rediss://), restore the primary and let replicas resync")
-    assert address is not None
+    if spec.mode == "cluster" and "cluster" not in manifest:
+        raise UsageError(f"{from_dir} is the backup of a server outside a cluster: a cluster node refuses keys of "
+                         "slots it does not own; restore it into a single server")
+    if spec.mode == "single" and "cluster" in manifest:
+        raise UsageError(f"{from_dir} is the backup of one cluster shard (slots "
+                         f"{_ranges(manifest['cluster']['slots'])}): restore it into the cluster node serving "
+                         "those slots (REDIS_CLUSTER=true, REDIS_URL of that node)")
     running = _is_listening(address, spec.timeout_s)
     dir_conf = None
+    if running and spec.mode == "cluster":
+        # Before anything is stopped: the node must serve exactly the backup's slots.
+        admin = rc.node_client(spec, address, "admin")
+        try:
+            _check_layout(manifest, _shard_of(admin)["slots"], f"the node at {address[0]}:{address[1]}")
+        finally:
+            admin.close()
     if running:
         if not force:
             raise OperationError(
                 f"Redis at {address[0]}:{address[1]} is running: restoring under a running server is undone by its "
                 "next save. Stop it first (docker compose stop redis / systemctl stop redis-server) and rerun, "
                 "or pass --force to stop it with SHUTDOWN NOSAVE (admin user)")
-        admin = rc.client(spec, "admin")
+        # In cluster mode exactly the node in REDIS_URL (a cluster client would pick any node).
+        admin = rc.node_client(spec, address, "admin") if spec.mode == "cluster" else rc.client(spec, "admin")
         try:
             dir_conf = _config_get(admin, "dir")
             progress("SHUTDOWN NOSAVE", None)
@@ -530,6 +590,10 @@ def restore(spec: rc.ConnectionSpec, from_dir: Path, *, data_dir: Path | None = 
                          "(for a container, the volume's path on this host)")
     if not target.is_dir():
         raise UsageError(f"--data-dir {target}: not a directory")
+    if spec.mode == "cluster":
+        # The stopped node comes back with the slots of its own nodes.conf.
+        _check_layout(manifest, _slots_in_nodes_conf(target / manifest["cluster"].get("config_file", "nodes.conf")),
+                      f"{target}/nodes.conf")
     dbfilename = manifest.get("dbfilename") or "dump.rdb"
     aofdir = manifest.get("appenddirname") or "appendonlydir"
     result = RestoreResult(target, None, [], expected_keys=manifest.get("keys"))
@@ -701,7 +765,8 @@ def wait_and_count(spec: rc.ConnectionSpec, wait: float, progress: Progress = _n
     last: Exception | None = None
     while time.monotonic() < deadline:
         progress("waiting for Redis to load the data", None)
-        client = rc.client(spec, role)
+        # A cluster node's own key count (a cluster client would sum every shard).
+        client = rc.node_client(spec, spec.hosts[0], role) if spec.mode == "cluster" else rc.client(spec, role)
         try:
             return int(client.dbsize())
         except redis.BusyLoadingError as exc:

@@ -435,12 +435,14 @@ class DevStatus:
     smoke: str | None = None
     functions: str | None = None
     seconds: float | None = None
+    cluster: list[str] | None = None  # slot coverage lines (local.topology cluster)
+    cluster_ok: bool = True
 
     @property
     def healthy(self) -> bool:
         """Every service that runs here is healthy (Grafana without Docker is reported, not run)."""
         run_here = [s for s in self.services if s.name not in NOT_PACKAGED or self.mode == "docker"]
-        return self.mode != "down" and bool(run_here) and all(s.healthy for s in run_here)
+        return self.mode != "down" and bool(run_here) and all(s.healthy for s in run_here) and self.cluster_ok
 
     def lines(self) -> list[str]:
         if self.mode == "down":
@@ -449,6 +451,8 @@ class DevStatus:
         for s in self.services:
             state = "healthy" if s.healthy else ("running, unhealthy" if s.running else "not running")
             out.append(f"  {s.name:<11} {state:<20} {s.url}" + (f"  ({s.detail})" if s.detail else ""))
+        for line in self.cluster or []:
+            out.append(f"  {line}")
         if self.env_file:
             out.append(f"  credentials: {self.env_file} (mode 0600; `set -a; . {self.env_file}; set +a`)")
         if self.functions:
@@ -480,6 +484,7 @@ def redis_ping(host: str, port: int, *, ca_file: Path | None) -> str:
 
 def _service_health(name: str, info: Mapping[str, Any], run_dir: Path) -> tuple[bool, str]:
     host, port = info["host"], int(info["port"])
+    name = name.split("-", 1)[0]  # the cluster topology's redis-<i>, exporter-<i>
     if name == "redis":
         ca = run_dir / CA_FILE
         try:
@@ -521,6 +526,10 @@ def status(project_dir: Path | None = None, *, stack: str = "dev") -> DevStatus:
         running = True if pid is None else _pid_alive(int(pid), info.get("started"))
         healthy, detail = _service_health(name, info, run_dir) if running else (False, "")
         result.services.append(ServiceStatus(name, url, running, healthy, detail, pid))
+    if state.get("topology") == "cluster":
+        from redisops import devcluster
+
+        result.cluster_ok, result.cluster = devcluster.coverage_lines(run_dir, state)
     return result
 
 
@@ -693,12 +702,16 @@ def await_healthy(services: Mapping[str, Mapping[str, Any]], run_dir: Path, *,
 
 def _up_processes(project: Path, stack: str, run_dir: Path, overrides: Mapping[str, Any] | None,
                   out: Out) -> dict[str, Any]:
+    from redisops import devcluster
+
+    if devcluster.stack_config(project, stack, overrides).get("local", {}).get("topology") == "cluster":
+        return devcluster.up(project, stack, run_dir, overrides, out)
     run = offline_run(project, stack, overrides)
     if run.outputs.get("topology") == "sentinel":
         # Sentinel hands out container hostnames; without Docker's network there is nothing
         # for host processes to resolve them to (tests/integration/test_devstack_sentinel.py
         # maps them by hand to prove the files, which is no dev environment).
-        raise DevStackError("the process mode runs local.topology single only; use Docker "
+        raise DevStackError("the process mode runs local.topology single or cluster only; use Docker "
                             "(mode docker) for local.topology sentinel")
     specs = container_specs(run.resources)
     check_ports([(s, ip, hp) for s, spec in specs.items() if s not in NOT_PACKAGED for _, hp, ip in spec.ports],
@@ -796,7 +809,8 @@ def up(project_dir: Path | None = None, *, stack: str = "dev", mode: Mode = "aut
         if chosen == "processes":
             down(project, stack=stack, out=lambda _m: None)
         raise
-    _save_state(run_dir, {"mode": chosen, "services": result["services"]})
+    _save_state(run_dir, {"mode": chosen, "services": result["services"],
+                          **({"topology": result["topology"]} if "topology" in result else {})})
     env_file = write_credentials(result["outputs"], run_dir)
     if chosen == "docker":
         await_healthy(result["services"], run_dir, out=out)

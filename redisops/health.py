@@ -119,6 +119,9 @@ class HealthRun:
             self._limiter_keys(client)
             self._step("slowlog")
             self._slowlog(client)
+            if self.spec.mode == "cluster":
+                self._step("cluster")
+                self._cluster(client, role)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             self.report.add(Check("connectivity-lost", "CRITICAL", expected="Redis answers throughout",
                                   actual=rc.redact(f"{type(exc).__name__}: {exc}", self.spec)))
@@ -279,6 +282,57 @@ class HealthRun:
         else:
             self.report.add(Check("replication_lag", "OK", _lines(self.t["replication_lag"]),
                                   f"role {role}, {replicas} replica(s)"))
+
+    def _cluster(self, client: Any, role: rc.Role) -> None:
+        """The cluster as the seed node sees it (state, slots served, failing nodes), then every
+        other reachable node judged on its own INFO: memory, clients, replication."""
+        from redisops.cluster import SLOTS, coverage
+
+        cov = coverage(client)
+        self._judge("cluster_state", 1 if cov.state == "ok" else 0, cov.summary())
+        unserved = SLOTS - cov.slots_ok
+        self._judge("cluster_slots_not_ok", unserved, f"{unserved} of {SLOTS} slots not served "
+                    f"({SLOTS - cov.slots_assigned} unassigned, {cov.slots_pfail} pfail, {cov.slots_fail} fail)")
+        t_node = self.t["cluster_node_failed"]
+        seed = self.spec.hosts[0]
+        for n in cov.nodes:
+            where = f"{n.host}:{n.port}"
+            if n.failed or n.suspected:
+                level = "CRITICAL" if n.failed else "WARNING"
+                self.report.add(Check(f"cluster_node_failed[{where}]", level, _lines(t_node),
+                                      f"{n.role} {where} flagged {'fail' if n.failed else 'fail? (suspected)'}",
+                                      detail="docs/runbooks/troubleshooting.md#cluster-node-failed"))
+                continue
+            if (n.host, n.port) == seed or "myself" in n.flags:
+                continue  # the seed node was judged above
+            self._node(n.role, n.address, role)
+
+    def _node(self, node_role: str, address: tuple[str, int], role: rc.Role) -> None:
+        where = f"{address[0]}:{address[1]}"
+        try:
+            c = rc.node_client(self.spec, address, role)
+            try:
+                info = c.info("all")
+            finally:
+                c.close()
+        except (redis.RedisError, OSError) as exc:
+            self.report.add(Check(f"cluster_node_failed[{where}]", "CRITICAL", "every node answers INFO",
+                                  rc.redact(f"{node_role} {where}: {type(exc).__name__}: {exc}", self.spec)))
+            return
+        used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+        checks = [("connected_clients", float(info.get("connected_clients", 0)),
+                   f"{info.get('connected_clients')} connected")]
+        if limit > 0:
+            checks.append(("memory_usage", 100.0 * used / limit, f"{100.0 * used / limit:.1f} % of "
+                           f"{info.get('maxmemory_human')}"))
+        if info.get("role") == "slave":
+            checks.append(("replication_link_down", 1.0 if info.get("master_link_status") == "up" else 0.0,
+                           f"replica of {info.get('master_host')}:{info.get('master_port')}, link "
+                           f"{info.get('master_link_status')}"))
+        for name, value, actual in checks:
+            t = self.t[name]
+            self.report.add(Check(f"{name}[{where}]", level_for(t, value), _lines(t), f"{node_role} {where}: {actual}",
+                                  data={"value": value, "alert": t.alert}))
 
     def _limiter_keys(self, client: Any) -> None:
         o = self.options

@@ -18,6 +18,7 @@ value to a stable placeholder naming where it came from.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import hashlib
@@ -396,6 +397,12 @@ def run_program(config: Mapping[str, Any], *, stack: str = "dev", secret_keys: t
 
     mocks = RecordingMocks(deterministic=deterministic)
     monitor = _RecordingMonitor(mocks)
+    # Pulumi's mocks run on the thread's current event loop; after an asyncio.run() in this
+    # process (an asyncio limiter, a test) there is none, and set_mocks raises RuntimeError.
+    try:
+        asyncio.get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=monitor)
     full = {f"{project}:{k}" if ":" not in k else k: _config_value(v) for k, v in config.items()}
     pulumi.runtime.set_all_config(full, [f"{project}:{k}" if ":" not in k else k for k in secret_keys])

@@ -166,6 +166,8 @@ class SmokeRun:
         names = ["reachable", "tls", "auth-refuses-anonymous", "auth-refuses-wrong-password", "auth-app-login"]
         names += [f"forbidden:{c}" for c in (*APP_FORBIDDEN_COMMANDS, *APP_FORBIDDEN_SCRIPTING)]
         names += ["memory-policy", "maxmemory", "persistence-aof", "persistence-status", "function-library"]
+        if self.spec.mode == "cluster":
+            names.append("cluster-nodes")
         names += [f"ratelimit:{t.name}" for t in self.spec.tiers]
         names += ["fcall-only", "latency", "cleanup"]
         return names
@@ -180,8 +182,10 @@ class SmokeRun:
             done = {c.name for c in self.report.checks}
             self._skip_rest([n for n in planned if n not in done and n != "cleanup"],
                             f"Redis became unavailable ({exc})")
-        except (redis.RedisError, OSError, ValueError) as exc:
-            # NOPERM, a ResponseError, a RateLimitError...: the report so far, the failure, the rest skipped.
+        except (redis.RedisError, redis.exceptions.RedisClusterException, OSError, ValueError) as exc:
+            # NOPERM, a ResponseError, a RateLimitError, a cluster client refusing a cluster with
+            # slots unserved (RedisClusterException is no RedisError)...: the report so far, the
+            # failure, the rest skipped.
             error = rc.redact(f"{type(exc).__name__}: {exc}", self.spec)
             if not any(c.status == "fail" for c in self.report.checks):
                 self._emit(Check("smoke-error", "fail", "every check runs to its verdict", error))
@@ -215,6 +219,8 @@ class SmokeRun:
             self._check_forbidden(command, args)
         info = self._info()
         self._check_expectations(info)
+        if self.spec.mode == "cluster":
+            self._check_cluster_nodes()
         if not self._check_library():
             self._skip_rest([f"ratelimit:{t.name}" for t in self.spec.tiers] + ["fcall-only"],
                             "the ratelimit library is missing or outdated (redisops functions load)")
@@ -459,6 +465,46 @@ class SmokeRun:
                 aof = info.get("aof_last_write_status", "?") if int(info.get("aof_enabled", 0)) else "n/a"
                 c.actual = f"rdb_last_bgsave_status:{rdb}, aof_last_write_status:{aof}"
                 c.status = "pass" if rdb == "ok" and aof in ("ok", "n/a") else "fail"
+
+    def _check_cluster_nodes(self) -> None:
+        """Every slot served, and every node (as the application logs in to it) holds the
+        stack's memory policy and persistence, replicas with their link up."""
+        from redisops.cluster import SLOTS, coverage
+
+        with self._timed("cluster-nodes") as c:
+            exp = self.spec.expectations
+            c.expected = (f"cluster_state ok, {SLOTS} slots served; on every node "
+                          f"maxmemory_policy {exp.maxmemory_policy or 'any'}, aof_enabled "
+                          f"{'any' if exp.aof is None else int(exp.aof)}, replicas' link up")
+            seed = rc.node_client(self.spec, self.spec.hosts[0], "app")
+            try:
+                cov = coverage(seed)
+            finally:
+                seed.close()
+            problems = [] if cov.state == "ok" and cov.slots_ok == SLOTS else [cov.summary()]
+            for n in cov.nodes:
+                where = f"{n.host}:{n.port}"
+                if n.failed or n.suspected:
+                    problems.append(f"{where} flagged {'fail' if n.failed else 'fail?'}")
+                    continue
+                client = rc.node_client(self.spec, n.address, "app")
+                try:
+                    info = {**client.info("memory"), **client.info("persistence"), **client.info("replication")}
+                except (redis.RedisError, OSError) as exc:
+                    problems.append(f"{where}: {type(exc).__name__}")
+                    continue
+                finally:
+                    client.close()
+                if exp.maxmemory_policy is not None and info.get("maxmemory_policy") != exp.maxmemory_policy:
+                    problems.append(f"{where}: maxmemory_policy {info.get('maxmemory_policy')}")
+                if exp.aof is not None and int(info.get("aof_enabled", -1)) != int(exp.aof):
+                    problems.append(f"{where}: aof_enabled {info.get('aof_enabled')}")
+                if info.get("role") == "slave" and info.get("master_link_status") != "up":
+                    problems.append(f"{where}: replica link {info.get('master_link_status')}")
+            c.actual = (f"{len(cov.nodes)} nodes ({len(cov.primaries)} primaries, {len(cov.replicas)} replicas), "
+                        f"{cov.slots_ok}/{SLOTS} slots ok" + (": " + "; ".join(problems) if problems else ""))
+            if problems:
+                c.status = "fail"
 
     def _check_library(self) -> bool:
         with self._timed("function-library") as c:

@@ -119,7 +119,8 @@ class LocalStackArgs:
     def __post_init__(self) -> None:
         if self.topology not in TOPOLOGIES:
             raise SettingError("local.topology", self.topology,
-                               "single (one Redis) or sentinel (1 primary + 2 replicas + 3 Sentinels)")
+                               "single (one Redis) or sentinel (1 primary + 2 replicas + 3 Sentinels) with Docker; "
+                               "cluster runs without Docker only: redisops dev up --mode processes")
         missing = [s for s in SERVICES if s not in self.ports or s not in self.images]
         if missing:
             raise SettingError(f"local.ports.{missing[0]}", None, f"required for {', '.join(SERVICES)}")

@@ -29,6 +29,7 @@ from redis.retry import Retry
 from infra.components import local_stack as ls
 from infra.monitoring import grafana as gf
 from infra.monitoring import prometheus as prom
+from infra.thresholds import CLUSTER_ONLY_METRICS
 from redis_conf.render import ReplicaOf, TlsFiles, render_redis_conf
 from redis_conf.schema import load_base
 from redisops import devstack
@@ -285,6 +286,8 @@ def test_every_metric_of_rules_and_dashboard_exists_and_every_panel_query_evalua
     # Replication metrics (rules for the sentinel topology) exist only with a replica attached:
     # one is started from the same rendered config, as the stack's `replica` ACL user.
     names |= replica_metric_names(live, tmp_path)
+    # The cluster rows' metrics exist on cluster nodes only (tests/integration/test_cluster_monitoring.py).
+    names |= CLUSTER_ONLY_METRICS
     rule_exprs = [r["expr"] for r in yaml.safe_load(prom.render_alert_rules())["groups"][0]["rules"]]
     used = set().union(*(metric_names(e) for e in [*rule_exprs, *gf.dashboard_queries()]))
     assert used and used <= names, sorted(used - names)

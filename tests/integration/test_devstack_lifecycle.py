@@ -147,7 +147,7 @@ def test_down_then_up_at_once_while_connections_sit_in_time_wait(tmp_path: Path)
 @pytest.mark.slow
 def test_process_mode_refuses_the_sentinel_topology_and_leaves_nothing(tmp_path: Path) -> None:
     proj = project(tmp_path)
-    with pytest.raises(devstack.DevStackError, match="topology single only"):
+    with pytest.raises(devstack.DevStackError, match="topology single or cluster only"):
         devstack.up(proj, mode="processes", overrides={"local": {"topology": "sentinel"}}, run_smoke=False,
                     out=lambda _m: None)
     assert devstack.status(proj).mode == "down"

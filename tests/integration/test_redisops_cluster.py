@@ -1,5 +1,5 @@
 """Cluster mode (REDIS_CLUSTER=true): a one-node cluster holding every slot, started from the
-rendered config; smoke goes through RedisCluster (hash-tagged limiter keys), health judges the node."""
+cluster node renderer (redis_conf.cluster); smoke goes through RedisCluster (hash-tagged limiter keys), health judges the node."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from redis_conf import load_base
+from redis_conf.cluster import node_conf
 from redisops import connection as rc
 from redisops.health import HealthOptions, run_health
 from redisops.smoke import run_smoke
@@ -22,9 +24,10 @@ pytestmark = [pytest.mark.slow, requires_redis]
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     passwords, port = new_passwords(), free_port(cluster_bus=True)
-    text, _ = render(tmp_path, port, passwords)
-    rp = RedisProcess(workdir=tmp_path, config_text=text + "cluster-enabled yes\ncluster-config-file nodes.conf\n",
-                      port=port).start()
+    render(tmp_path, port, passwords)  # the ACL file
+    text = node_conf(load_base(), passwords=passwords, bind="127.0.0.1", port=port, data_dir=str(tmp_path),
+                     aclfile=str(tmp_path / "users.acl"))
+    rp = RedisProcess(workdir=tmp_path, config_text=text, port=port).start()
     try:
         admin = redis.Redis(port=port, username="admin", password=passwords["admin"])
         admin.execute_command("CLUSTER", "ADDSLOTSRANGE", "0", "16383")

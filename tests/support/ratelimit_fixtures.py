@@ -70,9 +70,15 @@ def hammer_in_process(port: int, algorithm: str, key: str, limit: int, window_s:
                       threads: int, auth: dict[str, Any] | None = None,
                       may_load: bool = True) -> tuple[int, int, int]:
     """Child-process body for the multiprocessing test: (allowed, denied, fallbacks)."""
+    client = redis.Redis(port=port, **{**decision_client_kwargs(2.0), "max_connections": threads + 2, **(auth or {})})
+    return hammer_with(client, algorithm, key, limit, window_s, n, threads, may_load=may_load)
+
+
+def hammer_with(client: Any, algorithm: str, key: str, limit: int, window_s: float, n: int,
+                threads: int, may_load: bool = True) -> tuple[int, int, int]:
+    """`n` hits from `threads` threads through `client` (closed after): (allowed, denied, fallbacks)."""
     from ratelimit import RateLimiter
 
-    client = redis.Redis(port=port, **{**decision_client_kwargs(2.0), "max_connections": threads + 2, **(auth or {})})
     limiter = RateLimiter(client, algorithm, timeout=2.0, load_library=may_load)
     counts = [0, 0, 0]
     lock = threading.Lock()

@@ -75,6 +75,30 @@ def free_port(*, cluster_bus: bool = False) -> int:
         return port
 
 
+def free_port_block(n: int, *, cluster_bus: bool = False) -> int:
+    """The first of `n` consecutive loopback ports, all held like free_port()'s (with
+    `cluster_bus`, each port + 10000 too): for a server set configured by a base port and an
+    offset (the dev stack's cluster topology: node i on base + i)."""
+    for _ in range(200):
+        base = free_port(cluster_bus=cluster_bus)
+        if base + n - 1 > 55535:
+            continue
+        held: list[socket.socket] = []
+        try:
+            for p in range(base + 1, base + n):
+                held.append(_hold(p))
+                if cluster_bus:
+                    held.append(_hold(p + 10000))
+        except OSError:
+            for h in held:
+                h.close()
+            continue
+        for i, p in enumerate(range(base + 1, base + n)):
+            _RESERVED[p] = held[i * (2 if cluster_bus else 1):(i + 1) * (2 if cluster_bus else 1)]
+        return base
+    raise RuntimeError(f"no {n} consecutive free loopback ports found")
+
+
 class PortInUse(RuntimeError):
     """The server could not bind its port: another process holds it."""
 

@@ -136,6 +136,18 @@ def cpu(phases: Phases) -> dict[str, list[float]]:
     }
 
 
+def slots_ok(phases: Phases) -> dict[str, list[float]]:
+    """`unserved` slots of 16384 not ok."""
+    return {selector("redis_cluster_slots_ok", BASE_LABELS): gauge([(16384 - u, s) for u, s in phases])}
+
+
+def cluster_node(phases: Phases) -> dict[str, list[float]]:
+    """redis_up of a node whose exporter reported cluster_enabled 1 within the hour."""
+    up = gauge(phases)
+    return {selector("redis_up", BASE_LABELS): up,
+            selector("redis_cluster_enabled", BASE_LABELS): [1.0] * len(up)}
+
+
 REPLICA = {"master_host": "10.0.0.1", "master_port": "6379"}
 LAGGING = {"slave_ip": "10.0.0.2", "slave_port": "6379", "slave_state": "online"}
 
@@ -192,6 +204,11 @@ def scenarios() -> list[Scenario]:
                            (0, "0"), None, 1, REPLICA)
     out += level_scenarios("replication_lag", one("redis_connected_slave_lag_seconds", gauge, LAGGING),
                            (45, "45"), (15, "15"), 0, LAGGING)
+    out += level_scenarios("cluster_state", one("redis_cluster_state", gauge), (0, "0"), None, 1)
+    out += level_scenarios("cluster_slots_not_ok", slots_ok, (100, "100"), None, 0)
+    out += level_scenarios("cluster_node_failed", cluster_node, (0, "0"), None, 1)
+    out.append(Scenario("cluster_node_failed", "a node that never was a cluster member: silent",
+                        one("redis_up", gauge)([(0, FIRE)]), {FIRE - M: {}}))
     out += level_scenarios("engine_cpu", cpu, (95, "95"), (80, "80"), 10)
     out += level_scenarios("new_connections", one("redis_connections_received_total", counter),
                            (300, "300"), (100, "100"), 1)
