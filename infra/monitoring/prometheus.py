@@ -105,7 +105,7 @@ def alert_rules(
                     "alert": t.alert,
                     "expr": t.promql(line),
                     "for": t.for_,
-                    "labels": {"severity": severity, "threshold": t.name, "service": "redis"},
+                    "labels": {"severity": severity, "threshold": t.name, "service": t.service},
                     "annotations": alert_annotations(t, severity, line, runbook_base),
                 }
             )
