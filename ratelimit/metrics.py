@@ -59,8 +59,8 @@ def outcome_of(decision: Any) -> Outcome:
         return "fallback"
     if decision.allowed:
         return "allowed"
-    # Set by the deny cache (issue 15, section 1) on a denial answered without asking Redis; read
-    # defensively so this module works with a Decision that predates the field.
+    # `Decision.cached`: set by the deny cache (issue 15 section 1, branch i15-limiter) on a denial
+    # answered without asking Redis; read defensively so this works with a Decision without the field.
     if getattr(decision, "cached", False):
         return "denied_locally"
     return "denied"
@@ -69,6 +69,10 @@ def outcome_of(decision: Any) -> Outcome:
 def error_kind(exc: BaseException) -> ErrorKind | None:
     """Which counted error `exc` is, or None for anything else."""
     text = str(exc)
+    # The Functions client (issue 12) raises LibraryUnavailable, by name so this module does not
+    # depend on it: the library is missing or outdated and this credential may not load it.
+    if type(exc).__name__ == "LibraryUnavailable":
+        return "library_missing"
     if text.startswith(_NOPERM_PREFIX) or type(exc).__name__ == "NoPermissionError":
         return "noperm"
     if any(m in text for m in _LIBRARY_MISSING_MARKERS):

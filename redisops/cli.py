@@ -624,11 +624,13 @@ def dev_up(
     stack: Annotated[str, typer.Option(help="Stack name")] = "dev",
     mode: Annotated[str, typer.Option(help="auto, docker or processes")] = "auto",
     smoke: Annotated[bool, typer.Option(help="Run the smoke test once it is up")] = True,
+    with_app: Annotated[bool, typer.Option("--app/--no-app", help="Also run the example app (examples/app) on "
+                                           "local.ports.app, scraped by Prometheus (process mode)")] = False,
 ) -> None:
     """Start the dev stack (Docker + Pulumi when present, else local processes)."""
     if mode not in ("auto", "docker", "processes"):
         raise UsageError(f"--mode {mode!r}: expected auto, docker or processes")
-    status = _dev_call("up", stack=stack, mode=mode, run_smoke=smoke, out=_say)
+    status = _dev_call("up", stack=stack, mode=mode, run_smoke=smoke, app=with_app, out=_say)
     raise typer.Exit(0 if status.healthy and (status.smoke in (None, "passed")) else 1)
 
 

@@ -433,6 +433,7 @@ def run_loadtest(*, url: str | None = None, redis_url: str | None = None, scale:
         if not loopback:
             raise LoadTestError(f"--url {url!r}: the load test runs on loopback only (clients are 127.x addresses)")
     check_loopback_sources([s for sc in plan for s in sc.sources])
+    load_1m = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     started = time.monotonic()
     deadline = started + max_seconds
     with contextlib.ExitStack() as stack:
@@ -452,7 +453,8 @@ def run_loadtest(*, url: str | None = None, redis_url: str | None = None, scale:
         "schema": 1,
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "environment": {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
-                        "system": platform.system(), "redis_version": version if rc is not None else None,
+                        "system": platform.system(), "load_average_1m": load_1m,
+                        "redis_version": version if rc is not None else None,
                         "target": "example app (uvicorn, 1 worker) + throwaway redis-server" if url is None else url},
         "parameters": {"scale": scale, "window_s": window_s, "max_seconds": max_seconds,
                        "max_requests": max_requests, "trusted_proxies": TRUSTED_PROXIES},

@@ -5,6 +5,7 @@ histogram, NOPERM from a real ACL refusal, and fallbacks when Redis is gone."""
 from __future__ import annotations
 
 import asyncio
+from typing import NamedTuple
 
 import pytest
 import redis
@@ -43,6 +44,19 @@ def test_outcomes_and_error_kinds() -> None:
         "NOPERM User app has no permissions to run the 'evalsha' command")) == "noperm"
     assert error_kind(redis.exceptions.ResponseError("ERR Function not found")) == "library_missing"
     assert error_kind(redis.exceptions.ConnectionError("Connection refused")) is None
+
+    class LibraryUnavailable(RuntimeError):  # the Functions client's error, matched by name
+        pass
+
+    assert error_kind(LibraryUnavailable("library ratelimit is not loaded; run redisops functions load")) \
+        == "library_missing"
+
+    class Cached(NamedTuple):  # a Decision with the deny cache's flag
+        allowed: bool
+        fallback: bool
+        cached: bool
+
+    assert outcome_of(Cached(False, False, True)) == "denied_locally"
 
 
 @pytest.mark.slow

@@ -71,3 +71,15 @@ def test_plan_bounds_and_helpers() -> None:
     assert allowance(30, 60, 1, 300, 4.1) == (32, False)
     assert allowance(30, 60, 2, 10, 100.0) == (20, True)  # asked for less than the limit
     assert allowance(5, 60, 1, 100, 10.0, "sliding_log") == (5, True)
+
+
+def test_readme_shows_the_committed_loadtest_result() -> None:
+    from redisops.loadtest import markdown_table
+
+    root = Path(__file__).resolve().parents[2]
+    report = json.loads((root / "bench/results/loadtest.json").read_text())
+    readme = (root / "README.md").read_text()
+    between = readme.split("<!-- loadtest:begin -->\n", 1)[1].split("<!-- loadtest:end -->", 1)[0]
+    assert between == markdown_table(report), "README's loadtest table is stale: rerun the README snippet"
+    assert report["passed"] and report["environment"]["cpus"] and report["environment"]["redis_version"]
+    assert all(r["exact"] and r["ok"] for r in report["scenarios"])
