@@ -438,21 +438,24 @@ def app_target(spec: ContainerSpec, remap: Remap) -> tuple[str, int]:
     return host, int(port)
 
 
-def start_app(project: Path, run_dir: Path, host: str, port: int,
-              on_started: Callable[[dict[str, Any]], None] | None = None, timeout: float = 60.0) -> dict[str, Any]:
+def start_app(run_dir: Path, host: str, port: int, on_started: Callable[[dict[str, Any]], None] | None = None,
+              timeout: float = 60.0) -> dict[str, Any]:
     """The example application (examples/app, uvicorn) beside the stack, with the stack's .env, on
-    the address Prometheus scrapes; waits until GET /health answers."""
-    if not (project / "examples" / "app" / "__main__.py").is_file():
-        raise DevStackError(f"no example app in {project}/examples/app")
+    the address Prometheus scrapes; waits until GET /health answers. The app's code comes from the
+    checkout redisops runs from (examples/ is not installed), the stack from `run_dir`."""
+    code = Path(__file__).resolve().parents[1]
+    if not (code / "examples" / "app" / "__main__.py").is_file():
+        raise DevStackError(f"no example app in {code}/examples/app (an installed redisops has no examples/: "
+                            "run from a checkout)")
     if not port_free(host, port):
         raise DevStackError(f"app: {host}:{port} is already in use; free it or choose another port with "
                             "overrides {'local': {'ports': {'app': <port>}}} (stack config redisstack:local.ports.app)")
     argv = [sys.executable, "-m", "examples.app", "--host", host, "--port", str(port),
             "--env-file", str(run_dir / ENV_FILE)]
     log = run_dir / f"{APP_SERVICE}.log"
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(project)}
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(code)}
     with open(log, "ab") as fh:
-        proc = subprocess.Popen(argv, cwd=project, env=env, stdout=fh, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(argv, cwd=code, env=env, stdout=fh, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     record = {"pid": proc.pid, "started": proc_start_time(proc.pid), "argv": argv, "host": host, "port": port,
               "log": str(log), "url": f"http://{host}:{port}"}
@@ -880,7 +883,7 @@ def up(project_dir: Path | None = None, *, stack: str = "dev", mode: Mode = "aut
 
         try:
             app_host, app_port = result["app_target"]
-            start_app(project, run_dir, app_host, app_port, on_started=app_started)
+            start_app(run_dir, app_host, app_port, on_started=app_started)
         except Exception:
             down(project, stack=stack, out=lambda _m: None)
             raise

@@ -375,7 +375,7 @@ def test_prometheus_scrapes_the_example_apps_limiter_metrics(live: Live) -> None
     devstack.write_credentials(live.outputs, live.run_dir)
     host, port = devstack.app_target(live.specs["prometheus"], live.remap)
     assert host == "127.0.0.1" and port == live.outputs_port("app")
-    record = devstack.start_app(Path.cwd(), live.run_dir, host, port)
+    record = devstack.start_app(live.run_dir, host, port)
     try:
         base = f"http://{host}:{port}"
         codes = [httpx.post(f"{base}/auth/login", json={"username": "x", "password": str(i)}).status_code
