@@ -37,6 +37,8 @@ def test_small_loadtest_admits_exactly_each_tiers_limit(tmp_path: Path) -> None:
         # One limiter call per request (a first call may add the script load's retry).
         assert 1 <= r["limiter_calls_per_request"] <= 1 + 2 / r["sent"], r
         assert 0 < r["latency_p50_ms"] <= r["latency_p99_ms"]
+        # The limiter's own share, from the app's histogram (a bucket bound; p99 may lie above the last one).
+        assert r["decision_p50_le_ms"] is not None and r["decision_p50_le_ms"] > 0
     assert (rows["credential_stuffing"]["tier"], rows["credential_stuffing"]["admitted"]) == ("auth", LIMIT["auth"])
     assert rows["credential_stuffing"]["sent"] > LIMIT["auth"]
     assert (rows["single_client_flood"]["tier"], rows["single_client_flood"]["admitted"]) == ("general", LIMIT["general"])
@@ -71,6 +73,15 @@ def test_plan_bounds_and_helpers() -> None:
     assert allowance(30, 60, 1, 300, 4.1) == (32, False)
     assert allowance(30, 60, 2, 10, 100.0) == (20, True)  # asked for less than the limit
     assert allowance(5, 60, 1, 100, 10.0, "sliding_log") == (5, True)
+    from redisops.loadtest import bucket_quantile
+
+    before = {("bucket:auth", "0.001"): 1.0, ("bucket:auth", "0.005"): 2.0, ("bucket:auth", "+Inf"): 2.0}
+    after = {("bucket:auth", "0.001"): 51.0, ("bucket:auth", "0.005"): 100.0, ("bucket:auth", "+Inf"): 102.0}
+    # 100 new decisions: 50 <= 1 ms, 98 <= 5 ms, 100 in +Inf.
+    assert bucket_quantile(before, after, "auth", 0.5) == 0.001
+    assert bucket_quantile(before, after, "auth", 0.98) == 0.005
+    assert bucket_quantile(before, after, "auth", 0.99) is None
+    assert bucket_quantile(after, after, "auth", 0.5) is None
 
 
 def test_readme_shows_the_committed_loadtest_result() -> None:
