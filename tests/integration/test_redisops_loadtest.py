@@ -34,8 +34,9 @@ def test_small_loadtest_admits_exactly_each_tiers_limit(tmp_path: Path) -> None:
         assert r["exact"] and r["ok"] and r["fallbacks"] == 0, r
         assert r["admitted"] + r["denied"] == r["sent"]
         assert r["window_s"] == 3600
-        # One limiter call per request (a first call may add the script load's retry).
-        assert 1 <= r["limiter_calls_per_request"] <= 1 + 2 / r["sent"], r
+        # At most one limiter call per request; at least one per admitted request (a deny cache
+        # answers repeated denials without Redis).
+        assert r["admitted"] / r["sent"] <= r["limiter_calls_per_request"] <= 1, r
         assert 0 < r["latency_p50_ms"] <= r["latency_p99_ms"]
         # The limiter's own share, from the app's histogram (a bucket bound; p99 may lie above the last one).
         assert r["decision_p50_le_ms"] is not None and r["decision_p50_le_ms"] > 0
