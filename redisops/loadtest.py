@@ -37,14 +37,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ratelimit.tiers import DEFAULT_TIERS
 
+T = TypeVar("T")
 PROXY_SOURCE = "127.0.0.254"
 WARM_UP_SOURCE = "127.0.0.250"
 TRUSTED_PROXIES = f"{PROXY_SOURCE}/32"
@@ -340,6 +341,18 @@ async def _drive(base_url: str, sc: Scenario, deadline: float) -> tuple[_Tally, 
     return tally, time.monotonic() - t0, truncated
 
 
+def run_on_private_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` on a loop of its own, never installed as the thread's current loop: asyncio.run
+    leaves the main thread with no current loop, which breaks later get_event_loop() callers in the
+    same process (Pulumi's mocks, when the load test runs inside a test session)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
 def _algorithm(tier: str | None) -> str:
     return next((t.algorithm for t in DEFAULT_TIERS if t.name == tier), "gcra")
 
@@ -356,7 +369,7 @@ def run_scenario(base_url: str, sc: Scenario, *, deadline: float, redis_client: 
         return m, c
 
     m0, c0 = snapshot()
-    tally, elapsed, truncated = asyncio.run(_drive(base_url, sc, deadline))
+    tally, elapsed, truncated = run_on_private_loop(_drive(base_url, sc, deadline))
     m1, c1 = snapshot()
     sent = sum(tally.statuses.values())
     denied = tally.statuses.get(429, 0)

@@ -4,7 +4,6 @@ histogram, NOPERM from a real ACL refusal, and fallbacks when Redis is gone."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import NamedTuple
 
 import pytest
@@ -14,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from infra.thresholds import LIMITER_DECISIONS_METRIC
 from ratelimit import AsyncRateLimiter, Decision, RateLimiter, Tier, async_decision_client, decision_client
 from ratelimit.metrics import CUSTOM_TIER, LimiterMetrics, error_kind, outcome_of
+from redisops.loadtest import run_on_private_loop
 from tests.support.ratelimit_fixtures import requires_redis, rl_redis, rl_server  # noqa: F401
 from tests.support.redisproc import RedisProcess, free_port
 
@@ -92,7 +92,7 @@ def test_async_decisions_and_isolated_registries(rl_server: RedisProcess) -> Non
             await client.aclose()
 
     LimiterMetrics(reg_b)  # a second registry sees nothing of the first's decisions
-    assert asyncio.run(main()) == [True, True, True, False]
+    assert run_on_private_loop(main()) == [True, True, True, False]
     assert sample(reg_a, LIMITER_DECISIONS_METRIC, tier="auth", outcome="allowed") == 3
     assert sample(reg_a, LIMITER_DECISIONS_METRIC, tier="auth", outcome="denied") == 1  # the first: from Redis
     assert reg_b.get_sample_value(LIMITER_DECISIONS_METRIC, {"tier": "auth", "outcome": "allowed"}) is None

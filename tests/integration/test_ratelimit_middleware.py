@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from examples.app.app import AppConfig, create_app
 from ratelimit import async_decision_client
 from redisops.connection import spec_from_env
+from redisops.loadtest import run_on_private_loop
 from tests.support.ratelimit_fixtures import requires_redis, rl_server  # noqa: F401
 from tests.support.redisproc import RedisProcess
 
@@ -52,7 +53,7 @@ def run(rl_server: RedisProcess, body: Callable[[Callable[..., httpx.AsyncClient
                 await c.aclose()
             await client.aclose()
 
-    return asyncio.run(main())
+    return run_on_private_loop(main())
 
 
 async def statuses(c: httpx.AsyncClient, n: int, path: str = "/auth/login", xff: Callable[[int], str] | None = None
