@@ -99,6 +99,8 @@ class Ports(_Model):
     exporter: int = Field(9121, ge=1, le=65535, description="redis_exporter metrics port")
     prometheus: int = Field(9090, ge=1, le=65535, description="Prometheus web port")
     grafana: int = Field(3001, ge=1, le=65535, description="Grafana web port")
+    app: int = Field(8000, ge=1, le=65535, description="The application's port on the host, whose /metrics "
+                     "Prometheus scrapes (job ratelimit-app; the example app: python -m examples.app)")
 
 
 class Images(_Model):

@@ -87,6 +87,9 @@ class Threshold:
     maximum: float | None = None
     cloudwatch: CloudWatchMapping | None = None
     from_guide: bool = False
+    # The alert's `service` label: "redis" for the server's own metrics (redis_exporter),
+    # "ratelimit" for the limiter client's (ratelimit.metrics, scraped from the application).
+    service: str = "redis"
 
     @property
     def runbook_anchor(self) -> str:
@@ -111,6 +114,13 @@ def fmt_number(value: float) -> str:
         return str(int(value))
     return repr(float(value))
 
+
+# The tiers whose denials mean someone is guessing credentials (ratelimit/tiers.py names).
+CREDENTIAL_TIERS: tuple[str, ...] = ("auth", "mfa")
+# The limiter client's decision counter (ratelimit/metrics.py METRIC_DECISIONS + prometheus_client's
+# `_total`); spelt here too because this module must not import the client (no redis/prometheus
+# import in the Pulumi program); tests/unit/test_ratelimit_metrics.py checks both agree.
+LIMITER_DECISIONS_METRIC = "ratelimit_decisions_total"
 
 _MIN_LOOKUPS = fmt_number(MISS_RATIO_MIN_LOOKUPS_PER_SECOND)
 _LOOKUPS = "(rate(redis_keyspace_hits_total[5m]) + rate(redis_keyspace_misses_total[5m]))"
@@ -363,6 +373,36 @@ DEFAULT_THRESHOLDS: tuple[Threshold, ...] = (
         cloudwatch=CloudWatchMapping(
             "NewConnections", "Sum", 60, 5, "GreaterThanThreshold", value_map="per_period"
         ),
+    ),
+    # --- the limiter client's own metrics (scraped from the application) --------------
+    Threshold(
+        name="limiter_fallbacks",
+        alert="RateLimiterFallback",
+        description="Decisions made by the failure policy in the last 5 minutes: the limiter is deciding without Redis",
+        unit="decisions",
+        warn=None,
+        crit=0,
+        expr=f'sum by (instance, job, tier) (increase({LIMITER_DECISIONS_METRIC}{{outcome="fallback"}}[5m]))',
+        for_="0m",
+        cloudwatch=None,  # an application metric: CloudWatch alarms watch ElastiCache's own
+        service="ratelimit",
+    ),
+    Threshold(
+        name="credential_denials",
+        alert="RateLimiterCredentialDenialSpike",
+        description=f"Denials per second on the {' and '.join(CREDENTIAL_TIERS)} tiers: credential stuffing or MFA guessing",
+        unit="denials/s",
+        # A user who mistypes a password a few times is far below 1/s per application instance;
+        # a stuffing run from a botnet is not.
+        warn=1,
+        crit=10,
+        # No regex matchers: `.` matches newlines on Prometheus 3 (tests/unit/test_prometheus3.py).
+        expr="sum by (instance, job, tier) (" + " or ".join(
+            f'rate({LIMITER_DECISIONS_METRIC}{{tier="{tier}",outcome="{outcome}"}}[5m])'
+            for tier in CREDENTIAL_TIERS for outcome in ("denied", "denied_locally")) + ")",
+        for_="2m",
+        cloudwatch=None,
+        service="ratelimit",
     ),
 )
 

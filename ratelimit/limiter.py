@@ -22,10 +22,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 import warnings
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import redis
 import redis.asyncio
@@ -38,12 +39,17 @@ from ratelimit import functions
 from ratelimit.scripts import KEY_SUFFIX, LuaScript, script
 from ratelimit.tiers import ALGORITHMS, Tier, bounds_problem
 
+if TYPE_CHECKING:
+    from ratelimit.metrics import LimiterMetrics
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 0.1
 # Retry-After handed out when fail-closed: short, because Redis outages are usually brief and
 # a whole window would punish clients for our incident.
 DEFAULT_FALLBACK_RETRY_AFTER = 1.0
+# The metrics' tier label of decisions made with `hit(key, ...)` rather than for a Tier.
+CUSTOM_TIER = "custom"
 
 # Server replies that mean "Redis cannot decide right now", not "the caller is wrong".
 _UNAVAILABLE_PREFIXES = ("OOM", "BUSY", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY",
@@ -242,7 +248,7 @@ class _Base:
     def __init__(self, client: Any, algorithm: str = "gcra", prefix: str = "rl", *,
                  timeout: float = DEFAULT_TIMEOUT, fail_open: bool = False,
                  fallback_retry_after: float = DEFAULT_FALLBACK_RETRY_AFTER, mode: Mode = "functions",
-                 load_library: bool = True) -> None:
+                 load_library: bool = True, metrics: LimiterMetrics | None = None) -> None:
         if mode not in MODES:
             raise RateLimitError(f"mode {mode!r}: expected one of {', '.join(MODES)} (scripts is the EVALSHA opt-in)")
         if algorithm not in ALGORITHMS:
@@ -264,6 +270,8 @@ class _Base:
         # Plain counters an app can export as metrics.
         self.fallbacks = 0
         self.script_loads = 0
+        # Optional prometheus_client metrics (ratelimit.metrics); None costs nothing per call.
+        self.metrics = metrics
         self.library_loads = 0
         # Why the last "Function not found" could not be healed (names `redisops functions load`).
         self.library_problem: str | None = None
@@ -292,6 +300,8 @@ class _Base:
 
     def _on_unavailable(self, call: _Call, exc: BaseException) -> Decision:
         self.fallbacks += 1
+        if self.metrics is not None:
+            self.metrics.error(exc)  # counted when it is a missing library or NOPERM
         log.warning("rate limiter: Redis unavailable (%s: %s); %s %s", type(exc).__name__, exc,
                     "failing open for" if call.fail_open else "failing closed for", call.key)
         return _fallback(call, self.fallback_retry_after)
@@ -303,15 +313,17 @@ class RateLimiter(_Base):
     def __init__(self, client: Any, algorithm: str = "gcra", prefix: str = "rl", *,
                  timeout: float = DEFAULT_TIMEOUT, fail_open: bool = False,
                  fallback_retry_after: float = DEFAULT_FALLBACK_RETRY_AFTER, mode: Mode = "functions",
-                 load_library: bool = True) -> None:
+                 load_library: bool = True, metrics: LimiterMetrics | None = None) -> None:
         super().__init__(client, algorithm, prefix, timeout=timeout, fail_open=fail_open,
-                         fallback_retry_after=fallback_retry_after, mode=mode, load_library=load_library)
+                         fallback_retry_after=fallback_retry_after, mode=mode, load_library=load_library,
+                         metrics=metrics)
         _check_sync_client(client, timeout)
 
     def hit(self, key: str, limit: int, window_s: float, cost: int = 1, *, burst: int | None = None,
             algorithm: str | None = None, fail_open: bool | None = None) -> Decision:
         """Consume `cost` units of `key`'s allowance of `limit` per `window_s` if they fit."""
-        return self._run(self._call_for(key, limit, window_s, cost, burst, algorithm, fail_open, False))
+        call = self._call_for(key, limit, window_s, cost, burst, algorithm, fail_open, False)
+        return self._run(call) if self.metrics is None else self._measured(CUSTOM_TIER, call)
 
     def peek(self, key: str, limit: int, window_s: float, cost: int = 1, *, burst: int | None = None,
              algorithm: str | None = None, fail_open: bool | None = None) -> Decision:
@@ -319,7 +331,19 @@ class RateLimiter(_Base):
         return self._run(self._call_for(key, limit, window_s, cost, burst, algorithm, fail_open, True))
 
     def hit_tier(self, tier: Tier, client_id: str, cost: int = 1) -> Decision:
-        return self._run(self._tier_call(tier, client_id, cost, False))
+        call = self._tier_call(tier, client_id, cost, False)
+        return self._run(call) if self.metrics is None else self._measured(tier.name, call)
+
+    def _measured(self, tier: str, call: _Call) -> Decision:
+        assert self.metrics is not None
+        start = time.perf_counter()
+        try:
+            decision = self._run(call)
+        except Exception as exc:
+            self.metrics.error(exc)
+            raise
+        self.metrics.observe(tier, decision, time.perf_counter() - start)
+        return decision
 
     def peek_tier(self, tier: Tier, client_id: str, cost: int = 1) -> Decision:
         return self._run(self._tier_call(tier, client_id, cost, True))
@@ -408,14 +432,27 @@ class AsyncRateLimiter(_Base):
 
     async def hit(self, key: str, limit: int, window_s: float, cost: int = 1, *, burst: int | None = None,
                   algorithm: str | None = None, fail_open: bool | None = None) -> Decision:
-        return await self._run(self._call_for(key, limit, window_s, cost, burst, algorithm, fail_open, False))
+        call = self._call_for(key, limit, window_s, cost, burst, algorithm, fail_open, False)
+        return await (self._run(call) if self.metrics is None else self._measured(CUSTOM_TIER, call))
 
     async def peek(self, key: str, limit: int, window_s: float, cost: int = 1, *, burst: int | None = None,
                    algorithm: str | None = None, fail_open: bool | None = None) -> Decision:
         return await self._run(self._call_for(key, limit, window_s, cost, burst, algorithm, fail_open, True))
 
     async def hit_tier(self, tier: Tier, client_id: str, cost: int = 1) -> Decision:
-        return await self._run(self._tier_call(tier, client_id, cost, False))
+        call = self._tier_call(tier, client_id, cost, False)
+        return await (self._run(call) if self.metrics is None else self._measured(tier.name, call))
+
+    async def _measured(self, tier: str, call: _Call) -> Decision:
+        assert self.metrics is not None
+        start = time.perf_counter()
+        try:
+            decision = await self._run(call)
+        except Exception as exc:
+            self.metrics.error(exc)
+            raise
+        self.metrics.observe(tier, decision, time.perf_counter() - start)
+        return decision
 
     async def peek_tier(self, tier: Tier, client_id: str, cost: int = 1) -> Decision:
         return await self._run(self._tier_call(tier, client_id, cost, True))

@@ -529,6 +529,48 @@ def plan(
 
 @app.command()
 @_exits
+def loadtest(
+    url: Annotated[str | None, typer.Option(help="A running app behind the middleware on loopback (default: start "
+                                                 "the example app and a throwaway redis-server)")] = None,
+    redis_url: Annotated[str | None, typer.Option("--redis-url", help="With --url: the Redis to read INFO "
+                                                                      "commandstats from (calls per request)")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where loadtest.json (+ .png) go")] = Path("bench/results"),
+    scale: Annotated[float, typer.Option(help="Multiplies every scenario's request count")] = 1.0,
+    window_s: Annotated[int, typer.Option("--window-s", help="Stretch every tier's window to this (0: the guide's); "
+                                                             "nothing refills mid-run, so counts are exact")] = 3600,
+    max_seconds: Annotated[float, typer.Option("--max-seconds", help="Stop sending after this long")] = 120.0,
+    max_requests: Annotated[int, typer.Option("--max-requests", help="Refuse a plan above this many requests")] = 20_000,
+    scenario: Annotated[list[str] | None, typer.Option("--scenario", help="Run only these (repeatable)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table")] = False,
+    png: Annotated[bool, typer.Option("--png/--no-png", help="Also write the PNG chart")] = True,
+) -> None:
+    """The security load test over real HTTP: credential stuffing, flood, many clients, spoofed X-Forwarded-For."""
+    try:
+        from redisops.loadtest import LoadTestError, markdown_table, run_loadtest, write_chart
+    except ImportError as exc:
+        raise OperationError(f"the load test needs the dev requirements (httpx, starlette, uvicorn): {exc}") from None
+    if redis_url is not None and url is None:
+        raise UsageError("--redis-url applies with --url only (without it the test starts its own Redis)")
+    try:
+        report = run_loadtest(url=url, redis_url=redis_url, scale=scale, window_s=window_s, max_seconds=max_seconds,
+                              max_requests=max_requests, only=scenario or None)
+    except LoadTestError as exc:
+        raise UsageError(str(exc)) from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "loadtest.json").write_text(json.dumps(report, indent=2) + "\n")
+    if png:
+        write_chart(report, out_dir / "loadtest.png")
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        sys.stdout.write(markdown_table(report))
+        _say(f"{'passed' if report['passed'] else 'FAILED'} in {report['duration_s']} s; "
+             f"written {out_dir / 'loadtest.json'}{' and .png' if png else ''}")
+    raise typer.Exit(0 if report["passed"] else 1)
+
+
+@app.command()
+@_exits
 def render(
     stack: Annotated[str, typer.Option("--stack", help="Stack name (Pulumi.<stack>.yaml)")],
     fmt: Annotated[str, typer.Option("--format", help="yaml, json or md")] = "yaml",
@@ -582,11 +624,13 @@ def dev_up(
     stack: Annotated[str, typer.Option(help="Stack name")] = "dev",
     mode: Annotated[str, typer.Option(help="auto, docker or processes")] = "auto",
     smoke: Annotated[bool, typer.Option(help="Run the smoke test once it is up")] = True,
+    with_app: Annotated[bool, typer.Option("--app/--no-app", help="Also run the example app (examples/app) on "
+                                           "local.ports.app, scraped by Prometheus (process mode)")] = False,
 ) -> None:
     """Start the dev stack (Docker + Pulumi when present, else local processes)."""
     if mode not in ("auto", "docker", "processes"):
         raise UsageError(f"--mode {mode!r}: expected auto, docker or processes")
-    status = _dev_call("up", stack=stack, mode=mode, run_smoke=smoke, out=_say)
+    status = _dev_call("up", stack=stack, mode=mode, run_smoke=smoke, app=with_app, out=_say)
     raise typer.Exit(0 if status.healthy and (status.smoke in (None, "passed")) else 1)
 
 

@@ -76,6 +76,8 @@ LOCAL_PROGRAMS: Mapping[str, tuple[str, ...]] = {
     "/redis_exporter": ("prometheus-redis-exporter", "redis_exporter"),
     "/bin/prometheus": ("prometheus",),
 }
+# The example application (examples/app) that `up(app=True)` runs beside the stack.
+APP_SERVICE = "app"
 NOT_PACKAGED = {"grafana": "Grafana is not packaged for Debian; it runs only with Docker (mode docker)"}
 APT_HINT = "apt-get install redis-server redis-tools prometheus prometheus-redis-exporter"
 # `pulumi up` waits for the healthchecks it can see; the exporter (scratch image, no shell for a
@@ -185,7 +187,8 @@ class Remap:
       volumes) moves under ``roots[service]``, keeping its in-container layout;
     * endpoints: ``<hostname>:<container port>`` of any service (and ``127.0.0.1`` /
       ``localhost`` / ``0.0.0.0`` + the service's own container port) becomes the host address
-      and published port;
+      and published port; ``host.docker.internal:<port>`` (the application on the host) becomes
+      ``127.0.0.1:<port>``;
     * redis.conf's listening directives (``bind``, ``port``, ``tls-port``) follow the same table.
     """
 
@@ -226,6 +229,8 @@ class Remap:
                 return ("127.0.0.1" if hip in ("0.0.0.0", "::") else hip), hport  # noqa: S104
         if (host, port) in self.endpoints:
             return self.endpoints[(host, port)]
+        if host == ls.HOST_GATEWAY:
+            return "127.0.0.1", port  # the host itself: processes here share its loopback
         return host, port
 
     def text(self, service: str, text: str) -> str:
@@ -236,7 +241,7 @@ class Remap:
             alternation = "|".join(re.escape(p) for p in paths)
             text = re.sub(f"{_BOUNDARY_BEFORE}({alternation}){_BOUNDARY_AFTER}",
                           lambda m: str(self.path(service, m.group(1))), text)
-        hosts = {h for h, _ in self.endpoints} | {"127.0.0.1", "localhost", "0.0.0.0"}  # noqa: S104
+        hosts = {h for h, _ in self.endpoints} | {"127.0.0.1", "localhost", "0.0.0.0", ls.HOST_GATEWAY}  # noqa: S104
         pattern = r"(?<![\w.-])(" + "|".join(re.escape(h) for h in sorted(hosts, key=len, reverse=True)) + r"):(\d+)\b"
 
         def repl(m: re.Match[str]) -> str:
@@ -369,15 +374,22 @@ def start_process(spec: ContainerSpec, remap: Remap, run_dir: Path,
               "log": str(log), "image": spec.image}
     if on_started is not None:
         on_started(record)
-    info = {"host": dial, "port": host_port}
-    deadline = time.monotonic() + 30
-    while not (_wait_port(dial, host_port, 0.5) and _service_health(spec.service, info, run_dir)[0]):
+    _await_healthy_process(proc, spec.service, dial, host_port, log, run_dir, 30.0)
+    return record
+
+
+def _await_healthy_process(proc: subprocess.Popen[bytes], name: str, host: str, port: int, log: Path,
+                           run_dir: Path, timeout: float) -> None:
+    """Until `name`'s health probe passes; a process that exits or stays unhealthy is reaped and
+    reported with its log."""
+    info = {"host": host, "port": port}
+    deadline = time.monotonic() + timeout
+    while not (_wait_port(host, port, 0.5) and _service_health(name, info, run_dir)[0]):
         if time.monotonic() > deadline or proc.poll() is not None:
             _reap(proc)
             tail = log.read_text(errors="replace")[-2000:]
-            raise DevStackError(f"{spec.service} is not healthy on {dial}:{host_port}; log {log}:\n{tail}")
+            raise DevStackError(f"{name} is not healthy on {host}:{port}; log {log}:\n{tail}")
         time.sleep(0.1)
-    return record
 
 
 def _reap(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
@@ -411,6 +423,46 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
     except (OSError, IndexError):
         return True
+
+
+def app_target(spec: ContainerSpec, remap: Remap) -> tuple[str, int]:
+    """Where the dev stack's Prometheus looks for the application (job ratelimit-app), here."""
+    import yaml
+
+    from infra.monitoring.prometheus import APP_SCRAPE_JOB_NAME
+
+    upload = next(u for u in spec.uploads if u.path.endswith("/prometheus.yml"))
+    config = yaml.safe_load(remap.file(spec.service, upload))
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == APP_SCRAPE_JOB_NAME)
+    host, _, port = job["static_configs"][0]["targets"][0].rpartition(":")
+    return host, int(port)
+
+
+def start_app(run_dir: Path, host: str, port: int, on_started: Callable[[dict[str, Any]], None] | None = None,
+              timeout: float = 60.0) -> dict[str, Any]:
+    """The example application (examples/app, uvicorn) beside the stack, with the stack's .env, on
+    the address Prometheus scrapes; waits until GET /health answers. The app's code comes from the
+    checkout redisops runs from (examples/ is not installed), the stack from `run_dir`."""
+    code = Path(__file__).resolve().parents[1]
+    if not (code / "examples" / "app" / "__main__.py").is_file():
+        raise DevStackError(f"no example app in {code}/examples/app (an installed redisops has no examples/: "
+                            "run from a checkout)")
+    if not port_free(host, port):
+        raise DevStackError(f"app: {host}:{port} is already in use; free it or choose another port with "
+                            "overrides {'local': {'ports': {'app': <port>}}} (stack config redisstack:local.ports.app)")
+    argv = [sys.executable, "-m", "examples.app", "--host", host, "--port", str(port),
+            "--env-file", str(run_dir / ENV_FILE)]
+    log = run_dir / f"{APP_SERVICE}.log"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(code)}
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(argv, cwd=code, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    record = {"pid": proc.pid, "started": proc_start_time(proc.pid), "argv": argv, "host": host, "port": port,
+              "log": str(log), "url": f"http://{host}:{port}"}
+    if on_started is not None:
+        on_started(record)
+    _await_healthy_process(proc, APP_SERVICE, host, port, log, run_dir, timeout)
+    return record
 
 
 # --- status ------------------------------------------------------------------------------------
@@ -498,6 +550,8 @@ def _service_health(name: str, info: Mapping[str, Any], run_dir: Path) -> tuple[
         return _http_ok(f"http://{host}:{port}/metrics", "redis_up 1"), ""
     if name == "prometheus":
         return _http_ok(f"http://{host}:{port}/-/ready"), ""
+    if name == APP_SERVICE:
+        return _http_ok(f"http://{host}:{port}/health", "ok"), ""
     return _http_ok(f"http://{host}:{port}/api/health"), ""
 
 
@@ -743,7 +797,7 @@ def _up_processes(project: Path, stack: str, run_dir: Path, overrides: Mapping[s
             _save_state(run_dir, {"mode": "processes", "services": services})
 
         start_process(spec, remap, run_dir, on_started=started)
-    return {"outputs": outputs, "services": services}
+    return {"outputs": outputs, "services": services, "app_target": app_target(specs["prometheus"], remap)}
 
 
 def _save_state(run_dir: Path, state: Mapping[str, Any]) -> None:
@@ -779,8 +833,13 @@ def _smoke(run_dir: Path) -> str:
 
 
 def up(project_dir: Path | None = None, *, stack: str = "dev", mode: Mode = "auto",
-       overrides: Mapping[str, Any] | None = None, run_smoke: bool = True, out: Out = print) -> DevStatus:
-    """Bring the dev stack up (idempotent: an already running stack is reported, not restarted)."""
+       overrides: Mapping[str, Any] | None = None, run_smoke: bool = True, app: bool = False,
+       out: Out = print) -> DevStatus:
+    """Bring the dev stack up (idempotent: an already running stack is reported, not restarted).
+
+    `app` also runs the example application (examples/app) on the port Prometheus scrapes
+    (local.ports.app), with the stack's .env; process mode only (with Docker, Prometheus reaches
+    the host through host.docker.internal, where a loopback-only app is not listening)."""
     started = time.monotonic()
     project = find_project(project_dir)
     run_dir = project / ".run" / stack
@@ -794,6 +853,9 @@ def up(project_dir: Path | None = None, *, stack: str = "dev", mode: Mode = "aut
             down(project, stack=stack, out=out)
         # else: a docker `up` that failed half-way; `pulumi up` converges from what it left.
     chosen = resolve_mode(mode)
+    if chosen == "docker" and app:
+        raise DevStackError("--app runs the example app beside the process mode only; with Docker run it "
+                            "yourself: python -m examples.app --env-file .run/dev/.env (see README)")
     if chosen == "docker" and overrides:
         raise DevStackError("overrides apply to the container-less run only; with Docker set them as stack "
                             f"config: pulumi config set --stack {stack} redisstack:<key> <value>")
@@ -812,6 +874,19 @@ def up(project_dir: Path | None = None, *, stack: str = "dev", mode: Mode = "aut
     _save_state(run_dir, {"mode": chosen, "services": result["services"],
                           **({"topology": result["topology"]} if "topology" in result else {})})
     env_file = write_credentials(result["outputs"], run_dir)
+    if app:
+        services = result["services"]
+
+        def app_started(record: dict[str, Any]) -> None:
+            services[APP_SERVICE] = record
+            _save_state(run_dir, {"mode": chosen, "services": services})
+
+        try:
+            app_host, app_port = result["app_target"]
+            start_app(run_dir, app_host, app_port, on_started=app_started)
+        except Exception:
+            down(project, stack=stack, out=lambda _m: None)
+            raise
     if chosen == "docker":
         await_healthy(result["services"], run_dir, out=out)
     final = status(project, stack=stack)

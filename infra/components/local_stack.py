@@ -80,6 +80,9 @@ EXPORTER_ETC = "/etc/redis_exporter"
 EXPORTER_PASSWORD_FILE = f"{EXPORTER_ETC}/password.json"
 EXPORTER_CA = f"{EXPORTER_ETC}/ca.crt"
 PROMETHEUS_ETC = "/etc/prometheus"
+# How a container reaches the host (the application beside the stack); the process mode maps it to
+# 127.0.0.1 (redisops/devstack.py Remap).
+HOST_GATEWAY = "host.docker.internal"
 PROMETHEUS_DATA = "/prometheus"
 GRAFANA_PROVISIONING = gf.PROVISIONING_DIR
 # Not under /var/lib/grafana: that is the data volume, and files uploaded into a volume path
@@ -445,13 +448,16 @@ class LocalRedisStack(pulumi.ComponentResource):
         args, owner = self._args, USERS["prometheus"]
         config = prom.render_prometheus_config(f"{HOSTNAMES['exporter']}:{CONTAINER_PORTS['exporter']}",
                                                rule_files=(prom.RULES_FILE_NAME,),
-                                               external_labels={"stack": args.labels.get("stack", "dev")})
+                                               external_labels={"stack": args.labels.get("stack", "dev")},
+                                               app_targets=(f"{HOST_GATEWAY}:{args.ports['app']}",))
         alert_rules = prom.render_alert_rules(args.thresholds) if args.thresholds else prom.render_alert_rules()
         return docker.Container(
             f"{self._name}-prometheus",
             **self._common("prometheus"),
             entrypoints=["/bin/prometheus"],
             command=prometheus_command(),
+            # The application runs on the host (python -m examples.app): Docker's host-gateway alias.
+            hosts=[docker.ContainerHostArgs(host=HOST_GATEWAY, ip="host-gateway")],
             uploads=[rules.upload(f"{PROMETHEUS_ETC}/prometheus.yml", config, owner, secret=False),
                      rules.upload(f"{PROMETHEUS_ETC}/{prom.RULES_FILE_NAME}", alert_rules, owner, secret=False)],
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volumes["prometheus"].name,

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from infra.thresholds import LIMITER_DECISIONS_METRIC, thresholds_by_name
+
 DATASOURCE_UID = "redisstack-prometheus"
 DATASOURCE_NAME = "Prometheus"
 DASHBOARD_UID = "redisstack-redis"
@@ -141,27 +143,66 @@ PANELS: tuple[Panel, ...] = (
 )
 
 
-def dashboard(panels: tuple[Panel, ...] = PANELS) -> dict[str, Any]:
-    """The dashboard model (what render_dashboard serialises)."""
-    out: list[dict[str, Any]] = []
-    for i, p in enumerate(panels):
-        width = 12
-        out.append(
-            {
-                "id": i + 1,
-                "type": p.kind,
-                "title": p.title,
-                "description": p.description,
-                "datasource": dict(_DS_REF),
-                "gridPos": {"h": 8, "w": width, "x": (i % 2) * width, "y": (i // 2) * 8},
-                "fieldConfig": {"defaults": {"unit": p.unit}, "overrides": []},
-                "options": {},
-                "targets": [
-                    {"refId": chr(ord("A") + j), "datasource": dict(_DS_REF), "expr": expr, "legendFormat": legend}
-                    for j, (legend, expr) in enumerate(p.queries)
-                ],
-            }
-        )
+# The limiter row: what the application's limiter decided (ratelimit/metrics.py, scraped from the
+# application's /metrics by the `ratelimit-app` job), under the Redis panels. Its series exist only
+# while an application exports them.
+LIMITER_ROW_TITLE = "Rate limiter (application)"
+_D = LIMITER_DECISIONS_METRIC
+_LATENCY = "ratelimit_decision_seconds_bucket"
+LIMITER_PANELS: tuple[Panel, ...] = (
+    Panel("Limiter decisions by tier and outcome",
+          (("{{tier}} {{outcome}}", f"sum by (tier, outcome) (rate({_D}[1m]))"),),
+          "reqps", None, "allowed, denied (by Redis), denied_locally (deny cache), fallback (no Redis)"),
+    Panel("Limiter decision latency",
+          (("p50 {{tier}}", f"histogram_quantile(0.5, sum by (le, tier) (rate({_LATENCY}[5m])))"),
+           ("p99 {{tier}}", f"histogram_quantile(0.99, sum by (le, tier) (rate({_LATENCY}[5m])))")),
+          "s", None, "Round trip to Redis included; the default decision timeout is 100 ms"),
+    Panel("Limiter fallback decisions (5m)",
+          (("{{tier}}", f'sum by (tier) (increase({_D}{{outcome="fallback"}}[5m]))'),),
+          "short", None, "Any is an alert: the limiter is deciding without Redis", kind="stat"),
+    Panel("Credential-tier denials",
+          (("{{tier}} {{instance}}", thresholds_by_name()["credential_denials"].expr),),
+          "reqps", None, "Denials on auth and mfa (alert at 1/s, 10/s): credential stuffing"),
+    Panel("Limiter errors (5m)",
+          (("{{kind}}", "sum by (kind) (increase(ratelimit_errors_total[5m]))"),),
+          "short", None, "library_missing: load the ratelimit library; noperm: the app's ACL refuses the call"),
+)
+
+
+def _panel(panel_id: int, p: Panel, grid: dict[str, int]) -> dict[str, Any]:
+    return {
+        "id": panel_id,
+        "type": p.kind,
+        "title": p.title,
+        "description": p.description,
+        "datasource": dict(_DS_REF),
+        "gridPos": grid,
+        "fieldConfig": {"defaults": {"unit": p.unit}, "overrides": []},
+        "options": {},
+        "targets": [
+            {"refId": chr(ord("A") + j), "datasource": dict(_DS_REF), "expr": expr, "legendFormat": legend}
+            for j, (legend, expr) in enumerate(p.queries)
+        ],
+    }
+
+
+def _grid(panels: tuple[Panel, ...], first_id: int, y0: int) -> tuple[list[dict[str, Any]], int]:
+    """Two panels per line from y0; returns them and the next free y."""
+    width = 12
+    out = [_panel(first_id + i, p, {"h": 8, "w": width, "x": (i % 2) * width, "y": y0 + (i // 2) * 8})
+           for i, p in enumerate(panels)]
+    return out, y0 + -(-len(panels) // 2) * 8
+
+
+def dashboard(panels: tuple[Panel, ...] = PANELS, limiter_panels: tuple[Panel, ...] = LIMITER_PANELS
+              ) -> dict[str, Any]:
+    """The dashboard model (what render_dashboard serialises): the Redis panels, then the limiter row."""
+    out, y = _grid(panels, 1, 0)
+    if limiter_panels:
+        out.append({"id": len(out) + 1, "type": "row", "title": LIMITER_ROW_TITLE, "collapsed": False,
+                    "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}, "panels": []})
+        more, _ = _grid(limiter_panels, len(out) + 1, y + 1)
+        out += more
     return {
         "uid": DASHBOARD_UID,
         "title": DASHBOARD_TITLE,
@@ -183,6 +224,8 @@ def render_dashboard(panels: tuple[Panel, ...] = PANELS) -> str:
 
 
 def dashboard_queries(panels: tuple[Panel, ...] = PANELS) -> list[str]:
+    """The Redis panels' queries (redis_exporter metrics); `dashboard_queries(LIMITER_PANELS)` for the
+    limiter row's, which read the application's metrics."""
     return [expr for p in panels for _, expr in p.queries]
 
 

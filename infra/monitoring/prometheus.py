@@ -20,6 +20,8 @@ from infra.thresholds import DEFAULT_THRESHOLDS, Severity, Threshold, fmt_number
 RULES_FILE_NAME = "redis-alerts.yml"
 RULE_GROUP_NAME = "redisstack-redis"
 SCRAPE_JOB_NAME = "redis"
+# The application's own /metrics (ratelimit.metrics: the limiter's decisions, latency, errors).
+APP_SCRAPE_JOB_NAME = "ratelimit-app"
 DEFAULT_RUNBOOK_BASE = "docs/runbooks/troubleshooting.md"
 
 # Placeholders Prometheus fills in when an alert fires. Kept as constants so the promtool
@@ -35,8 +37,10 @@ def render_prometheus_config(
     evaluation_interval: str = "15s",
     rule_files: Sequence[str] = (RULES_FILE_NAME,),
     external_labels: dict[str, str] | None = None,
+    app_targets: Sequence[str] = (),
 ) -> str:
-    """prometheus.yml: one scrape job for redis_exporter at `host:port` (or several targets).
+    """prometheus.yml: one scrape job for redis_exporter at `host:port` (or several targets), and
+    with `app_targets` one for the applications' /metrics (the limiter's own series).
 
     `rule_files` are paths as Prometheus sees them; relative paths resolve against the
     directory of prometheus.yml, so the default works when both files sit side by side.
@@ -44,7 +48,7 @@ def render_prometheus_config(
     targets = [exporter_targets] if isinstance(exporter_targets, str) else list(exporter_targets)
     if not targets:
         raise ValueError("render_prometheus_config: at least one exporter target is required")
-    for t in targets:
+    for t in [*targets, *app_targets]:
         host, sep, port = t.rpartition(":")
         if not sep or not host or not port.isdigit():
             raise ValueError(f"render_prometheus_config: target {t!r} is not host:port")
@@ -73,6 +77,13 @@ def render_prometheus_config(
             }
         ],
     }
+    if app_targets:
+        config["scrape_configs"].append({
+            "job_name": APP_SCRAPE_JOB_NAME,
+            "scrape_timeout": scrape_interval,
+            "metrics_path": "/metrics",
+            "static_configs": [{"targets": list(app_targets)}],
+        })
     return yaml.safe_dump(config, sort_keys=False)
 
 
@@ -105,7 +116,7 @@ def alert_rules(
                     "alert": t.alert,
                     "expr": t.promql(line),
                     "for": t.for_,
-                    "labels": {"severity": severity, "threshold": t.name, "service": "redis"},
+                    "labels": {"severity": severity, "threshold": t.name, "service": t.service},
                     "annotations": alert_annotations(t, severity, line, runbook_base),
                 }
             )

@@ -63,6 +63,7 @@ class Live:
     remap: devstack.Remap
     services: dict[str, dict[str, Any]]
     generated: dict[str, Any]
+    ports: dict[str, int]
 
     def redis(self, user: str | None = None, password: str | None = None, **kw: Any) -> redis.Redis:
         info = self.services["redis"]
@@ -82,6 +83,9 @@ class Live:
     def admin(self) -> redis.Redis:
         return self.redis("admin", self.outputs["adminPassword"])
 
+    def outputs_port(self, name: str) -> int:
+        return int(self.ports[name])
+
     def url(self, service: str) -> str:
         info = self.services[service]
         return f"http://{info['host']}:{info['port']}"
@@ -90,7 +94,7 @@ class Live:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     run_dir = tmp_path_factory.mktemp("devstack")
-    ports = {s: free_port() for s in ls.SERVICES}
+    ports = {s: free_port() for s in (*ls.SERVICES, "app")}
     run = devstack.offline_run(Path.cwd(), "dev", {"local": {"ports": ports}})
     specs = devstack.container_specs(run.resources)
     remap = devstack.Remap.build(specs, run_dir)
@@ -103,7 +107,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         devstack.write_files(specs["grafana"], remap)
         generated = {r.name: devstack._plain(r.outputs["result"]) for r in run.resources
                      if r.type == "random:index/randomPassword:RandomPassword"}
-        yield Live(run_dir, devstack._plain(run.outputs), specs, remap, services, generated)
+        yield Live(run_dir, devstack._plain(run.outputs), specs, remap, services, generated, ports)
     finally:
         for info in reversed(list(services.values())):
             devstack._stop_pid(info["pid"], info["started"])
@@ -226,9 +230,10 @@ def test_exporter_reports_redis_up_through_its_acl_user(live: Live) -> None:
 
 # --- Prometheus -----------------------------------------------------------------------------------
 
-def _targets_up(live: Live) -> bool:
+def _targets_up(live: Live, job: str = prom.SCRAPE_JOB_NAME) -> bool:
     targets = http_json(f"{live.url('prometheus')}/api/v1/targets")["data"]["activeTargets"]
-    return len(targets) == 1 and targets[0]["health"] == "up"
+    mine = [t for t in targets if t["labels"]["job"] == job]
+    return len(mine) == 1 and mine[0]["health"] == "up"
 
 
 def test_prometheus_scrapes_the_exporter_and_loads_every_rule(live: Live) -> None:
@@ -288,7 +293,9 @@ def test_every_metric_of_rules_and_dashboard_exists_and_every_panel_query_evalua
     names |= replica_metric_names(live, tmp_path)
     # The cluster rows' metrics exist on cluster nodes only (tests/integration/test_cluster_monitoring.py).
     names |= CLUSTER_ONLY_METRICS
-    rule_exprs = [r["expr"] for r in yaml.safe_load(prom.render_alert_rules())["groups"][0]["rules"]]
+    # The limiter's rules (service ratelimit) read the application's metrics: checked with the app below.
+    rule_exprs = [r["expr"] for r in yaml.safe_load(prom.render_alert_rules())["groups"][0]["rules"]
+                  if r["labels"].get("service") != "ratelimit"]
     used = set().union(*(metric_names(e) for e in [*rule_exprs, *gf.dashboard_queries()]))
     assert used and used <= names, sorted(used - names)
     for expr in gf.dashboard_queries():
@@ -321,7 +328,11 @@ def test_grafana_provisioning_files_match_grafanas_schema(live: Live) -> None:
     assert [d.name for d in dashboards] == ["redis.json"]
     dash = json.loads(dashboards[0].read_text())
     assert dash["uid"] and dash["title"] and dash["schemaVersion"] >= 30
+    rows = [p for p in dash["panels"] if p["type"] == "row"]
+    assert [r["title"] for r in rows] == [gf.LIMITER_ROW_TITLE]
     for panel in dash["panels"]:
+        if panel["type"] == "row":
+            continue
         assert panel["datasource"]["uid"] == ds["uid"]
         assert all(t["datasource"]["uid"] == ds["uid"] and t["expr"] for t in panel["targets"])
     password = live.remap.path("grafana", ls.GRAFANA_ADMIN_PASSWORD_FILE)
@@ -352,3 +363,42 @@ def test_redisops_smoke_passes_against_this_redis(live: Live) -> None:
     assert functions.load(spec)["state"] == "current"
     report = smoke.run_smoke(spec)
     assert report.passed, [(c.name, c.detail) for c in report.failed]
+
+
+# --- the example application beside the stack -------------------------------------------------------
+
+def test_prometheus_scrapes_the_example_apps_limiter_metrics(live: Live) -> None:
+    """`redisops dev up --app`: the example app runs with the stack's .env (TLS, the app user) on the
+    port the rendered prometheus.yml names, and Prometheus collects the limiter's decisions."""
+    import httpx
+
+    devstack.write_credentials(live.outputs, live.run_dir)
+    host, port = devstack.app_target(live.specs["prometheus"], live.remap)
+    assert host == "127.0.0.1" and port == live.outputs_port("app")
+    record = devstack.start_app(live.run_dir, host, port)
+    try:
+        base = f"http://{host}:{port}"
+        codes = [httpx.post(f"{base}/auth/login", json={"username": "x", "password": str(i)}).status_code
+                 for i in range(3)]
+        assert codes == [401, 401, 401]  # admitted by the limiter, refused by the app
+        wait_until(lambda: _targets_up(live, prom.APP_SCRAPE_JOB_NAME), 60, "app target up", interval=1)
+
+        def scraped() -> float:
+            res = prometheus_query(live.url("prometheus"),
+                                   'ratelimit_decisions_total{job="ratelimit-app",tier="auth",outcome="allowed"}')
+            values = [float(r["value"][1]) for r in res["data"]["result"]]
+            return values[0] if values and values[0] >= 3 else 0.0
+
+        assert wait_until(scraped, 60, "the app's decisions in Prometheus", interval=1) == 3.0
+        # Every metric the limiter's rules and the dashboard's limiter row read is in the app's output.
+        app_names = exporter_metric_names(httpx.get(f"{base}/metrics").text)
+        rules = [r["expr"] for r in yaml.safe_load(prom.render_alert_rules())["groups"][0]["rules"]
+                 if r["labels"]["service"] == "ratelimit"]
+        used = set().union(*(metric_names(e) for e in [*rules, *gf.dashboard_queries(gf.LIMITER_PANELS)]))
+        assert rules and used and used <= app_names, sorted(used - app_names)
+        # The rules evaluate over the app's series (zero-initialised): no fallback alert fires.
+        fallbacks = prometheus_query(live.url("prometheus"),
+                                     'ratelimit_decisions_total{job="ratelimit-app",outcome="fallback"}')
+        assert len(fallbacks["data"]["result"]) == 6  # one zero series per tier
+    finally:
+        devstack._stop_pid(record["pid"], record["started"])

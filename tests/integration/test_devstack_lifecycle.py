@@ -40,9 +40,9 @@ def alive(pid: int, started: int | None) -> bool:
 @needs_programs
 def test_up_status_down(tmp_path: Path) -> None:
     proj = project(tmp_path)
-    ports = {s: free_port() for s in ls.SERVICES}
+    ports = {s: free_port() for s in (*ls.SERVICES, "app")}
     said: list[str] = []
-    st = devstack.up(proj, mode="processes", overrides={"local": {"ports": ports}}, out=said.append)
+    st = devstack.up(proj, mode="processes", overrides={"local": {"ports": ports}}, app=True, out=said.append)
     run_dir = proj / ".run" / "dev"
     try:
         assert st.mode == "processes" and st.healthy, st.lines()
@@ -50,6 +50,8 @@ def test_up_status_down(tmp_path: Path) -> None:
         by_name = {s.name: s for s in st.services}
         assert by_name["redis"].url == f"rediss://127.0.0.1:{ports['redis']}/0"
         assert by_name["grafana"].running is False and "not packaged for Debian" in by_name["grafana"].detail
+        # The example app runs beside it (--app), on the port the stack's Prometheus scrapes.
+        assert by_name["app"].healthy and by_name["app"].url == f"http://127.0.0.1:{ports['app']}"
         # Credentials only in files readable by the developer alone, never printed.
         env_file = run_dir / ".env"
         assert oct(env_file.stat().st_mode & 0o777) == "0o600"
@@ -71,7 +73,7 @@ def test_up_status_down(tmp_path: Path) -> None:
         state = devstack._read_state(run_dir)
         assert state is not None
         pids = {n: (i["pid"], i["started"]) for n, i in state["services"].items() if "pid" in i}
-        assert set(pids) == {"redis", "exporter", "prometheus"}
+        assert set(pids) == {"redis", "exporter", "prometheus", "app"}
         assert all(alive(*p) for p in pids.values())
 
         again: list[str] = []

@@ -90,6 +90,8 @@ def test_prometheus_and_healthcheck(specs: dict[str, ContainerSpec], tmp_path: P
     upload = next(u for u in specs["prometheus"].uploads if u.path.endswith("prometheus.yml"))
     text = remap.file("prometheus", upload)
     assert "- 127.0.0.1:19121" in text and "redis-exporter" not in text
+    # The application beside the stack: host.docker.internal is this host's loopback here.
+    assert "- 127.0.0.1:8000" in text and "host.docker.internal" not in text
     assert "- redis-alerts.yml" in text  # relative: resolved beside prometheus.yml wherever it lives
     args = remap.argv("prometheus", specs["prometheus"].argv)
     assert f"--config.file={tmp_path}/prometheus/root/etc/prometheus/prometheus.yml" in args

@@ -295,6 +295,12 @@ def test_prometheus_scrapes_the_exporter_and_loads_the_rules_table(run: StackRun
     assert ups[rules_path]["content"] == prom.render_alert_rules()
     assert flags["--storage.tsdb.path"] == "/prometheus"
     assert flags["--web.listen-address"] == f"0.0.0.0:{p['ports'][0]['internal']:.0f}"
+    # The application on the host (job ratelimit-app): reached through Docker's host-gateway alias
+    # (--add-host NAME:host-gateway maps to the default bridge's address, moby/moby#40007).
+    app_job = config["scrape_configs"][1]
+    assert app_job["job_name"] == prom.APP_SCRAPE_JOB_NAME and app_job["metrics_path"] == "/metrics"
+    assert app_job["static_configs"] == [{"targets": [f"{ls.HOST_GATEWAY}:8000"]}]
+    assert p["hosts"] == [{"host": ls.HOST_GATEWAY, "ip": "host-gateway"}]
 
 
 def test_threshold_overrides_reach_the_rules() -> None:
@@ -315,7 +321,7 @@ def test_grafana_provisioning_is_wired_by_uid_and_locked_down(run: StackRun) -> 
     dashboards = [p for p in ups if PurePosixPath(p).parent == PurePosixPath(provider["options"]["path"])]
     assert len(dashboards) == 1
     dash = json.loads(ups[dashboards[0]]["content"])
-    uids = {t["datasource"]["uid"] for panel in dash["panels"] for t in panel["targets"]}
+    uids = {t["datasource"]["uid"] for panel in dash["panels"] if panel["type"] != "row" for t in panel["targets"]}
     assert uids == {ds["uid"]} == {gf.DATASOURCE_UID}
     env = dict(e.split("=", 1) for e in g["envs"])
     assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false" and env["GF_USERS_ALLOW_SIGN_UP"] == "false"

@@ -13,6 +13,8 @@ from infra.monitoring.grafana import (
     DASHBOARD_UID,
     DATASOURCE_UID,
     GUIDE_DASHBOARD_ITEMS,
+    LIMITER_PANELS,
+    LIMITER_ROW_TITLE,
     PANELS,
     dashboard_queries,
     exporter_command,
@@ -71,9 +73,18 @@ def test_dashboard_json_and_datasource_refs() -> None:
     assert "${DS_" not in text and "__inputs" not in dash
     ds_uid = yaml.safe_load(render_datasource())["datasources"][0]["uid"]
     panels = dash["panels"]
-    assert len(panels) == len(PANELS)
+    rows = [p for p in panels if p["type"] == "row"]
+    assert [r["title"] for r in rows] == [LIMITER_ROW_TITLE]
+    assert len(panels) == len(PANELS) + 1 + len(LIMITER_PANELS)
     assert len({p["id"] for p in panels}) == len(panels)
+    # The row sits below every Redis panel and above every limiter panel, full width.
+    (row,) = rows
+    assert row["gridPos"] == {"h": 1, "w": 24, "x": 0, "y": max(p["gridPos"]["y"] + p["gridPos"]["h"]
+                                                               for p in panels[:len(PANELS)])}
+    assert all(p["gridPos"]["y"] > row["gridPos"]["y"] for p in panels[len(PANELS) + 1:])
     for p in panels:
+        if p["type"] == "row":
+            continue
         assert p["datasource"] == {"type": "prometheus", "uid": ds_uid}, p["title"]
         assert p["targets"], p["title"]
         for t in p["targets"]:
@@ -96,7 +107,7 @@ def test_dashboard_schema_version_is_one_grafana_12_migrates() -> None:
     dash = json.loads(render_dashboard())
     assert dash["schemaVersion"] in GRAFANA_12_SCHEMA_VERSIONS
     # Panel types Grafana 12 ships without Angular (the graph/singlestat panels are gone since 11).
-    assert {p["type"] for p in dash["panels"]} <= {"timeseries", "stat"}
+    assert {p["type"] for p in dash["panels"]} <= {"timeseries", "stat", "row"}
 
 
 def metric_names(expr: str) -> set[str]:
@@ -169,3 +180,17 @@ def test_exporter_command_password_file_and_tls() -> None:
 def test_exporter_command_rejects_bad_input(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         exporter_command("redis", 6379, **kwargs)
+
+
+def test_limiter_row_reads_the_client_metrics_and_the_alert_expression() -> None:
+    from infra.thresholds import thresholds_by_name
+    from ratelimit.metrics import METRIC_DECISION_SECONDS, METRIC_DECISIONS, METRIC_ERRORS
+
+    queries = dashboard_queries(LIMITER_PANELS)
+    names = set().union(*(re.findall(r"\bratelimit_[a-z_]+\b", q) for q in queries))
+    assert names == {f"{METRIC_DECISIONS}_total", f"{METRIC_DECISION_SECONDS}_bucket", f"{METRIC_ERRORS}_total"}
+    titles = [p.title for p in LIMITER_PANELS]
+    assert "Limiter fallback decisions (5m)" in titles and "Limiter decision latency" in titles
+    # The credential panel shows exactly what the alert judges.
+    assert thresholds_by_name()["credential_denials"].expr in queries
+    assert any("histogram_quantile(0.99," in q for q in queries)

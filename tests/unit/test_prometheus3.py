@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from infra.components.local_stack import prometheus_command
-from infra.monitoring.grafana import dashboard_queries
+from infra.monitoring.grafana import LIMITER_PANELS, dashboard_queries
 from infra.monitoring.prometheus import alert_rules, render_prometheus_config
 from infra.thresholds import DEFAULT_THRESHOLDS
 
@@ -53,7 +53,7 @@ def all_keys(node: Any) -> set[str]:
 
 
 def expressions() -> list[str]:
-    return [r["expr"] for r in alert_rules(DEFAULT_THRESHOLDS)] + dashboard_queries()
+    return [r["expr"] for r in alert_rules(DEFAULT_THRESHOLDS)] + dashboard_queries() + dashboard_queries(LIMITER_PANELS)
 
 
 def test_config_uses_only_keys_both_versions_know() -> None:

@@ -212,6 +212,30 @@ def scenarios() -> list[Scenario]:
     out += level_scenarios("engine_cpu", cpu, (95, "95"), (80, "80"), 10)
     out += level_scenarios("new_connections", one("redis_connections_received_total", counter),
                            (300, "300"), (100, "100"), 1)
+    out += limiter_scenarios()
+    return out
+
+
+AUTH = {"tier": "auth"}
+
+
+def decisions(tier: str, outcome: str) -> Callable[[Phases], dict[str, list[float]]]:
+    return one("ratelimit_decisions_total", counter, {"tier": tier, "outcome": outcome})
+
+
+def limiter_scenarios() -> list[Scenario]:
+    """The limiter client's series (ratelimit.metrics), as the application exports them."""
+    out = level_scenarios("limiter_fallbacks", decisions("auth", "fallback"), (1, "300"), None, 0, AUTH)
+    out += level_scenarios("credential_denials", decisions("auth", "denied"), (20, "20"), (5, "5"), 0, AUTH)
+    out.append(Scenario("credential_denials", "mfa tier too", decisions("mfa", "denied")([(12, FIRE)]),
+                        {FIRE - M: {"warning": "12", "critical": "12"}}, {"tier": "mfa"}))
+    # Denials answered by the local deny cache count as denials: together 8 + 7 per second.
+    both = {**decisions("auth", "denied")([(8, FIRE)]), **decisions("auth", "denied_locally")([(7, FIRE)])}
+    out.append(Scenario("credential_denials", "cached and Redis denials add up", both,
+                        {FIRE - M: {"warning": "15", "critical": "15"}}, AUTH))
+    # A flood on the general tier is the limiter doing its job, not a credential attack.
+    out.append(Scenario("credential_denials", "general-tier denials: silent", decisions("general", "denied")([(50, FIRE)]),
+                        {FIRE - M: {}}, {"tier": "general"}))
     return out
 
 
@@ -228,7 +252,7 @@ def build_test_file(scens: list[Scenario], thresholds: tuple[Threshold, ...]) ->
                 ann = alert_annotations(t, severity, lines[severity])  # type: ignore[arg-type]
                 exp.append({
                     "exp_labels": {**BASE_LABELS, **sc.alert_labels,
-                                   "severity": severity, "threshold": t.name, "service": "redis"},
+                                   "severity": severity, "threshold": t.name, "service": t.service},
                     "exp_annotations": {k: v.replace(VALUE_TEMPLATE, shown).replace(INSTANCE_TEMPLATE, INSTANCE)
                                         for k, v in ann.items()},
                 })

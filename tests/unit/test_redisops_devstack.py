@@ -385,3 +385,12 @@ def test_docker_path_gives_up_at_its_deadline_naming_the_service(grafana: tuple[
     services = {"grafana": {"url": f"http://127.0.0.1:{port}", "host": "127.0.0.1", "port": port}}
     with pytest.raises(ds.DevStackError, match=r"not healthy within 1 s: grafana \(http://127\.0\.0\.1"):
         ds.await_healthy(services, tmp_path, timeout=1, out=lambda _m: None)
+
+
+def test_the_example_app_beside_docker_is_refused_with_the_manual_command(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.yaml").write_text("name: redisstack\n")
+    (tmp_path / "infra").mkdir()
+    with pytest.raises(ds.DevStackError, match=r"process mode only; with Docker run it yourself: "
+                                                     r"python -m examples.app --env-file \.run/dev/\.env"):
+        ds.up(tmp_path, mode="docker", app=True, out=lambda _m: None)
+    assert not (tmp_path / ".run").exists()  # refused before anything was created

@@ -31,7 +31,8 @@ def test_guide_defaults() -> None:
     assert [(t.name, t.limit, t.window_s) for t in s.tiers] == [
         ("general", 120, 60), ("auth", 30, 60), ("sensitive", 10, 60),
         ("admin", 300, 60), ("mfa", 5, 60), ("financial", 20, 60)]
-    assert s.config.local.ports.model_dump() == {"redis": 6379, "exporter": 9121, "prometheus": 9090, "grafana": 3001}
+    assert s.config.local.ports.model_dump() == {"redis": 6379, "exporter": 9121, "prometheus": 9090, "grafana": 3001,
+                                                 "app": 8000}
     assert s.config.local.bind_address == "127.0.0.1"
     assert s.config.tls is True
     assert s.config.timeout_ms == 5000

@@ -1,0 +1,1 @@
+"""Example applications that use the limiter (not part of the installed package)."""

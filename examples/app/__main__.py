@@ -1,0 +1,54 @@
+"""`python -m examples.app [--host 127.0.0.1] [--port 8000] [--fd N] [--env-file .run/dev/.env]`
+
+Serves the example API with uvicorn. `--fd` serves on an inherited, already listening socket
+(how `redisops loadtest` starts it on an OS-assigned port without a race); `--env-file` reads the
+dev stack's credentials file (KEY=value lines) on top of the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import socket
+from pathlib import Path
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"{path}:{n}: expected KEY=value, got {line[:40]!r}")
+        parts = shlex.split(value)
+        env[key.strip()] = parts[0] if parts else ""
+    return env
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m examples.app", description=__doc__.splitlines()[0])
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--fd", type=int, help="serve on this inherited listening socket instead")
+    p.add_argument("--env-file", type=Path, help="KEY=value file read on top of the environment")
+    args = p.parse_args(argv)
+    env = dict(os.environ)
+    if args.env_file:
+        env.update(read_env_file(args.env_file))
+
+    import uvicorn
+
+    from examples.app.app import AppConfig, create_app
+
+    app = create_app(AppConfig.from_env(env))
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False,
+                            lifespan="on")
+    server = uvicorn.Server(config)
+    server.run(sockets=[socket.socket(fileno=args.fd)] if args.fd is not None else None)
+
+
+if __name__ == "__main__":
+    main()

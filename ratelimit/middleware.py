@@ -1,0 +1,204 @@
+"""Drop-in ASGI middleware (Starlette, FastAPI, any ASGI app): the guide's tiers on routes.
+
+    from ratelimit.middleware import RateLimitMiddleware
+
+    app.add_middleware(
+        RateLimitMiddleware,
+        limiter=AsyncRateLimiter(async_decision_client(...), metrics=LimiterMetrics()),
+        routes={"/auth/*": "auth", "/admin/*": "admin", "/health": None},  # default: general
+        trusted_proxies=["10.0.0.0/8"],                                     # your load balancers
+    )
+
+* **Routes -> tiers** (`RouteTable`): ``/x/*`` matches ``/x`` and everything under it, other
+  patterns match exactly; the most specific pattern wins (exact before prefix, longer prefix
+  before shorter), so the table reads the same in any order. A route mapped to ``None`` is not
+  limited (health checks, /metrics). Unmatched paths get `default_tier` (``general``).
+* **Client identity** (`ClientIdentity`): the peer address. ``X-Forwarded-For`` is read only
+  when the peer is one of `trusted_proxies`, and then from the right: the first hop that is not
+  a trusted proxy is the client. Everything left of it was written by the client and is ignored,
+  so a spoofed header buys no extra allowance.
+* **Answers**: a denied request gets ``429`` with ``Retry-After`` and the IETF ``RateLimit`` /
+  ``RateLimit-Policy`` fields (ratelimit.headers); an admitted one carries the same RateLimit
+  fields on the application's response.
+* **Metrics**: the limiter's own (ratelimit.metrics); every tier's series are created at 0.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ratelimit.headers import headers
+from ratelimit.limiter import AsyncRateLimiter
+from ratelimit.tiers import DEFAULT_TIERS, Tier
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+DEFAULT_TIER = "general"
+# The identity of a request without a peer address (some test clients, unix sockets): all such
+# requests share one allowance rather than escaping the limit.
+UNKNOWN_CLIENT = "unknown"
+_XFF = b"x-forwarded-for"
+
+
+@dataclass(frozen=True)
+class _Route:
+    pattern: str
+    prefix: bool  # "/x/*"
+    base: str  # "/x" for "/x/*", the pattern itself otherwise
+    tier: Tier | None
+
+
+class RouteTable:
+    """Path -> Tier (or None: not limited), from a declarative table of patterns."""
+
+    def __init__(self, routes: Mapping[str, str | None] | Iterable[tuple[str, str | None]],
+                 tiers: Iterable[Tier] = DEFAULT_TIERS, default_tier: str | None = DEFAULT_TIER) -> None:
+        by_name = {t.name: t for t in tiers}
+        allowed = ", ".join(sorted(by_name))
+        items = list(routes.items()) if isinstance(routes, Mapping) else list(routes)
+        parsed: list[_Route] = []
+        seen: set[str] = set()
+        for pattern, tier_name in items:
+            key = f"routes[{pattern!r}]"
+            if not isinstance(pattern, str) or not pattern.startswith("/"):
+                raise ValueError(f"{key}: pattern must be a path starting with '/', e.g. '/auth/*'")
+            prefix = pattern.endswith("/*")
+            base = pattern[:-2] if prefix else pattern
+            if "*" in base:
+                raise ValueError(f"{key}: '*' is allowed only as a trailing '/*' (prefix match), got {pattern!r}")
+            if pattern in seen:
+                raise ValueError(f"{key}: listed twice")
+            seen.add(pattern)
+            if tier_name is not None and tier_name not in by_name:
+                raise ValueError(f"{key}: unknown tier {tier_name!r}; allowed: {allowed} (or None: not limited)")
+            parsed.append(_Route(pattern, prefix, base, by_name[tier_name] if tier_name is not None else None))
+        if default_tier is not None and default_tier not in by_name:
+            raise ValueError(f"default_tier: unknown tier {default_tier!r}; allowed: {allowed} (or None)")
+        self.default = by_name[default_tier] if default_tier is not None else None
+        self._exact = {r.base: r.tier for r in parsed if not r.prefix}
+        # Longest prefix first: the most specific one wins whatever the table's order.
+        self._prefixes = sorted((r for r in parsed if r.prefix), key=lambda r: len(r.base), reverse=True)
+        self.tiers: tuple[Tier, ...] = tuple(by_name.values())
+
+    def tier_for(self, path: str) -> Tier | None:
+        if path in self._exact:
+            return self._exact[path]
+        for r in self._prefixes:
+            if path == r.base or path.startswith(r.base + "/") or (r.base == "" and path.startswith("/")):
+                return r.tier
+        return self.default
+
+
+def _parse_ip(text: str) -> IPAddress | None:
+    """An address as proxies write it in X-Forwarded-For: `1.2.3.4`, `1.2.3.4:567`, `2001:db8::1`,
+    `[2001:db8::1]:567`; None when it is none of those (e.g. `unknown`, a hostname)."""
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1:].split("]", 1)[0]
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+class ClientIdentity:
+    """The client address of a request, honouring X-Forwarded-For only through trusted proxies."""
+
+    def __init__(self, trusted_proxies: Sequence[str] = ()) -> None:
+        nets: list[IPNetwork] = []
+        for i, cidr in enumerate(trusted_proxies):
+            try:
+                nets.append(ipaddress.ip_network(cidr, strict=True))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"trusted_proxies[{i}]: {cidr!r} is not an address or CIDR network of a proxy "
+                                 f"(e.g. '10.0.0.0/8', '2001:db8::1'): {exc}") from None
+            if nets[-1].prefixlen == 0:
+                # 0.0.0.0/0 would let every client write its own identity.
+                raise ValueError(f"trusted_proxies[{i}]: {cidr!r} trusts every address; list your proxies only")
+        self.trusted = tuple(nets)
+
+    def is_trusted(self, ip: IPAddress) -> bool:
+        return any(ip in n for n in self.trusted)
+
+    def __call__(self, scope: Scope) -> str:
+        client = scope.get("client")
+        peer = _parse_ip(client[0]) if client else None
+        if peer is None:
+            return str(client[0]) if client else UNKNOWN_CLIENT
+        if not self.trusted or not self.is_trusted(peer):
+            return str(peer)
+        # Several X-Forwarded-For fields are one list, in order (RFC 9110 5.3).
+        hops = [h for name, value in scope.get("headers", ()) if name.lower() == _XFF
+                for h in value.decode("latin-1").split(",") if h.strip()]
+        identity = peer
+        for hop in reversed(hops):
+            ip = _parse_ip(hop)
+            if ip is None:
+                # A hop that is no address ends what can be believed: the last trusted proxy that
+                # handed it on is the identity (never a string the client may have chosen).
+                break
+            identity = ip
+            if not self.is_trusted(ip):
+                break
+        return str(identity)
+
+
+def _encode(hdrs: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in hdrs.items()]
+
+
+class RateLimitMiddleware:
+    """ASGI middleware deciding every HTTP request against its route's tier."""
+
+    def __init__(self, app: ASGIApp, *, limiter: AsyncRateLimiter,
+                 routes: Mapping[str, str | None] | Iterable[tuple[str, str | None]] = (),
+                 tiers: Iterable[Tier] = DEFAULT_TIERS, default_tier: str | None = DEFAULT_TIER,
+                 trusted_proxies: Sequence[str] = ()) -> None:
+        if not isinstance(limiter, AsyncRateLimiter):
+            raise TypeError(f"limiter: expected a ratelimit.AsyncRateLimiter (ASGI is asyncio), got {type(limiter).__name__}")
+        self.app = app
+        self.limiter = limiter
+        self.routes = RouteTable(routes, tiers, default_tier)
+        self.identity = ClientIdentity(trusted_proxies)
+        if limiter.metrics is not None:
+            limiter.metrics.declare_tiers(self.routes.tiers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        tier = self.routes.tier_for(scope["path"])
+        if tier is None:
+            await self.app(scope, receive, send)
+            return
+        client = self.identity(scope)
+        decision = await self.limiter.hit_tier(tier, client)
+        extra = _encode(headers(decision, tier))
+        if not decision.allowed:
+            body = json.dumps({"error": "rate limited", "tier": tier.name,
+                               "retry_after": int(dict(extra)[b"retry-after"])}).encode()
+            await send({"type": "http.response.start", "status": 429,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode()), *extra]})
+            await send({"type": "http.response.body", "body": body})
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

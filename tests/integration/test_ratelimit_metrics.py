@@ -1,0 +1,133 @@
+# ruff: noqa: F811  (pytest fixtures imported from tests.support.ratelimit_fixtures are parameters)
+"""The limiter's prometheus_client metrics against a real redis-server: every outcome, the latency
+histogram, NOPERM from a real ACL refusal, and fallbacks when Redis is gone."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import pytest
+import redis
+from prometheus_client import CollectorRegistry
+
+from infra.thresholds import LIMITER_DECISIONS_METRIC
+from ratelimit import AsyncRateLimiter, Decision, RateLimiter, Tier, async_decision_client, decision_client
+from ratelimit.metrics import CUSTOM_TIER, LimiterMetrics, error_kind, outcome_of
+from redisops.loadtest import run_on_private_loop
+from tests.support.ratelimit_fixtures import requires_redis, rl_redis, rl_server  # noqa: F401
+from tests.support.redisproc import RedisProcess, free_port
+
+pytestmark = [requires_redis]
+
+TIER = Tier("auth", 3, 60, "gcra", fail_open=False)
+
+
+def sample(reg: CollectorRegistry, name: str, **labels: str) -> float:
+    value = reg.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def test_metric_name_is_the_one_the_rules_read() -> None:
+    reg = CollectorRegistry()
+    m = LimiterMetrics(reg)
+    m.declare_tiers([TIER])
+    assert reg.get_sample_value(LIMITER_DECISIONS_METRIC, {"tier": "auth", "outcome": "fallback"}) == 0.0
+    assert reg.get_sample_value("ratelimit_errors_total", {"kind": "noperm"}) == 0.0
+
+
+def test_outcomes_and_error_kinds() -> None:
+    assert outcome_of(Decision(True, 1, 0.0, 1.0, 3)) == "allowed"
+    assert outcome_of(Decision(False, 0, 1.0, 1.0, 3)) == "denied"
+    assert outcome_of(Decision(False, 0, 1.0, 1.0, 3, fallback=True)) == "fallback"
+    assert outcome_of(Decision(True, 2, 0.0, 0.0, 3, fallback=True)) == "fallback"
+    assert error_kind(redis.exceptions.NoPermissionError(
+        "NOPERM User app has no permissions to run the 'evalsha' command")) == "noperm"
+    assert error_kind(redis.exceptions.ResponseError("ERR Function not found")) == "library_missing"
+    assert error_kind(redis.exceptions.ConnectionError("Connection refused")) is None
+
+    class LibraryUnavailable(RuntimeError):  # the Functions client's error, matched by name
+        pass
+
+    assert error_kind(LibraryUnavailable("library ratelimit is not loaded; run redisops functions load")) \
+        == "library_missing"
+
+    class Cached(NamedTuple):  # a Decision with the deny cache's flag
+        allowed: bool
+        fallback: bool
+        cached: bool
+
+    assert outcome_of(Cached(False, False, True)) == "denied_locally"
+
+
+@pytest.mark.slow
+def test_sync_decisions_by_tier_and_outcome(rl_redis: redis.Redis) -> None:
+    reg = CollectorRegistry()
+    limiter = RateLimiter(rl_redis, metrics=LimiterMetrics(reg))
+    got = [limiter.hit_tier(TIER, "1.2.3.4").allowed for _ in range(5)]
+    assert got == [True, True, True, False, False]
+    assert limiter.hit("custom-key", 10, 60).allowed
+    assert sample(reg, LIMITER_DECISIONS_METRIC, tier="auth", outcome="allowed") == 3
+    # The first denial comes from Redis; a deny cache (Decision.cached) may answer the next one.
+    denied = sample(reg, LIMITER_DECISIONS_METRIC, tier="auth", outcome="denied")
+    assert denied >= 1 and denied + sample(reg, LIMITER_DECISIONS_METRIC, tier="auth", outcome="denied_locally") == 2
+    assert sample(reg, LIMITER_DECISIONS_METRIC, tier=CUSTOM_TIER, outcome="allowed") == 1
+    assert sample(reg, "ratelimit_decision_seconds_count", tier="auth") == 5
+    # Every observation is a real round trip: above zero, below the 1 s client timeout.
+    total = sample(reg, "ratelimit_decision_seconds_sum", tier="auth")
+    assert 0 < total < 5
+    assert sample(reg, "ratelimit_decision_seconds_bucket", tier="auth", le="+Inf") == 5
+
+
+@pytest.mark.slow
+def test_async_decisions_and_isolated_registries(rl_server: RedisProcess) -> None:
+    reg_a, reg_b = CollectorRegistry(), CollectorRegistry()
+
+    async def main() -> list[bool]:
+        client = async_decision_client(port=rl_server.port, timeout=1.0)
+        try:
+            limiter = AsyncRateLimiter(client, metrics=LimiterMetrics(reg_a))
+            await client.flushall()
+            return [(await limiter.hit_tier(TIER, "5.6.7.8")).allowed for _ in range(4)]
+        finally:
+            await client.aclose()
+
+    LimiterMetrics(reg_b)  # a second registry sees nothing of the first's decisions
+    assert run_on_private_loop(main()) == [True, True, True, False]
+    assert sample(reg_a, LIMITER_DECISIONS_METRIC, tier="auth", outcome="allowed") == 3
+    assert sample(reg_a, LIMITER_DECISIONS_METRIC, tier="auth", outcome="denied") == 1  # the first: from Redis
+    assert reg_b.get_sample_value(LIMITER_DECISIONS_METRIC, {"tier": "auth", "outcome": "allowed"}) is None
+
+
+@pytest.mark.slow
+def test_fallback_decisions_are_counted_when_redis_is_gone() -> None:
+    reg = CollectorRegistry()
+    port = free_port()  # nothing listens there
+    limiter = RateLimiter(decision_client(port=port, timeout=0.5), metrics=LimiterMetrics(reg))
+    d = limiter.hit_tier(TIER, "9.9.9.9")
+    assert (d.allowed, d.fallback) == (False, True)
+    open_tier = Tier("general", 10, 60, fail_open=True)
+    assert limiter.hit_tier(open_tier, "9.9.9.9").allowed
+    assert sample(reg, LIMITER_DECISIONS_METRIC, tier="auth", outcome="fallback") == 1
+    assert sample(reg, LIMITER_DECISIONS_METRIC, tier="general", outcome="fallback") == 1
+    # A refused connection is an outage, not a configuration error: no error counted.
+    assert sample(reg, "ratelimit_errors_total", kind="noperm") == 0
+    assert sample(reg, "ratelimit_errors_total", kind="library_missing") == 0
+
+
+@pytest.mark.slow
+def test_noperm_from_a_real_acl_is_counted_and_raised(rl_server: RedisProcess) -> None:
+    admin = redis.Redis(port=rl_server.port)
+    admin.acl_setuser("noscript", enabled=True, passwords=["+pw-noscript-0123"], keys=["*"],
+                      commands=["+@all", "-@scripting"])
+    try:
+        reg = CollectorRegistry()
+        client = decision_client(port=rl_server.port, timeout=1.0, username="noscript", password="pw-noscript-0123")
+        limiter = RateLimiter(client, metrics=LimiterMetrics(reg))
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            limiter.hit_tier(TIER, "1.1.1.1")
+        assert sample(reg, "ratelimit_errors_total", kind="noperm") == 1
+        assert sample(reg, "ratelimit_errors_total", kind="library_missing") == 0
+        client.close()
+    finally:
+        admin.acl_deluser("noscript")
+        admin.close()

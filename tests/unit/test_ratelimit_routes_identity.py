@@ -1,0 +1,94 @@
+"""The middleware's pure parts: the route table and the client identity behind proxies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ratelimit import DEFAULT_TIERS
+from ratelimit.middleware import UNKNOWN_CLIENT, ClientIdentity, RouteTable
+
+TABLE = {"/auth/*": "auth", "/auth/mfa": "mfa", "/admin/*": "admin", "/health": None, "/metrics": None}
+
+
+@pytest.mark.parametrize(("path", "tier"), [
+    ("/auth/login", "auth"), ("/auth", "auth"), ("/auth/mfa", "mfa"), ("/auth/mfa/x", "auth"),
+    ("/authx", "general"), ("/admin/stats", "admin"), ("/api/items", "general"), ("/", "general"),
+    ("/health", None), ("/health/deep", "general"), ("/metrics", None),
+])
+def test_route_table_most_specific_wins(path: str, tier: str | None) -> None:
+    for routes in (TABLE, dict(reversed(list(TABLE.items())))):  # the order of the table does not matter
+        got = RouteTable(routes).tier_for(path)
+        assert (got.name if got else None) == tier, (path, routes)
+
+
+def test_route_table_longer_prefix_wins_and_default_none() -> None:
+    table = RouteTable([("/api/*", "general"), ("/api/pay/*", "financial")], default_tier=None)
+    assert table.tier_for("/api/pay/now").name == "financial"  # type: ignore[union-attr]
+    assert table.tier_for("/api/list").name == "general"  # type: ignore[union-attr]
+    assert table.tier_for("/other") is None
+    everything = RouteTable({"/*": "admin"})
+    assert everything.tier_for("/x/y").name == "admin"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("routes", "default", "message"), [
+    ({"/auth/*": "login"}, "general", "routes['/auth/*']: unknown tier 'login'; allowed: admin, auth, financial, "
+                                      "general, mfa, sensitive (or None: not limited)"),
+    ({"auth/*": "auth"}, "general", "routes['auth/*']: pattern must be a path starting with '/'"),
+    ({"/a*/b": "auth"}, "general", "'*' is allowed only as a trailing '/*'"),
+    ({"/auth*": "auth"}, "general", "'*' is allowed only as a trailing '/*'"),
+    ({}, "standard", "default_tier: unknown tier 'standard'"),
+    ([("/x", "auth"), ("/x", "admin")], "general", "routes['/x']: listed twice"),
+])
+def test_route_table_rejects_bad_input(routes: Any, default: str, message: str) -> None:
+    with pytest.raises(ValueError) as err:
+        RouteTable(routes, DEFAULT_TIERS, default)
+    assert message in str(err.value)
+
+
+def scope(peer: str | None, *xff: str) -> dict[str, Any]:
+    return {"client": (peer, 5555) if peer else None,
+            "headers": [(b"x-forwarded-for", v.encode()) for v in xff] + [(b"host", b"x")]}
+
+
+PROXIES = ["10.0.0.0/8", "2001:db8::/32"]
+
+
+@pytest.mark.parametrize(("peer", "xff", "client"), [
+    # No trusted proxy configured: the header is never read.
+    ("198.51.100.7", ("1.2.3.4",), "198.51.100.7"),
+    # An untrusted peer's header is ignored: spoofing buys nothing.
+    ("198.51.100.7", ("10.0.0.1, 1.2.3.4",), "198.51.100.7"),
+    # Through one proxy: the rightmost hop is the client.
+    ("10.0.0.5", ("203.0.113.9",), "203.0.113.9"),
+    # The client prepends lies; the proxy appends the truth: rightmost untrusted wins.
+    ("10.0.0.5", ("1.1.1.1, 8.8.8.8, 203.0.113.9",), "203.0.113.9"),
+    # A chain of trusted proxies is walked through.
+    ("10.0.0.5", ("203.0.113.9, 10.1.1.1, 10.2.2.2",), "203.0.113.9"),
+    # Several header fields are one list, in order.
+    ("10.0.0.5", ("1.1.1.1", "203.0.113.9, 10.1.1.1"), "203.0.113.9"),
+    # Only proxies in the chain: the leftmost (the farthest proxy) is all that is known.
+    ("10.0.0.5", ("10.9.9.9, 10.1.1.1",), "10.9.9.9"),
+    # No header from a trusted proxy: the proxy itself.
+    ("10.0.0.5", (), "10.0.0.5"),
+    # Garbage ends the chain at the last proxy that handed it on, never the garbage.
+    ("10.0.0.5", ("203.0.113.9, not-an-ip",), "10.0.0.5"),
+    ("10.0.0.5", ("not-an-ip, 10.1.1.1",), "10.1.1.1"),
+    # Ports and IPv6 forms proxies write; addresses are canonical.
+    ("10.0.0.5", ("203.0.113.9:4711",), "203.0.113.9"),
+    ("2001:db8::1", ("[2001:DB8:0:0::abcd]:443",), "2001:db8::abcd"),
+    ("10.0.0.5", ("2001:0db9::0001",), "2001:db9::1"),
+])
+def test_client_identity(peer: str, xff: tuple[str, ...], client: str) -> None:
+    trusted = [] if client == "198.51.100.7" and xff == ("1.2.3.4",) else PROXIES
+    assert ClientIdentity(trusted)(scope(peer, *xff)) == client
+
+
+def test_client_identity_without_peer_and_bad_config() -> None:
+    assert ClientIdentity(PROXIES)(scope(None, "1.2.3.4")) == UNKNOWN_CLIENT
+    for bad, why in (("10.0.0.1/8", "has host bits set"), ("proxy.internal", "does not appear to be"),
+                     ("0.0.0.0/0", "trusts every address"), ("::/0", "trusts every address")):
+        with pytest.raises(ValueError) as err:
+            ClientIdentity(["10.0.0.0/8", bad])
+        assert f"trusted_proxies[1]: {bad!r}" in str(err.value) and why in str(err.value)
