@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from infra import user_data
 from redisops import scan as sc
 from redisops import tfplan
 from redisops.render import RENDER_DIR, available_stacks
@@ -165,6 +166,21 @@ def test_blocks_become_lists_maps_stay_objects_and_names_are_terraforms() -> Non
     assert fn["filename"].startswith("AssetArchive:infra,ratelimit,") and "code" not in fn
     rg = planned(plan_of("prod"), "aws_elasticache_replication_group.redis_rg")["values"]
     assert len(rg["log_delivery_configuration"]) == 2 and "log_delivery_configurations" not in rg
+
+
+def test_user_data_base64_is_planned_as_ec2_gets_it_from_the_decoded_render() -> None:
+    # The render shows the Sentinel hosts' script decoded (redisops.render); the plan holds
+    # Terraform's user_data_base64, gzip+base64 again, and no plain user_data.
+    render = tfplan.load_render(ROOT / RENDER_DIR / "prod-sentinel.yaml")
+    scripts = {r["name"]: r["inputs"]["userDataBase64"][user_data.RENDER_KEY] for r in render["resources"]
+               if r["type"] == "aws:ec2/instance:Instance"}
+    assert set(scripts) == {"redis-node-0", "redis-node-1", "redis-node-2"}
+    plan = tfplan.render_to_plan(render)
+    for name, script in scripts.items():
+        values = planned(plan, f"aws_instance.{name.replace('-', '_')}")["values"]
+        assert "user_data" not in values and script.startswith("#!/bin/bash\n")
+        assert user_data.unpack(values["user_data_base64"]) == script
+        assert user_data.raw_size(values["user_data_base64"]) <= user_data.MAX_BYTES
 
 
 def test_the_launch_template_carries_what_the_instance_suppressions_point_to() -> None:
