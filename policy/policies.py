@@ -24,6 +24,7 @@ the token-mode check is advisory because token mode stays an explicit choice.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -39,6 +40,7 @@ from pulumi_policy import (
 
 from infra import versions
 from infra.cidr import cidr_problem
+from infra.user_data import unpack as unpack_user_data
 from redis_conf.elasticache import RESTRICTED_COMMANDS, RESTRICTED_COMMANDS_SOURCE, named_commands
 
 REDIS_PORTS: tuple[int, ...] = (6379, 6380, 26379)
@@ -541,9 +543,27 @@ def _eviction_sources(args: ResourceValidationArgs) -> list[tuple[str, str]]:
             elif arg.startswith("--maxmemory-policy="):
                 found.append(("command --maxmemory-policy", arg.split("=", 1)[1].lower()))
     elif args.resource_type in (INSTANCE, LAUNCH_TEMPLATE):
-        for key in ("userData",):
-            for policy in eviction_policies_in_text(str(_get(props, key, ""))):
+        for key, script in user_data_scripts(args.resource_type, props):
+            for policy in eviction_policies_in_text(script):
                 found.append((key, policy))
+    return found
+
+
+def user_data_scripts(resource_type: str, props: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(input, script) of each user data an instance or template carries, decoded: an instance's
+    `userData` is the text, its `userDataBase64` (the Sentinel hosts') and a launch template's
+    `userData` are base64, possibly of gzip (infra/user_data.py). A value that does not decode is
+    read as it is."""
+    encoded = ("userDataBase64",) if resource_type == INSTANCE else ("userData",)
+    found: list[tuple[str, str]] = []
+    for key in ("userData", "userDataBase64"):
+        value = _get(props, key, None)
+        if not isinstance(value, str) or not value:
+            continue
+        if key in encoded:
+            with contextlib.suppress(ValueError):
+                value = unpack_user_data(value)
+        found.append((key, value))
     return found
 
 

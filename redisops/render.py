@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from infra import user_data
 from redisops import mockrun
 
 FORMATS = ("yaml", "json", "md")
@@ -126,6 +127,16 @@ def _tree_order(resources: Sequence[mockrun.Resource]) -> list[mockrun.Resource]
     return ordered
 
 
+def _decoded_user_data(inputs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An instance's userDataBase64 (gzip+base64, infra/user_data.py) is shown decoded, under
+    user_data.RENDER_KEY, so a review reads the script and a change is a line diff;
+    redisops.tfplan packs it again."""
+    value = inputs.get("userDataBase64")
+    if not isinstance(value, str) or mockrun.is_secret(value):
+        return inputs
+    return {**inputs, "userDataBase64": {user_data.RENDER_KEY: user_data.unpack(value)}}
+
+
 def render_data(run: mockrun.StackRun, *, stack: str, project: str) -> dict[str, Any]:
     """The render as plain data (what yaml/json print)."""
     norm = _Normaliser(run.generated)
@@ -153,7 +164,7 @@ def render_data(run: mockrun.StackRun, *, stack: str, project: str) -> dict[str,
         if options:
             entry["options"] = options
         if r.custom or r.inputs:
-            entry["inputs"] = norm.value(r.inputs)
+            entry["inputs"] = norm.value(_decoded_user_data(r.inputs))
         resources.append(entry)
     outputs = {k: SECRET if k in run.secret_outputs else norm.value(v) for k, v in sorted(run.outputs.items())}
     counts: dict[str, int] = {}

@@ -43,6 +43,7 @@ from typing import Any
 
 import yaml
 
+from infra import user_data
 from redisops import mockrun
 
 TERRAFORM_VERSION = "1.9.8"
@@ -177,6 +178,9 @@ class _Converter:
             attr = renames.get(key) or _snake(key)
             if isinstance(value, Mapping) and JSON_MARKER in value:
                 values[attr] = json.dumps(value[JSON_MARKER], sort_keys=True)
+            elif isinstance(value, Mapping) and set(value) == {user_data.RENDER_KEY}:
+                # The render shows user_data_base64 decoded (redisops.render); the plan holds it as sent.
+                values[attr] = user_data.pack(str(value[user_data.RENDER_KEY]))
             elif isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in ASSET_KINDS:
                 # A Pulumi asset/archive (redisops.render prints its kind and entries): Terraform
                 # has a file name here, a string.

@@ -16,7 +16,9 @@ What it may do, and nothing more:
   new version with it: https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html);
   on ElastiCache DescribeReplicationGroups of its group, DescribeUserGroups of its user group,
   DescribeUsers / ModifyUser of its users (token mode: ModifyReplicationGroup of its group
-  instead); the VPC attachment actions Lambda needs;
+  instead); the VPC attachment actions Lambda needs, on its own subnets and security group
+  (smoke_function.vpc_and_trace_statements), and its X-Ray traces (tracing Active);
+* concurrency: reserved, one per secret it rotates (CredentialRotationArgs.reserved_concurrency);
 * invocation: only Secrets Manager, only for these secrets (a resource policy per secret).
 
 Code: the same asset archive as the smoke function (smoke_function.package_files), handler
@@ -40,11 +42,12 @@ from infra.components.smoke_function import (
     ENV_LIMIT_BYTES,
     LAMBDA_TRUST_POLICY,
     RUNTIME,
-    VPC_ACCESS_ACTIONS,
     code_archive,
     function_security_group,
     log_group_name,
+    own_network_arns,
     package_files,
+    vpc_and_trace_statements,
 )
 from redisops.rotation import CONFIG_VARIABLE, RotationConfig
 
@@ -102,6 +105,14 @@ class CredentialRotationArgs:
     def log_group_name(self) -> str:
         return log_group_name(self.project, self.stack, LOG_COMPONENT)
 
+    @property
+    def reserved_concurrency(self) -> int:
+        """One per secret it rotates: Secrets Manager runs one rotation of a secret at a time
+        (RotateSecret fails while AWSPENDING is on another version) and calls its four steps one
+        after the other, so more copies than secrets are never needed; a cap keeps a runaway
+        caller from opening connections against production Redis (as the smoke function's)."""
+        return len(self.secret_arns)
+
 
 def rotation_log_group_name(project: str, stack: str) -> str:
     """Fixed, so the stack key's policy names it before it exists (aws_common.stack_log_groups)."""
@@ -115,11 +126,11 @@ def elasticache_arn(acct: Account, kind: str, resource_id: str) -> str:
 
 
 def execution_policy(*, acct: Account, log_group_arn: str, secret_arns: Sequence[str], kms_key_arn: str,
-                     replication_group_id: str | None = None, user_group_id: str | None = None,
-                     user_ids: Sequence[str] = ()) -> str:
+                     network_arns: Sequence[str], replication_group_id: str | None = None,
+                     user_group_id: str | None = None, user_ids: Sequence[str] = ()) -> str:
     """Least privilege for the rotation function (module docstring)."""
     statements: list[dict[str, Any]] = [
-        {"Sid": "AttachToTheVpc", "Effect": "Allow", "Action": list(VPC_ACCESS_ACTIONS), "Resource": "*"},
+        *vpc_and_trace_statements(network_arns),
         {"Sid": "OwnLogGroup", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
          "Resource": f"{log_group_arn}:*"},
         {"Sid": "RotateOwnSecrets", "Effect": "Allow", "Action": list(SECRET_ACTIONS), "Resource": sorted(secret_arns)},
@@ -184,9 +195,10 @@ class CredentialRotation(pulumi.ComponentResource):
                             description=f"redisstack rotation function ({args.project}/{args.stack})", tags=tags,
                             opts=child(self))
         policy = pulumi.Output.all(acct, self.log_group.arn, pulumi.Output.all(*args.secret_arns.values()),
-                                   args.kms_key_arn, args.replication_group_id, args.user_group_id).apply(
+                                   args.kms_key_arn, args.replication_group_id, args.user_group_id,
+                                   own_network_arns(acct, args.subnet_ids, self.security_group)).apply(
             lambda v: execution_policy(acct=v[0], log_group_arn=v[1], secret_arns=v[2], kms_key_arn=v[3],
-                                       replication_group_id=v[4], user_group_id=v[5],
+                                       replication_group_id=v[4], user_group_id=v[5], network_arns=v[6],
                                        user_ids=list(args.user_ids.values())))
         return role, aws.iam.RolePolicy(f"{name}-policy", role=role.id, policy=policy, opts=child(self))
 
@@ -208,6 +220,8 @@ class CredentialRotation(pulumi.ComponentResource):
             description=f"{args.project}/{args.stack}: Secrets Manager rotation of the Redis credentials",
             runtime=RUNTIME, architectures=[ARCHITECTURE], handler=HANDLER, code=code_archive(package_files()),
             role=self.role.arn, timeout=TIMEOUT_S, memory_size=MEMORY_MB,
+            reserved_concurrent_executions=args.reserved_concurrency,
+            tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active"),
             vpc_config=aws.lambda_.FunctionVpcConfigArgs(subnet_ids=list(args.subnet_ids),
                                                          security_group_ids=[self.security_group.id]),
             # ARNs, ids, addresses and the CA certificate (public): no secret.

@@ -24,8 +24,6 @@ of a counter or the memory ratio.
 
 from __future__ import annotations
 
-import base64
-import gzip
 import json
 import re
 import shlex
@@ -61,6 +59,8 @@ from infra.monitoring.cloudwatch import TLS_DAYS_CRITICAL
 from infra.monitoring.grafana import CONFIG_COMMAND_OFF
 from infra.settings import Settings
 from infra.thresholds import Threshold
+from infra.user_data import MAX_BYTES as USER_DATA_LIMIT
+from infra.user_data import pack, raw_size
 from ratelimit.functions import LIBRARY_NAME, LIBRARY_RELEASE, function_library
 from ratelimit.tiers import Tier
 from redis_conf.acl import CREDENTIALS, render_acl_file
@@ -296,9 +296,11 @@ def ssm_agent_url(region: str, dns_suffix: str = "amazonaws.com") -> str:
 
 
 LIBRARY_FILE = f"{ETC}/{LIBRARY_NAME}.lua"
+LIBRARY_DELIMITER = "RATELIMIT_LUA_EOF"
 # EC2: "User data is limited to 16 KB, in raw form, before it is base64-encoded"
-# (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-add-user-data.html).
-USER_DATA_MAX_BYTES = 16 * 1024
+# (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-add-user-data.html); the
+# whole script goes gzip-compressed (infra/user_data.py), and the limit counts the compressed bytes.
+USER_DATA_MAX_BYTES = USER_DATA_LIMIT
 
 
 def functions_load_commands(*, ip: str, tls: bool, admin_secret_arn: str, port: int = REDIS_PORT,
@@ -308,15 +310,18 @@ def functions_load_commands(*, ip: str, tls: bool, admin_secret_arn: str, port: 
     the primary. The application user may only FCALL it (redis_conf/acl.py). A replica refuses
     FUNCTION LOAD (READONLY) and needs none: functions replicate, and persist in the RDB/AOF, so
     replicas, failovers, restarts and restores keep the library (tests/integration). The text
-    travels gzip+base64 in the user data (SSM String parameters hold at most 8 KB)."""
-    packed = base64.b64encode(gzip.compress(function_library().encode(), mtime=0)).decode()
-    wrapped = "\n".join(packed[i:i + 76] for i in range(0, len(packed), 76))
+    travels as is in the user data, a quoted here-document (no expansion; SSM String parameters
+    hold at most 8 KB), which the whole user data's gzip compresses (infra/user_data.py)."""
+    library = function_library()
+    if LIBRARY_DELIMITER in library.splitlines():
+        raise ValueError(f"the {LIBRARY_NAME} library holds the line {LIBRARY_DELIMITER!r}, which ends its "
+                         "here-document in the user data; rename the delimiter (sentinel_hosts.LIBRARY_DELIMITER)")
     tls_args = f"--tls --cacert {shlex.quote(ca_file)} " if tls else ""
     return f"""
 # The limiter's Redis Functions library ({LIBRARY_NAME} {LIBRARY_RELEASE}, ratelimit/functions.py).
-base64 -d <<'EOF' | gunzip > {shlex.quote(library_file)}
-{wrapped}
-EOF
+cat > {shlex.quote(library_file)} <<'{LIBRARY_DELIMITER}'
+{library.rstrip(chr(10))}
+{LIBRARY_DELIMITER}
 REDISCLI_AUTH=$(aws secretsmanager get-secret-value --region "$REGION" --secret-id {shlex.quote(admin_secret_arn)} \\
   --query SecretString --output text)
 export REDISCLI_AUTH
@@ -694,7 +699,8 @@ class SentinelHosts(pulumi.ComponentResource):
                 f"{name}-{node}",
                 launch_template=aws.ec2.InstanceLaunchTemplateArgs(id=self.launch_template.id, version=lt_version),
                 primary_network_interface=aws.ec2.InstancePrimaryNetworkInterfaceArgs(network_interface_id=eni.id),
-                user_data=ud,
+                # gzip+base64 (infra/user_data.py): the script alone outgrew EC2's 16 KB.
+                user_data_base64=ud,
                 user_data_replace_on_change=False,
                 tags={**tags, "Name": f"{name}-{node}", "redisstack-node": node},
                 # Replacing a node is an operator's decision, one host at a time (docs/sentinel.md),
@@ -705,8 +711,11 @@ class SentinelHosts(pulumi.ComponentResource):
                 # instance can only launch on it once the old one is terminated
                 # (InvalidNetworkInterface.InUse otherwise; EC2 API InstanceNetworkInterfaceSpecification).
                 # The ENI itself survives: one given at launch is never deleted on termination.
+                # userData too: hosts launched before the script went gzip+base64 hold it there,
+                # and its removal must not reach them either.
                 opts=child(self, depends_on=[*self.parameters, self.role_policy],
-                           ignore_changes=["launchTemplate", "userData"], delete_before_replace=True))
+                           ignore_changes=["launchTemplate", "userDataBase64", "userData"],
+                           delete_before_replace=True))
             self.instances.append(inst)
             self.attachments.append(aws.ec2.VolumeAttachment(
                 f"{name}-{node}-data-attachment", device_name=DATA_DEVICE, volume_id=volume.id,
@@ -921,20 +930,32 @@ def tls_renewal_environment(*, region: str, prefix: str, node: str, ip: str, adm
         "SENTINELS": str(NODE_COUNT)})
 
 
+def packed_user_data(script: str, node: str) -> str:
+    """The script as EC2 gets it (infra/user_data.py); refused here, at preview, when even
+    compressed it is over EC2's limit, instead of at launch."""
+    packed = pack(script)
+    if raw_size(packed) > USER_DATA_LIMIT:
+        raise ValueError(f"user data of {node}: {raw_size(packed)} bytes gzip-compressed ({len(script.encode())} "
+                         f"bytes of script); EC2 allows at most {USER_DATA_LIMIT} bytes before base64")
+    return packed
+
+
 def _user_data_for(args: SentinelHostsArgs, prefix: str, node: str) -> Callable[[list[Any]], str]:
     def render(v: list[Any]) -> str:
         region, ip, log_group, data_volume_id, admin_secret_arn, dns_suffix, app_secret_arn = v
         renewal = (install_commands(tls_renewal_environment(region=region, prefix=prefix, node=node, ip=ip,
                                                             admin_secret_arn=admin_secret_arn))
                    if args.tls else "")
-        return user_data(region=region, prefix=prefix, node=node, tls=args.tls, data_volume_id=data_volume_id,
-                         exporter=exporter_args(ip, tls=args.tls),
-                         agent_config=json.dumps(cloudwatch_agent_config(node, log_group), indent=1),
-                         agent_prometheus=cloudwatch_agent_prometheus(node), tls_renewal=renewal,
-                         dns_suffix=dns_suffix,
-                         functions_load=functions_load_commands(ip=ip, tls=args.tls,
-                                                                admin_secret_arn=admin_secret_arn),
-                         current_passwords=current_password_commands(rotated_users(app_secret_arn, admin_secret_arn)))
+        script = user_data(region=region, prefix=prefix, node=node, tls=args.tls, data_volume_id=data_volume_id,
+                           exporter=exporter_args(ip, tls=args.tls),
+                           agent_config=json.dumps(cloudwatch_agent_config(node, log_group), indent=1),
+                           agent_prometheus=cloudwatch_agent_prometheus(node), tls_renewal=renewal,
+                           dns_suffix=dns_suffix,
+                           functions_load=functions_load_commands(ip=ip, tls=args.tls,
+                                                                  admin_secret_arn=admin_secret_arn),
+                           current_passwords=current_password_commands(
+                               rotated_users(app_secret_arn, admin_secret_arn)))
+        return packed_user_data(script, node)
     return render
 
 

@@ -62,7 +62,6 @@ COMPILED_SUFFIXES = (".so", ".pyd", ".dylib")
 VPC_DESCRIBE_ACTIONS = ("ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets")
 VPC_MANAGE_ACTIONS = ("ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses",
                       "ec2:UnassignPrivateIpAddresses")
-VPC_ACCESS_ACTIONS = VPC_MANAGE_ACTIONS[:1] + VPC_DESCRIBE_ACTIONS + VPC_MANAGE_ACTIONS[1:]
 # Active tracing: the Lambda service samples invocations and the function's role writes the
 # segments (AWSXRayDaemonWriteAccess minus its sampling reads). X-Ray actions take no resource ARN.
 XRAY_ACTIONS = ("xray:PutTraceSegments", "xray:PutTelemetryRecords")
@@ -184,6 +183,24 @@ def network_arns(acct: Account, subnet_ids: Sequence[str], security_group_id: st
             + [acct.arn("ec2", f"security-group/{security_group_id}")])
 
 
+def vpc_and_trace_statements(network_arns: Sequence[str]) -> list[dict[str, Any]]:
+    """What a function in the VPC with active tracing needs (the smoke and rotation functions):
+    describe on "*" (the only resource those actions take), manage network interfaces in its own
+    subnets with its own security group (`network_arns`), write its traces."""
+    return [
+        {"Sid": "DescribeTheVpc", "Effect": "Allow", "Action": list(VPC_DESCRIBE_ACTIONS), "Resource": "*"},
+        {"Sid": "AttachToTheVpc", "Effect": "Allow", "Action": list(VPC_MANAGE_ACTIONS),
+         "Resource": list(network_arns)},
+        {"Sid": "WriteTraces", "Effect": "Allow", "Action": list(XRAY_ACTIONS), "Resource": "*"},
+    ]
+
+
+def own_network_arns(acct: pulumi.Output[Account], subnet_ids: Sequence[str],
+                     security_group: aws.ec2.SecurityGroup) -> pulumi.Output[list[str]]:
+    """network_arns once the function's security group has its id."""
+    return pulumi.Output.all(acct, security_group.id).apply(lambda v: network_arns(v[0], subnet_ids, v[1]))
+
+
 def execution_policy(*, log_group_arn: str, secret_arns: Sequence[str], kms_key_arn: str | None,
                      region: str, network_arns: Sequence[str], dns_suffix: str = "amazonaws.com") -> str:
     """Least privilege: attach to its subnets with its security group, write its own log group and
@@ -191,10 +208,7 @@ def execution_policy(*, log_group_arn: str, secret_arns: Sequence[str], kms_key_
     GetSecretValue needs kms:Decrypt on a customer key:
     https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html)."""
     statements: list[dict[str, Any]] = [
-        {"Sid": "DescribeTheVpc", "Effect": "Allow", "Action": list(VPC_DESCRIBE_ACTIONS), "Resource": "*"},
-        {"Sid": "AttachToTheVpc", "Effect": "Allow", "Action": list(VPC_MANAGE_ACTIONS),
-         "Resource": list(network_arns)},
-        {"Sid": "WriteTraces", "Effect": "Allow", "Action": list(XRAY_ACTIONS), "Resource": "*"},
+        *vpc_and_trace_statements(network_arns),
         {"Sid": "OwnLogGroup", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
          "Resource": f"{log_group_arn}:*"},
         {"Sid": "OwnSecrets", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
@@ -295,8 +309,7 @@ class SmokeFunction(pulumi.ComponentResource):
                             description=f"redisstack smoke function ({args.project}/{args.stack})", tags=tags,
                             opts=child(self))
         secrets = [args.app_secret_arn] + ([args.admin_secret_arn] if args.admin_secret_arn is not None else [])
-        network = pulumi.Output.all(acct, self.security_group.id).apply(
-            lambda v: network_arns(v[0], args.subnet_ids, v[1]))
+        network = own_network_arns(acct, args.subnet_ids, self.security_group)
         policy = pulumi.Output.all(self.log_group.arn, pulumi.Output.all(*secrets), args.kms_key_arn,
                                    acct, network).apply(
             lambda v: execution_policy(log_group_arn=v[0], secret_arns=v[1], kms_key_arn=v[2], region=v[3].region,

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from infra import user_data
 from redisops import scan as sc
 from redisops import tfplan
 from redisops.render import RENDER_DIR, available_stacks
@@ -165,6 +166,21 @@ def test_blocks_become_lists_maps_stay_objects_and_names_are_terraforms() -> Non
     assert fn["filename"].startswith("AssetArchive:infra,ratelimit,") and "code" not in fn
     rg = planned(plan_of("prod"), "aws_elasticache_replication_group.redis_rg")["values"]
     assert len(rg["log_delivery_configuration"]) == 2 and "log_delivery_configurations" not in rg
+
+
+def test_user_data_base64_is_planned_as_ec2_gets_it_from_the_decoded_render() -> None:
+    # The render shows the Sentinel hosts' script decoded (redisops.render); the plan holds
+    # Terraform's user_data_base64, gzip+base64 again, and no plain user_data.
+    render = tfplan.load_render(ROOT / RENDER_DIR / "prod-sentinel.yaml")
+    scripts = {r["name"]: r["inputs"]["userDataBase64"][user_data.RENDER_KEY] for r in render["resources"]
+               if r["type"] == "aws:ec2/instance:Instance"}
+    assert set(scripts) == {"redis-node-0", "redis-node-1", "redis-node-2"}
+    plan = tfplan.render_to_plan(render)
+    for name, script in scripts.items():
+        values = planned(plan, f"aws_instance.{name.replace('-', '_')}")["values"]
+        assert "user_data" not in values and script.startswith("#!/bin/bash\n")
+        assert user_data.unpack(values["user_data_base64"]) == script
+        assert user_data.raw_size(values["user_data_base64"]) <= user_data.MAX_BYTES
 
 
 def test_the_launch_template_carries_what_the_instance_suppressions_point_to() -> None:
@@ -317,7 +333,8 @@ def test_every_failure_on_every_render_is_covered_and_no_suppression_is_stale(ra
 @pytest.mark.slow
 def test_security_groups_are_seen_attached_through_references(raw: dict[str, sc.StackScan]) -> None:
     # CKV2_AWS_5 failed on the first conversion without references (issue 13).
-    for stack, groups in {"prod": ["redis_sg", "smoke_sg"], "prod-sentinel": ["redis_sg", "smoke_sg"]}.items():
+    groups = ["redis_sg", "rotation_sg", "smoke_sg"]
+    for stack in ("prod", "prod-sentinel"):
         passed = {f.resource for f in raw[stack].passed if f.check_id == "CKV2_AWS_5"}
         assert passed == {f"aws_security_group.{g}" for g in groups}, stack
 
@@ -336,13 +353,29 @@ def test_log_groups_are_encrypted_and_kept_a_year_in_prod(raw: dict[str, sc.Stac
 
 @needs_checkov
 @pytest.mark.slow
-def test_the_host_and_smoke_policies_pass_the_iam_checks_without_suppression(raw: dict[str, sc.StackScan]) -> None:
+def test_the_host_smoke_and_rotation_policies_pass_the_iam_checks_without_suppression(
+        raw: dict[str, sc.StackScan]) -> None:
     # ssm:UpdateInstanceInformation and the ENI actions are scoped; PutMetricData, X-Ray and the
     # ssmmessages/ec2messages actions take no resource ARN (cloudsplaining knows it).
-    for stack, policies in {"prod": ["smoke_policy"], "prod-sentinel": ["smoke_policy", "redis_host_policy"]}.items():
+    for stack, policies in {"prod": ["smoke_policy", "rotation_policy"],
+                            "prod-sentinel": ["smoke_policy", "rotation_policy", "redis_host_policy"]}.items():
         for check in ("CKV_AWS_290", "CKV_AWS_355"):
             passed = {f.resource for f in raw[stack].passed if f.check_id == check}
             assert {f"aws_iam_role_policy.{p}" for p in policies} <= passed, (stack, check)
+
+
+@needs_checkov
+@pytest.mark.slow
+def test_the_lambdas_trace_cap_concurrency_and_every_secret_rotates(raw: dict[str, sc.StackScan]) -> None:
+    # CKV_AWS_50 (X-Ray), CKV_AWS_115 (reserved concurrency) fixed on both functions; CKV2_AWS_57
+    # passes on every secret now that the rotation schedules reference them (issue 13 §1).
+    for stack in ("prod", "prod-sentinel"):
+        passed = {(f.check_id, f.resource) for f in raw[stack].passed}
+        for fn in ("smoke_fn", "rotation_fn"):
+            assert {("CKV_AWS_50", f"aws_lambda_function.{fn}"), ("CKV_AWS_115", f"aws_lambda_function.{fn}")} <= passed
+        secrets = {r["address"] for r in plan_of(stack)["planned_values"]["root_module"]["resources"]
+                   if r["type"] == "aws_secretsmanager_secret"}
+        assert secrets and {r for c, r in passed if c == "CKV2_AWS_57"} == secrets, stack
 
 
 def test_scan_refuses_an_unknown_stack_before_running_checkov() -> None:

@@ -28,6 +28,7 @@ SECRET = "aws:secretsmanager/secret:Secret"
 SUBNETS = ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002", "subnet-0a1b2c3d4e5f60003"]
 STACK_FILES = {"prod": "Pulumi.prod.yaml", "prod-sentinel": "Pulumi.prod-sentinel.yaml"}
 ACCOUNT = "arn:aws:elasticache:eu-west-1:123456789012"
+VPC_AND_TRACES = ("DescribeTheVpc", "AttachToTheVpc", "WriteTraces")
 
 
 @cache
@@ -93,11 +94,33 @@ def test_every_credential_secret_rotates_on_the_schedule_invoked_only_by_secrets
     assert r.outputs["rotationDays"] == 30
 
 
+@pytest.mark.parametrize(("stack", "secrets"), [("prod", ELASTICACHE_SECRETS), ("prod-sentinel", SENTINEL_SECRETS)])
+def test_function_is_traced_capped_and_attaches_only_in_its_subnets_with_its_group(
+        stack: str, secrets: list[str]) -> None:
+    # checkov CKV_AWS_50 / CKV_AWS_115 / CKV_AWS_290 / CKV_AWS_355, fixed as on the smoke function.
+    r = run(stack)
+    (fn,) = owned(r, FUNCTION)
+    assert fn.inputs["tracingConfig"] == {"mode": "Active"}
+    # One concurrent copy per secret it rotates (Secrets Manager rotates a secret one step at a time).
+    assert fn.inputs["reservedConcurrentExecutions"] == len(secrets) == len(owned(r, SCHEDULE))
+    st = statements(r)
+    assert st["WriteTraces"]["Action"] == ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    assert st["DescribeTheVpc"]["Action"] == ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"]
+    attach = st["AttachToTheVpc"]
+    assert set(attach["Action"]) == {"ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface",
+                                     "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"}
+    (sg,) = owned(r, SG)
+    ec2 = "arn:aws:ec2:eu-west-1:123456789012"
+    assert attach["Resource"] == [f"{ec2}:network-interface/*", *(f"{ec2}:subnet/{s}" for s in sorted(
+        fn.inputs["vpcConfig"]["subnetIds"])), f"{ec2}:security-group/{sg.outputs['id']}"]
+    assert fn.inputs["vpcConfig"]["securityGroupIds"] == [sg.outputs["id"]]
+
+
 def test_elasticache_rbac_role_may_change_only_its_own_users() -> None:
     r = run("prod")
     st = statements(r)
     rg = r.outputs["replicationGroupId"]
-    assert set(st) == {"AttachToTheVpc", "OwnLogGroup", "RotateOwnSecrets", "StackKeyThroughSecretsManagerOnly",
+    assert set(st) == {*VPC_AND_TRACES, "OwnLogGroup", "RotateOwnSecrets", "StackKeyThroughSecretsManagerOnly",
                        "ReadOwnReplicationGroup", "ReadOwnUserGroup", "ChangeOwnUsersPasswords"}
     assert st["RotateOwnSecrets"]["Resource"] == secret_arns(r, ELASTICACHE_SECRETS)
     assert st["RotateOwnSecrets"]["Action"] == list(rc.SECRET_ACTIONS)
@@ -113,7 +136,7 @@ def test_elasticache_rbac_role_may_change_only_its_own_users() -> None:
         f"{ACCOUNT}:user:{u['userId']}" for u in r.outputs["rbacUsers"])
     assert "elasticache:ModifyReplicationGroup" not in json.dumps(st)  # RBAC never touches the group
     # Nothing the function does is allowed on every resource, except what only works on "*".
-    assert [sid for sid, s in st.items() if s["Resource"] == "*"] == ["AttachToTheVpc"]
+    assert sorted(sid for sid, s in st.items() if s["Resource"] == "*") == ["DescribeTheVpc", "WriteTraces"]
 
 
 def test_token_mode_role_may_modify_only_its_group() -> None:
@@ -128,7 +151,7 @@ def test_token_mode_role_may_modify_only_its_group() -> None:
 
 def test_sentinel_role_has_no_elasticache_rights() -> None:
     st = statements(run("prod-sentinel"))
-    assert set(st) == {"AttachToTheVpc", "OwnLogGroup", "RotateOwnSecrets", "StackKeyThroughSecretsManagerOnly"}
+    assert set(st) == {*VPC_AND_TRACES, "OwnLogGroup", "RotateOwnSecrets", "StackKeyThroughSecretsManagerOnly"}
 
 
 @pytest.mark.parametrize("stack", list(STACK_FILES))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 from collections.abc import Mapping
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
 
 from infra import versions
+from infra.user_data import pack as pack_user_data
 from policy import policies as P
 
 RG = P.REPLICATION_GROUP
@@ -297,6 +299,8 @@ def test_noeviction_passes_everywhere() -> None:
     pg = {"family": "redis7", "parameters": [{"name": "maxmemory-policy", "value": "noeviction"}]}
     assert run(P.EVICTION_POLICY, P.PARAMETER_GROUP, pg) == []
     assert run(P.EVICTION_POLICY, P.INSTANCE, {"userData": "#!/bin/sh\necho 'maxmemory-policy noeviction'\n"}) == []
+    assert run(P.EVICTION_POLICY, P.INSTANCE,
+               {"userDataBase64": pack_user_data("#!/bin/sh\necho 'maxmemory-policy noeviction'\n")}) == []
 
 
 @pytest.mark.parametrize(("type_", "props", "policy"), [
@@ -308,6 +312,11 @@ def test_noeviction_passes_everywhere() -> None:
     (CONTAINER, good_container(command=["redis-server", "--maxmemory-policy", "volatile-ttl"]), "volatile-ttl"),
     (P.INSTANCE, {"userData": "cat > /etc/redis/redis.conf <<EOF\nmaxmemory-policy allkeys-lru\nEOF\n"},
      "allkeys-lru"),
+    # The Sentinel hosts' script travels gzip+base64 (infra/user_data.py): read decoded.
+    (P.INSTANCE, {"userDataBase64": pack_user_data("#!/bin/sh\ncat > /etc/redis/redis.conf <<EOF\nmaxmemory-policy allkeys-lfu\nEOF\n")},
+     "allkeys-lfu"),
+    # A launch template's userData is base64 (of plain text here).
+    (P.LAUNCH_TEMPLATE, {"userData": base64.b64encode(b"maxmemory-policy volatile-lfu\n").decode()}, "volatile-lfu"),
 ])
 def test_evicting_policies_warn_and_point_at_the_alarm(type_: str, props: dict[str, Any], policy: str) -> None:
     violations = run(P.EVICTION_POLICY, type_, props)
