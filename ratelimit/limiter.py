@@ -100,6 +100,9 @@ class Decision(NamedTuple):
     limit: int
     # True when Redis could not answer and the failure policy decided.
     fallback: bool = False
+    # True when the local deny cache answered without asking Redis: always a denial
+    # (allowed=False), repeating an earlier Redis denial whose retry_after has not passed yet.
+    cached: bool = False
 
 
 def decision_client_kwargs(timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
