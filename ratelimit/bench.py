@@ -532,7 +532,7 @@ def _chart(result: dict[str, Any], path: Path) -> None:
         ax.annotate(f"{v:g}x", (x, v), ha="center", va="bottom", fontsize=8)
     ax.set_xticks(list(xs), [label for label, _, _ in ratio_rows])
     ax.set_yscale("log")
-    ax.set_title("issue 15 ratios, ours / limits (log scale; bar = target)")
+    ax.set_title("issue 15 ratios, ours / limits (log scale; black mark = target)")
     ax.legend()
     ax = axes[2][1]
     flood = result["flood"]
