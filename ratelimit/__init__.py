@@ -17,6 +17,7 @@ from ratelimit.limiter import (
     make_key,
     tier_key,
 )
+from ratelimit.multi import MultiDecision
 from ratelimit.scripts import LuaScript, all_scripts, script
 from ratelimit.tiers import ALGORITHMS, DEFAULT_TIERS, Algorithm, Tier, parse_limit_spec
 
@@ -33,6 +34,7 @@ __all__ = [
     "Decision",
     "LibraryUnavailable",
     "LuaScript",
+    "MultiDecision",
     "RateLimitError",
     "RateLimiter",
     "Registration",

@@ -55,9 +55,19 @@ TARGETS = {
     "fallback_decision_max_s": 0.5,
     # Issue 12: moving the limiter from EVALSHA to FCALL must not make a decision dearer on the server.
     "fcall_vs_evalsha_server_cost_max": 1.1,
+    # Issue 15: the flood shield, one round trip for two limits, auto-pipelining.
+    "flood_redis_calls_limits_vs_ours_min": 100,
+    "two_limits_throughput_vs_limits_min": 1.8,
+    "async_200_tasks_throughput_vs_limits_min": 3.0,
 }
 # The commands a decision is one of: ours FCALL (FCALL_RO for a peek), `limits` and the opt-in EVALSHA.
 SCRIPT_COMMANDS = ("fcall", "fcall_ro", "evalsha")
+# The flood: the guide's auth tier, hammered on one key.
+FLOOD_LIMIT, FLOOD_WINDOW_S = 30, 60
+# Two limits per request: the general tier and the auth tier on the same client.
+TWO_LIMITS = ((LIMIT, WINDOW_S), (FLOOD_LIMIT, FLOOD_WINDOW_S))
+# Commands a decision is sent as; INFO commandstats also counts the commands scripts run inside.
+ENTRY_COMMANDS = ("evalsha", "evalsha_ro", "eval", "eval_ro", "fcall", "fcall_ro")
 FALLBACK_TIMEOUT_S = 0.1
 
 
@@ -191,6 +201,148 @@ def _callgrind_cost(calls: int) -> dict[str, Any] | None:
         result[a] = {"instructions_per_fcall": per_call["fcall"], "instructions_per_evalsha": per_call["evalsha"],
                      "fcall_vs_evalsha": round(per_call["fcall"] / per_call["evalsha"], 3)}
     return {"calls": calls, "tool": "valgrind --tool=callgrind", **result}
+
+
+def _entry_calls(r: redis.Redis) -> int:
+    """Limiter calls the server received (every library here decides through a script)."""
+    stats = r.info("commandstats")
+    return sum(int(stats[f"cmdstat_{c}"]["calls"]) for c in ENTRY_COMMANDS if f"cmdstat_{c}" in stats)
+
+
+def _flood(r: redis.Redis, decide: Callable[[str], bool], hits: int) -> dict[str, Any]:
+    """`hits` sequential requests on one key (FLOOD_LIMIT/FLOOD_WINDOW_S); Redis counts the calls."""
+    r.flushall()
+    decide("warm")
+    r.config_resetstat()
+    start = time.perf_counter()
+    admitted = sum(decide("flood") for _ in range(hits))
+    elapsed = time.perf_counter() - start
+    return {"hits": hits, "admitted": admitted, "redis_calls": _entry_calls(r),
+            "decisions_per_s": round(hits / elapsed, 1)}
+
+
+def _two_limits(r: redis.Redis, decide: Callable[[str], bool], decisions: int, per_client: int) -> dict[str, Any]:
+    """Each request checks TWO_LIMITS for one client id; ids cycle as in `_throughput`."""
+    r.flushall()
+    ids = [f"c{i:06d}" for i in range(max(1, decisions // per_client))]
+    for cid in ids[:20]:
+        decide(cid + "w")
+    r.flushall()
+    r.config_resetstat()
+    cpu = time.process_time()
+    start = time.perf_counter()
+    admitted = sum(decide(ids[i % len(ids)]) for i in range(decisions))
+    elapsed = time.perf_counter() - start
+    return {"requests": decisions, "admitted": admitted, "requests_per_s": round(decisions / elapsed, 1),
+            "client_cpu_us_per_request": round((time.process_time() - cpu) / decisions * 1e6, 1),
+            "redis_calls": _entry_calls(r)}
+
+
+AsyncDecide = Callable[[str], Any]
+
+
+async def _async_tasks(r: redis.Redis, decide: AsyncDecide, decisions: int, tasks: int) -> dict[str, Any]:
+    """`tasks` concurrent asyncio tasks, each deciding for its own ids in turn."""
+    r.flushall()
+    await asyncio.gather(*(decide(f"w{i}") for i in range(tasks)))  # connections open, scripts loaded
+    r.flushall()
+    r.config_resetstat()
+    per_task = max(1, decisions // tasks)
+
+    async def worker(t: int) -> int:
+        return sum([bool(await decide(f"t{t}:{i % 50}")) for i in range(per_task)])
+
+    start = time.perf_counter()
+    admitted = sum(await asyncio.gather(*(worker(t) for t in range(tasks))))
+    elapsed = time.perf_counter() - start
+    return {"tasks": tasks, "decisions": per_task * tasks, "admitted": admitted,
+            "decisions_per_s": round(per_task * tasks / elapsed, 1), "redis_calls": _entry_calls(r)}
+
+
+def _issue15(port: int, r: redis.Redis, *, flood_hits: int, two_limit_requests: int, per_client: int,
+             async_decisions: int, async_tasks: int, rounds: int) -> dict[str, Any]:
+    """The flood, two limits per request and 200 asyncio tasks: ours beside `limits`, same server.
+    Ours runs without the deny cache except in the flood, so the other cases compare round trips."""
+    from limits import RateLimitItemPerSecond
+    from limits.aio.storage import RedisStorage as AsyncRedisStorage
+    from limits.aio.strategies import MovingWindowRateLimiter as AsyncMoving
+    from limits.aio.strategies import SlidingWindowCounterRateLimiter as AsyncCounter
+    from limits.storage import RedisStorage
+    from limits.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
+
+    client = redis.Redis(port=port, **decision_client_kwargs(1.0))
+    storage = RedisStorage(f"redis://127.0.0.1:{port}")
+    sync_limits = {"limits_moving_window": MovingWindowRateLimiter(storage),
+                   "limits_sliding_window_counter": SlidingWindowCounterRateLimiter(storage)}
+    flood_item = RateLimitItemPerSecond(FLOOD_LIMIT, FLOOD_WINDOW_S)
+    items = [RateLimitItemPerSecond(lim, win) for lim, win in TWO_LIMITS]
+    shielded = RateLimiter(client)
+    plain = RateLimiter(client, deny_cache=False)
+
+    flood: dict[str, Any] = {
+        "ours_gcra_deny_cache": _flood(r, lambda k: shielded.hit(k, FLOOD_LIMIT, FLOOD_WINDOW_S).allowed, flood_hits),
+        "ours_gcra_no_cache": _flood(r, lambda k: plain.hit(k, FLOOD_LIMIT, FLOOD_WINDOW_S).allowed, flood_hits),
+    }
+    def limits_flood(strat: Any) -> Callable[[str], bool]:
+        return lambda k: bool(strat.hit(flood_item, k))
+
+    for name, strat in sync_limits.items():
+        flood[name] = _flood(r, limits_flood(strat), flood_hits)
+
+    def ours_two(cid: str) -> bool:
+        return plain.hit_many([(f"general:{{{cid}}}", LIMIT, WINDOW_S), (f"auth:{{{cid}}}", FLOOD_LIMIT,
+                                                                          FLOOD_WINDOW_S)]).allowed
+
+    def limits_two(strat: Any) -> Callable[[str], bool]:
+        # Both limits asked, as an application using `limits` does: one call per limit.
+        return lambda cid: all([strat.hit(item, cid) for item in items])
+
+    two_contenders: dict[str, Callable[[str], bool]] = {"ours_hit_many": ours_two}
+    two_contenders.update({n: limits_two(s) for n, s in sync_limits.items()})
+    two_runs: dict[str, list[dict[str, Any]]] = {n: [] for n in two_contenders}
+    for rnd in range(rounds):
+        order = list(two_contenders)
+        for name in order[rnd % len(order):] + order[:rnd % len(order)]:
+            two_runs[name].append(_two_limits(r, two_contenders[name], two_limit_requests, per_client))
+    two = {n: {**max(rs, key=lambda x: x["requests_per_s"]), "requests_per_s_all_rounds":
+               [x["requests_per_s"] for x in rs]} for n, rs in two_runs.items()}
+
+    async def run_async() -> dict[str, Any]:
+        # Room for one connection per task: without pipelining each decision in flight holds one.
+        pool = async_tasks + 16
+        aclient = redis.asyncio.Redis(port=port, **{**decision_client_kwargs(1.0), "retry": _async_no_retry(),
+                                                    "max_connections": pool})
+        ours = AsyncRateLimiter(aclient, timeout=1.0, deny_cache=False)
+        unpiped = AsyncRateLimiter(aclient, timeout=1.0, deny_cache=False, auto_pipeline=False)
+        astorage = AsyncRedisStorage(f"async+redis://127.0.0.1:{port}", implementation="redispy",
+                                     max_connections=pool)
+        moving, counter = AsyncMoving(astorage), AsyncCounter(astorage)
+        contenders: dict[str, AsyncDecide] = {
+            "ours_gcra_auto_pipeline": lambda k: ours.hit(k, LIMIT, WINDOW_S),
+            "ours_gcra_no_pipeline": lambda k: unpiped.hit(k, LIMIT, WINDOW_S),
+            "limits_async_moving_window": lambda k: moving.hit(item0, k),
+            "limits_async_sliding_window_counter": lambda k: counter.hit(item0, k),
+        }
+        runs: dict[str, list[dict[str, Any]]] = {n: [] for n in contenders}
+        for rnd in range(rounds):
+            order = list(contenders)
+            for name in order[rnd % len(order):] + order[:rnd % len(order)]:
+                runs[name].append(await _async_tasks(r, contenders[name], async_decisions, async_tasks))
+        await aclient.aclose()
+        return {n: {**max(rs, key=lambda x: x["decisions_per_s"]), "decisions_per_s_all_rounds":
+                    [x["decisions_per_s"] for x in rs]} for n, rs in runs.items()}
+
+    item0 = RateLimitItemPerSecond(LIMIT, WINDOW_S)
+    concurrent = asyncio.run(run_async())
+    client.close()
+    return {"flood": flood, "two_limits": two, "async_tasks": concurrent}
+
+
+def _async_no_retry() -> Any:
+    from redis.asyncio.retry import Retry as AsyncRetry
+    from redis.backoff import NoBackoff
+
+    return AsyncRetry(NoBackoff(), 0)
 
 
 def _used_memory(r: redis.Redis) -> int:
@@ -339,7 +491,7 @@ def _chart(result: dict[str, Any], path: Path) -> None:
     names = list(result["throughput"])
     short = [n.replace("limits_", "limits\n").replace("_", " ") for n in names]
     colors = ["#1f77b4" if not n.startswith("limits") else "#ff7f0e" for n in names]
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    fig, axes = plt.subplots(3, 2, figsize=(11, 11))
     ax = axes[0][0]
     ax.bar(short, [result["throughput"][n]["decisions_per_s"] for n in names], color=colors)
     ax.set_title("decisions/s, one Python client")
@@ -363,6 +515,34 @@ def _chart(result: dict[str, Any], path: Path) -> None:
     ax.set_xticks(list(xs), short)
     ax.set_title("client-side latency per decision (us)")
     ax.legend()
+    ax = axes[2][0]
+    ratio_rows = [("flood: Redis calls,\nlimits / ours", "flood_redis_calls_limits_vs_ours",
+                   "flood_redis_calls_limits_vs_ours_min"),
+                  ("two limits:\nreq/s vs limits", "two_limits_throughput_vs_limits", "two_limits_throughput_vs_limits_min"),
+                  ("200 async tasks:\ndecisions/s vs limits", "async_200_tasks_throughput_vs_limits",
+                   "async_200_tasks_throughput_vs_limits_min"),
+                  ("one sync decision:\ndecisions/s vs limits", "python_throughput_gcra_vs_best_limits",
+                   "python_throughput_vs_limits_min")]
+    values = [result["ratios"][key] for _, key, _ in ratio_rows]
+    goals = [result["targets"][goal] for _, _, goal in ratio_rows]
+    xs = range(len(ratio_rows))
+    ax.bar(list(xs), values, color=["#2ca02c" if v >= g else "#d62728" for v, g in zip(values, goals, strict=True)])
+    ax.scatter(list(xs), goals, marker="_", s=900, color="black", zorder=3, label="target")
+    for x, v in zip(xs, values, strict=True):
+        ax.annotate(f"{v:g}x", (x, v), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(list(xs), [label for label, _, _ in ratio_rows])
+    ax.set_yscale("log")
+    ax.set_title("issue 15 ratios, ours / limits (log scale; black mark = target)")
+    ax.legend()
+    ax = axes[2][1]
+    flood = result["flood"]
+    fnames = list(flood)
+    ax.bar([n.replace("limits_", "limits\n").replace("ours_", "ours\n").replace("_", " ") for n in fnames],
+           [max(1, flood[n]["redis_calls"]) for n in fnames],
+           color=["#1f77b4" if n.startswith("ours") else "#ff7f0e" for n in fnames])
+    ax.set_yscale("log")
+    ax.set_title(f"Redis calls for {result['parameters']['flood_hits']} hits on one key "
+                 f"({FLOOD_LIMIT}/{FLOOD_WINDOW_S}s, log scale)")
     for row in axes:
         for a in row:
             a.tick_params(axis="x", labelsize=7)
@@ -376,7 +556,9 @@ def _chart(result: dict[str, Any], path: Path) -> None:
 def run_benchmark(out_dir: str | Path = "bench/results", *, decisions: int = 20_000, per_client: int = 200,
                   memory_clients: int = 100_000, log_clients: int = 10_000, ceiling_requests: int = 100_000,
                   rounds: int = 5, chart: bool = True, fallback_calls: int = 20,
-                  callgrind_calls: int = 3000) -> dict[str, Any]:
+                  callgrind_calls: int = 3000, flood_hits: int = 10_000,
+                  two_limit_requests: int = 6_000, async_decisions: int = 10_000,
+                  async_tasks: int = 200) -> dict[str, Any]:
     """Run everything against a fresh loopback redis-server; write JSON (+ PNG); return the dict.
 
     `log_clients` is used for the per-client logs (ours and `limits` moving window, 120 entries
@@ -391,7 +573,9 @@ def run_benchmark(out_dir: str | Path = "bench/results", *, decisions: int = 20_
         url = f"redis://127.0.0.1:{srv.port}"
         admin = redis.Redis(port=srv.port)
         client = redis.Redis(port=srv.port, **decision_client_kwargs(1.0))
-        limiters = {a: RateLimiter(client, a) for a in ALGORITHMS}
+        # Without the deny cache: these rounds mix admissions and denials, and every denial of
+        # ours must be a round trip like limits' (the flood below measures the cache).
+        limiters = {a: RateLimiter(client, a, deny_cache=False) for a in ALGORITHMS}
         def decide_with(lim: RateLimiter) -> Callable[[str], bool]:
             return lambda cid: lim.hit("general:" + cid, LIMIT, WINDOW_S).allowed
 
@@ -442,6 +626,11 @@ def run_benchmark(out_dir: str | Path = "bench/results", *, decisions: int = 20_
             admin.flushdb()
             ceilings[f"{a}_evalsha_per_s"] = _redis_benchmark(srv.port, ceiling_requests, ["evalsha", s.sha, *args])
             admin.flushdb()
+        # After the memory figures: the 200 async connections it opens and closes would move
+        # used_memory under them.
+        shield = _issue15(srv.port, admin, flood_hits=flood_hits, two_limit_requests=two_limit_requests,
+                          per_client=per_client, async_decisions=async_decisions, async_tasks=async_tasks,
+                          rounds=rounds)
         redis_version = str(admin.info("server")["redis_version"])
         limiter_log = logging.getLogger("ratelimit.limiter")
         level = limiter_log.level
@@ -457,7 +646,18 @@ def run_benchmark(out_dir: str | Path = "bench/results", *, decisions: int = 20_
     gcra_mem = memory["gcra"]["bytes_per_client"]
     best_limits = max(throughput["limits_moving_window"]["decisions_per_s"],
                       throughput["limits_sliding_window_counter"]["decisions_per_s"])
+    flood, two, concurrent = shield["flood"], shield["two_limits"], shield["async_tasks"]
     ratios = {
+        # Issue 15 (the fewest calls / the best throughput of `limits`' strategies each time).
+        "flood_redis_calls_limits_vs_ours": round(
+            min(flood[n]["redis_calls"] for n in flood if n.startswith("limits"))
+            / max(1, flood["ours_gcra_deny_cache"]["redis_calls"]), 1),
+        "two_limits_throughput_vs_limits": round(two["ours_hit_many"]["requests_per_s"] / max(
+            two[n]["requests_per_s"] for n in two if n.startswith("limits")), 3),
+        "async_200_tasks_throughput_vs_limits": round(concurrent["ours_gcra_auto_pipeline"]["decisions_per_s"] / max(
+            concurrent[n]["decisions_per_s"] for n in concurrent if n.startswith("limits")), 3),
+        "async_auto_pipeline_vs_no_pipeline": round(concurrent["ours_gcra_auto_pipeline"]["decisions_per_s"]
+                                                    / concurrent["ours_gcra_no_pipeline"]["decisions_per_s"], 3),
         "gcra_server_cost_vs_fixed_window": round(server_cost["gcra"]["usec_per_call"]
                                                   / server_cost["fixed_window"]["usec_per_call"], 3),
         "gcra_bytes_per_client": gcra_mem,
@@ -493,6 +693,12 @@ def run_benchmark(out_dir: str | Path = "bench/results", *, decisions: int = 20_
         "fallback_decision": fallback["max_s"] <= TARGETS["fallback_decision_max_s"],
         "fcall_vs_evalsha_server_cost": ratios["fcall_vs_evalsha_server_cost"]
         <= TARGETS["fcall_vs_evalsha_server_cost_max"],
+        "flood_redis_calls_vs_limits": ratios["flood_redis_calls_limits_vs_ours"]
+        >= TARGETS["flood_redis_calls_limits_vs_ours_min"],
+        "two_limits_throughput_vs_limits": ratios["two_limits_throughput_vs_limits"]
+        >= TARGETS["two_limits_throughput_vs_limits_min"],
+        "async_200_tasks_throughput_vs_limits": ratios["async_200_tasks_throughput_vs_limits"]
+        >= TARGETS["async_200_tasks_throughput_vs_limits_min"],
     }
     result: dict[str, Any] = {
         "schema": 1,
@@ -508,13 +714,19 @@ def run_benchmark(out_dir: str | Path = "bench/results", *, decisions: int = 20_
         "parameters": {"limit": LIMIT, "window_s": WINDOW_S, "decisions": decisions, "per_client": per_client,
                        "memory_clients": memory_clients, "log_clients": log_clients,
                        "ceiling_requests": ceiling_requests, "rounds": rounds, "fallback_calls": fallback_calls,
-                       "callgrind_calls": callgrind_calls},
+                       "callgrind_calls": callgrind_calls,
+                       "flood_hits": flood_hits, "flood_limit": FLOOD_LIMIT, "flood_window_s": FLOOD_WINDOW_S,
+                       "two_limit_requests": two_limit_requests, "two_limits": [list(t) for t in TWO_LIMITS],
+                       "async_decisions": async_decisions, "async_tasks": async_tasks},
         "throughput": throughput,
         "server_cost_pipelined": server_cost,
         "server_cost_callgrind": callgrind,
         "memory": memory,
         "ceilings": ceilings,
         "fallback": fallback,
+        "flood": flood,
+        "two_limits": two,
+        "async_tasks": concurrent,
         "ratios": ratios,
         "targets": TARGETS,
         "targets_met": targets_met,

@@ -24,7 +24,7 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -36,6 +36,23 @@ from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 from redis.retry import Retry
 
 from ratelimit import functions
+from ratelimit.autopipeline import AutoPipeline, call_packed
+from ratelimit.denycache import DEFAULT_SIZE as DEFAULT_DENY_CACHE_SIZE
+from ratelimit.denycache import DenyCache, shape_of
+from ratelimit.multi import (
+    MULTI_FUNCTION,
+    MultiDecision,
+    Split,
+    cached_many,
+    check_distinct,
+    fallback_many,
+    multi_script,
+    parse_items,
+    parse_reply,
+    record_many,
+    script_args,
+    split_by_slot,
+)
 from ratelimit.scripts import KEY_SUFFIX, LuaScript, script
 from ratelimit.tiers import ALGORITHMS, Tier, bounds_problem
 
@@ -68,6 +85,8 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
 )
+# Everything a multi-limit call turns into a failure-policy decision or re-raises (_fallback_many).
+_DECIDE_ERRORS: tuple[type[BaseException], ...] = (ResponseError, *_UNAVAILABLE)
 
 
 Mode = Literal["functions", "scripts"]
@@ -100,6 +119,9 @@ class Decision(NamedTuple):
     limit: int
     # True when Redis could not answer and the failure policy decided.
     fallback: bool = False
+    # True when the local deny cache answered without asking Redis: always a denial
+    # (allowed=False), repeating an earlier Redis denial whose retry_after has not passed yet.
+    cached: bool = False
 
 
 def decision_client_kwargs(timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
@@ -123,9 +145,19 @@ def decision_client(host: str = "127.0.0.1", port: int = 6379, *, timeout: float
     return redis.Redis(host=host, port=port, **{**decision_client_kwargs(timeout), **kwargs})
 
 
+def has_hash_tag(key: str) -> bool:
+    """Whether Redis Cluster would hash `key` by a tag of its own: a non-empty `{...}`."""
+    start = key.find("{")
+    return start >= 0 and key.find("}", start + 1) > start + 1
+
+
 def make_key(prefix: str, key: str, algorithm: str) -> str:
     # The braces make the whole logical key the cluster hash tag: every key a script touches
-    # (and the per-algorithm siblings `reset` deletes together) lives in one slot.
+    # (and the per-algorithm siblings `reset` deletes together) lives in one slot. A key with its
+    # own tag keeps it, so one client's limits share a slot (`auth:{alice}`, `general:{alice}`)
+    # and `hit_many` decides them in one atomic call on a cluster too.
+    if has_hash_tag(key):
+        return f"{prefix}:{key}:{KEY_SUFFIX[algorithm]}"
     return f"{prefix}:{{{key}}}:{KEY_SUFFIX[algorithm]}"
 
 
@@ -248,7 +280,8 @@ class _Base:
     def __init__(self, client: Any, algorithm: str = "gcra", prefix: str = "rl", *,
                  timeout: float = DEFAULT_TIMEOUT, fail_open: bool = False,
                  fallback_retry_after: float = DEFAULT_FALLBACK_RETRY_AFTER, mode: Mode = "functions",
-                 load_library: bool = True, metrics: LimiterMetrics | None = None) -> None:
+                 load_library: bool = True, metrics: LimiterMetrics | None = None, deny_cache: bool = True,
+                 deny_cache_size: int = DEFAULT_DENY_CACHE_SIZE) -> None:
         if mode not in MODES:
             raise RateLimitError(f"mode {mode!r}: expected one of {', '.join(MODES)} (scripts is the EVALSHA opt-in)")
         if algorithm not in ALGORITHMS:
@@ -257,6 +290,13 @@ class _Base:
             raise RateLimitError("prefix must be non-empty and contain no '{' or '}' (hash tag)")
         if not timeout > 0:
             raise RateLimitError("timeout must be positive")
+        if not isinstance(deny_cache, bool):
+            raise RateLimitError(f"deny_cache must be True or False, got {deny_cache!r}")
+        try:
+            # The flood shield (ratelimit/denycache.py): None when turned off.
+            self.deny_cache: DenyCache | None = DenyCache(deny_cache_size) if deny_cache else None
+        except ValueError as exc:
+            raise RateLimitError(str(exc)) from None
         self.client = client
         self.algorithm = algorithm
         self.prefix = prefix
@@ -285,8 +325,74 @@ class _Base:
         return _prepare(self.prefix, tier.algorithm, tier_key(tier, client_id), tier.limit, tier.window_s,
                         cost, tier.burst, peek, tier.fail_open)
 
+    def _many_calls(self, items: object, fail_open: bool | None) -> list[_Call]:
+        try:
+            parsed = parse_items(items)
+        except ValueError as exc:
+            raise RateLimitError(str(exc)) from None
+        calls = [self._call_for(key, limit, window_s, cost, None, None, fail_open, False)
+                 for key, limit, window_s, cost in parsed]
+        return self._distinct(calls)
+
+    def _tier_calls(self, requests: Sequence[tuple[Any, ...]]) -> list[_Call]:
+        calls = []
+        for i, req in enumerate(requests):
+            if not isinstance(req, tuple) or len(req) not in (2, 3) or not isinstance(req[0], Tier):
+                raise RateLimitError(f"hit_tiers: item {i} is {req!r}; expected (tier, client_id[, cost])")
+            calls.append(self._tier_call(req[0], req[1], req[2] if len(req) == 3 else 1, False))
+        if not calls:
+            raise RateLimitError("hit_tiers: expected at least one (tier, client_id[, cost])")
+        return self._distinct(calls)
+
+    @staticmethod
+    def _distinct(calls: list[_Call]) -> list[_Call]:
+        try:
+            check_distinct(calls)
+        except ValueError as exc:
+            raise RateLimitError(str(exc)) from None
+        return calls
+
+    # The deny cache around the one server call: a local denial (and the send time), then the reply.
+    def _local(self, call: _Call) -> tuple[Decision | None, float]:
+        cache = self.deny_cache
+        if cache is None:
+            return None, 0.0
+        return cache.check(call.key, shape_of(call), call.cost), cache.now()
+
+    def _recorded(self, call: _Call, sent: float, decision: Decision) -> Decision:
+        if self.deny_cache is not None:
+            self.deny_cache.record(call.key, shape_of(call), call.cost, decision, sent)
+        return decision
+
+    def _local_many(self, calls: list[_Call]) -> tuple[MultiDecision | None, float]:
+        cache = self.deny_cache
+        if cache is None:
+            return None, 0.0
+        return cached_many(cache, calls), cache.now()
+
+    def _recorded_many(self, calls: list[_Call], sent: float, result: MultiDecision) -> MultiDecision:
+        if self.deny_cache is not None:
+            record_many(self.deny_cache, calls, result, sent)
+        return result
+
+    def _fallback_many(self, calls: list[_Call], exc: BaseException) -> MultiDecision:
+        """Each limit's failure policy when Redis cannot answer; any other error propagates."""
+        if isinstance(exc, ResponseError):
+            _raise_for_response(exc)
+            if not _is_unavailable(exc):
+                raise exc
+        return fallback_many([self._on_unavailable(c, exc) for c in calls])
+
     def _reset_keys(self, key: str) -> list[str]:
-        return [make_key(self.prefix, key, a) for a in ALGORITHMS]
+        keys = [make_key(self.prefix, key, a) for a in ALGORITHMS]
+        if self.deny_cache is not None:
+            self.deny_cache.forget(keys)
+        return keys
+
+    @property
+    def cached_denials(self) -> int:
+        """Decisions the deny cache answered without asking Redis (a counter for metrics)."""
+        return 0 if self.deny_cache is None else self.deny_cache.denials
 
     def _library_refused(self, exc: BaseException, version: str | None) -> LibraryUnavailable:
         """The error for a missing function this credential may not load, named by the server's version."""
@@ -313,10 +419,11 @@ class RateLimiter(_Base):
     def __init__(self, client: Any, algorithm: str = "gcra", prefix: str = "rl", *,
                  timeout: float = DEFAULT_TIMEOUT, fail_open: bool = False,
                  fallback_retry_after: float = DEFAULT_FALLBACK_RETRY_AFTER, mode: Mode = "functions",
-                 load_library: bool = True, metrics: LimiterMetrics | None = None) -> None:
+                 load_library: bool = True, metrics: LimiterMetrics | None = None, deny_cache: bool = True,
+                 deny_cache_size: int = DEFAULT_DENY_CACHE_SIZE) -> None:
         super().__init__(client, algorithm, prefix, timeout=timeout, fail_open=fail_open,
                          fallback_retry_after=fallback_retry_after, mode=mode, load_library=load_library,
-                         metrics=metrics)
+                         metrics=metrics, deny_cache=deny_cache, deny_cache_size=deny_cache_size)
         _check_sync_client(client, timeout)
 
     def hit(self, key: str, limit: int, window_s: float, cost: int = 1, *, burst: int | None = None,
@@ -348,6 +455,18 @@ class RateLimiter(_Base):
     def peek_tier(self, tier: Tier, client_id: str, cost: int = 1) -> Decision:
         return self._run(self._tier_call(tier, client_id, cost, True))
 
+    def hit_many(self, limits: Sequence[tuple[Any, ...]], *, fail_open: bool | None = None) -> MultiDecision:
+        """Decide several limits for one request in one call, all or nothing.
+
+        `limits`: (key, limit, window_s[, cost]) tuples (the limiter's algorithm). Either every
+        limit admits and consumes, or none consumes; one Decision per limit, in order, with
+        `.allowed`, `.denied_by` (index) and `.retry_after` (the largest) for the request."""
+        return self._run_many(self._many_calls(limits, fail_open))
+
+    def hit_tiers(self, requests: Sequence[tuple[Any, ...]]) -> MultiDecision:
+        """`hit_many` over (tier, client_id[, cost]): each tier's algorithm, burst and policy."""
+        return self._run_many(self._tier_calls(requests))
+
     def reset(self, key: str) -> bool:
         """Forget `key` under every algorithm. Raises if Redis is unavailable."""
         return bool(self.client.delete(*self._reset_keys(key)))
@@ -378,6 +497,12 @@ class RateLimiter(_Base):
         return str(version)
 
     def _run(self, call: _Call) -> Decision:
+        local, sent = self._local(call)
+        if local is not None:
+            return local
+        return self._recorded(call, sent, self._ask(call))
+
+    def _ask(self, call: _Call) -> Decision:
         try:
             return _decision(self._invoke(call), call.limit)
         except ResponseError as exc:
@@ -400,9 +525,12 @@ class RateLimiter(_Base):
         return self._fcall(call)
 
     def _fcall(self, call: _Call) -> Sequence[int]:
-        send = self.client.fcall_ro if call.read_only else self.client.fcall
+        return self._fcall_command(("FCALL_RO" if call.read_only else "FCALL", call.function, "1"), (call.key,),
+                                   call.args)
+
+    def _fcall_command(self, head: tuple[str, ...], keys: tuple[str, ...], tail: tuple[str, ...]) -> Sequence[int]:
         try:
-            return send(call.function, 1, call.key, *call.args)  # type: ignore[no-any-return]
+            return call_packed(self.client, head, keys, tail)  # type: ignore[no-any-return]
         except ResponseError as exc:
             if not functions.is_missing_function(exc):
                 raise
@@ -414,21 +542,79 @@ class RateLimiter(_Base):
                 self.load_library()
             except NoPermissionError as denied:
                 raise self._library_refused(denied, functions.read_version(self.client)) from exc
-        return send(call.function, 1, call.key, *call.args)  # type: ignore[no-any-return]
+        return call_packed(self.client, head, keys, tail)  # type: ignore[no-any-return]
 
     def _evalsha(self, call: _Call) -> Sequence[int]:
         try:
-            return self.client.evalsha(call.script.sha, 1, call.key, *call.args)  # type: ignore[no-any-return]
+            return call_packed(self.client, ("EVALSHA", call.script.sha, "1"), (call.key,), call.args)  # type: ignore[no-any-return]
         except NoScriptError:
             # NOSCRIPT is answered before anything runs, so loading and retrying once cannot
             # count twice (empty cache after a restart, failover or SCRIPT FLUSH).
             self.script_loads += 1
             self.client.script_load(call.script.source)
-            return self.client.evalsha(call.script.sha, 1, call.key, *call.args)  # type: ignore[no-any-return]
+            return call_packed(self.client, ("EVALSHA", call.script.sha, "1"), (call.key,), call.args)  # type: ignore[no-any-return]
+
+    def _run_many(self, calls: list[_Call]) -> MultiDecision:
+        local, sent = self._local_many(calls)
+        if local is not None:
+            return local
+        return self._recorded_many(calls, sent, self._ask_many(calls))
+
+    def _ask_many(self, calls: list[_Call]) -> MultiDecision:
+        try:
+            groups = split_by_slot(self.client, calls)
+            if len(groups) == 1:
+                allowed, decisions = parse_reply(self._eval_many(calls, "0"), calls)
+                return MultiDecision(decisions, allowed)
+            # Limits in several cluster slots: peek every slot, then consume slot by slot.
+            split = Split(calls, groups)
+            if not all([split.take(g, self._eval_many(split.group_calls(g), "1")) for g in groups]):
+                return split.result(False)
+            for g in groups:
+                if not split.take(g, self._eval_many(split.group_calls(g), "0")):
+                    return split.result(False)
+            return split.result(True)
+        except _DECIDE_ERRORS as exc:
+            return self._fallback_many(calls, exc)
+
+    def _eval_many(self, calls: list[_Call], mode: str) -> Sequence[int]:
+        keys, argv = script_args(calls, mode)
+        if self.mode == "functions":
+            return self._fcall_command(("FCALL", MULTI_FUNCTION, str(len(keys))), tuple(keys), tuple(argv))
+        lua = multi_script()
+        try:
+            return call_packed(self.client, ("EVALSHA", lua.sha, str(len(keys))), tuple(keys), tuple(argv))  # type: ignore[no-any-return]
+        except NoScriptError:
+            self.script_loads += 1
+            self.client.script_load(lua.source)
+            return call_packed(self.client, ("EVALSHA", lua.sha, str(len(keys))), tuple(keys), tuple(argv))  # type: ignore[no-any-return]
 
 
 class AsyncRateLimiter(_Base):
-    """asyncio limiter over `redis.asyncio` clients; each call is also bounded by `timeout`."""
+    """asyncio limiter over `redis.asyncio` clients; each call is also bounded by `timeout`.
+
+    With `auto_pipeline` (the default) the decisions asked in one event-loop turn are written as
+    one pipeline (ratelimit/autopipeline.py); each caller still gets its own Decision."""
+
+    def __init__(self, client: Any, algorithm: str = "gcra", prefix: str = "rl", *,
+                 timeout: float = DEFAULT_TIMEOUT, fail_open: bool = False,
+                 fallback_retry_after: float = DEFAULT_FALLBACK_RETRY_AFTER, mode: Mode = "functions",
+                 load_library: bool = True, metrics: LimiterMetrics | None = None, deny_cache: bool = True,
+                 deny_cache_size: int = DEFAULT_DENY_CACHE_SIZE, auto_pipeline: bool = True) -> None:
+        super().__init__(client, algorithm, prefix, timeout=timeout, fail_open=fail_open,
+                         fallback_retry_after=fallback_retry_after, mode=mode, load_library=load_library,
+                         metrics=metrics, deny_cache=deny_cache, deny_cache_size=deny_cache_size)
+        if not isinstance(auto_pipeline, bool):
+            raise RateLimitError(f"auto_pipeline must be True or False, got {auto_pipeline!r}")
+        self.pipeline: AutoPipeline | None = AutoPipeline(client, timeout) if auto_pipeline else None
+
+    def _send(self, head: tuple[str, ...], keys: tuple[str, ...], tail: tuple[str, ...],
+              deadline: float) -> Awaitable[Any]:
+        """The one place a decision is written to the server: this turn's pipeline (ended by
+        `deadline`, loop time), or alone."""
+        if self.pipeline is not None:
+            return self.pipeline.execute(head, keys, tail, deadline)
+        return self.client.execute_command(*head, *keys, *tail)  # type: ignore[no-any-return]
 
     async def hit(self, key: str, limit: int, window_s: float, cost: int = 1, *, burst: int | None = None,
                   algorithm: str | None = None, fail_open: bool | None = None) -> Decision:
@@ -456,6 +642,13 @@ class AsyncRateLimiter(_Base):
 
     async def peek_tier(self, tier: Tier, client_id: str, cost: int = 1) -> Decision:
         return await self._run(self._tier_call(tier, client_id, cost, True))
+
+    async def hit_many(self, limits: Sequence[tuple[Any, ...]], *, fail_open: bool | None = None) -> MultiDecision:
+        """See `RateLimiter.hit_many`; bounded by `timeout` as a whole."""
+        return await self._run_many(self._many_calls(limits, fail_open))
+
+    async def hit_tiers(self, requests: Sequence[tuple[Any, ...]]) -> MultiDecision:
+        return await self._run_many(self._tier_calls(requests))
 
     async def reset(self, key: str) -> bool:
         return bool(await self.client.delete(*self._reset_keys(key)))
@@ -489,11 +682,23 @@ class AsyncRateLimiter(_Base):
         return str(version)
 
     async def _run(self, call: _Call) -> Decision:
+        local, sent = self._local(call)
+        if local is not None:
+            return local
+        return self._recorded(call, sent, await self._ask(call))
+
+    async def _ask(self, call: _Call) -> Decision:
         try:
             # A hard deadline on top of the socket timeouts: cancellation makes redis-py drop
-            # the connection, so a late reply can never be read by the next request.
-            async with asyncio.timeout(self.timeout):
-                reply = await self._invoke(call)
+            # the connection, so a late reply can never be read by the next request. Pipelined,
+            # the pipeline carrying the call ends by the earliest deadline of its callers, so the
+            # call needs no timer of its own.
+            deadline = asyncio.get_running_loop().time() + self.timeout
+            if self.pipeline is not None:
+                reply = await self._invoke(call, deadline)
+            else:
+                async with asyncio.timeout_at(deadline):
+                    reply = await self._invoke(call, deadline)
             return _decision(reply, call.limit)
         except ResponseError as exc:
             _raise_for_response(exc)
@@ -516,34 +721,79 @@ class AsyncRateLimiter(_Base):
                 raise
             return self._on_unavailable(call, exc)
 
-    async def _invoke(self, call: _Call) -> Sequence[int]:
-        """The one place a decision asks the server (a local cache or a pipeline wraps this)."""
+    async def _invoke(self, call: _Call, deadline: float) -> Sequence[int]:
+        """The one place a decision asks the server (the deny cache wraps it; `_send` pipelines it)."""
         if self.mode == "scripts":
-            return await self._evalsha(call)
-        return await self._fcall(call)
+            return await self._evalsha(call, deadline)
+        return await self._fcall(call, deadline)
 
-    async def _fcall(self, call: _Call) -> Sequence[int]:
-        send = self.client.fcall_ro if call.read_only else self.client.fcall
+    async def _fcall(self, call: _Call, deadline: float) -> Sequence[int]:
+        return await self._fcall_command(("FCALL_RO" if call.read_only else "FCALL", call.function, "1"),
+                                         (call.key,), call.args, deadline)
+
+    async def _fcall_command(self, head: tuple[str, ...], keys: tuple[str, ...], tail: tuple[str, ...],
+                             deadline: float) -> Sequence[int]:
         try:
-            return await send(call.function, 1, call.key, *call.args)  # type: ignore[no-any-return]
+            return await self._send(head, keys, tail, deadline)  # type: ignore[no-any-return]
         except ResponseError as exc:
             if not functions.is_missing_function(exc):
                 raise
             if not self.may_load:
                 raise self._library_refused(exc, None) from exc
             try:  # as in the sync limiter: nothing ran, one load and one retry
-                await self.load_library()
+                async with asyncio.timeout_at(deadline):
+                    await self.load_library()
             except NoPermissionError as denied:
                 raise self._library_refused(denied, await self.library_version()) from exc
-        return await send(call.function, 1, call.key, *call.args)  # type: ignore[no-any-return]
+        return await self._send(head, keys, tail, deadline)  # type: ignore[no-any-return]
 
-    async def _evalsha(self, call: _Call) -> Sequence[int]:
+    async def _run_many(self, calls: list[_Call]) -> MultiDecision:
+        local, sent = self._local_many(calls)
+        if local is not None:
+            return local
+        return self._recorded_many(calls, sent, await self._ask_many(calls))
+
+    async def _ask_many(self, calls: list[_Call]) -> MultiDecision:
         try:
-            return await self.client.evalsha(call.script.sha, 1, call.key, *call.args)  # type: ignore[no-any-return]
+            async with asyncio.timeout(self.timeout):
+                groups = split_by_slot(self.client, calls)
+                if len(groups) == 1:
+                    allowed, decisions = parse_reply(await self._eval_many(calls, "0"), calls)
+                    return MultiDecision(decisions, allowed)
+                split = Split(calls, groups)
+                peeks = [split.take(g, await self._eval_many(split.group_calls(g), "1")) for g in groups]
+                if not all(peeks):
+                    return split.result(False)
+                for g in groups:
+                    if not split.take(g, await self._eval_many(split.group_calls(g), "0")):
+                        return split.result(False)
+                return split.result(True)
+        except _DECIDE_ERRORS as exc:
+            return self._fallback_many(calls, exc)
+
+    async def _eval_many(self, calls: list[_Call], mode: str) -> Sequence[int]:
+        keys, argv = script_args(calls, mode)
+        if self.mode == "functions":
+            return await self._fcall_command(("FCALL", MULTI_FUNCTION, str(len(keys))), tuple(keys), tuple(argv),
+                                             asyncio.get_running_loop().time() + self.timeout)
+        lua = multi_script()
+        try:
+            return await self._send(("EVALSHA", lua.sha, str(len(keys))), tuple(keys), tuple(argv),
+                                    asyncio.get_running_loop().time() + self.timeout)  # type: ignore[no-any-return]
         except NoScriptError:
             self.script_loads += 1
-            await self.client.script_load(call.script.source)
-            return await self.client.evalsha(call.script.sha, 1, call.key, *call.args)  # type: ignore[no-any-return]
+            await self.client.script_load(lua.source)
+            return await self._send(("EVALSHA", lua.sha, str(len(keys))), tuple(keys), tuple(argv),
+                                    asyncio.get_running_loop().time() + self.timeout)  # type: ignore[no-any-return]
+
+    async def _evalsha(self, call: _Call, deadline: float) -> Sequence[int]:
+        try:
+            return await self._send(("EVALSHA", call.script.sha, "1"), (call.key,), call.args, deadline)  # type: ignore[no-any-return]
+        except NoScriptError:
+            self.script_loads += 1
+            async with asyncio.timeout_at(deadline):
+                await self.client.script_load(call.script.source)
+            return await self._send(("EVALSHA", call.script.sha, "1"), (call.key,), call.args, deadline)  # type: ignore[no-any-return]
 
 
 def async_decision_client(host: str = "127.0.0.1", port: int = 6379, *, timeout: float = DEFAULT_TIMEOUT,

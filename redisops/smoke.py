@@ -589,8 +589,10 @@ class SmokeRun:
 
             try:
                 # The smoke limiter never loads the library: function-library proved it is there.
+                # Without the deny cache: every decision must reach the server (exactness, latency
+                # and fcall-only count the server's answers, not local ones).
                 limiter = RateLimiter(self._decision_client(), tier.algorithm, prefix=self.prefix,
-                                      timeout=self.spec.timeout_s, load_library=False)
+                                      timeout=self.spec.timeout_s, load_library=False, deny_cache=False)
                 t_start = self._server_time()
                 with ThreadPoolExecutor(max_workers=self.options.concurrency) as pool:
                     list(pool.map(one, range(n)))

@@ -22,7 +22,8 @@ THROUGHPUT_FIELDS = {"decisions", "allowed", "decisions_per_s", "latency_p50_us"
 
 def test_benchmark_writes_complete_results(tmp_path) -> None:
     result = run_benchmark(tmp_path, decisions=400, per_client=200, memory_clients=300, log_clients=50,
-                           ceiling_requests=2000, rounds=2, chart=True, fallback_calls=3, callgrind_calls=60)
+                           ceiling_requests=2000, rounds=2, chart=True, fallback_calls=3, callgrind_calls=60,
+                           flood_hits=1000, two_limit_requests=400, async_decisions=400, async_tasks=40)
     on_disk = json.loads((tmp_path / "ratelimit.json").read_text())
     assert on_disk == json.loads(json.dumps(result))
     assert (tmp_path / "ratelimit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -59,7 +60,9 @@ def test_benchmark_writes_complete_results(tmp_path) -> None:
         assert fallback[case]["p50_ms"] >= 99.9, (case, fallback[case])
     assert set(on_disk["targets_met"]) == {"gcra_server_cost_vs_fixed_window", "gcra_bytes_per_client",
                                            "limits_moving_window_memory_vs_gcra", "python_throughput_vs_limits",
-                                           "fallback_decision", "fcall_vs_evalsha_server_cost"}
+                                           "fallback_decision", "fcall_vs_evalsha_server_cost",
+                                           "flood_redis_calls_vs_limits", "two_limits_throughput_vs_limits",
+                                           "async_200_tasks_throughput_vs_limits"}
     assert all(isinstance(v, bool) for v in on_disk["targets_met"].values())
     # FCALL and the EVALSHA opt-in side by side, per algorithm, in the same run.
     cost = on_disk["server_cost_pipelined"]
@@ -76,3 +79,36 @@ def test_benchmark_writes_complete_results(tmp_path) -> None:
     else:
         assert grind is None
         assert on_disk["ratios"]["fcall_vs_evalsha_server_cost"] == on_disk["ratios"]["fcall_vs_evalsha_usec"]
+
+    # The flood: 1000 hits on one key at 30/60 s. Everyone admits 30 (GCRA's 2 s refill aside);
+    # without the deny cache every hit is one script call, with it the calls are the 30 admissions
+    # and the first denial (counted by the server, INFO commandstats).
+    flood = on_disk["flood"]
+    assert set(flood) == {"ours_gcra_deny_cache", "ours_gcra_no_cache", "limits_moving_window",
+                          "limits_sliding_window_counter"}
+    for name, row in flood.items():
+        # GCRA earns a unit back every 2 s (a busy machine makes a run slow, not wrong).
+        elapsed = row["hits"] / row["decisions_per_s"]
+        assert row["hits"] == 1000 and 30 <= row["admitted"] <= 31 + math.ceil(elapsed / 2), (name, row)
+        if name != "ours_gcra_deny_cache":
+            assert row["redis_calls"] == 1000, (name, row)
+    shield = flood["ours_gcra_deny_cache"]
+    assert shield["admitted"] + 1 <= shield["redis_calls"] <= shield["admitted"] + 2, shield
+    assert on_disk["ratios"]["flood_redis_calls_limits_vs_ours"] == round(1000 / shield["redis_calls"], 1)
+    # Two limits per request: one script call for ours, two for limits; same admissions.
+    two = on_disk["two_limits"]
+    assert set(two) == {"ours_hit_many", "limits_moving_window", "limits_sliding_window_counter"}
+    assert two["ours_hit_many"]["redis_calls"] == 400
+    assert all(two[n]["redis_calls"] == 800 for n in two if n.startswith("limits"))
+    for name, row in two.items():  # 2 ids x 30: the 30/60 limit binds (plus GCRA's refill, as above)
+        elapsed = row["requests"] / row["requests_per_s"]
+        assert 60 <= row["admitted"] <= 62 + 2 * math.ceil(elapsed / 2), (name, row)
+    # 40 concurrent tasks x 10 decisions: every decision made, each one script call.
+    conc = on_disk["async_tasks"]
+    assert set(conc) == {"ours_gcra_auto_pipeline", "ours_gcra_no_pipeline", "limits_async_moving_window",
+                         "limits_async_sliding_window_counter"}
+    for name, row in conc.items():
+        assert (row["tasks"], row["decisions"], row["admitted"], row["redis_calls"]) == (40, 400, 400, 400), name
+        assert row["decisions_per_s"] > 0
+    assert set(on_disk["ratios"]) >= {"two_limits_throughput_vs_limits", "async_200_tasks_throughput_vs_limits",
+                                      "async_auto_pipeline_vs_no_pipeline"}

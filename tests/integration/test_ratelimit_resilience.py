@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,7 +26,7 @@ from ratelimit import (
     tier_key,
 )
 from tests.support.procs import wait_until
-from tests.support.ratelimit_fixtures import requires_redis, rl_redis, rl_server, start_server  # noqa: F401
+from tests.support.ratelimit_fixtures import own_server, requires_redis, rl_redis, rl_server  # noqa: F401
 from tests.support.redisproc import RedisProcess
 
 pytestmark = [pytest.mark.slow, requires_redis]
@@ -44,16 +44,6 @@ RELAXED_TIMEOUT = 10.0
 
 GENERAL = next(t for t in DEFAULT_TIERS if t.name == "general")  # fail open
 AUTH = next(t for t in DEFAULT_TIERS if t.name == "auth")  # fail closed
-
-
-@pytest.fixture
-def own_server(tmp_path) -> Iterator[RedisProcess]:
-    rp = start_server(tmp_path / "redis")
-    try:
-        yield rp
-    finally:
-        rp.resume() if rp.running() else None
-        rp.stop()
 
 
 # Every key with its PTTL at one instant: a script runs atomically, and Redis judges expiry at

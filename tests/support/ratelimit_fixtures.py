@@ -24,6 +24,17 @@ def start_server(workdir: Any, config: str = PLAIN_CONFIG, *, cluster_bus: bool 
     return rp.start()
 
 
+@pytest.fixture
+def own_server(tmp_path: Any) -> Iterator[RedisProcess]:
+    """A server of the test's own, for tests that stall (SIGSTOP) or stop it."""
+    rp = start_server(tmp_path / "redis")
+    try:
+        yield rp
+    finally:
+        rp.resume() if rp.running() else None
+        rp.stop()
+
+
 @pytest.fixture(scope="module")
 def rl_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
     rp = start_server(tmp_path_factory.mktemp("rl-redis"))

@@ -21,9 +21,10 @@ async def _broken(*args: Any, **kwargs: Any) -> Any:
 @pytest.mark.parametrize("fail_open", [False, True])
 def test_async_cluster_attribute_error_applies_the_policy(fail_open: bool) -> None:
     async def run() -> None:
-        client = RedisCluster(host="127.0.0.1", port=1)  # never connects: fcall is replaced
-        client.fcall = _broken  # type: ignore[method-assign]
-        limiter = AsyncRateLimiter(client, fail_open=fail_open)
+        client = RedisCluster(host="127.0.0.1", port=1)  # never connects: the send is replaced
+        client.execute_command = _broken  # type: ignore[method-assign]
+        # Unpipelined, a decision is one execute_command (auto-pipelining fails the same way per caller).
+        limiter = AsyncRateLimiter(client, fail_open=fail_open, auto_pipeline=False)
         d = await limiter.hit("k", 10, 60)
         assert d.fallback and d.allowed is fail_open and limiter.fallbacks == 1
 
@@ -33,8 +34,8 @@ def test_async_cluster_attribute_error_applies_the_policy(fail_open: bool) -> No
 def test_other_clients_attribute_error_is_raised() -> None:
     async def run() -> None:
         client = redis.asyncio.Redis(host="127.0.0.1", port=1)
-        client.fcall = _broken  # type: ignore[method-assign]
+        client.execute_command = _broken  # type: ignore[method-assign]
         with pytest.raises(AttributeError):
-            await AsyncRateLimiter(client).hit("k", 10, 60)
+            await AsyncRateLimiter(client, auto_pipeline=False).hit("k", 10, 60)
 
     asyncio.run(run())

@@ -91,7 +91,7 @@ def test_decision_is_frozen() -> None:
     d = Decision(True, 1, 0.0, 1.0, 2)
     with pytest.raises(AttributeError):
         d.allowed = False  # type: ignore[misc]
-    assert d == Decision(allowed=True, remaining=1, retry_after=0.0, reset_after=1.0, limit=2, fallback=False)
+    assert d == Decision(allowed=True, remaining=1, retry_after=0.0, reset_after=1.0, limit=2, fallback=False, cached=False)
 
 
 def test_headers_allowed() -> None:

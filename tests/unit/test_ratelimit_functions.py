@@ -13,7 +13,8 @@ from ratelimit import functions as fn
 
 # The digest of the library text this release number stands for. A change of the library text must
 # bump LIBRARY_RELEASE (servers report their version; smoke and clients compare it), then this pin.
-RELEASED = {"1.0.0": "95be9ac4e477741b3cdfe0838a097cfe0a1ce85600e2631e3da272f8e46c2aa0"}
+RELEASED = {"1.0.0": "95be9ac4e477741b3cdfe0838a097cfe0a1ce85600e2631e3da272f8e46c2aa0",
+            "1.1.0": "a85f0b7fbd50ace9b0df2a4b2d92986ae8be45232b5f371a2d7b116ce37d9ce8"}
 
 
 def test_a_library_change_bumps_the_release() -> None:
@@ -26,15 +27,21 @@ def test_the_library_is_one_source_with_the_evalsha_scripts() -> None:
     text = function_library()
     assert text.startswith("#!lua name=ratelimit\n")
     for algorithm in ALGORITHMS:
-        # Each algorithm body appears once, verbatim, wrapped in a function of (KEYS, ARGV).
-        assert text.count(script(algorithm).source.rstrip("\n")) == 1
-    assert text.count("(KEYS, ARGV)") == len(ALGORITHMS) + 1  # + ratelimit_version
+        # Each algorithm body appears once, verbatim but for its comment lines, wrapped in a
+        # function of (KEYS, ARGV).
+        assert text.count(fn.code(script(algorithm).source)) == 1
+        assert not any(line.lstrip().startswith("--") for line in fn.code(script(algorithm).source).split("\n"))
+    assert text.count("(KEYS, ARGV)") == len(ALGORITHMS) + 2  # + ratelimit_multi, ratelimit_version
+    # ratelimit_multi calls the algorithm callbacks themselves: no second copy of any algorithm.
+    for i, algorithm in enumerate(ALGORITHMS):
+        assert f"local {algorithm} = f{i}_ratelimit_{algorithm}\n" in text
 
 
 def test_registrations_the_contract_names() -> None:
     registered = dict(re.findall(r"function_name='(\w+)', callback=\w+, flags=\{([^}]*)\}", function_library()))
     want = {f"ratelimit_{a}": "" for a in ALGORITHMS}
     want |= {f"ratelimit_{a}_ro": "'no-writes'" for a in ALGORITHMS}
+    want["ratelimit_multi"] = ""  # hit_many (issue 15): writes
     want["ratelimit_version"] = "'no-writes'"
     assert registered == want
     assert [r.name for r in REGISTRATIONS] == list(registered)

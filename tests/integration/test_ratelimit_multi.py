@@ -1,0 +1,146 @@
+# ruff: noqa: F811  (pytest fixtures imported from tests.support.ratelimit_fixtures are parameters)
+"""hit_many on a real redis-server: several limits in one call, all or nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+import redis
+from redis.cluster import RedisCluster
+
+from ratelimit import (
+    ALGORITHMS,
+    DEFAULT_TIERS,
+    AsyncRateLimiter,
+    RateLimiter,
+    RateLimitError,
+    async_decision_client,
+    decision_client,
+    decision_client_kwargs,
+    make_key,
+)
+from tests.integration.test_ratelimit_topologies import cluster_node  # noqa: F401
+from tests.support.ratelimit_fixtures import requires_redis, rl_redis, rl_server  # noqa: F401
+from tests.support.redisproc import RedisProcess, free_port
+
+pytestmark = [pytest.mark.slow, requires_redis]
+
+TIERS = {t.name: t for t in DEFAULT_TIERS}
+# One client identity in braces: both keys share a cluster slot, so one atomic call decides them.
+PAIR = [("auth:{alice}", 3, 60), ("general:{alice}", 10, 60)]
+
+
+def consumed(limiter: RateLimiter, key: str, limit: int) -> int:
+    return limit - limiter.peek(key, limit, 60).remaining
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_hundred_concurrent_requests_admit_three_and_consume_three(rl_redis: redis.Redis, algorithm: str) -> None:
+    limiter = RateLimiter(rl_redis, algorithm)
+    barrier = threading.Barrier(100)
+    results = []
+    lock = threading.Lock()
+
+    def request() -> None:
+        barrier.wait()
+        r = limiter.hit_many(PAIR)
+        with lock:
+            results.append(r)
+
+    threads = [threading.Thread(target=request) for _ in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not any(r.fallback for r in results)
+    assert sum(r.allowed for r in results) == 3
+    assert consumed(limiter, "general:{alice}", 10) == 3  # the 97 denials consumed nothing
+    assert consumed(limiter, "auth:{alice}", 3) == 3
+    denied = [r for r in results if not r.allowed]
+    # Denied by the 3/60 limit, which says so; the 10/60 limit's own verdict was "admit".
+    assert all(r.denied_by == 0 and not r[0].allowed and r.retry_after > 0 for r in denied)
+    assert all(r[1].allowed or r[1].cached for r in denied)
+
+
+def test_async_hundred_concurrent_requests(rl_server: RedisProcess, rl_redis: redis.Redis) -> None:
+    async def run() -> list:
+        client = async_decision_client(port=rl_server.port, timeout=10.0)
+        limiter = AsyncRateLimiter(client, "sliding_log", timeout=10.0)
+        results = await asyncio.gather(*(limiter.hit_many(PAIR) for _ in range(100)))
+        await client.aclose()
+        return results
+
+    results = asyncio.run(run())
+    assert not any(r.fallback for r in results) and sum(r.allowed for r in results) == 3
+    assert consumed(RateLimiter(rl_redis, "sliding_log"), "general:{alice}", 10) == 3
+
+
+def test_reply_names_the_denier_with_the_largest_retry_after(rl_redis: redis.Redis) -> None:
+    limiter = RateLimiter(rl_redis, "fixed_window", deny_cache=False)
+    assert limiter.hit("b", 2, 60, cost=2).allowed  # b spent for 60 s
+    assert limiter.hit("c", 2, 5, cost=2).allowed  # c spent for 5 s
+    r = limiter.hit_many([("a", 5, 60), ("c", 2, 5), ("b", 2, 60)])
+    assert not r.allowed and r.denied_by == 2 and 59 < r.retry_after <= 60
+    assert [d.allowed for d in r] == [True, False, False]
+    assert r[0].remaining == 5 and consumed(limiter, "a", 5) == 0  # a admitted, yet nothing consumed
+    ok = limiter.hit_many([("a", 5, 60), ("d", 3, 60, 2)])
+    assert ok.allowed and ok.denied_by is None and ok.retry_after == 0
+    assert [(d.allowed, d.remaining) for d in ok] == [(True, 4), (True, 1)]
+
+
+def test_hit_tiers_mixes_algorithms_and_uses_the_deny_cache(rl_server: RedisProcess, rl_redis: redis.Redis) -> None:
+    limiter = RateLimiter(rl_redis)
+    reqs = [(TIERS["mfa"], "{bob}"), (TIERS["auth"], "{bob}")]  # sliding_log 5/60 and gcra 30/60
+    assert sum(limiter.hit_tiers(reqs).allowed for _ in range(5)) == 5
+    denied = limiter.hit_tiers(reqs)
+    assert not denied.allowed and denied.denied_by == 0 and not denied.cached
+    admin = redis.Redis(port=rl_server.port)
+    admin.config_resetstat()
+    again = limiter.hit_tiers(reqs)
+    assert again.cached and not again.allowed and again.denied_by == 0
+    stats = admin.info("commandstats")
+    assert "cmdstat_fcall" not in stats and "cmdstat_evalsha" not in stats  # answered locally
+    assert limiter.peek_tier(TIERS["auth"], "{bob}").remaining == 25
+    admin.close()
+
+
+def test_bad_requests_are_refused_before_redis() -> None:
+    limiter = RateLimiter(decision_client(port=free_port()))  # nothing listens there
+    for bad, match in [([], "non-empty list"), ("abc", "non-empty list"), ([("a", 5)], "item 0"),
+                       ([("a", 5, 60), ("a", 3, 60)], "appears twice"), ([("a", 0, 60)], "limit must be"),
+                       ([("a", 5, 60, 6)], "cost 6 exceeds")]:
+        with pytest.raises(RateLimitError, match=match):
+            limiter.hit_many(bad)
+    with pytest.raises(RateLimitError, match="expected \\(tier, client_id"):
+        limiter.hit_tiers([("auth", "x")])
+
+
+def test_redis_down_applies_each_limits_policy() -> None:
+    limiter = RateLimiter(decision_client(port=free_port()))
+    open_only = limiter.hit_tiers([(TIERS["general"], "x"), (TIERS["admin"], "x")])
+    assert open_only.allowed and open_only.fallback
+    mixed = limiter.hit_tiers([(TIERS["general"], "x"), (TIERS["auth"], "x")])
+    assert not mixed.allowed and mixed.denied_by == 1 and mixed.retry_after == 1.0
+    assert limiter.fallbacks == 4
+
+
+def test_cluster_one_slot_is_atomic_and_several_slots_are_split(cluster_node: RedisProcess) -> None:
+    rc = RedisCluster(host="127.0.0.1", port=cluster_node.port, **decision_client_kwargs(1.0))
+    try:
+        limiter = RateLimiter(rc, deny_cache=False)
+        assert rc.keyslot(make_key("rl", "auth:{carol}", "gcra")) == rc.keyslot(make_key("rl", "general:{carol}", "gcra"))
+        results = [limiter.hit_many([("auth:{carol}", 3, 60), ("general:{carol}", 10, 60)]) for _ in range(5)]
+        assert [r.allowed for r in results] == [True] * 3 + [False] * 2
+        # Different identities: different slots (CROSSSLOT for one script), so split by slot.
+        split = [("ip:203.0.113.9", 2, 60), ("account:dave", 5, 60)]
+        assert rc.keyslot(make_key("rl", split[0][0], "gcra")) != rc.keyslot(make_key("rl", split[1][0], "gcra"))
+        assert [limiter.hit_many(split).allowed for _ in range(4)] == [True, True, False, False]
+        assert consumed(limiter, "account:dave", 5) == 2  # the denied requests consumed nothing
+        rc.function_flush()
+        assert limiter.hit_many([("fresh:{x}", 1, 60), ("other:{x}", 1, 60)]).allowed  # library reloaded
+        scripts = RateLimiter(rc, mode="scripts", deny_cache=False)  # the EVALSHA opt-in: same text
+        assert [scripts.hit_many([("s:{y}", 2, 60), ("t:{y}", 5, 60)]).allowed for _ in range(3)] == [True, True, False]
+    finally:
+        rc.close()
