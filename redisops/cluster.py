@@ -3,7 +3,8 @@
 Reading is CLUSTER INFO and CLUSTER NODES, which the application user (`default`) and admin may
 send (the monitor user only CLUSTER INFO): `redisops health` (cluster mode judges the cluster and
 then every node), `redisops dev status` (slot coverage). `create_cluster` builds one from fresh
-nodes as admin (the dev stack's cluster topology, the loopback test harness).
+nodes as admin (the dev stack's cluster topology, the loopback test harness), the limiter's
+Functions library loaded on every primary.
 """
 
 from __future__ import annotations
@@ -175,8 +176,16 @@ def create_cluster(clients: Sequence[Any], addresses: Sequence[tuple[str, int, i
     `clients[i]` talks to the node announced as `addresses[i]` = (host, port, bus port); nodes
     0..primaries-1 become the primaries with contiguous slot ranges, node primaries + k the
     replica of primary k % primaries. Returns once every node agrees: state ok, every slot
-    served, the roles in place, every replica's link up.
+    served, the roles in place, every replica's link up, and the `ratelimit` Functions library on
+    every node.
+
+    Functions are per node in a cluster: "it is also necessary to load functions to all cluster
+    nodes. This is not handled automatically by Redis Cluster" (redis.io, Introduction to Redis
+    Functions, "Functions in cluster"). Each primary loads it before its replicas attach, so their
+    first full sync (an RDB, which carries functions) brings it: once the replica links are up,
+    every node has it. The application user cannot load it (`-@scripting +fcall +fcall_ro`).
     """
+    from ratelimit.functions import load_library
     from redis_conf.cluster import slot_ranges
 
     ids = [_text(c.execute_command("CLUSTER", "MYID")) for c in clients]
@@ -189,6 +198,8 @@ def create_cluster(clients: Sequence[Any], addresses: Sequence[tuple[str, int, i
         clients[0].execute_command("CLUSTER", "MEET", host, port, bus)
     _poll(lambda: all(len(parse_cluster_nodes(_text(c.execute_command("CLUSTER", "NODES")))) == len(clients)
                       for c in clients), timeout, "every node knows every other")
+    for c in clients[:primaries]:
+        load_library(c)
     for k, c in enumerate(clients[primaries:]):
         c.execute_command("CLUSTER", "REPLICATE", ids[k % primaries])
     _poll(lambda: _settled(clients, primaries), timeout, "state ok, 16384 slots served, roles and replica links")

@@ -510,7 +510,12 @@ class SmokeRun:
         with self._timed("function-library") as c:
             c.expected = (f"FCALL_RO ratelimit_version as the application user = {fn.LIBRARY_RELEASE} "
                           "(this package's library)")
+            if self.spec.mode == "cluster":
+                # Functions are per node in a cluster (redisops.functions): every node is read.
+                c.expected += " on every cluster node"
             try:
+                if self.spec.mode == "cluster":
+                    return self._check_library_nodes(c)
                 version = fn.read_version(self._app)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 c.status, c.actual = "fail", f"{type(exc).__name__}: {exc}"
@@ -528,6 +533,24 @@ class SmokeRun:
                 c.status = "warn"
                 c.detail = fn.describe_state(state, version)
             self._library_ok = c.status != "fail"
+        return self._library_ok
+
+    def _check_library_nodes(self, c: Check) -> bool:
+        from redisops.functions import node_versions
+
+        nodes = node_versions(self.spec, "app")
+        bad = [n for n in nodes if n["state"] in ("missing", "older")]
+        newer = [n for n in nodes if n["state"] == "newer"]
+        versions = sorted({str(n["version"]) for n in nodes})
+        c.actual = f"ratelimit_version {', '.join(versions)} on {len(nodes)} nodes"
+        if bad:
+            c.status = "fail"
+            c.actual += ": " + ", ".join(f"{n['node']} {n['version'] or 'missing'}" for n in bad)
+            c.detail = fn.describe_state(bad[0]["state"], bad[0]["version"])
+        elif newer:
+            c.status = "warn"
+            c.detail = fn.describe_state("newer", newer[0]["version"])
+        self._library_ok = c.status != "fail"
         return self._library_ok
 
     def _command_calls(self) -> dict[str, int] | None:

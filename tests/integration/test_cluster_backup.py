@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from ratelimit import RateLimiter
+from ratelimit import functions as fn
 from redisops import backup as bk
 from redisops import connection as rc
 from redisops.errors import OperationError, UsageError
@@ -53,6 +55,10 @@ def test_backup_and_restore_per_shard_with_slot_layout(tmp_path: Path) -> None:
         # A loses its data; its own backup brings exactly its keys back.
         lost = int(c.node_client(a).dbsize())
         c.node_client(a).flushall()
+        # FLUSHALL keeps functions; FUNCTION FLUSH drops them: the library comes back only from the
+        # shard's RDB, which carries functions (the backup was taken with the library loaded).
+        c.node_client(a).function_flush()
+        assert fn.read_version(c.node_client(a)) is None
         restored = bk.restore(_spec(c, a), results[a.index].path, force=True)
         assert restored.data_dir == a.proc.workdir
         a.proc.proc.wait(10)  # type: ignore[union-attr]
@@ -61,6 +67,11 @@ def test_backup_and_restore_per_shard_with_slot_layout(tmp_path: Path) -> None:
         assert int(c.node_client(a).dbsize()) == lost
         app = c.app_client()
         assert [int(app.get(f"shard-key:{i}")) for i in range(300)] == list(range(300))
+        assert fn.read_version(c.node_client(a, "default")) == fn.LIBRARY_RELEASE
+        on_a = next(k for k in (f"rl:{{t{i}}}" for i in range(1000)) if c.primary_of_key(k) is a)
+        limiter = RateLimiter(app, "fixed_window", timeout=5.0, load_library=False)
+        assert [limiter.hit(on_a, 2, 60).allowed for _ in range(3)] == [True, True, False]
+        assert limiter.library_problem is None
 
         # Stopped node, wrong shard: the node's nodes.conf decides, nothing is replaced.
         b.proc.stop()

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from ratelimit import functions as fn
+from ratelimit.functions import LIBRARY_NAME, LIBRARY_RELEASE
 from redisops import connection as rc
+from redisops import functions
 from redisops.cluster import SLOTS, coverage
 from redisops.health import HealthOptions, run_health
 from redisops.smoke import run_smoke
@@ -28,6 +31,32 @@ def test_smoke_and_per_node_health_on_a_tls_cluster(tmp_path: Path) -> None:
         smoke = run_smoke(spec)
         assert smoke.passed, [(x.name, x.actual) for x in smoke.failed]
         assert smoke.get("cluster-nodes").actual == "6 nodes (3 primaries, 3 replicas), 16384/16384 slots ok"
+        # The harness built it as the dev stack does: the library on every node (functions are per node).
+        assert smoke.get("function-library").actual == f"ratelimit_version {LIBRARY_RELEASE} on 6 nodes"
+        status = functions.status(spec)
+        assert status["passed"] and len(status["nodes"]) == 6, status
+        assert {n["state"] for n in status["nodes"]} == {"current"}
+
+        # One shard loses the library (FUNCTION DELETE replicates to its replica): status and smoke
+        # name both of its nodes; `redisops functions load` puts it back on every primary.
+        shard = next(n for n in c.primaries() if n is not c.alive()[0])
+        c.node_client(shard).function_delete(LIBRARY_NAME)
+        members = [shard, *c.replicas_of(shard)]
+        shard_nodes = {f"127.0.0.1:{n.port}" for n in members}
+        assert len(shard_nodes) == 2
+        wait_until(lambda: all(fn.read_version(c.node_client(n)) is None for n in members), 30,
+                   "the delete replicated")
+        status = functions.status(spec)
+        assert not status["passed"] and status["state"] == "missing", status
+        assert {n["node"] for n in status["nodes"] if n["state"] == "missing"} == shard_nodes
+        assert all(a in status["message"] for a in shard_nodes) and "2 of 6 cluster nodes" in status["message"]
+        smoke = run_smoke(spec)
+        lib = smoke.get("function-library")
+        assert lib.status == "fail" and all(a in lib.actual for a in shard_nodes), lib.actual
+        assert "redisops functions load" in lib.detail
+        loaded = functions.load(spec)
+        assert loaded["passed"] and {n["state"] for n in loaded["nodes"]} == {"current"}, loaded
+        assert len(loaded["nodes"]) == 6
 
         options = HealthOptions(sample_seconds=0.2)
         health = run_health(spec, options=options)
