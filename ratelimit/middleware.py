@@ -9,8 +9,9 @@
         trusted_proxies=["10.0.0.0/8"],                                     # your load balancers
     )
 
-* **Routes -> tiers** (`RouteTable`): ``/x/*`` matches ``/x`` and everything under it, other
-  patterns match exactly; the most specific pattern wins (exact before prefix, longer prefix
+* **Routes -> tiers** (`RouteTable`), matched on the path without the ASGI ``root_path`` (the
+  mount prefix, e.g. uvicorn ``--root-path``), as Starlette's router does (`route_path`):
+  ``/x/*`` matches ``/x`` and everything under it, other patterns match exactly; the most specific pattern wins (exact before prefix, longer prefix
   before shorter), so the table reads the same in any order. A route mapped to ``None`` is not
   limited (health checks, /metrics). Unmatched paths get `default_tier` (``general``).
 * **Client identity** (`ClientIdentity`): the peer address. ``X-Forwarded-For`` is read only
@@ -156,6 +157,25 @@ class ClientIdentity:
         return str(identity)
 
 
+def route_path(scope: Scope) -> str:
+    """The path routes are matched on: `scope["path"]` without the application's `root_path`.
+
+    ASGI servers put the mount prefix in both (uvicorn --root-path: h11_impl.py builds
+    ``"path": full_path`` with ``full_path = self.root_path + raw_path``; a mounted Starlette
+    sub-app gets the same), and Starlette's router strips it again (starlette/_utils.py
+    get_route_path). Matching here does the same, so `/auth/*` is the auth tier behind any prefix
+    and a prefix never makes a limited route fall to the default tier."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if not root or not path.startswith(root):
+        return path
+    rest = path[len(root):]
+    if not rest:
+        return "/"
+    # Only a whole segment is the prefix: root "/api" does not strip "/apix".
+    return rest if rest.startswith("/") else path
+
+
 def _encode(hdrs: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
     return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in hdrs.items()]
 
@@ -180,7 +200,7 @@ class RateLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        tier = self.routes.tier_for(scope["path"])
+        tier = self.routes.tier_for(route_path(scope))
         if tier is None:
             await self.app(scope, receive, send)
             return

@@ -41,8 +41,10 @@ def run(rl_server: RedisProcess, body: Callable[[Callable[..., httpx.AsyncClient
         app = create_app(AppConfig(spec_from_env(env), (trusted,)), registry=registry, client=client)
         clients: list[httpx.AsyncClient] = []
 
-        def client_for(peer: str) -> httpx.AsyncClient:
-            c = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(peer, 40000)), base_url="http://app")
+        def client_for(peer: str, root_path: str = "") -> httpx.AsyncClient:
+            # httpx sends the request's path as scope["path"] (prefix included, as uvicorn does).
+            transport = httpx.ASGITransport(app=app, client=(peer, 40000), root_path=root_path)
+            c = httpx.AsyncClient(transport=transport, base_url="http://app")
             clients.append(c)
             return c
 
@@ -107,6 +109,16 @@ def test_concurrent_burst_admits_exactly_the_limit(rl_server: RedisProcess) -> N
         got = await statuses(client_for("198.51.100.8"), 60)
         assert got.count(401) == AUTH_LIMIT and got.count(429) == 60 - AUTH_LIMIT
 
+    run(rl_server, body)
+
+
+def test_auth_tier_applies_under_a_root_path(rl_server: RedisProcess) -> None:
+    """uvicorn --root-path /api: scope["path"] is /api/auth/login; the auth tier still applies."""
+    async def body(client_for: Callable[..., httpx.AsyncClient], reg: CollectorRegistry) -> None:
+        c = client_for("198.51.100.8", root_path="/api")
+        assert await statuses(c, AUTH_LIMIT + 2, "/api/auth/login") == [401] * AUTH_LIMIT + [429, 429]
+        r = await c.post("/api/auth/login", json={"username": "u", "password": "x"})
+        assert r.json()["tier"] == "auth" and r.headers["RateLimit-Policy"] == f'"auth";q={AUTH_LIMIT};w=60'
     run(rl_server, body)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from ratelimit import DEFAULT_TIERS
-from ratelimit.middleware import UNKNOWN_CLIENT, ClientIdentity, RouteTable
+from ratelimit.middleware import UNKNOWN_CLIENT, ClientIdentity, RouteTable, route_path
 
 TABLE = {"/auth/*": "auth", "/auth/mfa": "mfa", "/admin/*": "admin", "/health": None, "/metrics": None}
 
@@ -30,6 +30,20 @@ def test_route_table_longer_prefix_wins_and_default_none() -> None:
     assert table.tier_for("/other") is None
     everything = RouteTable({"/*": "admin"})
     assert everything.tier_for("/x/y").name == "admin"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("path", "root", "routed", "tier"), [
+    # uvicorn --root-path /api (or a Mount("/api")) puts the prefix in scope["path"] too.
+    ("/api/auth/login", "/api", "/auth/login", "auth"), ("/api/health", "/api", "/health", None),
+    ("/api", "/api", "/", "general"), ("/api/admin/x", "/api/", "/api/admin/x", "general"),
+    # Only a whole segment is the prefix; a server that leaves it out of "path" is left alone.
+    ("/apix/auth/login", "/api", "/apix/auth/login", "general"), ("/auth/login", "/api", "/auth/login", "auth"),
+    ("/auth/login", "", "/auth/login", "auth"),
+])
+def test_routes_match_without_root_path(path: str, root: str, routed: str, tier: str | None) -> None:
+    assert route_path({"path": path, "root_path": root}) == routed
+    got = RouteTable(TABLE).tier_for(routed)
+    assert (got.name if got else None) == tier
 
 
 @pytest.mark.parametrize(("routes", "default", "message"), [
