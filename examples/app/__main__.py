@@ -3,6 +3,11 @@
 Serves the example API with uvicorn. `--fd` serves on an inherited, already listening socket
 (how `redisops loadtest` starts it on an OS-assigned port without a race); `--env-file` reads the
 dev stack's credentials file (KEY=value lines) on top of the environment.
+
+uvicorn's own proxy-header handling is off (`proxy_headers=False`): with it on, uvicorn rewrites
+`scope["client"]` from X-Forwarded-For (for peers in FORWARDED_ALLOW_IPS, 127.0.0.1 by default)
+before the rate-limit middleware runs, so the middleware would judge a hop the client wrote as
+the peer. The middleware (TRUSTED_PROXIES) is the single place the header is judged.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import os
 import shlex
 import socket
 from pathlib import Path
+from typing import Any
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -26,6 +32,14 @@ def read_env_file(path: Path) -> dict[str, str]:
         parts = shlex.split(value)
         env[key.strip()] = parts[0] if parts else ""
     return env
+
+
+def server_config(app: Any, host: str, port: int) -> Any:
+    """The uvicorn Config the example serves with (proxy headers off: see the module docstring)."""
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
+                          proxy_headers=False)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,10 +57,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from examples.app.app import AppConfig, create_app
 
-    app = create_app(AppConfig.from_env(env))
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False,
-                            lifespan="on")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(server_config(create_app(AppConfig.from_env(env)), args.host, args.port))
     server.run(sockets=[socket.socket(fileno=args.fd)] if args.fd is not None else None)
 
 
