@@ -25,6 +25,8 @@
 * **Answers**: a denied request gets ``429`` with ``Retry-After`` and the IETF ``RateLimit`` /
   ``RateLimit-Policy`` fields (ratelimit.headers); an admitted one carries the same RateLimit
   fields on the application's response.
+* **Limiter errors**: any error `hit_tier` raises (an unexpected Redis reply included) becomes the
+  tier's failure-policy decision (`fail_open`), logged and counted as a fallback; never a 500.
 * **Metrics**: the limiter's own (ratelimit.metrics); every tier's series are created at 0.
 """
 
@@ -245,7 +247,10 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         client = self.identity(scope)
-        decision = await self.limiter.hit_tier(tier, client)
+        try:
+            decision = await self.limiter.hit_tier(tier, client)
+        except Exception as exc:  # a limiter error is the tier's policy, never a 500
+            decision = self.limiter.tier_policy_decision(tier, client, exc)
         extra = _encode(headers(decision, tier))
         if not decision.allowed:
             body = json.dumps({"error": "rate limited", "tier": tier.name,

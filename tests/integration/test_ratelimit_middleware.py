@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from examples.app.app import AppConfig, create_app
 from ratelimit import async_decision_client
+from ratelimit.limiter import make_key
 from redisops.connection import spec_from_env
 from redisops.loadtest import run_on_private_loop
 from tests.support.ratelimit_fixtures import requires_redis, rl_server  # noqa: F401
@@ -149,3 +150,22 @@ def test_trusted_proxy_chain_identifies_each_client(rl_server: RedisProcess) -> 
     run(rl_server, body)
 
 
+
+
+def test_a_limiter_error_is_the_tier_policy_never_a_500(rl_server: RedisProcess) -> None:
+    """A reply the limiter does not expect (WRONGTYPE: the client's key holds a list) is raised by
+    hit_tier; the middleware answers with the tier's policy: auth fails closed, general open."""
+    async def body(client_for: Callable[..., httpx.AsyncClient], reg: CollectorRegistry) -> None:
+        admin = redis.Redis(port=rl_server.port)
+        for tier in ("auth", "general"):
+            admin.rpush(make_key("rl", f"{tier}:198.51.100.20", "gcra"), "not-a-limiter-key")
+        c = client_for("198.51.100.20")
+        closed = await c.post("/auth/login", json={"username": "u", "password": "x"})
+        assert closed.status_code == 429 and int(closed.headers["Retry-After"]) >= 1, closed.text
+        opened = await c.get("/api/items")
+        assert opened.status_code == 200 and opened.headers["RateLimit-Policy"] == '"general";q=120;w=60'
+        for tier in ("auth", "general"):
+            assert reg.get_sample_value("ratelimit_decisions_total", {"tier": tier, "outcome": "fallback"}) == 1
+        admin.close()
+
+    run(rl_server, body)
