@@ -10,7 +10,7 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
-from infra.thresholds import LIMITER_DECISIONS_METRIC
+from infra.thresholds import LIMITER_DECISIONS_METRIC, LIMITER_ERRORS_METRIC
 from ratelimit import AsyncRateLimiter, Decision, RateLimiter, Tier, async_decision_client, decision_client
 from ratelimit.functions import load_library
 from ratelimit.metrics import CUSTOM_TIER, LimiterMetrics, error_kind, outcome_of
@@ -33,7 +33,8 @@ def test_metric_name_is_the_one_the_rules_read() -> None:
     m = LimiterMetrics(reg)
     m.declare_tiers([TIER])
     assert reg.get_sample_value(LIMITER_DECISIONS_METRIC, {"tier": "auth", "outcome": "fallback"}) == 0.0
-    assert reg.get_sample_value("ratelimit_errors_total", {"kind": "noperm"}) == 0.0
+    assert reg.get_sample_value(LIMITER_ERRORS_METRIC, {"kind": "noperm"}) == 0.0
+    assert reg.get_sample_value(LIMITER_ERRORS_METRIC, {"kind": "library_missing"}) == 0.0
 
 
 def test_outcomes_and_error_kinds() -> None:
