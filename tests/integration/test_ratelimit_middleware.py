@@ -19,9 +19,9 @@ from examples.app.app import AppConfig, create_app
 from ratelimit import async_decision_client
 from ratelimit.limiter import make_key
 from redisops.connection import spec_from_env
-from redisops.loadtest import run_on_private_loop
+from redisops.loadtest import example_app, run_on_private_loop
 from tests.support.ratelimit_fixtures import requires_redis, rl_server  # noqa: F401
-from tests.support.redisproc import RedisProcess
+from tests.support.redisproc import RedisProcess, free_port
 
 pytestmark = [pytest.mark.slow, requires_redis]
 
@@ -169,3 +169,13 @@ def test_a_limiter_error_is_the_tier_policy_never_a_500(rl_server: RedisProcess)
         admin.close()
 
     run(rl_server, body)
+
+
+def test_metrics_on_a_port_of_their_own(rl_server: RedisProcess) -> None:
+    """`python -m examples.app --metrics-port N`: the API has no /metrics, port N serves them."""
+    metrics_port = free_port()
+    with example_app(rl_server.port, {}, extra_args=("--metrics-port", str(metrics_port))) as url:
+        assert httpx.post(f"{url}/auth/login", json={}).status_code == 401
+        assert httpx.get(f"{url}/metrics").status_code == 404
+        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+    assert 'ratelimit_decisions_total{outcome="allowed",tier="auth"} 1.0' in text, text[:2000]
