@@ -121,6 +121,8 @@ CREDENTIAL_TIERS: tuple[str, ...] = ("auth", "mfa")
 # `_total`); spelt here too because this module must not import the client (no redis/prometheus
 # import in the Pulumi program); tests/unit/test_ratelimit_metrics.py checks both agree.
 LIMITER_DECISIONS_METRIC = "ratelimit_decisions_total"
+# ratelimit/metrics.py METRIC_ERRORS + `_total`, likewise (kind: library_missing, noperm).
+LIMITER_ERRORS_METRIC = "ratelimit_errors_total"
 
 _MIN_LOOKUPS = fmt_number(MISS_RATIO_MIN_LOOKUPS_PER_SECOND)
 _LOOKUPS = "(rate(redis_keyspace_hits_total[5m]) + rate(redis_keyspace_misses_total[5m]))"
@@ -385,6 +387,21 @@ DEFAULT_THRESHOLDS: tuple[Threshold, ...] = (
         expr=f'sum by (instance, job, tier) (increase({LIMITER_DECISIONS_METRIC}{{outcome="fallback"}}[5m]))',
         for_="0m",
         cloudwatch=None,  # an application metric: CloudWatch alarms watch ElastiCache's own
+        service="ratelimit",
+    ),
+    Threshold(
+        name="limiter_errors",
+        alert="RateLimiterErrors",
+        description="Limiter configuration errors in the last 5 minutes (library missing, NOPERM): "
+                    "decisions fall back to each tier's policy until it is fixed",
+        unit="errors",
+        warn=None,
+        # Any: each one is a decision made without Redis for a reason no outage explains, and
+        # it stays until an operator loads the library or fixes the ACL.
+        crit=0,
+        expr=f"sum by (instance, job, kind) (increase({LIMITER_ERRORS_METRIC}[5m]))",
+        for_="0m",
+        cloudwatch=None,
         service="ratelimit",
     ),
     Threshold(

@@ -246,7 +246,10 @@ def _fallback(call: _Call, fallback_retry_after: float) -> Decision:
 
 
 def _is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, _UNAVAILABLE):
+    # NOPERM (this credential may not FCALL/EVALSHA: an ACL mistake) is no answer either: the
+    # tier's failure policy decides, like a missing library, and ratelimit_errors_total{kind=
+    # "noperm"} (alert RateLimiterErrors) says why, rather than every request failing with a 500.
+    if isinstance(exc, (*_UNAVAILABLE, NoPermissionError)):
         return True
     return isinstance(exc, ResponseError) and str(exc).startswith(_UNAVAILABLE_PREFIXES)
 
@@ -411,6 +414,19 @@ class _Base:
         log.warning("rate limiter: Redis unavailable (%s: %s); %s %s", type(exc).__name__, exc,
                     "failing open for" if call.fail_open else "failing closed for", call.key)
         return _fallback(call, self.fallback_retry_after)
+
+    def tier_policy_decision(self, tier: Tier, client_id: str, exc: BaseException, cost: int = 1) -> Decision:
+        """The tier's failure-policy decision after `hit_tier` raised `exc` (for a caller that must
+        answer every request, such as the ASGI middleware: never an HTTP 500 for a limiter error).
+        Counted as a fallback (the error itself was counted by `hit_tier`) and logged with its trace."""
+        call = self._tier_call(tier, client_id, cost, False)
+        self.fallbacks += 1
+        decision = _fallback(call, self.fallback_retry_after)
+        if self.metrics is not None:
+            self.metrics.decisions.labels(tier.name, "fallback").inc()
+        log.error("rate limiter: unexpected error deciding %s (%s: %s); %s", call.key, type(exc).__name__, exc,
+                  "failing open" if call.fail_open else "failing closed", exc_info=exc)
+        return decision
 
 
 class RateLimiter(_Base):

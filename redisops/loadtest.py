@@ -37,7 +37,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -232,7 +232,8 @@ def project_root() -> Path:
 
 
 @contextlib.contextmanager
-def example_app(redis_port: int, tiers_env: Mapping[str, str], *, startup_s: float = 60.0) -> Iterator[str]:
+def example_app(redis_port: int, tiers_env: Mapping[str, str], *, startup_s: float = 60.0,
+                extra_args: Sequence[str] = ()) -> Iterator[str]:
     """`python -m examples.app` on an OS-assigned loopback port (the socket is bound and listening
     before the child starts, so there is no race for the port); yields its base URL."""
     root = project_root()
@@ -248,7 +249,7 @@ def example_app(redis_port: int, tiers_env: Mapping[str, str], *, startup_s: flo
            "TRUSTED_PROXIES": TRUSTED_PROXIES, **tiers_env}
     for key in ("REDIS_PASSWORD", "REDIS_USERNAME", "REDIS_TLS", "REDIS_CA_CERT"):
         env.pop(key, None)
-    proc = subprocess.Popen([sys.executable, "-m", "examples.app", "--fd", str(sock.fileno())], cwd=root,
+    proc = subprocess.Popen([sys.executable, "-m", "examples.app", "--fd", str(sock.fileno()), *extra_args], cwd=root,
                             env=env, pass_fds=(sock.fileno(),), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     sock.close()  # the child holds its own copy
     url = f"http://127.0.0.1:{port}"

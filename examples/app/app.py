@@ -6,6 +6,11 @@ docs/outputs.md) plus one variable of the application's own:
 
     TRUSTED_PROXIES   comma-separated addresses/CIDRs of the load balancers whose
                       X-Forwarded-For is believed (default: none; the peer address is the client)
+    PROMETHEUS_MULTIPROC_DIR
+                      prometheus_client's multiprocess mode, for several worker processes
+                      behind one port: each process writes its counters there and /metrics
+                      sums them (MultiProcessCollector). Unset: one worker per process, its
+                      own counters (what `python -m examples.app` runs). Empty it before start.
 
 Routes (-> tier): POST /auth/login (auth), POST /auth/mfa (mfa), GET /admin/stats (admin),
 GET /api/items and everything else (general); /health and /metrics are not limited.
@@ -48,11 +53,12 @@ DEMO_USER, DEMO_PASSWORD = "demo", "correct horse battery staple"
 class AppConfig:
     spec: ConnectionSpec
     trusted_proxies: tuple[str, ...] = ()
+    multiproc_dir: str | None = None
 
     @staticmethod
     def from_env(env: Mapping[str, str]) -> AppConfig:
         proxies = tuple(p.strip() for p in env.get("TRUSTED_PROXIES", "").split(",") if p.strip())
-        return AppConfig(spec_from_env(env), proxies)
+        return AppConfig(spec_from_env(env), proxies, env.get("PROMETHEUS_MULTIPROC_DIR") or None)
 
     @property
     def tiers(self) -> tuple[Tier, ...]:
@@ -98,15 +104,37 @@ async def health(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(request.app.state.exposition), media_type=CONTENT_TYPE_LATEST)
+
+
+def exposition_registry(registry: CollectorRegistry, multiproc_dir: str | None) -> CollectorRegistry:
+    """What /metrics (or the separate metrics port) serves: the process's own registry, or in
+    multiprocess mode every process's files summed (prometheus_client docs, "Multiprocess Mode":
+    a fresh registry with a MultiProcessCollector, not the one the metrics are created on)."""
+    if multiproc_dir is None:
+        return registry
+    if not os.path.isdir(multiproc_dir):
+        raise ValueError(f"PROMETHEUS_MULTIPROC_DIR: {multiproc_dir!r} is not a directory; create it (empty) "
+                         "before the workers start, or unset it for one worker per process")
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # prometheus_client picks file-backed values from the environment when it is imported.
+        raise ValueError("PROMETHEUS_MULTIPROC_DIR is set in the env file only: set it in the process "
+                         "environment, before Python starts, so prometheus_client writes its files there")
+    from prometheus_client import multiprocess
+
+    out = CollectorRegistry()
+    multiprocess.MultiProcessCollector(out, path=multiproc_dir)
+    return out
 
 
 def create_app(config: AppConfig | None = None, *, registry: CollectorRegistry | None = None,
-               client: redis.asyncio.Redis | None = None) -> Starlette:
-    """The ASGI app. `client` (tests) replaces the one built from the config; it is not closed here."""
+               client: redis.asyncio.Redis | None = None, metrics_route: bool = True) -> Starlette:
+    """The ASGI app. `client` (tests) replaces the one built from the config; it is not closed here.
+    `metrics_route=False`: no /metrics here (served on a port of its own, `--metrics-port`)."""
     config = config or AppConfig.from_env(os.environ)
     RouteTable(ROUTES, config.tiers)  # a bad table fails here, at start, not on the first request
     registry = registry or CollectorRegistry()
+    exposition = exposition_registry(registry, config.multiproc_dir)
     own_client = client is None
     redis_conn = client if client is not None else redis_client(config.spec)
     limiter = AsyncRateLimiter(redis_conn, timeout=config.spec.timeout_s, metrics=LimiterMetrics(registry))
@@ -125,10 +153,11 @@ def create_app(config: AppConfig | None = None, *, registry: CollectorRegistry |
         Route("/admin/stats", admin_stats),
         Route("/api/items", items),
         Route("/health", health),
-        Route("/metrics", metrics),
+        *([Route("/metrics", metrics)] if metrics_route else []),
     ], lifespan=lifespan)
     app.state.config = config
     app.state.registry = registry
+    app.state.exposition = exposition
     app.state.limiter = limiter
     app.add_middleware(RateLimitMiddleware, limiter=limiter, routes=ROUTES, tiers=config.tiers,
                        trusted_proxies=config.trusted_proxies)

@@ -10,8 +10,9 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
-from infra.thresholds import LIMITER_DECISIONS_METRIC
+from infra.thresholds import LIMITER_DECISIONS_METRIC, LIMITER_ERRORS_METRIC
 from ratelimit import AsyncRateLimiter, Decision, RateLimiter, Tier, async_decision_client, decision_client
+from ratelimit.functions import load_library
 from ratelimit.metrics import CUSTOM_TIER, LimiterMetrics, error_kind, outcome_of
 from redisops.loadtest import run_on_private_loop
 from tests.support.ratelimit_fixtures import requires_redis, rl_redis, rl_server  # noqa: F401
@@ -32,7 +33,8 @@ def test_metric_name_is_the_one_the_rules_read() -> None:
     m = LimiterMetrics(reg)
     m.declare_tiers([TIER])
     assert reg.get_sample_value(LIMITER_DECISIONS_METRIC, {"tier": "auth", "outcome": "fallback"}) == 0.0
-    assert reg.get_sample_value("ratelimit_errors_total", {"kind": "noperm"}) == 0.0
+    assert reg.get_sample_value(LIMITER_ERRORS_METRIC, {"kind": "noperm"}) == 0.0
+    assert reg.get_sample_value(LIMITER_ERRORS_METRIC, {"kind": "library_missing"}) == 0.0
 
 
 def test_outcomes_and_error_kinds() -> None:
@@ -114,20 +116,71 @@ def test_fallback_decisions_are_counted_when_redis_is_gone() -> None:
     assert sample(reg, "ratelimit_errors_total", kind="library_missing") == 0
 
 
+def decide_as(rl_server: RedisProcess, flavour: str, user: str, password: str, reg: CollectorRegistry,
+              tiers: list[Tier]) -> list[Decision]:
+    """hit_tier for each tier in turn as `user`, with the sync, the auto-pipelined async or the
+    plain async limiter."""
+    if flavour == "sync":
+        client = decision_client(port=rl_server.port, timeout=1.0, username=user, password=password)
+        limiter = RateLimiter(client, metrics=LimiterMetrics(reg))
+        try:
+            return [limiter.hit_tier(t, "1.1.1.1") for t in tiers]
+        finally:
+            client.close()
+
+    async def main() -> list[Decision]:
+        aclient = async_decision_client(port=rl_server.port, timeout=1.0, username=user, password=password)
+        alimiter = AsyncRateLimiter(aclient, metrics=LimiterMetrics(reg), auto_pipeline=flavour == "async")
+        try:
+            return [await alimiter.hit_tier(t, "1.1.1.1") for t in tiers]
+        finally:
+            await aclient.aclose()
+    return run_on_private_loop(main())  # type: ignore[no-any-return]
+
+
+FLAVOURS = ["sync", "async", "async-unpipelined"]
+OPEN_TIER = Tier("general", 10, 60, fail_open=True)
+
+
 @pytest.mark.slow
-def test_noperm_from_a_real_acl_is_counted_and_raised(rl_server: RedisProcess) -> None:
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_noperm_from_a_real_acl_is_counted_and_decided_by_the_policy(rl_server: RedisProcess, flavour: str) -> None:
     admin = redis.Redis(port=rl_server.port)
     admin.acl_setuser("noscript", enabled=True, passwords=["+pw-noscript-0123"], keys=["*"],
                       commands=["+@all", "-@scripting"])
     try:
         reg = CollectorRegistry()
-        client = decision_client(port=rl_server.port, timeout=1.0, username="noscript", password="pw-noscript-0123")
-        limiter = RateLimiter(client, metrics=LimiterMetrics(reg))
-        with pytest.raises(redis.exceptions.NoPermissionError):
-            limiter.hit_tier(TIER, "1.1.1.1")
-        assert sample(reg, "ratelimit_errors_total", kind="noperm") == 1
+        got = decide_as(rl_server, flavour, "noscript", "pw-noscript-0123", reg, [TIER, OPEN_TIER])
+        assert [(d.allowed, d.fallback) for d in got] == [(False, True), (True, True)]
+        assert sample(reg, LIMITER_DECISIONS_METRIC, tier="auth", outcome="fallback") == 1
+        assert sample(reg, "ratelimit_errors_total", kind="noperm") == 2
         assert sample(reg, "ratelimit_errors_total", kind="library_missing") == 0
-        client.close()
     finally:
         admin.acl_deluser("noscript")
+        admin.close()
+
+
+APP_RULES = ["+@all", "-function|load", "-function|delete", "-function|flush", "-function|restore"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_library_missing_and_unloadable_falls_back_to_the_tier_policy(rl_server: RedisProcess,
+                                                                     flavour: str) -> None:
+    """A real app user that may FCALL but not FUNCTION LOAD, on a server without the library:
+    each tier's failure policy decides (never an exception) and library_missing is counted."""
+    admin = redis.Redis(port=rl_server.port)
+    admin.function_flush()
+    admin.acl_setuser("appuser", enabled=True, passwords=["+pw-app-0123"], keys=["*"], commands=APP_RULES)
+    reg = CollectorRegistry()
+    try:
+        got = decide_as(rl_server, flavour, "appuser", "pw-app-0123", reg, [TIER, OPEN_TIER, TIER])
+        assert [(d.allowed, d.fallback) for d in got] == [(False, True), (True, True), (False, True)]
+        assert sample(reg, LIMITER_DECISIONS_METRIC, tier="auth", outcome="fallback") == 2
+        assert sample(reg, LIMITER_DECISIONS_METRIC, tier="general", outcome="fallback") == 1
+        assert sample(reg, "ratelimit_errors_total", kind="library_missing") == 3
+        assert sample(reg, "ratelimit_errors_total", kind="noperm") == 0
+    finally:
+        admin.acl_deluser("appuser")
+        load_library(admin)
         admin.close()

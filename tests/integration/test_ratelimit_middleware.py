@@ -17,10 +17,11 @@ from prometheus_client import CollectorRegistry
 
 from examples.app.app import AppConfig, create_app
 from ratelimit import async_decision_client
+from ratelimit.limiter import make_key
 from redisops.connection import spec_from_env
-from redisops.loadtest import run_on_private_loop
+from redisops.loadtest import example_app, run_on_private_loop
 from tests.support.ratelimit_fixtures import requires_redis, rl_server  # noqa: F401
-from tests.support.redisproc import RedisProcess
+from tests.support.redisproc import RedisProcess, free_port
 
 pytestmark = [pytest.mark.slow, requires_redis]
 
@@ -41,8 +42,10 @@ def run(rl_server: RedisProcess, body: Callable[[Callable[..., httpx.AsyncClient
         app = create_app(AppConfig(spec_from_env(env), (trusted,)), registry=registry, client=client)
         clients: list[httpx.AsyncClient] = []
 
-        def client_for(peer: str) -> httpx.AsyncClient:
-            c = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(peer, 40000)), base_url="http://app")
+        def client_for(peer: str, root_path: str = "") -> httpx.AsyncClient:
+            # httpx sends the request's path as scope["path"] (prefix included, as uvicorn does).
+            transport = httpx.ASGITransport(app=app, client=(peer, 40000), root_path=root_path)
+            c = httpx.AsyncClient(transport=transport, base_url="http://app")
             clients.append(c)
             return c
 
@@ -110,6 +113,17 @@ def test_concurrent_burst_admits_exactly_the_limit(rl_server: RedisProcess) -> N
     run(rl_server, body)
 
 
+def test_auth_tier_applies_under_a_root_path(rl_server: RedisProcess) -> None:
+    """uvicorn --root-path /api: scope["path"] is /api/auth/login; the auth tier still applies."""
+    async def body(client_for: Callable[..., httpx.AsyncClient], reg: CollectorRegistry) -> None:
+        c = client_for("198.51.100.8", root_path="/api")
+        # Concurrent: which ones are denied is not ordered, how many is exact.
+        assert sorted(await statuses(c, AUTH_LIMIT + 2, "/api/auth/login")) == [401] * AUTH_LIMIT + [429, 429]
+        r = await c.post("/api/auth/login", json={"username": "u", "password": "x"})
+        assert r.json()["tier"] == "auth" and r.headers["RateLimit-Policy"] == f'"auth";q={AUTH_LIMIT};w=60'
+    run(rl_server, body)
+
+
 def test_spoofed_forwarded_for_from_an_untrusted_peer_buys_nothing(rl_server: RedisProcess) -> None:
     async def body(client_for: Callable[..., httpx.AsyncClient], reg: CollectorRegistry) -> list[bytes]:
         got = await statuses(client_for("198.51.100.9"), 40, xff=lambda i: f"203.0.113.{i}, 10.0.0.{i}")
@@ -137,3 +151,32 @@ def test_trusted_proxy_chain_identifies_each_client(rl_server: RedisProcess) -> 
     run(rl_server, body)
 
 
+
+
+def test_a_limiter_error_is_the_tier_policy_never_a_500(rl_server: RedisProcess) -> None:
+    """A reply the limiter does not expect (WRONGTYPE: the client's key holds a list) is raised by
+    hit_tier; the middleware answers with the tier's policy: auth fails closed, general open."""
+    async def body(client_for: Callable[..., httpx.AsyncClient], reg: CollectorRegistry) -> None:
+        admin = redis.Redis(port=rl_server.port)
+        for tier in ("auth", "general"):
+            admin.rpush(make_key("rl", f"{tier}:198.51.100.20", "gcra"), "not-a-limiter-key")
+        c = client_for("198.51.100.20")
+        closed = await c.post("/auth/login", json={"username": "u", "password": "x"})
+        assert closed.status_code == 429 and int(closed.headers["Retry-After"]) >= 1, closed.text
+        opened = await c.get("/api/items")
+        assert opened.status_code == 200 and opened.headers["RateLimit-Policy"] == '"general";q=120;w=60'
+        for tier in ("auth", "general"):
+            assert reg.get_sample_value("ratelimit_decisions_total", {"tier": tier, "outcome": "fallback"}) == 1
+        admin.close()
+
+    run(rl_server, body)
+
+
+def test_metrics_on_a_port_of_their_own(rl_server: RedisProcess) -> None:
+    """`python -m examples.app --metrics-port N`: the API has no /metrics, port N serves them."""
+    metrics_port = free_port()
+    with example_app(rl_server.port, {}, extra_args=("--metrics-port", str(metrics_port))) as url:
+        assert httpx.post(f"{url}/auth/login", json={}).status_code == 401
+        assert httpx.get(f"{url}/metrics").status_code == 404
+        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+    assert 'ratelimit_decisions_total{outcome="allowed",tier="auth"} 1.0' in text, text[:2000]

@@ -227,6 +227,12 @@ def limiter_scenarios() -> list[Scenario]:
     """The limiter client's series (ratelimit.metrics), as the application exports them."""
     out = level_scenarios("limiter_fallbacks", decisions("auth", "fallback"), (1, "300"), None, 0, AUTH)
     out += level_scenarios("credential_denials", decisions("auth", "denied"), (20, "20"), (5, "5"), 0, AUTH)
+    # One NOPERM every 15 s: 20 in 5 minutes; the alert names the kind.
+    noperm = one("ratelimit_errors_total", counter, {"kind": "noperm"})
+    out += level_scenarios("limiter_errors", noperm, (1 / STEP, "20"), None, 0, {"kind": "noperm"})
+    out.append(Scenario("limiter_errors", "library_missing named too",
+                        one("ratelimit_errors_total", counter, {"kind": "library_missing"})([(1 / STEP, FIRE)]),
+                        {FIRE - M: {"critical": "20"}}, {"kind": "library_missing"}))
     out.append(Scenario("credential_denials", "mfa tier too", decisions("mfa", "denied")([(12, FIRE)]),
                         {FIRE - M: {"warning": "12", "critical": "12"}}, {"tier": "mfa"}))
     # Denials answered by the local deny cache count as denials: together 8 + 7 per second.

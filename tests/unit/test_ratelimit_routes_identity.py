@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from ratelimit import DEFAULT_TIERS
-from ratelimit.middleware import UNKNOWN_CLIENT, ClientIdentity, RouteTable
+from ratelimit.middleware import UNKNOWN_CLIENT, ClientIdentity, RouteTable, route_path
 
 TABLE = {"/auth/*": "auth", "/auth/mfa": "mfa", "/admin/*": "admin", "/health": None, "/metrics": None}
 
@@ -30,6 +30,20 @@ def test_route_table_longer_prefix_wins_and_default_none() -> None:
     assert table.tier_for("/other") is None
     everything = RouteTable({"/*": "admin"})
     assert everything.tier_for("/x/y").name == "admin"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("path", "root", "routed", "tier"), [
+    # uvicorn --root-path /api (or a Mount("/api")) puts the prefix in scope["path"] too.
+    ("/api/auth/login", "/api", "/auth/login", "auth"), ("/api/health", "/api", "/health", None),
+    ("/api", "/api", "/", "general"), ("/api/admin/x", "/api/", "/api/admin/x", "general"),
+    # Only a whole segment is the prefix; a server that leaves it out of "path" is left alone.
+    ("/apix/auth/login", "/api", "/apix/auth/login", "general"), ("/auth/login", "/api", "/auth/login", "auth"),
+    ("/auth/login", "", "/auth/login", "auth"),
+])
+def test_routes_match_without_root_path(path: str, root: str, routed: str, tier: str | None) -> None:
+    assert route_path({"path": path, "root_path": root}) == routed
+    got = RouteTable(TABLE).tier_for(routed)
+    assert (got.name if got else None) == tier
 
 
 @pytest.mark.parametrize(("routes", "default", "message"), [
@@ -77,16 +91,50 @@ PROXIES = ["10.0.0.0/8", "2001:db8::/32"]
     ("10.0.0.5", ("not-an-ip, 10.1.1.1",), "10.1.1.1"),
     # Ports and IPv6 forms proxies write; addresses are canonical.
     ("10.0.0.5", ("203.0.113.9:4711",), "203.0.113.9"),
-    ("2001:db8::1", ("[2001:DB8:0:0::abcd]:443",), "2001:db8::abcd"),
-    ("10.0.0.5", ("2001:0db9::0001",), "2001:db9::1"),
+    ("2001:db8::1", ("[2001:DB8:0:0::abcd]:443",), "2001:db8::/64"),
+    ("10.0.0.5", ("2001:0db9::0001",), "2001:db9::/64"),
+    # IPv4-mapped IPv6 is IPv4: a dual-stack listener's peer is a trusted proxy, each hop too.
+    ("::ffff:10.0.0.5", ("203.0.113.9",), "203.0.113.9"),
+    ("::ffff:10.0.0.5", ("1.1.1.1, ::ffff:203.0.113.9, ::ffff:10.1.1.1",), "203.0.113.9"),
+    ("::ffff:198.51.100.7", ("1.2.3.4",), "198.51.100.7"),
+    # Forged prefixes through a trusted proxy (uvicorn's own rewriting off): the rightmost
+    # untrusted hop wins, whatever the client wrote to its left (a trusted-looking one too).
+    ("10.0.0.5", ("10.1.1.1, 203.0.113.66, 203.0.113.9, 10.2.2.2",), "203.0.113.9"),
+    ("10.0.0.5", ("2001:db8::1, 203.0.113.9",), "203.0.113.9"),
 ])
 def test_client_identity(peer: str, xff: tuple[str, ...], client: str) -> None:
     trusted = [] if client == "198.51.100.7" and xff == ("1.2.3.4",) else PROXIES
     assert ClientIdentity(trusted)(scope(peer, *xff)) == client
 
 
-def test_client_identity_without_peer_and_bad_config() -> None:
+def test_ipv6_keyed_by_prefix_and_mapped_ipv4_is_one_client() -> None:
+    ident = ClientIdentity()
+    # Two addresses of one /64 are one allowance; the next /64 is another.
+    assert ident(scope("2001:db8:1:2::1")) == ident(scope("2001:db8:1:2:ffff::9")) == "2001:db8:1:2::/64"
+    assert ident(scope("2001:db8:1:3::1")) == "2001:db8:1:3::/64"
+    assert ident(scope("::ffff:203.0.113.9")) == ident(scope("203.0.113.9")) == "203.0.113.9"
+    assert ClientIdentity(ipv6_prefix=128)(scope("2001:db8:1:2::1")) == "2001:db8:1:2::1"
+    assert ClientIdentity(ipv6_prefix=48)(scope("2001:db8:1:2::1")) == "2001:db8:1::/48"
+    for bad in (0, 129, "64", True):
+        with pytest.raises(ValueError) as err:
+            ClientIdentity(ipv6_prefix=bad)  # type: ignore[arg-type]
+        assert f"ipv6_prefix: {bad!r} is not a prefix length; allowed: an integer 1..128" in str(err.value)
+
+
+def test_unix_socket_peer_is_trusted_only_when_said() -> None:
+    # No peer address (a unix socket): "unknown" unless trust_unix_socket_peer says the proxy is the only writer.
     assert ClientIdentity(PROXIES)(scope(None, "1.2.3.4")) == UNKNOWN_CLIENT
+    assert ClientIdentity()(scope(None, "1.2.3.4")) == UNKNOWN_CLIENT
+    assert ClientIdentity(trust_unix_socket_peer=True)(scope(None, "1.2.3.4")) == UNKNOWN_CLIENT  # no proxies
+    trusting = ClientIdentity(PROXIES, trust_unix_socket_peer=True)
+    assert trusting(scope(None, "6.6.6.6, 1.2.3.4, 10.1.1.1")) == "1.2.3.4"
+    assert trusting(scope(None)) == UNKNOWN_CLIENT
+    assert trusting(scope(None, "not-an-ip")) == UNKNOWN_CLIENT
+    with pytest.raises(ValueError, match="trust_unix_socket_peer: expected True or False, got 'yes'"):
+        ClientIdentity(PROXIES, trust_unix_socket_peer="yes")  # type: ignore[arg-type]
+
+
+def test_client_identity_bad_config() -> None:
     for bad, why in (("10.0.0.1/8", "has host bits set"), ("proxy.internal", "does not appear to be"),
                      ("0.0.0.0/0", "trusts every address"), ("::/0", "trusts every address")):
         with pytest.raises(ValueError) as err:
