@@ -93,7 +93,9 @@ def test_kill_primary_under_load(topo: Topology) -> None:
     topo.wait_sentinels_agree(topo.nodes[0].port)
     sentinel = topo.sentinel()
     client = sentinel.master_for(MASTER_NAME, **decision_client_kwargs(DECISION_TIMEOUT_S))
-    limiter = RateLimiter(client, timeout=DECISION_TIMEOUT_S)
+    # Every decision must come from a server: a denial the flood shield (deny cache) answers
+    # locally while the primary is dead would count as "a decision on the new master".
+    limiter = RateLimiter(client, timeout=DECISION_TIMEOUT_S, deny_cache=False)
     tallies = {CLOSED.name: Tally(), OPEN.name: Tally()}
     stop = threading.Event()
     threads = [threading.Thread(target=_worker, args=(limiter, tier, tallies[tier.name], stop), daemon=True)

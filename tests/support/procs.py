@@ -246,8 +246,11 @@ def exporter_metric_names(metrics_text: str) -> set[str]:
     return names
 
 
-def prometheus_targets_up(prom_url: str, expected: int) -> bool:
+def prometheus_targets_up(prom_url: str, expected: int, job: str | None = None) -> bool:
+    """`expected` targets (of scrape job `job`, when given), every one up."""
     targets = http_json(f"{prom_url}/api/v1/targets")["data"]["activeTargets"]
+    if job is not None:
+        targets = [t for t in targets if t["labels"].get("job") == job]
     return len(targets) == expected and all(t["health"] == "up" for t in targets)
 
 
