@@ -182,8 +182,11 @@ def backup(spec: rc.ConnectionSpec, to_dir: Path, *, data_dir: Path | None = Non
                                      "snapshot through the AWS API)") from None
             raise
         shard = _shard_of(client) if spec.mode == "cluster" else None
+        primary_address: tuple[str, int] | None = None
         if shard is not None:
-            shard.pop("replicas")  # where the shard's replicas are now is no fact about the backup
+            # Where the shard's nodes are now is no fact about the backup.
+            primary_address = shard.pop("primary")
+            shard.pop("replicas")
             shard["config_file"] = Path(_config_get(client, "cluster-config-file") or "nodes.conf").name
         dir_conf = _config_get(client, "dir")
         src_dir = Path(data_dir) if data_dir is not None else (Path(dir_conf) if dir_conf else None)
@@ -197,6 +200,10 @@ def backup(spec: rc.ConnectionSpec, to_dir: Path, *, data_dir: Path | None = Non
         aofdir = _config_get(client, "appenddirname") or "appendonlydir"
         before = client.info("persistence")
         aof_enabled = bool(int(before.get("aof_enabled", 0)))
+        # Names sort by time (retention relies on it), to the microsecond.
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        final = Path(to_dir) / f"{PREFIX}{stamp}"
+        marker = _write_marker(spec, client, shard, primary_address, final.name, deadline, progress)
         progress("BGSAVE", None)
         _start_bgsave(client, timeout, progress)
         after = _wait_for_bgsave(client, int(before.get("rdb_saves", 0)), int(before["rdb_last_save_time"]),
@@ -208,9 +215,6 @@ def backup(spec: rc.ConnectionSpec, to_dir: Path, *, data_dir: Path | None = Non
 
         to_dir = Path(to_dir)
         to_dir.mkdir(parents=True, exist_ok=True)
-        # Names sort by time (retention relies on it), to the microsecond.
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-        final = to_dir / f"{PREFIX}{stamp}"
         work = final.with_name(final.name + PARTIAL)
         work.mkdir(mode=0o700)
         try:
@@ -251,6 +255,7 @@ def backup(spec: rc.ConnectionSpec, to_dir: Path, *, data_dir: Path | None = Non
                 "aof_enabled": aof_enabled,
                 "keys": rdb.keys,
                 "expires": rdb.expires,
+                "marker": marker,
                 "keyspace": {db: dict(v) for db, v in keyspace.items()},
                 "rdb_last_save_time": after.get("rdb_last_save_time"),
                 "files": files,
@@ -274,6 +279,75 @@ def backup(spec: rc.ConnectionSpec, to_dir: Path, *, data_dir: Path | None = Non
     pruned = prune(to_dir, keep) if keep else []
     progress("done", 1.0)
     return BackupResult(final, manifest, pruned)
+
+
+MARKER_KEY = "redisops:backup-marker"
+
+
+def marker_key(slots: list[list[int]] | None) -> str:
+    """The marker's key: in a cluster hash-tagged to the first tag whose slot the shard owns."""
+    if slots is None:
+        return MARKER_KEY
+    from redis.crc import key_slot
+
+    for n in range(16384 * 64):
+        key = f"{MARKER_KEY}:{{{n}}}"
+        if any(lo <= key_slot(key.encode()) <= hi for lo, hi in slots):
+            return key
+    raise OperationError(f"no marker key found for slots {_ranges(slots)}")  # pragma: no cover: 16384 slots
+
+
+def _write_marker(spec: rc.ConnectionSpec, client: Any, shard: dict[str, Any] | None,
+                  primary: tuple[str, int] | None, backup_id: str, deadline: float,
+                  progress: Progress) -> dict[str, str]:
+    """A key without TTL holding the backup's id, written before BGSAVE so the dump holds it.
+
+    Every limiter key has a TTL, so a restore that loaded nothing would pass a key-count check
+    that forgives expired keys; the marker must be there after a restore, with this backup's id.
+    It stays in the live dataset (one key per shard, overwritten by the next backup)."""
+    key = marker_key(shard["slots"] if shard is not None else None)
+    progress(f"writing the marker key {key}", None)
+    if shard is None or shard["role"] == "primary" or primary is None:
+        client.set(key, backup_id)
+        return {"key": key, "value": backup_id}
+    # A replica is read-only: the shard's primary takes the write, the replica gets it by replication.
+    writer = rc.node_client(spec, primary, "admin")
+    try:
+        writer.set(key, backup_id)
+    finally:
+        writer.close()
+    while client.get(key) != backup_id.encode():
+        if time.monotonic() > deadline:
+            raise OperationError(f"the marker key {key} written on the primary did not reach this replica before "
+                                 "the timeout; nothing was kept")
+        time.sleep(0.05)
+    return {"key": key, "value": backup_id}
+
+
+def read_marker(spec: rc.ConnectionSpec, manifest: dict[str, Any]) -> str | None:
+    """The marker's value on the server now (None: no such key)."""
+    key = manifest["marker"]["key"]
+    role: rc.Role = "admin" if spec.admin_password else "app"
+    client = rc.node_client(spec, spec.hosts[0], role) if spec.mode == "cluster" else rc.client(spec, role)
+    try:
+        value = client.get(key)
+    finally:
+        client.close()
+    return None if value is None else (value.decode() if isinstance(value, bytes) else str(value))
+
+
+def check_restored(spec: rc.ConnectionSpec, manifest: dict[str, Any], actual: int) -> str:
+    """The restored server holds this backup's marker key, then the key-count check."""
+    marker = manifest.get("marker")
+    if marker is not None:
+        found = read_marker(spec, manifest)
+        if found != marker["value"]:
+            raise OperationError(
+                f"the server does not hold this backup's marker key {marker['key']} = {marker['value']!r} "
+                f"(found {found!r}, {actual} keys): Redis did not load the restored files (it started empty, "
+                "or from other files or another backup)")
+    verdict = check_key_count(manifest, actual)
+    return verdict if marker is not None else verdict + " (backup without marker key: data not proven loaded)"
 
 
 def _wait_no_rewrite(client: Any, deadline: float, progress: Progress) -> None:
@@ -486,7 +560,8 @@ def _shard_of(client: Any) -> dict[str, Any]:
     owner = me if me.role == "primary" else next((n for n in cov.nodes if n.node_id == me.primary_id), me)
     return {"node_id": me.node_id, "role": me.role, "slots": [list(r) for r in owner.slots],
             "config_file": "nodes.conf", "shards": [[list(r) for r in p.slots] for p in cov.primaries],
-            "replicas": [n.address for n in cov.nodes if n.primary_id == me.node_id and not n.failed]}
+            "replicas": [n.address for n in cov.nodes if n.primary_id == me.node_id and not n.failed],
+            "primary": owner.address}
 
 
 def _slots_in_nodes_conf(path: Path) -> list[list[int]]:
@@ -663,7 +738,7 @@ def restore(spec: rc.ConnectionSpec, from_dir: Path, *, data_dir: Path | None = 
         if replicas:
             _release_failover(spec, replicas, deadline, result.warnings, progress)
         _check_still_primary(spec, manifest)
-    verdict = check_key_count(manifest, result.verified_keys)
+    verdict = check_restored(spec, manifest, result.verified_keys)
     warnings = "".join(f"\nwarning: {w}" for w in result.warnings)
     result.message = f"Redis is back: {verdict}" + warnings
     return result

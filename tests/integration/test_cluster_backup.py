@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.crc import key_slot
 
 from ratelimit import RateLimiter
 from ratelimit import functions as fn
@@ -44,7 +45,11 @@ def test_backup_and_restore_per_shard_with_slot_layout(tmp_path: Path) -> None:
             assert m["cluster"]["slots"] == [[int(x) for x in r.split("-")] for r in mine["slots"]]
             assert m["cluster"]["role"] == "primary" and len(m["cluster"]["shards"]) == 3
             assert m["keys"] == int(c.node_client(p).dbsize())
-        assert sum(r.manifest["keys"] for r in results.values()) == 300
+        # Each shard's marker key (no TTL) is hash-tagged into a slot the shard owns.
+        assert sum(r.manifest["keys"] for r in results.values()) == 303
+        for r in results.values():
+            slot = key_slot(r.manifest["marker"]["key"].encode())
+            assert any(lo <= slot <= hi for lo, hi in r.manifest["cluster"]["slots"])
 
         a, b = primaries[0], primaries[1]
         b_keys = int(c.node_client(b).dbsize())
