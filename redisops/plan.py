@@ -81,6 +81,9 @@ class Plan:
     cpu_us_per_decision: float
     network_per_primary_bytes_s: int
     monthly_cost_usd: float
+    # "UNVERIFIED" unless the price table says `verified: true`; "derived" for a region whose
+    # prices are computed from another's (redisops/data/elasticache_prices.json `regions`).
+    monthly_cost_status: str = ""
     clusters: int = 1
     sources: dict[str, str] = field(default_factory=dict)
     assumptions: list[str] = field(default_factory=list)
@@ -117,6 +120,17 @@ def node_types(prices: dict[str, Any], target: str, region: str) -> list[NodeTyp
         out.append(NodeType(name, float(row["memory_gib"]), int(row["vcpus"]), float(row["baseline_gbps"]),
                             float(hourly), row.get("burstable_cpu_baseline_percent")))
     return out
+
+
+def price_status(prices: dict[str, Any], region: str) -> str:
+    """How far the table's prices for a region can be trusted: empty only for verified, read ones."""
+    flags = []
+    if not prices.get("verified", False):
+        flags.append("UNVERIFIED")
+    region_info = prices.get("regions", {}).get(region, {"derived": True})
+    if region_info.get("derived", True):
+        flags.append(f"derived from {region_info.get('from', 'another region')}")
+    return ", ".join(flags)
 
 
 def regions(prices: dict[str, Any], target: str) -> list[str]:
@@ -358,6 +372,7 @@ def plan(inp: Inputs, bench: dict[str, Any], prices: dict[str, Any], bench_sourc
         memory_per_shard_bytes=s["mem_shard"], limiting_factor=s["limiting"],
         decisions_per_s_capacity=s["capacity"], cpu_us_per_decision=s["cpu"],
         network_per_primary_bytes_s=s["net"], monthly_cost_usd=round(cost, 2), clusters=clusters,
+        monthly_cost_status=price_status(prices, inp.region) if node is not None else "",
         sources=sources, assumptions=assumptions)
 
 
@@ -389,7 +404,8 @@ def rows(p: Plan) -> list[tuple[str, str, str]]:
         ("decisions/s capacity", f"{p.decisions_per_s_capacity:,}", src.get("decisions_per_s_capacity", "")),
         ("network per primary", f"{human_bytes(p.network_per_primary_bytes_s)}/s",
          src.get("network_per_primary_bytes_s", "")),
-        ("monthly cost", f"${p.monthly_cost_usd:,.2f}", src.get("monthly_cost_usd", "local: no price")),
+        ("monthly cost", f"${p.monthly_cost_usd:,.2f}" + (f" {p.monthly_cost_status}" if p.monthly_cost_status else ""),
+         src.get("monthly_cost_usd", "local: no price")),
     ]
     return out
 

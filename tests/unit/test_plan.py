@@ -42,6 +42,9 @@ def test_json_holds_the_issue_fields_with_their_sources(tmp_path) -> None:
     for t in DEFAULT_TIERS:
         assert "cluster.json memory." in doc["sources"][f"memory_per_tier.{t.name}"]
     assert "elasticache_prices.json" in doc["sources"]["monthly_cost_usd"]
+    # The table's prices are transcribed, not read back: every cost says so (table, JSON, docs).
+    assert doc["monthly_cost_status"] == "UNVERIFIED"
+    assert "UNVERIFIED" in next(line for line in result.output.splitlines() if "monthly cost" in line)
     assert "engine_cpu" in doc["sources"]["cpu_budget_percent"]
     assert "memory_usage" in doc["sources"]["memory_budget_percent"]
     assert "memory total" in result.output and "monthly cost" in result.output
@@ -146,3 +149,16 @@ def test_a_shard_that_fits_maxmemory_but_not_the_memory_alarm_line_gets_split() 
     p = pl.plan(_inputs(1_000_000, 100, target="local-cluster", node_memory=tight), BENCH, PRICES)
     assert p.shards == 2 and p.limiting_factor == "memory"
     assert p.memory_per_shard_bytes <= p.node_memory_budget_bytes == int(tight * 0.8)
+
+
+def test_costs_say_unverified_and_derived_as_the_price_table_flags_them() -> None:
+    assert PRICES["verified"] is False and set(PRICES["regions"]) == set(pl.regions(PRICES, "elasticache"))
+    assert pl.plan(_inputs(10_000, 200, region="eu-west-1"), BENCH, PRICES).monthly_cost_status == (
+        "UNVERIFIED, derived from us-east-1 x 1.11")
+    verified = {**PRICES, "verified": True}
+    assert pl.plan(_inputs(10_000, 200), BENCH, verified).monthly_cost_status == ""
+    assert pl.plan(_inputs(10_000, 200, region="us-west-2"), BENCH, verified).monthly_cost_status == (
+        "derived from us-east-1")
+    doc = pl.SIZING_DOC.read_text()
+    costs = [line for line in doc.splitlines() if line.startswith("| monthly cost |")]
+    assert len(costs) == len(pl.EXAMPLES) and all("UNVERIFIED" in line for line in costs)
