@@ -25,6 +25,9 @@ from typing import Any, Literal
 
 from infra.errors import SettingError
 
+# Static label on the scrape targets that are Redis Cluster nodes (infra/monitoring/prometheus.py).
+CLUSTER_TARGET_LABEL = "redis_cluster"
+
 Direction = Literal["above", "below"]
 Severity = Literal["warning", "critical"]
 # How a table value becomes the CloudWatch alarm's threshold:
@@ -337,12 +340,20 @@ DEFAULT_THRESHOLDS: tuple[Threshold, ...] = (
     Threshold(
         name="cluster_node_failed",
         alert="RedisClusterNodeFailed",
-        description="A node that was a cluster member in the last hour is unreachable to its exporter: "
-                    "its shard runs without it (a replica promoted, or one replica fewer)",
+        description="A cluster node is unreachable to its exporter: its shard runs without it "
+                    "(a replica promoted, or one replica fewer)",
         unit="up",
         warn=None,
         crit=1,
-        expr="redis_up and on(instance, job) max_over_time(redis_cluster_enabled[1h]) == 1",
+        # A dead node exports no redis_cluster_enabled, so "was a member" cannot come from the
+        # node alone: a window of it clears the alert once the window passes the death (the old
+        # [1h] went silent after an hour), and a window long enough (days) is a heavy query each
+        # evaluation and still ends. The scrape config marks cluster targets with a static label
+        # (render_prometheus_config(cluster=True), the dev cluster), which stays on redis_up for
+        # as long as the target is scraped. The [1h] arm keeps a Prometheus whose scrape config
+        # lacks the label covered for the first hour.
+        expr=(f'redis_up{{{CLUSTER_TARGET_LABEL}="true"}}'
+              " or (redis_up and on(instance, job) max_over_time(redis_cluster_enabled[1h]) == 1)"),
         direction="below",
         for_="1m",
         tunable=False,

@@ -55,13 +55,19 @@ class ClusterTuning:
     * `require_full_coverage` off: when one shard has no primary, the other shards keep serving
       their slots. A limiter key lives in exactly one slot, so only the clients hashed to the
       lost shard see errors (and get their tier's failure policy), not every client.
-    * `replica_validity_factor`: 0 lets a replica take over however long its link to the primary
-      was down; a rate-limit counter a few seconds stale is better than a shard without primary.
+    * `replica_validity_factor`: a replica does not fail over when its last interaction with the
+      primary is older than node-timeout x factor + repl-ping-replica-period (redis.conf, "cluster-
+      replica-validity-factor": "If the last interaction is too old, the replica will not try to
+      failover at all"; 0 means "replicas will always try to failover the master regardless of the
+      last time they interacted with the master"). 0 would let a replica cut off for hours become
+      primary with hours-old counters (every window reset); 10 (Redis' default) bounds it to
+      5 s x 10 + 10 s = 60 s with the default timeout, while a replica that was in sync when the
+      primary died is still elected.
     """
 
     node_timeout_ms: int = 5000
     require_full_coverage: bool = False
-    replica_validity_factor: int = 0
+    replica_validity_factor: int = 10
     allow_replica_migration: bool = True
 
     def __post_init__(self) -> None:

@@ -182,7 +182,11 @@ def backup(spec: rc.ConnectionSpec, to_dir: Path, *, data_dir: Path | None = Non
                                      "snapshot through the AWS API)") from None
             raise
         shard = _shard_of(client) if spec.mode == "cluster" else None
+        primary_address: tuple[str, int] | None = None
         if shard is not None:
+            # Where the shard's nodes are now is no fact about the backup.
+            primary_address = shard.pop("primary")
+            shard.pop("replicas")
             shard["config_file"] = Path(_config_get(client, "cluster-config-file") or "nodes.conf").name
         dir_conf = _config_get(client, "dir")
         src_dir = Path(data_dir) if data_dir is not None else (Path(dir_conf) if dir_conf else None)
@@ -196,6 +200,10 @@ def backup(spec: rc.ConnectionSpec, to_dir: Path, *, data_dir: Path | None = Non
         aofdir = _config_get(client, "appenddirname") or "appendonlydir"
         before = client.info("persistence")
         aof_enabled = bool(int(before.get("aof_enabled", 0)))
+        # Names sort by time (retention relies on it), to the microsecond.
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        final = Path(to_dir) / f"{PREFIX}{stamp}"
+        marker = _write_marker(spec, client, shard, primary_address, final.name, deadline, progress)
         progress("BGSAVE", None)
         _start_bgsave(client, timeout, progress)
         after = _wait_for_bgsave(client, int(before.get("rdb_saves", 0)), int(before["rdb_last_save_time"]),
@@ -207,9 +215,6 @@ def backup(spec: rc.ConnectionSpec, to_dir: Path, *, data_dir: Path | None = Non
 
         to_dir = Path(to_dir)
         to_dir.mkdir(parents=True, exist_ok=True)
-        # Names sort by time (retention relies on it), to the microsecond.
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-        final = to_dir / f"{PREFIX}{stamp}"
         work = final.with_name(final.name + PARTIAL)
         work.mkdir(mode=0o700)
         try:
@@ -250,6 +255,7 @@ def backup(spec: rc.ConnectionSpec, to_dir: Path, *, data_dir: Path | None = Non
                 "aof_enabled": aof_enabled,
                 "keys": rdb.keys,
                 "expires": rdb.expires,
+                "marker": marker,
                 "keyspace": {db: dict(v) for db, v in keyspace.items()},
                 "rdb_last_save_time": after.get("rdb_last_save_time"),
                 "files": files,
@@ -273,6 +279,75 @@ def backup(spec: rc.ConnectionSpec, to_dir: Path, *, data_dir: Path | None = Non
     pruned = prune(to_dir, keep) if keep else []
     progress("done", 1.0)
     return BackupResult(final, manifest, pruned)
+
+
+MARKER_KEY = "redisops:backup-marker"
+
+
+def marker_key(slots: list[list[int]] | None) -> str:
+    """The marker's key: in a cluster hash-tagged to the first tag whose slot the shard owns."""
+    if slots is None:
+        return MARKER_KEY
+    from redis.crc import key_slot
+
+    for n in range(16384 * 64):
+        key = f"{MARKER_KEY}:{{{n}}}"
+        if any(lo <= key_slot(key.encode()) <= hi for lo, hi in slots):
+            return key
+    raise OperationError(f"no marker key found for slots {_ranges(slots)}")  # pragma: no cover: 16384 slots
+
+
+def _write_marker(spec: rc.ConnectionSpec, client: Any, shard: dict[str, Any] | None,
+                  primary: tuple[str, int] | None, backup_id: str, deadline: float,
+                  progress: Progress) -> dict[str, str]:
+    """A key without TTL holding the backup's id, written before BGSAVE so the dump holds it.
+
+    Every limiter key has a TTL, so a restore that loaded nothing would pass a key-count check
+    that forgives expired keys; the marker must be there after a restore, with this backup's id.
+    It stays in the live dataset (one key per shard, overwritten by the next backup)."""
+    key = marker_key(shard["slots"] if shard is not None else None)
+    progress(f"writing the marker key {key}", None)
+    if shard is None or shard["role"] == "primary" or primary is None:
+        client.set(key, backup_id)
+        return {"key": key, "value": backup_id}
+    # A replica is read-only: the shard's primary takes the write, the replica gets it by replication.
+    writer = rc.node_client(spec, primary, "admin")
+    try:
+        writer.set(key, backup_id)
+    finally:
+        writer.close()
+    while client.get(key) != backup_id.encode():
+        if time.monotonic() > deadline:
+            raise OperationError(f"the marker key {key} written on the primary did not reach this replica before "
+                                 "the timeout; nothing was kept")
+        time.sleep(0.05)
+    return {"key": key, "value": backup_id}
+
+
+def read_marker(spec: rc.ConnectionSpec, manifest: dict[str, Any]) -> str | None:
+    """The marker's value on the server now (None: no such key)."""
+    key = manifest["marker"]["key"]
+    role: rc.Role = "admin" if spec.admin_password else "app"
+    client = rc.node_client(spec, spec.hosts[0], role) if spec.mode == "cluster" else rc.client(spec, role)
+    try:
+        value = client.get(key)
+    finally:
+        client.close()
+    return None if value is None else (value.decode() if isinstance(value, bytes) else str(value))
+
+
+def check_restored(spec: rc.ConnectionSpec, manifest: dict[str, Any], actual: int) -> str:
+    """The restored server holds this backup's marker key, then the key-count check."""
+    marker = manifest.get("marker")
+    if marker is not None:
+        found = read_marker(spec, manifest)
+        if found != marker["value"]:
+            raise OperationError(
+                f"the server does not hold this backup's marker key {marker['key']} = {marker['value']!r} "
+                f"(found {found!r}, {actual} keys): Redis did not load the restored files (it started empty, "
+                "or from other files or another backup)")
+    verdict = check_key_count(manifest, actual)
+    return verdict if marker is not None else verdict + " (backup without marker key: data not proven loaded)"
 
 
 def _wait_no_rewrite(client: Any, deadline: float, progress: Progress) -> None:
@@ -484,7 +559,9 @@ def _shard_of(client: Any) -> dict[str, Any]:
     me = next(n for n in cov.nodes if "myself" in n.flags)
     owner = me if me.role == "primary" else next((n for n in cov.nodes if n.node_id == me.primary_id), me)
     return {"node_id": me.node_id, "role": me.role, "slots": [list(r) for r in owner.slots],
-            "config_file": "nodes.conf", "shards": [[list(r) for r in p.slots] for p in cov.primaries]}
+            "config_file": "nodes.conf", "shards": [[list(r) for r in p.slots] for p in cov.primaries],
+            "replicas": [n.address for n in cov.nodes if n.primary_id == me.node_id and not n.failed],
+            "primary": owner.address}
 
 
 def _slots_in_nodes_conf(path: Path) -> list[list[int]]:
@@ -499,8 +576,15 @@ def _slots_in_nodes_conf(path: Path) -> list[list[int]]:
     me = next((n for n in nodes if "myself" in n.flags), None)
     if me is None:
         raise OperationError(f"{path} names no `myself` node; nothing was changed")
-    owner = me if me.role == "primary" else next((n for n in nodes if n.node_id == me.primary_id), me)
-    return [list(r) for r in owner.slots]
+    if me.role != "primary":
+        raise OperationError(_REPLICA_REFUSED.format(where=f"{path} (myself,slave of {me.primary_id})"))
+    return [list(r) for r in me.slots]
+
+
+# A replica's data is replaced by a full sync from its primary as soon as it starts: a restore into
+# it is lost, and with its shard's primary running nothing would be restored at all.
+_REPLICA_REFUSED = ("{where} is not `myself,master`: restore a cluster shard into the primary serving its slots "
+                    "(a replica discards its data on the next full sync from its primary); nothing was changed")
 
 
 def _ranges(slots: list[list[int]]) -> str:
@@ -553,11 +637,16 @@ def restore(spec: rc.ConnectionSpec, from_dir: Path, *, data_dir: Path | None = 
                          "those slots (REDIS_CLUSTER=true, REDIS_URL of that node)")
     running = _is_listening(address, spec.timeout_s)
     dir_conf = None
+    replicas: list[tuple[str, int]] = []
     if running and spec.mode == "cluster":
-        # Before anything is stopped: the node must serve exactly the backup's slots.
+        # Before anything is stopped: the node must be a primary serving exactly the backup's slots.
         admin = rc.node_client(spec, address, "admin")
         try:
-            _check_layout(manifest, _shard_of(admin)["slots"], f"the node at {address[0]}:{address[1]}")
+            shard = _shard_of(admin)
+            if shard["role"] != "primary":
+                raise OperationError(_REPLICA_REFUSED.format(where=f"the node at {address[0]}:{address[1]}"))
+            _check_layout(manifest, shard["slots"], f"the node at {address[0]}:{address[1]}")
+            replicas = shard["replicas"]
         finally:
             admin.close()
     if running:
@@ -566,6 +655,11 @@ def restore(spec: rc.ConnectionSpec, from_dir: Path, *, data_dir: Path | None = 
                 f"Redis at {address[0]}:{address[1]} is running: restoring under a running server is undone by its "
                 "next save. Stop it first (docker compose stop redis / systemctl stop redis-server) and rerun, "
                 "or pass --force to stop it with SHUTDOWN NOSAVE (admin user)")
+        if replicas:
+            # A replica promoted while the primary is down claims the slots with a higher
+            # configEpoch; the restored node would come back as its replica and full-sync the
+            # restored data away (cluster spec, configEpoch rules; redis/redis#8614).
+            _hold_failover(spec, replicas, progress)
         # In cluster mode exactly the node in REDIS_URL (a cluster client would pick any node).
         admin = rc.node_client(spec, address, "admin") if spec.mode == "cluster" else rc.client(spec, "admin")
         try:
@@ -628,16 +722,88 @@ def restore(spec: rc.ConnectionSpec, from_dir: Path, *, data_dir: Path | None = 
     finally:
         for path in staged.values():
             _remove(path)
-    warnings = "".join(f"\nwarning: {w}" for w in result.warnings)
     if wait <= 0:
+        if replicas:
+            result.warnings.append(
+                "automatic failover is off on the replicas " + ", ".join(f"{h}:{p}" for h, p in replicas)
+                + ": once the primary is back, run `CONFIG SET cluster-replica-no-failover no` on each (admin)")
+        warnings = "".join(f"\nwarning: {w}" for w in result.warnings)
         result.message = ("files restored; start Redis now (docker compose start redis / systemctl start "
                           "redis-server) and check the key count with `redisops restore --from "
                           f"{from_dir} --verify-only`") + warnings
         return result
+    deadline = time.monotonic() + wait
     result.verified_keys = wait_and_count(spec, wait, progress)
-    verdict = check_key_count(manifest, result.verified_keys)
+    if spec.mode == "cluster":
+        if replicas:
+            _release_failover(spec, replicas, deadline, result.warnings, progress)
+        _check_still_primary(spec, manifest)
+    verdict = check_restored(spec, manifest, result.verified_keys)
+    warnings = "".join(f"\nwarning: {w}" for w in result.warnings)
     result.message = f"Redis is back: {verdict}" + warnings
     return result
+
+
+def _hold_failover(spec: rc.ConnectionSpec, replicas: list[tuple[str, int]], progress: Progress) -> None:
+    """CONFIG SET cluster-replica-no-failover yes on every replica of the shard, before the stop."""
+    for address in replicas:
+        progress(f"cluster-replica-no-failover yes on {address[0]}:{address[1]}", None)
+        client = rc.node_client(spec, address, "admin")
+        try:
+            client.config_set("cluster-replica-no-failover", "yes")
+        except redis.RedisError as exc:
+            raise OperationError(f"cannot turn automatic failover off on the replica {address[0]}:{address[1]} "
+                                 f"({exc}); stop the shard's replicas first, or fix the admin user; nothing "
+                                 "was changed") from None
+        finally:
+            client.close()
+
+
+def _release_failover(spec: rc.ConnectionSpec, replicas: list[tuple[str, int]], deadline: float,
+                      warnings: list[str], progress: Progress) -> None:
+    """Failover back on, once each replica no longer flags its primary FAIL: a replica whose primary
+    is still flagged FAIL starts an election at once, link up or not (a primary with slots loses the
+    flag only cluster-node-timeout x 2 after it was set, clusterNodeCleanupFailureReports/clearNodeFailureIfNeeded)."""
+    from redisops.cluster import coverage
+
+    for address in replicas:
+        client = rc.node_client(spec, address, "admin")
+        try:
+            while True:
+                nodes = coverage(client).nodes
+                me = next(n for n in nodes if "myself" in n.flags)
+                primary = next((n for n in nodes if n.node_id == me.primary_id), None)
+                if primary is not None and not primary.failed and not primary.suspected:
+                    break
+                if time.monotonic() > deadline:
+                    warnings.append(f"the replica {address[0]}:{address[1]} still flags its primary failed: "
+                                    "automatic failover is left off there; once CLUSTER NODES shows the primary "
+                                    "without `fail`, run `CONFIG SET cluster-replica-no-failover no` (admin)")
+                    break
+                progress(f"waiting for {address[0]}:{address[1]} to clear the primary's FAIL flag", None)
+                time.sleep(0.1)
+            if primary is None or primary.failed or primary.suspected:
+                continue
+            client.config_set("cluster-replica-no-failover", "no")
+        except redis.RedisError as exc:
+            warnings.append(f"automatic failover is still off on {address[0]}:{address[1]} ({exc}): run "
+                            "`CONFIG SET cluster-replica-no-failover no` there (admin)")
+        finally:
+            client.close()
+
+
+def _check_still_primary(spec: rc.ConnectionSpec, manifest: dict[str, Any]) -> None:
+    """After the restart the node must still be the primary of the backup's slots."""
+    address = spec.hosts[0]
+    client = rc.node_client(spec, address, "admin")
+    try:
+        shard = _shard_of(client)
+    finally:
+        client.close()
+    if shard["role"] != "primary":
+        raise OperationError(f"the restored node {address[0]}:{address[1]} came back as a replica: another node "
+                             "took its slots while it was down and it resyncs from it, the restored data is lost")
+    _check_layout(manifest, shard["slots"], f"the restored node {address[0]}:{address[1]}")
 
 
 def _swap(target: Path, staged: dict[str, Path], address: tuple[str, int]) -> Path | None:

@@ -360,7 +360,7 @@ def restore(
                 _say(f"backup {from_} verified (checksums, redis-check-rdb/aof): {manifest.get('keys')} keys; "
                      f"server at {spec.display_url} not reachable, key count not compared")
                 return
-            verdict = bk.check_key_count(manifest, count)
+            verdict = bk.check_restored(spec, manifest, count)
             _say(f"backup {from_} verified (checksums, redis-check-rdb/aof); server: {verdict}")
             return
         result = bk.restore(spec, from_, data_dir=data_dir, force=force, wait=wait, progress=cb)

@@ -58,14 +58,20 @@ def _text(raw: Any) -> str:
 
 def parse_cluster_nodes(text: str) -> list[NodeView]:
     """CLUSTER NODES: `<id> <ip:port@cport[,hostname]> <flags> <primary> <ping> <pong> <epoch>
-    <link> <slot> ...`; slots being moved (`[slot->-id]`, `[slot-<-id]`) are not owned yet."""
+    <link> <slot> ...`; slots being moved (`[slot->-id]`, `[slot-<-id]`) are not owned yet.
+
+    The node's host is its announced hostname when it has one (cluster-announce-hostname;
+    ElastiCache 7 announces them): a TLS certificate names the host, not the IP, so dialing the
+    IP fails hostname verification. nodes.conf (7.2+) may carry `key=value` aux fields after it."""
     out = []
     for line in text.strip().splitlines():
         parts = line.split()
         if len(parts) < 8:
             raise ValueError(f"CLUSTER NODES line with {len(parts)} fields: {line!r}")
-        addr = parts[1].split(",", 1)[0].split("@", 1)[0]
-        host, _, port = addr.rpartition(":")
+        addr, *extra = parts[1].split(",")
+        host, _, port = addr.split("@", 1)[0].rpartition(":")
+        hostname = extra[0] if extra and "=" not in extra[0] else ""
+        host = hostname or host
         slots = []
         for s in parts[8:]:
             if s.startswith("["):

@@ -29,6 +29,7 @@ import redis
 import yaml
 
 from infra.monitoring.grafana import exporter_command, exporter_password_file, exporter_redis_addr
+from infra.monitoring.prometheus import cluster_static_config
 from infra.settings import parse_settings
 from redis_conf import render_acl_file
 from redis_conf.cluster import BUS_PORT_OFFSET, Announce, ClusterLayout, ClusterTuning, node_conf
@@ -156,7 +157,8 @@ def up(project: Path, stack: str, run_dir: Path, overrides: Mapping[str, Any] | 
     config_path = next(remap.path("prometheus", u.path) for u in prom.uploads if u.path.endswith("prometheus.yml"))
     prom_config = yaml.safe_load(config_path.read_text())
     # Every node is a target; everything else (intervals, rules) is the stack's file.
-    prom_config["scrape_configs"][0]["static_configs"] = [{"targets": [f"{host}:{p}" for p in exporter_ports]}]
+    prom_config["scrape_configs"][0]["static_configs"] = [
+        cluster_static_config([f"{host}:{p}" for p in exporter_ports])]
     os.chmod(config_path, 0o644)
     config_path.write_text(yaml.safe_dump(prom_config, sort_keys=False))
     os.chmod(config_path, 0o444)

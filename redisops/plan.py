@@ -7,14 +7,16 @@ Every number comes from one of two files, and the plan says which:
 * redisops/data/elasticache_prices.json: node types (memory, vCPUs, baseline bandwidth) and dated
   on-demand prices.
 Plus the stack: tiers (ratelimit/tiers.py, overridden by `rateLimits`), reserved-memory-percent and
-replicas (infra/settings.py), and the CPU alarm line (infra/thresholds.py `engine_cpu` warn) that a
-shard's load must stay under.
+replicas (infra/settings.py), and the alarm lines a shard must stay under: CPU (infra/thresholds.py
+`engine_cpu` warn) and memory (`memory_usage` warn, percent of maxmemory): a plan that fills a node
+to its maxmemory would page on day one and evict under any growth.
 
 The model (docs/sizing.md):
   memory = sum over tiers of clients x per_key_bytes(algorithm, entries) + shards x buckets(keys/shard)
   buckets(k) = 2 tables (keyspace, expires) x 8 B x next_pow2(k)
   sliding log entries = the tier's limit (a client at its limit holds `limit` members)
-  shards = max(memory / usable node memory, decisions/s / per-shard capacity, network / baseline)
+  shards = max(memory / (usable node memory x memory budget (memory_usage warn %)),
+               decisions/s / per-shard capacity, network / baseline)
   per-shard capacity = CPU budget (engine_cpu warn %) x 1e6 / CPU us per decision
 Clients and decisions/s are grown by --headroom before sizing.
 """
@@ -72,12 +74,16 @@ class Plan:
     nodes: int
     node_type: str
     node_usable_memory_bytes: int
+    node_memory_budget_bytes: int
     memory_per_shard_bytes: int
     limiting_factor: str
     decisions_per_s_capacity: int
     cpu_us_per_decision: float
     network_per_primary_bytes_s: int
     monthly_cost_usd: float
+    # "UNVERIFIED" unless the price table says `verified: true`; "derived" for a region whose
+    # prices are computed from another's (redisops/data/elasticache_prices.json `regions`).
+    monthly_cost_status: str = ""
     clusters: int = 1
     sources: dict[str, str] = field(default_factory=dict)
     assumptions: list[str] = field(default_factory=list)
@@ -114,6 +120,17 @@ def node_types(prices: dict[str, Any], target: str, region: str) -> list[NodeTyp
         out.append(NodeType(name, float(row["memory_gib"]), int(row["vcpus"]), float(row["baseline_gbps"]),
                             float(hourly), row.get("burstable_cpu_baseline_percent")))
     return out
+
+
+def price_status(prices: dict[str, Any], region: str) -> str:
+    """How far the table's prices for a region can be trusted: empty only for verified, read ones."""
+    flags = []
+    if not prices.get("verified", False):
+        flags.append("UNVERIFIED")
+    region_info = prices.get("regions", {}).get(region, {"derived": True})
+    if region_info.get("derived", True):
+        flags.append(f"derived from {region_info.get('from', 'another region')}")
+    return ", ".join(flags)
 
 
 def regions(prices: dict[str, Any], target: str) -> list[str]:
@@ -188,6 +205,7 @@ class Inputs:
     replicas: int = 1
     reserved_memory_percent: int = 25
     cpu_budget_percent: float = 70.0
+    memory_budget_percent: float = 80.0
     node_type: str | None = None
     node_memory_bytes: int | None = None  # local-cluster: memory per node
     sources: dict[str, str] = field(default_factory=dict)
@@ -203,6 +221,9 @@ def validate(inp: Inputs, prices: dict[str, Any]) -> None:
         raise UsageError(f"--target {inp.target!r}: expected one of {', '.join(TARGETS)}")
     if not 0 <= inp.headroom <= 10:
         raise UsageError(f"--headroom {inp.headroom!r}: expected a fraction between 0 and 10 (0.3 = 30 % growth)")
+    if not 0 < inp.memory_budget_percent <= 100:
+        raise UsageError(f"memory budget {inp.memory_budget_percent!r} %: expected 0 < percent <= 100 "
+                         "(thresholds.memory_usage.warn)")
     if not 0 <= inp.replicas <= 5:
         raise UsageError(f"--replicas {inp.replicas!r}: expected 0-5 replicas per shard (ElastiCache's range)")
     if not inp.tiers:
@@ -254,6 +275,7 @@ def plan(inp: Inputs, bench: dict[str, Any], prices: dict[str, Any], bench_sourc
             usable = _usable(node, inp.reserved_memory_percent if inp.target == "elasticache" else 25)
             cpu_share = (node.burstable_cpu_baseline_percent or 100) / 100
             bandwidth = node.baseline_gbps * 1e9 / 8
+        mem_budget = int(usable * inp.memory_budget_percent / 100)
         per_shard_capacity = budget * cpu_share * 1e6 / cpu
         # Primary traffic: clients in + out, plus one copy of the writes per replica (upper bound:
         # the command's input size; Redis 7 replicates the script's effects, which are smaller).
@@ -263,7 +285,7 @@ def plan(inp: Inputs, bench: dict[str, Any], prices: dict[str, Any], bench_sourc
             """What n shards lack: memory, cpu, network (empty: n shards suffice)."""
             mem = math.ceil(data / n) + bucket_bytes(math.ceil(keys / n))
             return [reason for reason, over in (
-                ("memory", mem > usable), ("cpu", rps / n > per_shard_capacity),
+                ("memory", mem > mem_budget), ("cpu", rps / n > per_shard_capacity),
                 ("network", rps / n * per_decision_net > budget * bandwidth)) if over]
 
         # Each shortfall shrinks as shards grow: double to a count that suffices, then bisect
@@ -278,7 +300,7 @@ def plan(inp: Inputs, bench: dict[str, Any], prices: dict[str, Any], bench_sourc
         mem_shard = math.ceil(data / shards) + bucket_bytes(math.ceil(keys / shards))
         last_reasons = short_of(shards - 1) if shards > 1 else []
         limiting = ",".join(last_reasons) if shards > 1 else "none (one primary suffices)"
-        return {"per_tier": per_tier, "shards": shards, "mem_shard": mem_shard, "usable": usable,
+        return {"per_tier": per_tier, "shards": shards, "mem_shard": mem_shard, "usable": usable, "mem_budget": mem_budget,
                 "hashtable": shards * bucket_bytes(math.ceil(keys / shards)), "cpu": cpu,
                 "capacity": int(per_shard_capacity * shards), "net": int(rps / shards * per_decision_net),
                 "limiting": limiting, "sources": {**sources, "cpu_us_per_decision": cpu_src,
@@ -321,6 +343,8 @@ def plan(inp: Inputs, bench: dict[str, Any], prices: dict[str, Any], bench_sourc
         sources.update({"node_type": table, "monthly_cost_usd": table,
                         "node_usable_memory_bytes": f"{table} memory_gib x (1 - reserved-memory-percent "
                         f"{inp.reserved_memory_percent if inp.target == 'elasticache' else 25} %)"})
+    sources["node_memory_budget_bytes"] = (f"usable memory x {inp.memory_budget_percent:g} % (the memory alarm line, "
+                                           f"{sources.get('memory_budget_percent', 'infra/thresholds.py memory_usage warn')})")
     sources["decisions_per_s_capacity"] = (f"{sources['cpu_us_per_decision']}; CPU budget {inp.cpu_budget_percent:g} "
                                            "% per shard")
     assumptions = [
@@ -329,6 +353,8 @@ def plan(inp: Inputs, bench: dict[str, Any], prices: dict[str, Any], bench_sourc
         "a node's vCPU runs Redis' main thread as fast as one core of the benchmark machine "
         f"({bench.get('environment', {}).get('machine', '?')}, redis {bench.get('environment', {}).get('redis_version', '?')})",
         "every decision costs what the dearest algorithm among the tiers costs",
+        f"a shard's data stays under the memory alarm line ({inp.memory_budget_percent:g} % of usable memory) "
+        f"and its load under the CPU alarm line ({inp.cpu_budget_percent:g} %)",
         "replication traffic per replica bounded by the decision's request size",
         "client connection buffers and the replication backlog are not counted: they live in the "
         "reserved memory (reserved-memory-percent)",
@@ -342,10 +368,11 @@ def plan(inp: Inputs, bench: dict[str, Any], prices: dict[str, Any], bench_sourc
         headroom=inp.headroom, memory_bytes=sum(s["per_tier"].values()) + s["hashtable"],
         memory_per_tier=s["per_tier"], hashtable_bytes=s["hashtable"], cluster_mode=cluster, shards=shards,
         replicas_per_shard=replicas, nodes=shards * (1 + replicas),
-        node_type=node.name if node else "local", node_usable_memory_bytes=s["usable"],
+        node_type=node.name if node else "local", node_usable_memory_bytes=s["usable"], node_memory_budget_bytes=s["mem_budget"],
         memory_per_shard_bytes=s["mem_shard"], limiting_factor=s["limiting"],
         decisions_per_s_capacity=s["capacity"], cpu_us_per_decision=s["cpu"],
         network_per_primary_bytes_s=s["net"], monthly_cost_usd=round(cost, 2), clusters=clusters,
+        monthly_cost_status=price_status(prices, inp.region) if node is not None else "",
         sources=sources, assumptions=assumptions)
 
 
@@ -368,6 +395,7 @@ def rows(p: Plan) -> list[tuple[str, str, str]]:
         ("memory per shard", human_bytes(p.memory_per_shard_bytes), "total / shards + buckets"),
         ("node type", p.node_type, src.get("node_type", "--node-memory")),
         ("usable memory per node", human_bytes(p.node_usable_memory_bytes), src.get("node_usable_memory_bytes", "")),
+        ("memory budget per node", human_bytes(p.node_memory_budget_bytes), src.get("node_memory_budget_bytes", "")),
         ("cluster mode", "yes" if p.cluster_mode else "no (one primary)", "shards > 1"),
         ("shards", str(p.shards), f"limited by {p.limiting_factor}"),
         ("replicas per shard", str(p.replicas_per_shard), src.get("replicas_per_shard", "")),
@@ -376,7 +404,8 @@ def rows(p: Plan) -> list[tuple[str, str, str]]:
         ("decisions/s capacity", f"{p.decisions_per_s_capacity:,}", src.get("decisions_per_s_capacity", "")),
         ("network per primary", f"{human_bytes(p.network_per_primary_bytes_s)}/s",
          src.get("network_per_primary_bytes_s", "")),
-        ("monthly cost", f"${p.monthly_cost_usd:,.2f}", src.get("monthly_cost_usd", "local: no price")),
+        ("monthly cost", f"${p.monthly_cost_usd:,.2f}" + (f" {p.monthly_cost_status}" if p.monthly_cost_status else ""),
+         src.get("monthly_cost_usd", "local: no price")),
     ]
     return out
 
@@ -468,6 +497,7 @@ def inputs_from(*, clients: int, rps: float, target: str, headroom: float, regio
         stack_tiers, thresholds = DEFAULT_TIERS, DEFAULT_THRESHOLDS
         stack_replicas, reserved, stack_region, replicas_key = 1, 25, None, ""
     cpu = thresholds_by_name(thresholds)["engine_cpu"]
+    mem = thresholds_by_name(thresholds)["memory_usage"]
     chosen_tiers = tuple(parse_tier(t) for t in tiers) if tiers else tuple(stack_tiers)
     sources["tiers"] = "--tier" if tiers else (f"{where} rateLimits over ratelimit/tiers.py" if path
                                                 else "ratelimit/tiers.py DEFAULT_TIERS")
@@ -476,11 +506,13 @@ def inputs_from(*, clients: int, rps: float, target: str, headroom: float, regio
     sources["reserved_memory_percent"] = f"{where} elasticache.reservedMemoryPercent ({reserved} %)" if path \
         else f"infra/settings.py reservedMemoryPercent default ({reserved} %)"
     sources["cpu_budget_percent"] = f"infra/thresholds.py engine_cpu warn ({cpu.warn:g} %)"
+    sources["memory_budget_percent"] = f"infra/thresholds.py memory_usage warn ({mem.warn:g} % of maxmemory)"
     sources["region"] = "--region" if region else (f"{where} aws:region" if stack_region else "default us-east-1")
     return Inputs(clients=clients, decisions_per_s=rps, tiers=chosen_tiers, target=target, headroom=headroom,
                   region=region or (str(stack_region) if stack_region else "us-east-1"),
                   replicas=replicas if replicas is not None else stack_replicas,
                   reserved_memory_percent=reserved, cpu_budget_percent=float(cpu.warn or 70),
+                  memory_budget_percent=float(mem.warn or 80),
                   node_type=node_type, node_memory_bytes=node_memory, sources=sources)
 
 

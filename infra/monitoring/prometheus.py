@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from infra.thresholds import DEFAULT_THRESHOLDS, Severity, Threshold, fmt_number
+from infra.thresholds import CLUSTER_TARGET_LABEL, DEFAULT_THRESHOLDS, Severity, Threshold, fmt_number
 
 RULES_FILE_NAME = "redis-alerts.yml"
 RULE_GROUP_NAME = "redisstack-redis"
@@ -38,12 +38,15 @@ def render_prometheus_config(
     rule_files: Sequence[str] = (RULES_FILE_NAME,),
     external_labels: dict[str, str] | None = None,
     app_targets: Sequence[str] = (),
+    cluster: bool = False,
 ) -> str:
     """prometheus.yml: one scrape job for redis_exporter at `host:port` (or several targets), and
     with `app_targets` one for the applications' /metrics (the limiter's own series).
 
     `rule_files` are paths as Prometheus sees them; relative paths resolve against the
     directory of prometheus.yml, so the default works when both files sit side by side.
+    `cluster`: the exporter targets are Redis Cluster nodes; they get the static label
+    `redis_cluster="true"` that RedisClusterNodeFailed keys on while a node is dead.
     """
     targets = [exporter_targets] if isinstance(exporter_targets, str) else list(exporter_targets)
     if not targets:
@@ -73,7 +76,7 @@ def render_prometheus_config(
                 # The exporter answers only once it has queried Redis; a scrape slower than
                 # the interval would overlap itself.
                 "scrape_timeout": scrape_interval,
-                "static_configs": [{"targets": targets}],
+                "static_configs": [cluster_static_config(targets) if cluster else {"targets": targets}],
             }
         ],
     }
@@ -85,6 +88,11 @@ def render_prometheus_config(
             "static_configs": [{"targets": list(app_targets)}],
         })
     return yaml.safe_dump(config, sort_keys=False)
+
+
+def cluster_static_config(targets: Sequence[str]) -> dict[str, Any]:
+    """A static_configs entry for Redis Cluster nodes: their series carry the cluster label."""
+    return {"targets": list(targets), "labels": {CLUSTER_TARGET_LABEL: "true"}}
 
 
 def alert_annotations(

@@ -5,15 +5,20 @@ exactly its keys and the cluster is whole again."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from redis.crc import key_slot
 
 from ratelimit import RateLimiter
 from ratelimit import functions as fn
 from redisops import backup as bk
 from redisops import connection as rc
 from redisops.errors import OperationError, UsageError
+from tests.support.procs import wait_until
 from tests.support.redis_cluster import Cluster, Node, redis_cluster
 from tests.support.redisproc import have_redis
 
@@ -40,7 +45,11 @@ def test_backup_and_restore_per_shard_with_slot_layout(tmp_path: Path) -> None:
             assert m["cluster"]["slots"] == [[int(x) for x in r.split("-")] for r in mine["slots"]]
             assert m["cluster"]["role"] == "primary" and len(m["cluster"]["shards"]) == 3
             assert m["keys"] == int(c.node_client(p).dbsize())
-        assert sum(r.manifest["keys"] for r in results.values()) == 300
+        # Each shard's marker key (no TTL) is hash-tagged into a slot the shard owns.
+        assert sum(r.manifest["keys"] for r in results.values()) == 303
+        for r in results.values():
+            slot = key_slot(r.manifest["marker"]["key"].encode())
+            assert any(lo <= slot <= hi for lo, hi in r.manifest["cluster"]["slots"])
 
         a, b = primaries[0], primaries[1]
         b_keys = int(c.node_client(b).dbsize())
@@ -79,3 +88,71 @@ def test_backup_and_restore_per_shard_with_slot_layout(tmp_path: Path) -> None:
         with pytest.raises(OperationError, match="slot layout mismatch"):
             bk.restore(_spec(c, b), results[a.index].path, data_dir=b.proc.workdir)
         assert sorted(p.name for p in b.proc.workdir.iterdir()) == before
+
+
+def test_restore_refuses_a_replica_and_keeps_the_primary_with_replicas_present(tmp_path: Path) -> None:
+    """With replicas present the restored primary stays primary: its replicas' automatic failover is
+    held while it is down (a promoted replica would win the slots with a higher configEpoch and the
+    restored node would full-sync its data away, redis/redis#8614), and released afterwards."""
+    with redis_cluster(tmp_path / "cluster", 3, 1) as c:
+        c.wait_stable()
+        app = c.app_client()
+        for i in range(200):
+            app.set(f"held:{i}", i)
+        a = c.primary_of_key("held:0")
+        replica = c.replicas_of(a)[0]
+        c.node_client(a).execute_command("WAIT", 1, 5000)
+        taken = bk.backup(_spec(c, a), tmp_path / "backups")
+        keys = taken.manifest["keys"]
+        assert "replicas" not in taken.manifest["cluster"]
+
+        # Into the replica: refused before anything is stopped.
+        with pytest.raises(OperationError, match="not `myself,master`"):
+            bk.restore(_spec(c, replica), taken.path, force=True)
+        assert replica.proc.running() and a.proc.running()
+
+        c.node_client(a).flushall()
+        # Failover as fast as the harness allows: without the hold the replica would be promoted
+        # while the primary is down.
+        c.tune(1000)
+        loading = threading.Event()
+
+        def seen(msg: str, _frac: float | None) -> None:
+            if msg.startswith("waiting for Redis"):
+                loading.set()
+
+        done: dict[str, Any] = {}
+        worker = threading.Thread(target=lambda: done.update(
+            r=_call(lambda: bk.restore(_spec(c, a), taken.path, force=True, wait=60, progress=seen))))
+        worker.start()
+        try:
+            assert loading.wait(60), "restore never reached the restart"
+            assert c.node_client(replica).config_get("cluster-replica-no-failover") == {
+                "cluster-replica-no-failover": "yes"}
+            # The replica has marked its primary failed: past the point it would have been elected.
+            a_id = taken.manifest["cluster"]["node_id"]
+            wait_until(lambda: any(e["id"] == a_id and "fail" in e["flags"] for e in c.cluster_nodes(replica)),
+                       30, "the replica marks the stopped primary FAIL", interval=0.05)
+            a.proc.proc.wait(10)  # type: ignore[union-attr]
+            a.proc.start(write_config=False)
+        finally:
+            worker.join(90)
+        result = done["r"]
+        assert not isinstance(result, BaseException), result
+        assert result.verified_keys == keys
+        c.wait_stable()
+        me = next(e for e in c.cluster_nodes(a) if "myself" in e["flags"])
+        assert "master" in me["flags"]
+        assert [[int(x) for x in r.split("-")] for r in me["slots"]] == taken.manifest["cluster"]["slots"]
+        assert next(e for e in c.cluster_nodes(replica) if "myself" in e["flags"])["master"] == me["id"]
+        assert c.node_client(replica).config_get("cluster-replica-no-failover") == {
+            "cluster-replica-no-failover": "no"}
+        app = c.app_client()
+        assert [int(app.get(f"held:{i}")) for i in range(200)] == list(range(200))
+
+
+def _call(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except BaseException as exc:  # handed to the test thread
+        return exc

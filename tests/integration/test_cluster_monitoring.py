@@ -59,7 +59,7 @@ def test_every_node_scraped_and_cluster_rules_fire_per_node(tmp_path: Path) -> N
             targets[n.index] = f"127.0.0.1:{port}"
         prom = group.add(start_prometheus(
             tmp_path / "prometheus", render_prometheus_config(list(targets.values()), scrape_interval="1s",
-                                                             evaluation_interval="1s"),
+                                                             evaluation_interval="1s", cluster=True),
             {RULES_FILE_NAME: render_alert_rules()}, free_port()))
         wait_until(lambda: prometheus_targets_up(prom.url, 6), 60, "6 targets up")
         wait_until(lambda: len(_values(prom.url, "redis_cluster_state")) == 6, 60, "cluster metrics from 6 nodes")

@@ -62,7 +62,7 @@ def write_keys(srv: Server, n: int = N_KEYS) -> dict[str, tuple[str, int, int, i
 def assert_all_back(srv: Server, expected: dict[str, tuple[str, int, int, int]]) -> None:
     """Every key with its value and its absolute expiry (PEXPIRETIME): a restore must not move it."""
     admin = srv.admin()
-    assert admin.dbsize() == len(expected)
+    assert admin.dbsize() == len(expected) + 1  # and the backup's marker key (no TTL)
     keys = list(expected)
     for start in range(0, len(keys), 1000):
         chunk = keys[start:start + 1000]
@@ -107,7 +107,8 @@ def test_backup_destroy_restore_every_key_and_ttl(srv: Server, tmp_path: Path) -
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads((tmp_path / "b.json").read_text())
     manifest = result["manifest"]
-    assert manifest["keys"] == N_KEYS and manifest["expires"] == N_KEYS
+    assert manifest["keys"] == N_KEYS + 1 and manifest["expires"] == N_KEYS  # + the marker key, no TTL
+    assert manifest["marker"] == {"key": bk.MARKER_KEY, "value": Path(result["path"]).name}
     assert manifest["redis_version"].startswith("7.")
     paths = {f["path"] for f in manifest["files"]}
     assert "dump.rdb" in paths and any(p.startswith("appendonlydir/") and p.endswith(".manifest") for p in paths)
@@ -128,7 +129,7 @@ def test_backup_destroy_restore_every_key_and_ttl(srv: Server, tmp_path: Path) -
     assert_library_back(srv)  # the data files were destroyed: the library came back with the restore
     proc = run_cli(["restore", "--from", str(backup_dir), "--verify-only"], srv.env())
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"{N_KEYS} keys, as in the backup" in proc.stdout
+    assert f"{N_KEYS + 1} keys, as in the backup" in proc.stdout
 
 
 def test_restore_refuses_a_running_server_unless_forced(srv: Server, tmp_path: Path) -> None:
@@ -193,7 +194,7 @@ def test_keep_and_list(srv: Server, tmp_path: Path) -> None:
     made = [bk.backup(spec, tmp_path / "b", keep=2).path for _ in range(3)]
     listed = bk.list_backups(tmp_path / "b")
     assert [Path(b["path"]) for b in listed] == made[1:]
-    assert all(b["keys"] == 100 for b in listed)
+    assert all(b["keys"] == 101 for b in listed)
     proc = run_cli(["backup", "--to", str(tmp_path / "b"), "--list", "--keep", "1", "--json", str(tmp_path / "l.json")],
                    {})
     assert proc.returncode == 0, proc.stderr
@@ -265,7 +266,7 @@ def test_verify_only_works_offline_and_fails_on_a_bad_backup(srv: Server, tmp_pa
     srv.proc.stop()
     ok = run_cli(["restore", "--from", str(result.path), "--verify-only"], srv.env(REDIS_TIMEOUT="300"))
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "200 keys" in ok.stdout and "not reachable, key count not compared" in ok.stdout
+    assert "201 keys" in ok.stdout and "not reachable, key count not compared" in ok.stdout
     (result.path / "appendonlydir" / "stray.aof").write_text("x")
     bad = run_cli(["restore", "--from", str(result.path), "--verify-only"], srv.env(REDIS_TIMEOUT="300"))
     assert bad.returncode == 1 and "stray.aof: not in the manifest" in bad.stderr
@@ -313,7 +314,7 @@ def test_a_failure_after_staging_puts_the_previous_files_back(srv: Server, tmp_p
     assert digest_tree(srv.data_dir) == before  # no staging leftovers, no pre-restore dir either
     assert not list(srv.data_dir.glob("pre-restore-*"))
     srv.proc.start(write_config=False)
-    assert _count(srv) == 301
+    assert _count(srv) == 302
 
 
 def test_an_aof_that_fails_its_check_changes_nothing(srv: Server, tmp_path: Path,
@@ -352,9 +353,9 @@ def test_a_supervisor_restart_after_shutdown_aborts_the_restore(srv: Server, tmp
     assert srv.proc.running()
     assert (srv.data_dir / "dump.rdb").is_file() and (srv.data_dir / "appendonlydir").is_dir()
     assert not list(srv.data_dir.glob("pre-restore-*")) and not list(srv.data_dir.glob(".*.restore"))
-    assert _count(srv) == 201  # the running server kept its data, including the later write
+    assert _count(srv) == 202  # the running server kept its data (+ marker), including the later write
     srv.proc.restart()
-    assert _count(srv) == 201  # and so did its files
+    assert _count(srv) == 202  # and so did its files
 
 
 def test_restore_into_a_fresh_volume_takes_the_data_dirs_owner(srv: Server, tmp_path: Path,
@@ -454,12 +455,12 @@ def test_an_aof_rewrite_during_the_copy_is_copied_again(srv: Server, tmp_path: P
     copied = {p.name for p in (result.path / "appendonlydir").iterdir()} - {"appendonly.aof.manifest"}
     assert copied == named and rewrites[0] not in copied
     assert bk.verify_backup(result.path)[1] == []
-    assert result.manifest["keys"] == 500
+    assert result.manifest["keys"] == 501
     srv.proc.stop()
     bk.restore(spec, result.path, data_dir=srv.data_dir)
     srv.proc.start(write_config=False)
     assert "1 more than the backup's RDB" in bk.check_key_count(result.manifest, _count(srv))
-    assert _count(srv) == len(expected) + 1
+    assert _count(srv) == len(expected) + 2
 
 
 def test_key_count_may_exceed_the_rdb_only_when_the_aof_was_restored() -> None:
@@ -470,3 +471,27 @@ def test_key_count_may_exceed_the_rdb_only_when_the_aof_was_restored() -> None:
         bk.check_key_count(manifest, 80)
     with pytest.raises(OperationError):
         bk.check_key_count({**manifest, "aof_included": False}, 105)
+
+
+def test_a_server_that_loaded_nothing_fails_the_restore_check(srv: Server, tmp_path: Path) -> None:
+    """Every limiter key has a TTL, so an allowance for keys expired since the backup let 0 keys
+    pass; the backup's marker key (no TTL, the backup's id) must be on the server."""
+    write_keys(srv, 200)
+    spec = rc.resolve(environ=srv.env())
+    result = bk.backup(spec, tmp_path / "b")
+    assert result.manifest["keys"] == 201 and result.manifest["expires"] == 200
+    assert "201 keys, as in the backup" in bk.check_restored(spec, result.manifest, _count(srv))
+    admin = srv.admin()
+    admin.flushall()  # as a server that started empty, the restored files discarded
+    admin.close()
+    with pytest.raises(OperationError, match="key count after restore is 0"):
+        bk.check_key_count(result.manifest, 0)
+    with pytest.raises(OperationError, match="does not hold this backup's marker key"):
+        bk.check_restored(spec, result.manifest, 0)
+    bad = run_cli(["restore", "--from", str(result.path), "--verify-only"], srv.env())
+    assert bad.returncode == 1 and "does not hold this backup's marker key" in bad.stderr
+    # Data loaded from another backup carries that backup's id.
+    write_keys(srv, 10)
+    later = bk.backup(spec, tmp_path / "later")
+    with pytest.raises(OperationError, match=f"found '{later.path.name}'"):
+        bk.check_restored(spec, result.manifest, 11)

@@ -42,7 +42,11 @@ def test_json_holds_the_issue_fields_with_their_sources(tmp_path) -> None:
     for t in DEFAULT_TIERS:
         assert "cluster.json memory." in doc["sources"][f"memory_per_tier.{t.name}"]
     assert "elasticache_prices.json" in doc["sources"]["monthly_cost_usd"]
+    # The table's prices are transcribed, not read back: every cost says so (table, JSON, docs).
+    assert doc["monthly_cost_status"] == "UNVERIFIED"
+    assert "UNVERIFIED" in next(line for line in result.output.splitlines() if "monthly cost" in line)
     assert "engine_cpu" in doc["sources"]["cpu_budget_percent"]
+    assert "memory_usage" in doc["sources"]["memory_budget_percent"]
     assert "memory total" in result.output and "monthly cost" in result.output
 
 
@@ -70,7 +74,11 @@ def test_shards_cover_memory_cpu_and_the_reserved_memory() -> None:
     p = pl.plan(_inputs(100_000_000, 1_000_000), BENCH, PRICES)
     node = PRICES["elasticache"][p.node_type]
     usable = int(node["memory_gib"] * 2**30 * 0.75)  # the stack default reserved-memory-percent 25
-    assert p.node_usable_memory_bytes == usable and p.memory_per_shard_bytes <= usable
+    # Memory is budgeted at the memory_usage alarm line (80 % of maxmemory), not at maxmemory.
+    budget = int(usable * 0.80)
+    assert p.node_usable_memory_bytes == usable and p.node_memory_budget_bytes == budget
+    assert p.memory_per_shard_bytes <= budget
+    assert "memory_usage warn (80 %" in p.sources["node_memory_budget_bytes"]
     assert p.decisions_per_s_capacity >= 1_000_000 * 1.3
     assert p.nodes == p.shards * (1 + p.replicas_per_shard)
     assert p.monthly_cost_usd == pytest.approx(p.nodes * node["hourly_usd"]["us-east-1"] * 730, abs=0.005)  # rounded to cents
@@ -130,3 +138,27 @@ def test_sentinel_plans_one_primary_with_its_two_replicas_on_ec2_prices() -> Non
     assert p.shards == 1 and p.replicas_per_shard == 2 and p.nodes == 3 and not p.cluster_mode
     assert p.node_type in PRICES["ec2"] and "sentinel topology" in p.sources["replicas_per_shard"]
     assert p.monthly_cost_usd == pytest.approx(3 * PRICES["ec2"][p.node_type]["hourly_usd"][p.region] * 730, abs=0.005)  # rounded to cents
+
+
+def test_a_shard_that_fits_maxmemory_but_not_the_memory_alarm_line_gets_split() -> None:
+    """local-cluster with a node memory just above one shard's data: at 100 % it would fit one node,
+    under the 80 % alarm line it needs two."""
+    one = pl.plan(_inputs(1_000_000, 100, target="local-cluster", node_memory=10 * 2**30), BENCH, PRICES)
+    assert one.shards == 1
+    tight = int(one.memory_per_shard_bytes / 0.9)  # holds the data at 90 %: above the 80 % line
+    p = pl.plan(_inputs(1_000_000, 100, target="local-cluster", node_memory=tight), BENCH, PRICES)
+    assert p.shards == 2 and p.limiting_factor == "memory"
+    assert p.memory_per_shard_bytes <= p.node_memory_budget_bytes == int(tight * 0.8)
+
+
+def test_costs_say_unverified_and_derived_as_the_price_table_flags_them() -> None:
+    assert PRICES["verified"] is False and set(PRICES["regions"]) == set(pl.regions(PRICES, "elasticache"))
+    assert pl.plan(_inputs(10_000, 200, region="eu-west-1"), BENCH, PRICES).monthly_cost_status == (
+        "UNVERIFIED, derived from us-east-1 x 1.11")
+    verified = {**PRICES, "verified": True}
+    assert pl.plan(_inputs(10_000, 200), BENCH, verified).monthly_cost_status == ""
+    assert pl.plan(_inputs(10_000, 200, region="us-west-2"), BENCH, verified).monthly_cost_status == (
+        "derived from us-east-1")
+    doc = pl.SIZING_DOC.read_text()
+    costs = [line for line in doc.splitlines() if line.startswith("| monthly cost |")]
+    assert len(costs) == len(pl.EXAMPLES) and all("UNVERIFIED" in line for line in costs)

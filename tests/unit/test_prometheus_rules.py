@@ -25,7 +25,13 @@ from infra.monitoring.prometheus import (
     render_alert_rules,
     render_prometheus_config,
 )
-from infra.thresholds import DEFAULT_THRESHOLDS, Threshold, apply_overrides, thresholds_by_name
+from infra.thresholds import (
+    CLUSTER_TARGET_LABEL,
+    DEFAULT_THRESHOLDS,
+    Threshold,
+    apply_overrides,
+    thresholds_by_name,
+)
 
 PROMTOOL = shutil.which("promtool")
 pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian package: prometheus)")
@@ -148,6 +154,7 @@ def cluster_node(phases: Phases) -> dict[str, list[float]]:
             selector("redis_cluster_enabled", BASE_LABELS): [1.0] * len(up)}
 
 
+CLUSTER = {CLUSTER_TARGET_LABEL: "true"}  # the scrape config's static label on cluster targets
 REPLICA = {"master_host": "10.0.0.1", "master_port": "6379"}
 LAGGING = {"slave_ip": "10.0.0.2", "slave_port": "6379", "slave_state": "online"}
 
@@ -207,6 +214,11 @@ def scenarios() -> list[Scenario]:
     out += level_scenarios("cluster_state", one("redis_cluster_state", gauge), (0, "0"), None, 1)
     out += level_scenarios("cluster_slots_not_ok", slots_ok, (100, "100"), None, 0)
     out += level_scenarios("cluster_node_failed", cluster_node, (0, "0"), None, 1)
+    # A labelled cluster target down for 2 h (no redis_cluster_enabled since it died): still firing.
+    down = gauge([(0, 2 * 3600 + 5 * M)])
+    out.append(Scenario("cluster_node_failed", "a labelled cluster node dead for 2 h keeps firing",
+                        {selector("redis_up", {**BASE_LABELS, **CLUSTER}): down},
+                        {5 * M: {"critical": "0"}, 2 * 3600: {"critical": "0"}}, CLUSTER))
     out.append(Scenario("cluster_node_failed", "a node that never was a cluster member: silent",
                         one("redis_up", gauge)([(0, FIRE)]), {FIRE - M: {}}))
     out += level_scenarios("engine_cpu", cpu, (95, "95"), (80, "80"), 10)

@@ -37,7 +37,8 @@ def test_plain_node_is_a_cluster_node_with_replication_credentials() -> None:
     assert d["cluster-config-file"] == "nodes.conf"
     assert d["cluster-node-timeout"] == "5000"
     assert d["cluster-require-full-coverage"] == "no"
-    assert d["cluster-replica-validity-factor"] == "0"
+    # Bounded (redis.conf: 0 = a replica always fails over, however stale its data).
+    assert d["cluster-replica-validity-factor"] == "10"
     assert d["cluster-allow-reads-when-down"] == "no"
     assert d["masteruser"] == "replica"
     assert d["masterauth"] == f'"{PASSWORDS["replica"]}"'
@@ -67,11 +68,11 @@ def test_plain_announce_uses_the_plain_port() -> None:
 
 
 def test_tuning_is_rendered() -> None:
-    t = ClusterTuning(node_timeout_ms=1500, require_full_coverage=True, replica_validity_factor=10,
+    t = ClusterTuning(node_timeout_ms=1500, require_full_coverage=True, replica_validity_factor=0,
                       allow_replica_migration=False)
     d = directives(node_conf(load_base(), passwords=PASSWORDS, bind="127.0.0.1", tuning=t))
     assert (d["cluster-node-timeout"], d["cluster-require-full-coverage"], d["cluster-replica-validity-factor"],
-            d["cluster-allow-replica-migration"]) == ("1500", "yes", "10", "no")
+            d["cluster-allow-replica-migration"]) == ("1500", "yes", "0", "no")
 
 
 @pytest.mark.parametrize(("kwargs", "key"), [

@@ -17,7 +17,9 @@ e5 10.0.0.5:6379@16379 slave,fail? b2 0 1700000000000 2 connected
 
 def test_parse_nodes_roles_flags_and_slots() -> None:
     nodes = {n.node_id: n for n in parse_cluster_nodes(NODES)}
-    assert nodes["a1"].address == ("10.0.0.1", 6379) and nodes["a1"].role == "primary"
+    # The announced hostname is what a TLS certificate names: it wins over the IP.
+    assert nodes["a1"].address == ("redis-0", 6379) and nodes["a1"].role == "primary"
+    assert nodes["b2"].address == ("10.0.0.2", 6379)
     assert nodes["a1"].slots == ((0, 5460),)  # a slot being migrated is not counted twice
     assert nodes["b2"].slots == ((5461, 10922),)
     assert nodes["c3"].failed and not nodes["c3"].suspected
@@ -33,7 +35,7 @@ def test_coverage_summary_and_lines() -> None:
     assert cov.summary() == ("cluster_state ok, 10922/16384 slots ok (16384 assigned, 0 pfail, 5462 fail); "
                              "3 primaries, 2 replicas, 2 node(s) failing")
     lines = cov.lines()
-    assert lines[1] == "  primary 10.0.0.1:6379 slots 0-5460 (5461)"
+    assert lines[1] == "  primary redis-0:6379 slots 0-5460 (5461)"
     assert lines[2] == "    replica 10.0.0.4:6379"
     assert "  primary 10.0.0.3:6379 slots 10923-16383 (5461) [fail]" in lines
 
@@ -41,3 +43,15 @@ def test_coverage_summary_and_lines() -> None:
 def test_malformed_line_is_an_error() -> None:
     with pytest.raises(ValueError, match="CLUSTER NODES line with 3 fields"):
         parse_cluster_nodes("a b c")
+
+
+def test_hostname_field_empty_or_followed_by_aux_fields() -> None:
+    """`ip:port@cport,` (no hostname announced) keeps the IP; nodes.conf of Redis 7.2+ carries
+    `,hostname,shard-id=...` or `,,shard-id=...` (no hostname) after the address."""
+    text = ("a1 10.0.0.1:6379@16379, myself,master - 0 0 1 connected 0-16383\n"
+            "b2 10.0.0.2:6379@16379,node-b.example.cache.amazonaws.com,shard-id=ff slave a1 0 0 1 connected\n"
+            "c3 10.0.0.3:6379@16379,,shard-id=ee slave a1 0 0 1 connected\n")
+    nodes = {n.node_id: n for n in parse_cluster_nodes(text)}
+    assert nodes["a1"].address == ("10.0.0.1", 6379)
+    assert nodes["b2"].address == ("node-b.example.cache.amazonaws.com", 6379)
+    assert nodes["c3"].address == ("10.0.0.3", 6379)
