@@ -47,7 +47,20 @@ APP_FORBIDDEN_SCRIPTING: dict[str, tuple[str, ...]] = {
     "FUNCTION RESTORE": ("FUNCTION", "RESTORE", "smoke-probe-not-a-payload"),
 }
 
-APP_RULES = ("~* &* +@all -@dangerous " + APP_SCRIPTING_RULES + " +info "
+# No pub/sub at all: the limiter needs none, and a user that may PUBLISH to `__sentinel__:hello`
+# can forge a Sentinel hello. sentinelProcessHelloMessage (redis/redis src/sentinel.c) takes a
+# hello whose master_config_epoch is higher than its own and re-points the master to the address
+# in it (sentinelResetMasterAndChangeAddress): any app credential could redirect every client.
+# `resetchannels` (no `&` pattern) refuses every channel on a self-managed Redis, and `-@pubsub`
+# refuses the commands themselves, which also holds where channel defaults differ (Redis 6.2's
+# acl-pubsub-default allchannels) and is what the ElastiCache access string carries.
+APP_PUBSUB_RULES = "resetchannels -@pubsub"
+# Channel probes the smoke test queues (MULTI / cmd / DISCARD) as the application user.
+APP_FORBIDDEN_PUBSUB: dict[str, tuple[str, ...]] = {
+    "PUBLISH __sentinel__:hello": ("PUBLISH", "__sentinel__:hello", "x"),
+}
+
+APP_RULES = ("~* +@all -@dangerous " + APP_PUBSUB_RULES + " " + APP_SCRIPTING_RULES + " +info "
              + " ".join(f"-{c.lower()}" for c in GUIDE_DISABLED_COMMANDS))
 
 # Exactly the commands redis_exporter sends with the flags this stack passes, derived from the

@@ -17,7 +17,13 @@ from pathlib import Path
 import pytest
 
 from ratelimit import LIBRARY_RELEASE, Decision, RateLimiter, Tier, function_library
-from redis_conf.acl import APP_FORBIDDEN_COMMANDS, APP_FORBIDDEN_SCRIPTING, APP_RULES, password_digest
+from redis_conf.acl import (
+    APP_FORBIDDEN_COMMANDS,
+    APP_FORBIDDEN_PUBSUB,
+    APP_FORBIDDEN_SCRIPTING,
+    APP_RULES,
+    password_digest,
+)
 from redisops import connection as rc
 from redisops import smoke as smoke_module
 from redisops.report import Check, Report
@@ -66,7 +72,7 @@ def test_rendered_server_passes_every_check_via_cli(tmp_path: Path) -> None:
         expected_names = {"reachable", "tls", "auth-refuses-anonymous", "auth-refuses-wrong-password",
                           "auth-app-login", "memory-policy", "maxmemory", "persistence-aof", "persistence-status",
                           "function-library", "fcall-only", "latency", "cleanup",
-                          *(f"forbidden:{c}" for c in (*APP_FORBIDDEN_COMMANDS, *APP_FORBIDDEN_SCRIPTING)),
+                          *(f"forbidden:{c}" for c in (*APP_FORBIDDEN_COMMANDS, *APP_FORBIDDEN_SCRIPTING, *APP_FORBIDDEN_PUBSUB)),
                           *(f"ratelimit:{t.name}" for t in SETTINGS.tiers)}
         assert set(statuses) == expected_names
         assert all(s == "pass" for s in statuses.values()), statuses
