@@ -385,6 +385,9 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, str]:
         # parameter value (botocore's validation errors do), so of those only the type is logged.
         said = str(exc) if isinstance(exc, (UsageError, OperationError)) else "(message withheld)"
         log.error("rotation %s %s of %s failed: %s: %s", step, token, secret_id, type(exc).__name__, said)
-        raise
+        # Not a bare `raise`: the Lambda runtime logs the message and traceback of what leaves the
+        # handler (errorMessage / stackTrace), which would print the withheld message after all.
+        # `from None` drops the chained original as well.
+        raise RuntimeError(f"{step} failed: {type(exc).__name__}") from None
     log.info("rotation %s of %s: %s (%.1fs)", step, secret_id, done, time.monotonic() - started)
     return {"step": step, "result": done}

@@ -286,12 +286,18 @@ def test_the_handler_logs_and_returns_no_secret(sm: Any, monkeypatch: pytest.Mon
                 s.passwords(passwords)
             replies.append(rot.handler({"SecretId": arn, "ClientRequestToken": token, "Step": step}, None))
         s.where()
-        stub.add_client_error("modify_user", "InvalidParameterValueException", "bad")
-        with pytest.raises(Exception, match="InvalidParameterValue"):
+        # botocore's messages may quote a parameter value: here the password itself.
+        stub.add_client_error("modify_user", "InvalidParameterValueException", f"bad password {NEW}")
+        with pytest.raises(RuntimeError) as raised:
             rot.handler({"SecretId": arn, "ClientRequestToken": token, "Step": "finishSecret"}, None)
+    # What leaves the handler is what the Lambda runtime logs (errorMessage, stackTrace): no secret,
+    # and no chained original that would carry one.
+    assert str(raised.value) == "finishSecret failed: ClientError"
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
     assert [r["step"] for r in replies] == list(rot.STEPS)
     text = caplog.text + json.dumps(replies)
     assert "finishSecret" in caplog.text and "failed" in caplog.text and arn in caplog.text
+    assert "ClientError: (message withheld)" in caplog.text
     assert OLD not in text and NEW not in text
 
 
