@@ -45,6 +45,16 @@ APP_FORBIDDEN_SCRIPTING: dict[str, tuple[str, ...]] = {
     "FUNCTION DELETE": ("FUNCTION", "DELETE", "smoke_probe"),
     "FUNCTION FLUSH": ("FUNCTION", "FLUSH"),
     "FUNCTION RESTORE": ("FUNCTION", "RESTORE", "smoke-probe-not-a-payload"),
+    # The rest of @scripting: an operator ACL that denies EVAL one by one but forgets the
+    # read-only variants (Redis 7.0+) or the management subcommands must fail smoke too.
+    "EVAL_RO": ("EVAL_RO", "return 1", "0"),
+    "EVALSHA_RO": ("EVALSHA_RO", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"),
+    "SCRIPT FLUSH": ("SCRIPT", "FLUSH"),
+    "SCRIPT KILL": ("SCRIPT", "KILL"),
+    "FUNCTION KILL": ("FUNCTION", "KILL"),
+    "FUNCTION DUMP": ("FUNCTION", "DUMP"),
+    "FUNCTION LIST": ("FUNCTION", "LIST"),
+    "FUNCTION STATS": ("FUNCTION", "STATS"),
 }
 
 # No pub/sub at all: the limiter needs none, and a user that may PUBLISH to `__sentinel__:hello`

@@ -169,6 +169,23 @@ def test_an_app_user_that_may_eval_fails_smoke_with_the_reason(tmp_path: Path) -
         admin.close()
 
 
+def test_an_acl_that_denies_eval_one_by_one_but_leaves_eval_ro_fails_smoke(tmp_path: Path) -> None:
+    # EVAL_RO / EVALSHA_RO (Redis 7.0+) run Lua source as well: denying the commands one by one
+    # instead of -@scripting leaves them and the management subcommands to the app.
+    pw = {c: f"{c}-pw-0123456789abcdef" for c in ("app", "monitor", "replica", "sentinel", "admin")}
+    one_by_one = APP_RULES.replace("-@scripting +fcall +fcall_ro ",
+                                   "-eval -evalsha -script|load -function|load -function|delete -function|flush "
+                                   "-function|restore ")
+    acl = acl_with(pw, app_line=f"user default reset on #{password_digest(pw['app'])} {one_by_one}")
+    with rendered_server(tmp_path / "srv", acl_text=acl, passwords=pw) as srv:
+        report = run_smoke(spec_for(srv.env()))
+        assert failed_names(report) == {f"forbidden:{c}" for c in (
+            "EVAL_RO", "EVALSHA_RO", "SCRIPT FLUSH", "SCRIPT KILL", "FUNCTION KILL", "FUNCTION DUMP",
+            "FUNCTION LIST", "FUNCTION STATS")}
+        assert "may run EVAL_RO" in report.get("forbidden:EVAL_RO").actual
+        assert report.get("forbidden:EVAL").status == "pass"
+
+
 def test_a_missing_library_fails_smoke_naming_the_fix(tmp_path: Path) -> None:
     with rendered_server(tmp_path / "srv", load_functions=False) as srv:
         proc = run_cli(["smoke", "--settings", str(DEV_SETTINGS)], srv.env())
