@@ -732,9 +732,9 @@ class SentinelHosts(pulumi.ComponentResource):
 
         endpoints = ips.apply(lambda v: [f"{ip}:{SENTINEL_PORT}" for ip in v])
         url = ips.apply(lambda v: sentinel_url([(ip, SENTINEL_PORT) for ip in v], MASTER_NAME, tls=args.tls))
-        env = pulumi.Output.all(url, passwords["app"]).apply(lambda v: {
+        env = pulumi.Output.all(url, passwords["app"], self.app_secret.arn).apply(lambda v: {
             **env_contract(url=v[0], password=v[1], tls=args.tls, timeout_ms=args.timeout_ms, tiers=args.tiers,
-                           enabled=args.enabled, rate_limit_mode=args.rate_limit_mode),
+                           enabled=args.enabled, rate_limit_mode=args.rate_limit_mode, password_secret_arn=v[2]),
             "REDIS_SENTINEL_MASTER": MASTER_NAME,
             # Sentinels' default user authenticates with the application's password (discovery
             # only); spelled out so clients set sentinel_kwargs={"password": ...}.

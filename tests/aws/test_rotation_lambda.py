@@ -94,9 +94,11 @@ class Stubbed:
                                {"UserId": USER_ID})
 
 
-def rbac_setup(sm: Any) -> tuple[str, rot.RotationConfig]:
+def rbac_setup(sm: Any, overlap: str = "finish") -> tuple[str, rot.RotationConfig]:
+    """The tests below pin the strict mode (rotation.overlap: finish) unless they say otherwise."""
     arn = make_secret(sm, {"username": "app", "password": OLD, "userId": USER_ID})
-    return arn, rot.RotationConfig(target="elasticache", secrets={arn: "app"}, replication_group_id=RG)
+    return arn, rot.RotationConfig(target="elasticache", secrets={arn: "app"}, replication_group_id=RG,
+                                   overlap=overlap)
 
 
 def backend(ec: Any, verified: list[tuple[str, str]] | None = None) -> rot.ElastiCacheBackend:
@@ -137,6 +139,36 @@ def test_rbac_four_steps_overlap_then_keep_only_the_new_password(sm: Any) -> Non
     labels = stages(sm, arn)
     assert "AWSCURRENT" in labels[token] and sum("AWSCURRENT" in v for v in labels.values()) == 1
     assert value(sm, arn)["password"] == NEW and value(sm, arn, VersionStage="AWSPREVIOUS")["password"] == OLD
+
+
+def test_interval_overlap_keeps_the_previous_password_until_the_next_set_secret(sm: Any) -> None:
+    """rotation.overlap: interval (the default): finishSecret only moves AWSCURRENT; the user keeps
+    [previous, current] and the next rotation's setSecret replaces them with [current, pending]."""
+    ec = boto3.client("elasticache", region_name=REGION)
+    arn, config = rbac_setup(sm, overlap="interval")
+    assert rot.RotationConfig(target="elasticache", secrets={arn: "app"}, replication_group_id=RG).overlap == "interval"
+    newer = "Newer-Token-0123456789-abcdef"
+    with Stubber(ec) as stub:
+        s = Stubbed(stub)
+        b = backend(ec, [])
+        token = start_rotation(arn)
+        for step, passwords in (("createSecret", None), ("setSecret", [OLD, NEW]), ("testSecret", None),
+                                ("finishSecret", None)):  # no ModifyUser at finishSecret
+            done = s.run(sm, b, config, arn, token, step, passwords)
+        assert "keeps working until the next rotation" in done
+        stub.assert_no_pending_responses()
+        assert value(sm, arn)["password"] == NEW and value(sm, arn, VersionStage="AWSPREVIOUS")["password"] == OLD
+        # Retried after the move: still nothing dropped (idempotent).
+        s.where()
+        assert "keeps working" in rot.run_step(sm, b, config, arn, token, "finishSecret")
+        # The next rotation: its setSecret drops OLD, the value two rotations back.
+        b.generate = lambda: newer  # type: ignore[method-assign]
+        token2 = start_rotation(arn)
+        for step, passwords in (("createSecret", None), ("setSecret", [NEW, newer]), ("testSecret", None),
+                                ("finishSecret", None)):
+            s.run(sm, b, config, arn, token2, step, passwords)
+        stub.assert_no_pending_responses()
+    assert value(sm, arn)["password"] == newer and value(sm, arn, VersionStage="AWSPREVIOUS")["password"] == NEW
 
 
 def test_a_crash_after_set_secret_is_retried_to_the_same_end(sm: Any) -> None:
