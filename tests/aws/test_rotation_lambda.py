@@ -87,7 +87,14 @@ class Stubbed:
             self.passwords(passwords)
         return rot.run_step(sm, b, config, arn, token, step)
 
+    def ready(self, user: str = "active", group: str = "active") -> None:
+        """The user and its group, waited for before ModifyUser."""
+        self.stub.add_response("describe_users", {"Users": [{"UserId": USER_ID, "Status": user}]}, {"UserId": USER_ID})
+        self.stub.add_response("describe_user_groups", {"UserGroups": [{"UserGroupId": GROUP, "Status": group}]},
+                               {"UserGroupId": GROUP})
+
     def passwords(self, passwords: list[str]) -> None:
+        self.ready()
         self.stub.add_response("modify_user", {"UserId": USER_ID, "Status": "modifying"},
                                {"UserId": USER_ID, "AuthenticationMode": {"Type": "password", "Passwords": passwords}})
         self.stub.add_response("describe_users", {"Users": [{"UserId": USER_ID, "Status": "active"}]},
@@ -201,8 +208,9 @@ def test_a_crash_after_awscurrent_moved_still_drops_the_old_password(sm: Any) ->
         s.run(sm, b, config, arn, token, "createSecret")
         s.run(sm, b, config, arn, token, "setSecret", [OLD, NEW])
         s.where()
-        stub.add_client_error("modify_user", "InvalidUserStateFault", "user is modifying")
-        with pytest.raises(Exception, match="InvalidUserStateFault"):
+        s.ready()
+        stub.add_client_error("modify_user", "ServiceUnavailable", "try later")
+        with pytest.raises(Exception, match="ServiceUnavailable"):
             rot.run_step(sm, b, config, arn, token, "finishSecret")
         assert "AWSCURRENT" in stages(sm, arn)[token]  # moved before the failure
         # Every retried step before finishSecret is a no-op now; finishSecret drops the old one.
@@ -211,6 +219,40 @@ def test_a_crash_after_awscurrent_moved_still_drops_the_old_password(sm: Any) ->
         s.where()
         s.passwords([NEW])
         assert "already AWSCURRENT" in rot.run_step(sm, b, config, arn, token, "finishSecret")
+        stub.assert_no_pending_responses()
+
+
+def test_modify_user_waits_for_an_active_user_and_group_and_retries_state_faults(sm: Any) -> None:
+    """A user or user group still `modifying` (a deploy's ModifyUserGroup, an earlier attempt):
+    setSecret waits for `active` and retries InvalidUserStateFault / InvalidUserGroupStateFault
+    within the step instead of failing the rotation."""
+    ec = boto3.client("elasticache", region_name=REGION)
+    arn, config = rbac_setup(sm)
+    token = start_rotation(arn)
+    with Stubber(ec) as stub:
+        s = Stubbed(stub)
+        b = backend(ec, [])
+        b.wait_user = lambda c, uid: ops.wait_user_active(c, uid, poll_s=0)
+        rot.run_step(sm, b, config, arn, token, "createSecret")
+        s.where()
+        stub.add_response("describe_users", {"Users": [{"UserId": USER_ID, "Status": "modifying"}]},
+                          {"UserId": USER_ID})  # polled until active
+        s.ready()
+        stub.add_client_error("modify_user", "InvalidUserGroupStateFault", "user group is modifying")
+        s.ready()
+        stub.add_client_error("modify_user", "InvalidUserStateFault", "user is modifying")
+        s.passwords([OLD, NEW])
+        assert "accepts the current and the pending" in rot.run_step(sm, b, config, arn, token, "setSecret")
+        stub.assert_no_pending_responses()
+
+
+def test_state_faults_are_retried_only_until_the_deadline() -> None:
+    ec = boto3.client("elasticache", region_name=REGION)
+    with Stubber(ec) as stub:
+        stub.add_client_error("modify_user", "InvalidUserStateFault", "user is modifying")
+        with pytest.raises(Exception, match="InvalidUserStateFault"):
+            ops.set_user_passwords(ec, USER_ID, [NEW], wait=lambda c, u: None, group_ids=[GROUP],
+                                   wait_group=lambda c, g: None, retry_s=0)
         stub.assert_no_pending_responses()
 
 
@@ -318,6 +360,7 @@ def test_the_handler_logs_and_returns_no_secret(sm: Any, monkeypatch: pytest.Mon
                 s.passwords(passwords)
             replies.append(rot.handler({"SecretId": arn, "ClientRequestToken": token, "Step": step}, None))
         s.where()
+        s.ready()
         # botocore's messages may quote a parameter value: here the password itself.
         stub.add_client_error("modify_user", "InvalidParameterValueException", f"bad password {NEW}")
         with pytest.raises(RuntimeError) as raised:

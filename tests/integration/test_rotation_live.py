@@ -59,7 +59,7 @@ class RedisBackedElastiCache:
 
     def describe_user_groups(self, **params: Any) -> dict[str, Any]:
         self._call("DescribeUserGroups", params)
-        return {"UserGroups": [{"UserGroupId": GROUP, "UserIds": list(self.users)}]}
+        return {"UserGroups": [{"UserGroupId": GROUP, "Status": "active", "UserIds": list(self.users)}]}
 
     def describe_users(self, **params: Any) -> dict[str, Any]:
         self._call("DescribeUsers", params)
