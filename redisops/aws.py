@@ -291,30 +291,32 @@ def restore_credential(secretsmanager: Any, credential: StoredCredential) -> Non
 
 
 # -- RBAC users: two passwords at once (ModifyUser AuthenticationMode.Passwords, "up to two") --
-def wait_user_active(client: Any, user_id: str, *, timeout_s: float = 900, poll_s: float = 10,
-                     sleep: Callable[[float], None] = time.sleep) -> None:
+def _wait_active(status: Callable[[], str], what: str, timeout_s: float, poll_s: float,
+                 sleep: Callable[[float], None]) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
-        users = client.describe_users(UserId=user_id)["Users"]
-        status = users[0].get("Status") if users else "missing"
-        if status == "active":
+        now = status()
+        if now == "active":
             return
         if time.monotonic() >= deadline:
-            raise OperationError(f"ElastiCache user {user_id} still {status!r} after {timeout_s:.0f}s")
+            raise OperationError(f"ElastiCache {what} still {now!r} after {timeout_s:.0f}s")
         sleep(poll_s)
+
+
+def wait_user_active(client: Any, user_id: str, *, timeout_s: float = 900, poll_s: float = 10,
+                     sleep: Callable[[float], None] = time.sleep) -> None:
+    def status() -> str:
+        users = client.describe_users(UserId=user_id)["Users"]
+        return str(users[0].get("Status")) if users else "missing"
+    _wait_active(status, f"user {user_id}", timeout_s, poll_s, sleep)
 
 
 def wait_user_group_active(client: Any, group_id: str, *, timeout_s: float = 900, poll_s: float = 10,
                            sleep: Callable[[float], None] = time.sleep) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
+    def status() -> str:
         groups = client.describe_user_groups(UserGroupId=group_id)["UserGroups"]
-        status = groups[0].get("Status") if groups else "missing"
-        if status == "active":
-            return
-        if time.monotonic() >= deadline:
-            raise OperationError(f"ElastiCache user group {group_id} still {status!r} after {timeout_s:.0f}s")
-        sleep(poll_s)
+        return str(groups[0].get("Status")) if groups else "missing"
+    _wait_active(status, f"user group {group_id}", timeout_s, poll_s, sleep)
 
 
 # ModifyUser on a user, or on a member of a user group, that is still `modifying` (a deploy's
