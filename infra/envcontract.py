@@ -5,6 +5,12 @@ RATE_LIMIT_<TIER>=limit,window per tier. REDIS_USERNAME, REDIS_CA_CERT, REDIS_SE
 REDIS_CLUSTER=true (a Redis Cluster: the client must follow MOVED/ASK, e.g. redis-py RedisCluster)
 are added only where the target needs them. The password never goes into REDIS_URL, so the
 URL can be logged and exported in plain text.
+
+REDIS_PASSWORD is the value at deploy time (`pulumi up`). On the AWS targets Secrets Manager
+rotates it every `rotation.days` and the stack output keeps the deploy-time value, so those targets
+also hand over REDIS_PASSWORD_SECRET_ARN: the application re-reads AWSCURRENT of that secret (at
+start and whenever AUTH is refused). With `rotation.overlap: interval` (default) the previous
+password keeps working until the next rotation (docs/runbooks/rotation.md).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ def env_contract(
     username: str | None = None,
     ca_cert_path: str | None = None,
     cluster: bool = False,
+    password_secret_arn: str | None = None,
 ) -> dict[str, str]:
     env = {
         "REDIS_ENABLED": "true" if enabled else "false",
@@ -52,6 +59,9 @@ def env_contract(
         "REDIS_TIMEOUT": str(timeout_ms),
         "RATE_LIMIT_MODE": rate_limit_mode,
     }
+    if password_secret_arn:
+        # Where the current REDIS_PASSWORD lives once rotation has replaced the deploy-time value.
+        env["REDIS_PASSWORD_SECRET_ARN"] = password_secret_arn
     if username:
         env["REDIS_USERNAME"] = username
     if ca_cert_path:

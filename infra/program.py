@@ -72,7 +72,7 @@ def _rotation(settings: Settings, target: str, secret_arns: dict[str, Any], *, r
     return CredentialRotation("rotation", CredentialRotationArgs(
         project=settings.project, stack=settings.stack, target=target, vpc_id=c.network.vpc_id,
         subnet_ids=tuple(c.network.subnet_ids), redis_security_group_id=redis_sg, redis_ports=ports,
-        secret_arns=secret_arns, kms_key_arn=kms_key_arn, days=c.rotation.days,
+        secret_arns=secret_arns, kms_key_arn=kms_key_arn, days=c.rotation.days, overlap=c.rotation.overlap,
         log_retention_days=settings.log_retention_days,
         endpoint_security_group_id=c.smoke.secrets_endpoint_security_group_id, tags=settings.tags,
         **where)).stack_outputs

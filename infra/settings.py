@@ -221,6 +221,11 @@ class RotationSettings(_Model):
                           "stack's rotation Lambda (docs/runbooks/rotation.md); off only when set to false")
     days: int = Field(ROTATION_DAYS_DEFAULT, description=f"Days between rotations ({ROTATION_DAYS_MIN}.."
                       f"{ROTATION_DAYS_MAX}); Secrets Manager schedules the next one this many days after the last")
+    overlap: Literal["interval", "finish"] = Field(
+        "interval", description="When the previous password stops working: `interval` - at the NEXT rotation "
+        "(finishSecret only moves AWSCURRENT; the target keeps [AWSPREVIOUS, AWSCURRENT], so every client, also "
+        "one holding the deploy-time REDIS_PASSWORD, has one whole interval to re-read the secret); `finish` - "
+        "right after finishSecret (strict: a client holding the old value is refused on its next connect)")
 
     @field_validator("days")
     @classmethod

@@ -45,9 +45,32 @@ APP_FORBIDDEN_SCRIPTING: dict[str, tuple[str, ...]] = {
     "FUNCTION DELETE": ("FUNCTION", "DELETE", "smoke_probe"),
     "FUNCTION FLUSH": ("FUNCTION", "FLUSH"),
     "FUNCTION RESTORE": ("FUNCTION", "RESTORE", "smoke-probe-not-a-payload"),
+    # The rest of @scripting: an operator ACL that denies EVAL one by one but forgets the
+    # read-only variants (Redis 7.0+) or the management subcommands must fail smoke too.
+    "EVAL_RO": ("EVAL_RO", "return 1", "0"),
+    "EVALSHA_RO": ("EVALSHA_RO", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"),
+    "SCRIPT FLUSH": ("SCRIPT", "FLUSH"),
+    "SCRIPT KILL": ("SCRIPT", "KILL"),
+    "FUNCTION KILL": ("FUNCTION", "KILL"),
+    "FUNCTION DUMP": ("FUNCTION", "DUMP"),
+    "FUNCTION LIST": ("FUNCTION", "LIST"),
+    "FUNCTION STATS": ("FUNCTION", "STATS"),
 }
 
-APP_RULES = ("~* &* +@all -@dangerous " + APP_SCRIPTING_RULES + " +info "
+# No pub/sub at all: the limiter needs none, and a user that may PUBLISH to `__sentinel__:hello`
+# can forge a Sentinel hello. sentinelProcessHelloMessage (redis/redis src/sentinel.c) takes a
+# hello whose master_config_epoch is higher than its own and re-points the master to the address
+# in it (sentinelResetMasterAndChangeAddress): any app credential could redirect every client.
+# `resetchannels` (no `&` pattern) refuses every channel on a self-managed Redis, and `-@pubsub`
+# refuses the commands themselves, which also holds where channel defaults differ (Redis 6.2's
+# acl-pubsub-default allchannels) and is what the ElastiCache access string carries.
+APP_PUBSUB_RULES = "resetchannels -@pubsub"
+# Channel probes the smoke test queues (MULTI / cmd / DISCARD) as the application user.
+APP_FORBIDDEN_PUBSUB: dict[str, tuple[str, ...]] = {
+    "PUBLISH __sentinel__:hello": ("PUBLISH", "__sentinel__:hello", "x"),
+}
+
+APP_RULES = ("~* +@all -@dangerous " + APP_PUBSUB_RULES + " " + APP_SCRIPTING_RULES + " +info "
              + " ".join(f"-{c.lower()}" for c in GUIDE_DISABLED_COMMANDS))
 
 # Exactly the commands redis_exporter sends with the flags this stack passes, derived from the

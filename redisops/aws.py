@@ -13,7 +13,7 @@ import json
 import secrets
 import string
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -291,25 +291,63 @@ def restore_credential(secretsmanager: Any, credential: StoredCredential) -> Non
 
 
 # -- RBAC users: two passwords at once (ModifyUser AuthenticationMode.Passwords, "up to two") --
-def wait_user_active(client: Any, user_id: str, *, timeout_s: float = 900, poll_s: float = 10,
-                     sleep: Callable[[float], None] = time.sleep) -> None:
+def _wait_active(status: Callable[[], str], what: str, timeout_s: float, poll_s: float,
+                 sleep: Callable[[float], None]) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
-        users = client.describe_users(UserId=user_id)["Users"]
-        status = users[0].get("Status") if users else "missing"
-        if status == "active":
+        now = status()
+        if now == "active":
             return
         if time.monotonic() >= deadline:
-            raise OperationError(f"ElastiCache user {user_id} still {status!r} after {timeout_s:.0f}s")
+            raise OperationError(f"ElastiCache {what} still {now!r} after {timeout_s:.0f}s")
         sleep(poll_s)
 
 
+def wait_user_active(client: Any, user_id: str, *, timeout_s: float = 900, poll_s: float = 10,
+                     sleep: Callable[[float], None] = time.sleep) -> None:
+    def status() -> str:
+        users = client.describe_users(UserId=user_id)["Users"]
+        return str(users[0].get("Status")) if users else "missing"
+    _wait_active(status, f"user {user_id}", timeout_s, poll_s, sleep)
+
+
+def wait_user_group_active(client: Any, group_id: str, *, timeout_s: float = 900, poll_s: float = 10,
+                           sleep: Callable[[float], None] = time.sleep) -> None:
+    def status() -> str:
+        groups = client.describe_user_groups(UserGroupId=group_id)["UserGroups"]
+        return str(groups[0].get("Status")) if groups else "missing"
+    _wait_active(status, f"user group {group_id}", timeout_s, poll_s, sleep)
+
+
+# ModifyUser on a user, or on a member of a user group, that is still `modifying` (a deploy's
+# ModifyUser or ModifyUserGroup, an earlier attempt) fails with these (botocore elasticache
+# ModifyUser errors: InvalidUserStateFault, InvalidUserGroupStateFault); the user and its groups
+# are waited for and the call retried within the step, until USER_STATE_RETRY_S has passed.
+_USER_STATE_FAULTS = ("InvalidUserStateFault", "InvalidUserGroupStateFault")
+USER_STATE_RETRY_S = 300.0
+
+
 def set_user_passwords(client: Any, user_id: str, passwords: list[str], *,
-                       wait: Callable[[Any, str], None] = wait_user_active) -> None:
-    """Replace the user's passwords (one or two) and wait until the change is live."""
+                       wait: Callable[[Any, str], None] = wait_user_active,
+                       group_ids: Sequence[str] = (),
+                       wait_group: Callable[[Any, str], None] = wait_user_group_active,
+                       retry_s: float = USER_STATE_RETRY_S) -> None:
+    """Replace the user's passwords (one or two) once the user and its user groups are `active`,
+    and wait until the change is live."""
     if not 1 <= len(passwords) <= 2:
         raise ValueError("an ElastiCache user holds one or two passwords")
-    client.modify_user(UserId=user_id, AuthenticationMode={"Type": "password", "Passwords": passwords})
+    deadline = time.monotonic() + retry_s
+    while True:
+        wait(client, user_id)
+        for group_id in group_ids:
+            wait_group(client, group_id)
+        try:
+            client.modify_user(UserId=user_id, AuthenticationMode={"Type": "password", "Passwords": passwords})
+            break
+        except Exception as exc:  # botocore's ClientError; botocore is not imported by this module
+            code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
+            if code not in _USER_STATE_FAULTS or time.monotonic() >= deadline:
+                raise
     wait(client, user_id)
 
 
@@ -383,7 +421,7 @@ def begin_overlap(elasticache: Any, ep: Endpoint, user_id: str | None, old: str,
     """Old and new both valid: the RBAC user gets [old, new], or the AUTH token is ROTATEd.
     Sending it again with the same values leaves the same state (a retried step is harmless)."""
     if user_id is not None:
-        set_user_passwords(elasticache, user_id, [old, new], wait=wait_user)
+        set_user_passwords(elasticache, user_id, [old, new], wait=wait_user, group_ids=ep.user_group_ids)
     else:
         set_auth_token(elasticache, ep.replication_group_id, new, "ROTATE", wait=wait)
 
@@ -393,7 +431,7 @@ def end_overlap(elasticache: Any, ep: Endpoint, user_id: str | None, new: str, *
                 wait_user: Callable[[Any, str], None] = wait_user_active) -> None:
     """Only the new value valid: the user keeps [new], or the token is SET. Idempotent."""
     if user_id is not None:
-        set_user_passwords(elasticache, user_id, [new], wait=wait_user)
+        set_user_passwords(elasticache, user_id, [new], wait=wait_user, group_ids=ep.user_group_ids)
     else:
         set_auth_token(elasticache, ep.replication_group_id, new, "SET", wait=wait)
 
@@ -434,7 +472,8 @@ def _rotate(elasticache: Any, secretsmanager: Any, ep: Endpoint, credential: Sto
     except Exception as exc:
         restore_credential(secretsmanager, credential)
         if user_id is not None:
-            set_user_passwords(elasticache, user_id, [credential.password], wait=wait_user)
+            set_user_passwords(elasticache, user_id, [credential.password], wait=wait_user,
+                               group_ids=ep.user_group_ids)
             undone = f"which user {user_id} still accepts (the new one was removed again)"
         else:
             undone = "which stays valid (SET was not sent)"

@@ -15,10 +15,21 @@ partial state:
   than the pending version: it was already sent), or on the Sentinel hosts `ACL SETUSER <user>
   >new` on every Redis node and every Sentinel. Adding what is there already changes nothing.
 * testSecret   - a real connection authenticates with the pending value (TLS, AUTH, PING).
-* finishSecret - AWSCURRENT moves to `token` (the old value becomes AWSPREVIOUS), and only then
-  is the old value dropped: the user keeps [new], the token is SET, or `ACL SETUSER <user> >new
-  !<digest of every other password>`. Run again after the move (a crash in between), it still
-  drops the old value, so no rotation ends with two valid passwords.
+* finishSecret - AWSCURRENT moves to `token` (the old value becomes AWSPREVIOUS). What happens to
+  the old value is the setting `rotation.overlap` (config `overlap`):
+  - `interval` (default): nothing more. The target keeps [AWSPREVIOUS, AWSCURRENT] until the NEXT
+    rotation's setSecret replaces them with [current, pending], so a client that read the secret
+    (or got REDIS_PASSWORD at deploy time) has one whole rotation interval to read it again.
+    Secrets Manager's own single-user strategy keeps clients on the old value until they re-read
+    (https://docs.aws.amazon.com/secretsmanager/latest/userguide/rotation-strategy.html).
+    Exception: an ElastiCache AUTH token is still SET here, because what a ROTATE does to a group
+    that already holds two tokens is not documented (docs/decisions.md).
+  - `finish`: the old value is dropped right after the move: the user keeps [new], the token is
+    SET, or `ACL SETUSER <user> >new !<digest of every other password>`. Run again after the move
+    (a crash in between), it still drops the old value.
+  setSecret sets the target to exactly [current, pending] in both modes (ModifyUser passwords, or
+  `ACL SETUSER <user> >current >pending !<every other digest>`), so no target ever holds more than
+  two passwords and a retried setSecret converges to the same state.
 
 Admin lockout: on the Sentinel hosts the function works as the ACL `admin` user, whose own secret
 it also rotates. It authenticates with whichever version of the admin secret the node accepts
@@ -49,6 +60,8 @@ CONFIG_VARIABLE = "REDISSTACK_ROTATION"
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
 CURRENT, PENDING, PREVIOUS = "AWSCURRENT", "AWSPENDING", "AWSPREVIOUS"
 TARGETS = ("elasticache", "sentinel")
+# rotation.overlap (infra/settings.py): when the previous password stops working (module docstring).
+OVERLAP_MODES = ("interval", "finish")
 # Sentinel hosts: which ACL user of the Redis nodes and of the Sentinels each rotated credential
 # is (redis_conf/acl.py USERS: `default` is the app; redis_conf/sentinel.py: the Sentinels'
 # `default` user authenticates discovery with the app's password, `admin` is the operators').
@@ -72,7 +85,9 @@ class Backend(Protocol):
 
     def test(self, credential: str, pending: ops.StoredCredential) -> None: ...
 
-    def finish(self, credential: str, pending: ops.StoredCredential) -> None: ...
+    def finish(self, credential: str, pending: ops.StoredCredential, *, keep_previous: bool) -> bool:
+        """Returns whether the previous value was dropped."""
+        ...
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,10 +106,13 @@ class RotationConfig:
     tls: bool = True
     ca_cert_pem: str | None = None
     admin_secret_arn: str | None = None
+    overlap: str = "interval"
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise UsageError(f"rotation target {self.target!r}: expected one of {', '.join(TARGETS)}")
+        if self.overlap not in OVERLAP_MODES:
+            raise UsageError(f"rotation overlap {self.overlap!r}: expected one of {', '.join(OVERLAP_MODES)}")
         if not self.secrets:
             raise UsageError("rotation: no secrets to rotate")
         if self.target == "elasticache" and not self.replication_group_id:
@@ -108,7 +126,8 @@ class RotationConfig:
                 raise UsageError("rotation target sentinel: nodes and adminSecretArn are required")
 
     def to_json(self) -> str:
-        doc: dict[str, Any] = {"target": self.target, "secrets": dict(sorted(self.secrets.items())), "tls": self.tls}
+        doc: dict[str, Any] = {"target": self.target, "secrets": dict(sorted(self.secrets.items())), "tls": self.tls,
+                               "overlap": self.overlap}
         for key, value in (("replicationGroupId", self.replication_group_id), ("nodes", list(self.nodes)),
                            ("sentinels", list(self.sentinels)), ("caCertPem", self.ca_cert_pem),
                            ("adminSecretArn", self.admin_secret_arn)):
@@ -122,7 +141,7 @@ class RotationConfig:
         return cls(target=doc["target"], secrets=dict(doc["secrets"]), replication_group_id=doc.get("replicationGroupId"),
                    nodes=tuple(doc.get("nodes", ())), sentinels=tuple(doc.get("sentinels", ())),
                    tls=bool(doc.get("tls", True)), ca_cert_pem=doc.get("caCertPem"),
-                   admin_secret_arn=doc.get("adminSecretArn"))
+                   admin_secret_arn=doc.get("adminSecretArn"), overlap=doc.get("overlap", "interval"))
 
     def credential_of(self, secret_id: str) -> str:
         if secret_id not in self.secrets:
@@ -176,8 +195,11 @@ def run_step(sm: Any, backend: Backend, config: RotationConfig, secret_id: str, 
         sm.update_secret_version_stage(SecretId=secret_id, VersionStage=CURRENT, MoveToVersionId=token,
                                        RemoveFromVersionId=current_id)
         moved = f"AWSCURRENT moved from {current_id}"
-    backend.finish(credential, pending)
-    return f"finishSecret: version {token} {moved}; the old value of {credential} no longer works"
+    dropped = backend.finish(credential, pending, keep_previous=config.overlap == "interval")
+    if dropped:
+        return f"finishSecret: version {token} {moved}; the old value of {credential} no longer works"
+    return (f"finishSecret: version {token} {moved}; the old value of {credential} (AWSPREVIOUS) keeps working "
+            "until the next rotation's setSecret")
 
 
 def _create(sm: Any, backend: Backend, secret_id: str, token: str) -> str:
@@ -233,9 +255,12 @@ class ElastiCacheBackend:
         ep, _ = self._where(pending)
         self.verify(ep, pending.username, pending.password)
 
-    def finish(self, credential: str, pending: ops.StoredCredential) -> None:
+    def finish(self, credential: str, pending: ops.StoredCredential, *, keep_previous: bool) -> bool:
         ep, user_id = self._where(pending)
+        if keep_previous and user_id is not None:
+            return False  # the user holds [previous, current] since setSecret
         ops.end_overlap(self.elasticache, ep, user_id, pending.password, wait=self.wait, wait_user=self.wait_user)
+        return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,11 +340,19 @@ class SentinelBackend:
 
     def set(self, credential: str, current: ops.StoredCredential, pending: ops.StoredCredential,
             pending_created: dt.datetime | None) -> None:
+        self._keep_only(credential, [current.password, pending.password])
+
+    def _keep_only(self, credential: str, passwords: list[str]) -> None:
+        """The user holds exactly `passwords` on every node and Sentinel. One command each: the
+        kept ones are (still) there before any other goes; sent again it changes nothing."""
         user = SENTINEL_USERS[credential]
+        keep = {password_digest(p) for p in passwords}
         for address, sentinel in self._everywhere():
             client = self._as_admin(address)
             try:
-                client.execute_command("ACL", "SETUSER", user, f">{pending.password}")
+                held = client.acl_getuser(user)["passwords"]
+                stale = [f"!{h}" for h in held if h not in keep]
+                client.execute_command("ACL", "SETUSER", user, *(f">{p}" for p in passwords), *stale)
                 self._persist(client, sentinel)
             finally:
                 client.close()
@@ -334,18 +367,11 @@ class SentinelBackend:
                 raise OperationError(f"{address}: {user} with the pending password was refused "
                                      f"({type(exc).__name__})") from None
 
-    def finish(self, credential: str, pending: ops.StoredCredential) -> None:
-        user, keep = SENTINEL_USERS[credential], password_digest(pending.password)
-        for address, sentinel in self._everywhere():
-            client = self._as_admin(address)
-            try:
-                held = client.acl_getuser(user)["passwords"]
-                stale = [f"!{h}" for h in held if h != keep]
-                # One command: the new one is (still) there before any old one goes.
-                client.execute_command("ACL", "SETUSER", user, f">{pending.password}", *stale)
-                self._persist(client, sentinel)
-            finally:
-                client.close()
+    def finish(self, credential: str, pending: ops.StoredCredential, *, keep_previous: bool) -> bool:
+        if keep_previous:
+            return False  # every node holds [previous, current] since setSecret
+        self._keep_only(credential, [pending.password])
+        return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -385,6 +411,9 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, str]:
         # parameter value (botocore's validation errors do), so of those only the type is logged.
         said = str(exc) if isinstance(exc, (UsageError, OperationError)) else "(message withheld)"
         log.error("rotation %s %s of %s failed: %s: %s", step, token, secret_id, type(exc).__name__, said)
-        raise
+        # Not a bare `raise`: the Lambda runtime logs the message and traceback of what leaves the
+        # handler (errorMessage / stackTrace), which would print the withheld message after all.
+        # `from None` drops the chained original as well.
+        raise RuntimeError(f"{step} failed: {type(exc).__name__}") from None
     log.info("rotation %s of %s: %s (%.1fs)", step, secret_id, done, time.monotonic() - started)
     return {"step": step, "result": done}

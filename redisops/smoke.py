@@ -35,7 +35,7 @@ import redis
 
 from ratelimit import Decision, RateLimiter, Tier, make_key, tier_key
 from ratelimit import functions as fn
-from redis_conf.acl import APP_FORBIDDEN_COMMANDS, APP_FORBIDDEN_SCRIPTING
+from redis_conf.acl import APP_FORBIDDEN_COMMANDS, APP_FORBIDDEN_PUBSUB, APP_FORBIDDEN_SCRIPTING
 from redisops import connection as rc
 from redisops.report import Check, Report
 
@@ -164,7 +164,7 @@ class SmokeRun:
 
     def planned(self) -> list[str]:
         names = ["reachable", "tls", "auth-refuses-anonymous", "auth-refuses-wrong-password", "auth-app-login"]
-        names += [f"forbidden:{c}" for c in (*APP_FORBIDDEN_COMMANDS, *APP_FORBIDDEN_SCRIPTING)]
+        names += [f"forbidden:{c}" for c in (*APP_FORBIDDEN_COMMANDS, *APP_FORBIDDEN_SCRIPTING, *APP_FORBIDDEN_PUBSUB)]
         names += ["memory-policy", "maxmemory", "persistence-aof", "persistence-status", "function-library"]
         if self.spec.mode == "cluster":
             names.append("cluster-nodes")
@@ -215,7 +215,7 @@ class SmokeRun:
             return
         for command in APP_FORBIDDEN_COMMANDS:
             self._check_forbidden(command)
-        for command, args in APP_FORBIDDEN_SCRIPTING.items():
+        for command, args in (*APP_FORBIDDEN_SCRIPTING.items(), *APP_FORBIDDEN_PUBSUB.items()):
             self._check_forbidden(command, args)
         info = self._info()
         self._check_expectations(info)
@@ -394,6 +394,10 @@ class SmokeRun:
                         c.detail = ("the application credential may send or manage Lua: every Lua-engine CVE "
                                     "(docs/security.md) is reachable with it; its ACL needs -@scripting +fcall "
                                     "+fcall_ro (redis_conf/acl.py; ElastiCache: RBAC, the default authMode)")
+                    elif command in APP_FORBIDDEN_PUBSUB:
+                        c.detail = ("the application credential may publish to Sentinel's hello channel and "
+                                    "re-point the master with a forged hello; its ACL needs resetchannels "
+                                    "-@pubsub (redis_conf/acl.py)")
                 except redis.ResponseError as exc:
                     if _is_refusal(str(exc)):
                         # redis-py strips the NOPERM code from the message; put it back.

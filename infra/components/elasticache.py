@@ -503,10 +503,10 @@ class ElastiCacheRedis(pulumi.ComponentResource):
         args, username = self._args, creds.username
         endpoint = rg.configuration_endpoint_address if args.cluster_mode else rg.primary_endpoint_address
         url = endpoint.apply(lambda host: redis_url(host, PORT, tls=True, username=username))
-        env = pulumi.Output.all(url, creds.app_password).apply(lambda v: env_contract(
+        env = pulumi.Output.all(url, creds.app_password, secrets["app"].arn).apply(lambda v: env_contract(
             url=v[0], password=v[1], tls=True, timeout_ms=args.timeout_ms, tiers=args.tiers,
             enabled=args.enabled, rate_limit_mode=args.rate_limit_mode, username=username,
-            cluster=args.cluster_mode))
+            cluster=args.cluster_mode, password_secret_arn=v[2]))
         outputs: dict[str, Any] = {
             "replicationGroupId": rg.id,
             "engine": args.engine,

@@ -76,6 +76,7 @@ class CredentialRotationArgs:
     secret_arns: Mapping[str, pulumi.Input[str]]  # credential (app, admin, monitor) -> secret ARN
     kms_key_arn: pulumi.Input[str]
     days: int = 30
+    overlap: str = "interval"  # rotation.overlap (redisops/rotation.py OVERLAP_MODES)
     log_retention_days: int = 365
     endpoint_security_group_id: str | None = None
     # elasticache
@@ -209,7 +210,7 @@ class CredentialRotation(pulumi.ComponentResource):
                                  args.sentinels, args.ca_cert_pem).apply(lambda v: environment(RotationConfig(
                                      target=args.target, secrets=dict(zip(v[0], credentials, strict=True)),
                                      replication_group_id=v[1], nodes=tuple(v[2] or ()), sentinels=tuple(v[3] or ()),
-                                     tls=args.tls, ca_cert_pem=v[4],
+                                     tls=args.tls, ca_cert_pem=v[4], overlap=args.overlap,
                                      admin_secret_arn=v[0][credentials.index("admin")] if args.target == "sentinel"
                                      else None)))
 

@@ -303,40 +303,67 @@ LIBRARY_DELIMITER = "RATELIMIT_LUA_EOF"
 USER_DATA_MAX_BYTES = USER_DATA_LIMIT
 
 
+# What the boot publishes when it could not load the library (0 when it did), as the package
+# floor check publishes BootRefused: same namespace and node dimension.
+LIBRARY_LOAD_METRIC = "LibraryLoadFailed"
+# A primary LOADING a large RDB/AOF answers `-LOADING` to every command until the dataset is in
+# memory; minutes on a multi-GB dataset. The boot waits for it this long, then gives up (logged,
+# metric), leaving the library to the deploy workflow's `redisops functions load`.
+LIBRARY_LOAD_DEADLINE_S = 1800
+
+
 def functions_load_commands(*, ip: str, tls: bool, admin_secret_arn: str, port: int = REDIS_PORT,
                             library_file: str = LIBRARY_FILE, ca_file: str = f"{TLS_DIR}/ca.crt",
-                            attempts: int = 60) -> str:
+                            deadline_s: int = LIBRARY_LOAD_DEADLINE_S, namespace: str = CW_NAMESPACE) -> str:
     """Boot lines that load the limiter's Functions library as the admin user on the host that is
     the primary. The application user may only FCALL it (redis_conf/acl.py). A replica refuses
     FUNCTION LOAD (READONLY) and needs none: functions replicate, and persist in the RDB/AOF, so
     replicas, failovers, restarts and restores keep the library (tests/integration). The text
     travels as is in the user data, a quoted here-document (no expansion; SSM String parameters
-    hold at most 8 KB), which the whole user data's gzip compresses (infra/user_data.py)."""
+    hold at most 8 KB), which the whole user data's gzip compresses (infra/user_data.py).
+
+    Never fatal, and last in the boot (after the TLS renewal timer is installed): a Redis still
+    LOADING is waited for up to `deadline_s`, and a failure is logged (stderr, syslog) and
+    published as LIBRARY_LOAD_METRIC = 1, but does not stop the boot under `set -e`. Upgrades of a
+    running stack come from the deploy workflow's `redisops functions load` (every AWS stack)."""
     library = function_library()
     if LIBRARY_DELIMITER in library.splitlines():
         raise ValueError(f"the {LIBRARY_NAME} library holds the line {LIBRARY_DELIMITER!r}, which ends its "
                          "here-document in the user data; rename the delimiter (sentinel_hosts.LIBRARY_DELIMITER)")
     tls_args = f"--tls --cacert {shlex.quote(ca_file)} " if tls else ""
+    metric = (f'aws cloudwatch put-metric-data --region "$REGION" --namespace {shlex.quote(namespace)} '
+              f'--metric-name {LIBRARY_LOAD_METRIC} --dimensions "node=$NODE" --value')
     return f"""
 # The limiter's Redis Functions library ({LIBRARY_NAME} {LIBRARY_RELEASE}, ratelimit/functions.py).
 cat > {shlex.quote(library_file)} <<'{LIBRARY_DELIMITER}'
 {library.rstrip(chr(10))}
 {LIBRARY_DELIMITER}
-REDISCLI_AUTH=$(aws secretsmanager get-secret-value --region "$REGION" --secret-id {shlex.quote(admin_secret_arn)} \\
-  --query SecretString --output text)
-export REDISCLI_AUTH
 rcli() {{ redis-cli {tls_args}-h {shlex.quote(ip)} -p {port} --user admin --no-auth-warning "$@"; }}
-answer=""
-for _ in $(seq 1 {attempts}); do
-  answer=$(rcli PING 2>&1 || true)
-  if [ "$answer" = "PONG" ]; then break; fi
-  sleep 2
-done
-[ "$answer" = "PONG" ] || {{ echo "redis as admin never answered PING ($answer): library not loaded" >&2; exit 1; }}
-if [ "$(rcli ROLE | head -n 1)" = "master" ]; then
-  loaded=$(rcli -x FUNCTION LOAD REPLACE < {shlex.quote(library_file)})
-  [ "$loaded" = "{LIBRARY_NAME}" ] || {{ echo "FUNCTION LOAD answered: $loaded" >&2; exit 1; }}
-  echo "redisstack: loaded the {LIBRARY_NAME} library ($(rcli FCALL_RO ratelimit_version 0))"
+load_library() {{  # called in an || list: `set -e` is off inside, so every step checks itself
+  local answer="" loaded deadline=$((SECONDS + {deadline_s}))
+  REDISCLI_AUTH=$(aws secretsmanager get-secret-value --region "$REGION" --secret-id {shlex.quote(admin_secret_arn)} \
+    --query SecretString --output text) || {{ echo "admin secret not readable" >&2; return 1; }}
+  export REDISCLI_AUTH
+  # PONG once the dataset is in memory; -LOADING (or refused connections) until then.
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    answer=$(rcli PING 2>&1 || true)
+    if [ "$answer" = "PONG" ]; then break; fi
+    sleep 2
+  done
+  [ "$answer" = "PONG" ] || {{ echo "redis as admin never answered PING within {deadline_s}s ($answer)" >&2; return 1; }}
+  if [ "$(rcli ROLE | head -n 1)" = "master" ]; then
+    loaded=$(rcli -x FUNCTION LOAD REPLACE < {shlex.quote(library_file)})
+    [ "$loaded" = "{LIBRARY_NAME}" ] || {{ echo "FUNCTION LOAD answered: $loaded" >&2; return 1; }}
+    echo "redisstack: loaded the {LIBRARY_NAME} library ($(rcli FCALL_RO ratelimit_version 0))"
+  fi
+}}
+if load_library; then
+  {metric} 0 || true
+else
+  msg="redisstack: the {LIBRARY_NAME} library was not loaded on $NODE; run 'redisops functions load'"
+  echo "$msg" >&2
+  logger -t redisstack -p daemon.err "$msg" || true
+  {metric} 1 || true
 fi
 unset REDISCLI_AUTH
 """
@@ -463,7 +490,7 @@ EOF
 systemctl enable --now redis-server
 systemctl enable --now redis-sentinel
 systemctl enable --now prometheus-redis-exporter
-{functions_load}{tls_renewal}
+{tls_renewal}{functions_load}
 """
 
 
@@ -732,9 +759,9 @@ class SentinelHosts(pulumi.ComponentResource):
 
         endpoints = ips.apply(lambda v: [f"{ip}:{SENTINEL_PORT}" for ip in v])
         url = ips.apply(lambda v: sentinel_url([(ip, SENTINEL_PORT) for ip in v], MASTER_NAME, tls=args.tls))
-        env = pulumi.Output.all(url, passwords["app"]).apply(lambda v: {
+        env = pulumi.Output.all(url, passwords["app"], self.app_secret.arn).apply(lambda v: {
             **env_contract(url=v[0], password=v[1], tls=args.tls, timeout_ms=args.timeout_ms, tiers=args.tiers,
-                           enabled=args.enabled, rate_limit_mode=args.rate_limit_mode),
+                           enabled=args.enabled, rate_limit_mode=args.rate_limit_mode, password_secret_arn=v[2]),
             "REDIS_SENTINEL_MASTER": MASTER_NAME,
             # Sentinels' default user authenticates with the application's password (discovery
             # only); spelled out so clients set sentinel_kwargs={"password": ...}.

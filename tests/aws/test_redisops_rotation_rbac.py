@@ -54,6 +54,11 @@ def expect_start(stub: Stubber, *, users_in_group: tuple[str, ...] = (USER_ID, "
 
 
 def expect_passwords(stub: Stubber, passwords: list[str]) -> None:
+    # The user and its group are waited for (`active`) before ModifyUser.
+    stub.add_response("describe_users", {"Users": [{"UserId": USER_ID, "Status": "active"}]}, {"UserId": USER_ID})
+    stub.add_response("describe_user_groups", {"UserGroups": [{"UserGroupId": "redisstack-prod-users",
+                                                               "Status": "active"}]},
+                      {"UserGroupId": "redisstack-prod-users"})
     stub.add_response("modify_user", {"UserId": USER_ID, "Status": "modifying"},
                       {"UserId": USER_ID, "AuthenticationMode": {"Type": "password", "Passwords": passwords}})
     stub.add_response("describe_users", {"Users": [{"UserId": USER_ID, "Status": "active"}]}, {"UserId": USER_ID})

@@ -87,16 +87,25 @@ class Stubbed:
             self.passwords(passwords)
         return rot.run_step(sm, b, config, arn, token, step)
 
+    def ready(self, user: str = "active", group: str = "active") -> None:
+        """The user and its group, waited for before ModifyUser."""
+        self.stub.add_response("describe_users", {"Users": [{"UserId": USER_ID, "Status": user}]}, {"UserId": USER_ID})
+        self.stub.add_response("describe_user_groups", {"UserGroups": [{"UserGroupId": GROUP, "Status": group}]},
+                               {"UserGroupId": GROUP})
+
     def passwords(self, passwords: list[str]) -> None:
+        self.ready()
         self.stub.add_response("modify_user", {"UserId": USER_ID, "Status": "modifying"},
                                {"UserId": USER_ID, "AuthenticationMode": {"Type": "password", "Passwords": passwords}})
         self.stub.add_response("describe_users", {"Users": [{"UserId": USER_ID, "Status": "active"}]},
                                {"UserId": USER_ID})
 
 
-def rbac_setup(sm: Any) -> tuple[str, rot.RotationConfig]:
+def rbac_setup(sm: Any, overlap: str = "finish") -> tuple[str, rot.RotationConfig]:
+    """The tests below pin the strict mode (rotation.overlap: finish) unless they say otherwise."""
     arn = make_secret(sm, {"username": "app", "password": OLD, "userId": USER_ID})
-    return arn, rot.RotationConfig(target="elasticache", secrets={arn: "app"}, replication_group_id=RG)
+    return arn, rot.RotationConfig(target="elasticache", secrets={arn: "app"}, replication_group_id=RG,
+                                   overlap=overlap)
 
 
 def backend(ec: Any, verified: list[tuple[str, str]] | None = None) -> rot.ElastiCacheBackend:
@@ -139,6 +148,36 @@ def test_rbac_four_steps_overlap_then_keep_only_the_new_password(sm: Any) -> Non
     assert value(sm, arn)["password"] == NEW and value(sm, arn, VersionStage="AWSPREVIOUS")["password"] == OLD
 
 
+def test_interval_overlap_keeps_the_previous_password_until_the_next_set_secret(sm: Any) -> None:
+    """rotation.overlap: interval (the default): finishSecret only moves AWSCURRENT; the user keeps
+    [previous, current] and the next rotation's setSecret replaces them with [current, pending]."""
+    ec = boto3.client("elasticache", region_name=REGION)
+    arn, config = rbac_setup(sm, overlap="interval")
+    assert rot.RotationConfig(target="elasticache", secrets={arn: "app"}, replication_group_id=RG).overlap == "interval"
+    newer = "Newer-Token-0123456789-abcdef"
+    with Stubber(ec) as stub:
+        s = Stubbed(stub)
+        b = backend(ec, [])
+        token = start_rotation(arn)
+        for step, passwords in (("createSecret", None), ("setSecret", [OLD, NEW]), ("testSecret", None),
+                                ("finishSecret", None)):  # no ModifyUser at finishSecret
+            done = s.run(sm, b, config, arn, token, step, passwords)
+        assert "keeps working until the next rotation" in done
+        stub.assert_no_pending_responses()
+        assert value(sm, arn)["password"] == NEW and value(sm, arn, VersionStage="AWSPREVIOUS")["password"] == OLD
+        # Retried after the move: still nothing dropped (idempotent).
+        s.where()
+        assert "keeps working" in rot.run_step(sm, b, config, arn, token, "finishSecret")
+        # The next rotation: its setSecret drops OLD, the value two rotations back.
+        b.generate = lambda: newer  # type: ignore[method-assign]
+        token2 = start_rotation(arn)
+        for step, passwords in (("createSecret", None), ("setSecret", [NEW, newer]), ("testSecret", None),
+                                ("finishSecret", None)):
+            s.run(sm, b, config, arn, token2, step, passwords)
+        stub.assert_no_pending_responses()
+    assert value(sm, arn)["password"] == newer and value(sm, arn, VersionStage="AWSPREVIOUS")["password"] == NEW
+
+
 def test_a_crash_after_set_secret_is_retried_to_the_same_end(sm: Any) -> None:
     """Secrets Manager retries the whole rotation with the same token: createSecret keeps the
     pending value it made, setSecret sends the same two passwords again."""
@@ -169,8 +208,9 @@ def test_a_crash_after_awscurrent_moved_still_drops_the_old_password(sm: Any) ->
         s.run(sm, b, config, arn, token, "createSecret")
         s.run(sm, b, config, arn, token, "setSecret", [OLD, NEW])
         s.where()
-        stub.add_client_error("modify_user", "InvalidUserStateFault", "user is modifying")
-        with pytest.raises(Exception, match="InvalidUserStateFault"):
+        s.ready()
+        stub.add_client_error("modify_user", "ServiceUnavailable", "try later")
+        with pytest.raises(Exception, match="ServiceUnavailable"):
             rot.run_step(sm, b, config, arn, token, "finishSecret")
         assert "AWSCURRENT" in stages(sm, arn)[token]  # moved before the failure
         # Every retried step before finishSecret is a no-op now; finishSecret drops the old one.
@@ -179,6 +219,40 @@ def test_a_crash_after_awscurrent_moved_still_drops_the_old_password(sm: Any) ->
         s.where()
         s.passwords([NEW])
         assert "already AWSCURRENT" in rot.run_step(sm, b, config, arn, token, "finishSecret")
+        stub.assert_no_pending_responses()
+
+
+def test_modify_user_waits_for_an_active_user_and_group_and_retries_state_faults(sm: Any) -> None:
+    """A user or user group still `modifying` (a deploy's ModifyUserGroup, an earlier attempt):
+    setSecret waits for `active` and retries InvalidUserStateFault / InvalidUserGroupStateFault
+    within the step instead of failing the rotation."""
+    ec = boto3.client("elasticache", region_name=REGION)
+    arn, config = rbac_setup(sm)
+    token = start_rotation(arn)
+    with Stubber(ec) as stub:
+        s = Stubbed(stub)
+        b = backend(ec, [])
+        b.wait_user = lambda c, uid: ops.wait_user_active(c, uid, poll_s=0)
+        rot.run_step(sm, b, config, arn, token, "createSecret")
+        s.where()
+        stub.add_response("describe_users", {"Users": [{"UserId": USER_ID, "Status": "modifying"}]},
+                          {"UserId": USER_ID})  # polled until active
+        s.ready()
+        stub.add_client_error("modify_user", "InvalidUserGroupStateFault", "user group is modifying")
+        s.ready()
+        stub.add_client_error("modify_user", "InvalidUserStateFault", "user is modifying")
+        s.passwords([OLD, NEW])
+        assert "accepts the current and the pending" in rot.run_step(sm, b, config, arn, token, "setSecret")
+        stub.assert_no_pending_responses()
+
+
+def test_state_faults_are_retried_only_until_the_deadline() -> None:
+    ec = boto3.client("elasticache", region_name=REGION)
+    with Stubber(ec) as stub:
+        stub.add_client_error("modify_user", "InvalidUserStateFault", "user is modifying")
+        with pytest.raises(Exception, match="InvalidUserStateFault"):
+            ops.set_user_passwords(ec, USER_ID, [NEW], wait=lambda c, u: None, group_ids=[GROUP],
+                                   wait_group=lambda c, g: None, retry_s=0)
         stub.assert_no_pending_responses()
 
 
@@ -286,12 +360,19 @@ def test_the_handler_logs_and_returns_no_secret(sm: Any, monkeypatch: pytest.Mon
                 s.passwords(passwords)
             replies.append(rot.handler({"SecretId": arn, "ClientRequestToken": token, "Step": step}, None))
         s.where()
-        stub.add_client_error("modify_user", "InvalidParameterValueException", "bad")
-        with pytest.raises(Exception, match="InvalidParameterValue"):
+        s.ready()
+        # botocore's messages may quote a parameter value: here the password itself.
+        stub.add_client_error("modify_user", "InvalidParameterValueException", f"bad password {NEW}")
+        with pytest.raises(RuntimeError) as raised:
             rot.handler({"SecretId": arn, "ClientRequestToken": token, "Step": "finishSecret"}, None)
+    # What leaves the handler is what the Lambda runtime logs (errorMessage, stackTrace): no secret,
+    # and no chained original that would carry one.
+    assert str(raised.value) == "finishSecret failed: ClientError"
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
     assert [r["step"] for r in replies] == list(rot.STEPS)
     text = caplog.text + json.dumps(replies)
     assert "finishSecret" in caplog.text and "failed" in caplog.text and arn in caplog.text
+    assert "ClientError: (message withheld)" in caplog.text
     assert OLD not in text and NEW not in text
 
 

@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from infra.components.elasticache import DEFAULT_USER_ACCESS_STRING
-from redis_conf.acl import APP_FORBIDDEN_COMMANDS, APP_FORBIDDEN_SCRIPTING
+from redis_conf.acl import APP_FORBIDDEN_COMMANDS, APP_FORBIDDEN_PUBSUB, APP_FORBIDDEN_SCRIPTING
 from tests.support.certs import make_tls_files
 from tests.support.pulumi_harness import load_stack_file, run_program
 from tests.support.redisproc import free_port, have_redis, redis_process
@@ -165,6 +165,15 @@ def test_the_app_access_string_refuses_lua(posture: Any, command: str) -> None:
     app = _client(local, tls, port)
     with pytest.raises(redis.exceptions.NoPermissionError):
         app.execute_command(*APP_FORBIDDEN_SCRIPTING[command])
+    app.close()
+
+
+def test_the_app_access_string_refuses_a_sentinel_hello(posture: Any) -> None:
+    # The derived access string carries -@pubsub (redis_conf/acl.py APP_PUBSUB_RULES).
+    local, tls, port, _ = posture
+    app = _client(local, tls, port)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        app.execute_command(*APP_FORBIDDEN_PUBSUB["PUBLISH __sentinel__:hello"])
     app.close()
 
 

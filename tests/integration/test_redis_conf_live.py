@@ -21,7 +21,7 @@ from ratelimit import (
 )
 from ratelimit.functions import load_library, read_version
 from redis_conf import load_base, render_acl_file, render_redis_conf
-from redis_conf.acl import APP_FORBIDDEN_COMMANDS, APP_FORBIDDEN_SCRIPTING, CREDENTIALS
+from redis_conf.acl import APP_FORBIDDEN_COMMANDS, APP_FORBIDDEN_PUBSUB, APP_FORBIDDEN_SCRIPTING, CREDENTIALS
 from redis_conf.render import TlsFiles
 from tests.support.certs import make_tls_files
 from tests.support.procs import wait_until
@@ -135,6 +135,24 @@ def test_app_user_may_not_send_or_manage_lua(server: RedisProcess, command: str)
     with pytest.raises(redis.exceptions.NoPermissionError):
         c.execute_command(*args)
     assert _probe(admin(server), *args) == "QUEUED"  # the admin may (queued, then discarded)
+
+
+def test_app_user_may_not_publish_a_sentinel_hello(server: RedisProcess) -> None:
+    # A forged hello with a higher master_config_epoch re-points the master
+    # (redis/redis src/sentinel.c sentinelProcessHelloMessage): the app credential gets NOPERM,
+    # queued inside MULTI and sent on its own, and may not subscribe to the channel either.
+    c = app(server)
+    args = APP_FORBIDDEN_PUBSUB["PUBLISH __sentinel__:hello"]
+    assert args == ("PUBLISH", "__sentinel__:hello", "x")
+    assert _probe(c, *args).startswith("NOPERM"), args
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        c.execute_command(*args)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        c.execute_command("SUBSCRIBE", "__sentinel__:hello")
+    a = admin(server)
+    assert a.execute_command(*args) == 0  # the admin may (nobody subscribed here)
+    log = a.acl_log()
+    assert any(e["username"] == "default" and e["object"] == "publish" for e in log), log
 
 
 def test_admin_loads_the_library_and_the_app_user_rate_limits_through_fcall(server: RedisProcess) -> None:

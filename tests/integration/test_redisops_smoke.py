@@ -17,7 +17,13 @@ from pathlib import Path
 import pytest
 
 from ratelimit import LIBRARY_RELEASE, Decision, RateLimiter, Tier, function_library
-from redis_conf.acl import APP_FORBIDDEN_COMMANDS, APP_FORBIDDEN_SCRIPTING, APP_RULES, password_digest
+from redis_conf.acl import (
+    APP_FORBIDDEN_COMMANDS,
+    APP_FORBIDDEN_PUBSUB,
+    APP_FORBIDDEN_SCRIPTING,
+    APP_RULES,
+    password_digest,
+)
 from redisops import connection as rc
 from redisops import smoke as smoke_module
 from redisops.report import Check, Report
@@ -66,7 +72,7 @@ def test_rendered_server_passes_every_check_via_cli(tmp_path: Path) -> None:
         expected_names = {"reachable", "tls", "auth-refuses-anonymous", "auth-refuses-wrong-password",
                           "auth-app-login", "memory-policy", "maxmemory", "persistence-aof", "persistence-status",
                           "function-library", "fcall-only", "latency", "cleanup",
-                          *(f"forbidden:{c}" for c in (*APP_FORBIDDEN_COMMANDS, *APP_FORBIDDEN_SCRIPTING)),
+                          *(f"forbidden:{c}" for c in (*APP_FORBIDDEN_COMMANDS, *APP_FORBIDDEN_SCRIPTING, *APP_FORBIDDEN_PUBSUB)),
                           *(f"ratelimit:{t.name}" for t in SETTINGS.tiers)}
         assert set(statuses) == expected_names
         assert all(s == "pass" for s in statuses.values()), statuses
@@ -161,6 +167,23 @@ def test_an_app_user_that_may_eval_fails_smoke_with_the_reason(tmp_path: Path) -
             "e0e1f9fabfc9d4800c877a703b823ac0578ff8db") == [False]
         assert report.get("fcall-only").status == "pass"
         admin.close()
+
+
+def test_an_acl_that_denies_eval_one_by_one_but_leaves_eval_ro_fails_smoke(tmp_path: Path) -> None:
+    # EVAL_RO / EVALSHA_RO (Redis 7.0+) run Lua source as well: denying the commands one by one
+    # instead of -@scripting leaves them and the management subcommands to the app.
+    pw = {c: f"{c}-pw-0123456789abcdef" for c in ("app", "monitor", "replica", "sentinel", "admin")}
+    one_by_one = APP_RULES.replace("-@scripting +fcall +fcall_ro ",
+                                   "-eval -evalsha -script|load -function|load -function|delete -function|flush "
+                                   "-function|restore ")
+    acl = acl_with(pw, app_line=f"user default reset on #{password_digest(pw['app'])} {one_by_one}")
+    with rendered_server(tmp_path / "srv", acl_text=acl, passwords=pw) as srv:
+        report = run_smoke(spec_for(srv.env()))
+        assert failed_names(report) == {f"forbidden:{c}" for c in (
+            "EVAL_RO", "EVALSHA_RO", "SCRIPT FLUSH", "SCRIPT KILL", "FUNCTION KILL", "FUNCTION DUMP",
+            "FUNCTION LIST", "FUNCTION STATS")}
+        assert "may run EVAL_RO" in report.get("forbidden:EVAL_RO").actual
+        assert report.get("forbidden:EVAL").status == "pass"
 
 
 def test_a_missing_library_fails_smoke_naming_the_fix(tmp_path: Path) -> None:

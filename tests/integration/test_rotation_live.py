@@ -59,7 +59,7 @@ class RedisBackedElastiCache:
 
     def describe_user_groups(self, **params: Any) -> dict[str, Any]:
         self._call("DescribeUserGroups", params)
-        return {"UserGroups": [{"UserGroupId": GROUP, "UserIds": list(self.users)}]}
+        return {"UserGroups": [{"UserGroupId": GROUP, "Status": "active", "UserIds": list(self.users)}]}
 
     def describe_users(self, **params: Any) -> dict[str, Any]:
         self._call("DescribeUsers", params)
@@ -138,10 +138,12 @@ def test_rotation_never_refuses_a_client(server: tuple[int, Any], monkeypatch: p
     admin.close()
 
 
+@pytest.mark.parametrize("overlap", ["interval", "finish"])
 def test_the_rotation_lambda_steps_never_refuse_a_client(server: tuple[int, Any], monkeypatch: pytest.MonkeyPatch,
-                                                          caplog: pytest.LogCaptureFixture) -> None:
+                                                          caplog: pytest.LogCaptureFixture, overlap: str) -> None:
     """The same overlap driven by Secrets Manager's four steps (redisops.rotation): old and new
-    between setSecret and finishSecret, only the new one after; the old connection survives."""
+    between setSecret and finishSecret; after it, `finish` keeps only the new one, `interval` keeps
+    the old one too until the next rotation's setSecret. The old connection survives."""
     from redisops import rotation as rot
     from tests.support.secrets_rotation import start_rotation
 
@@ -158,7 +160,8 @@ def test_the_rotation_lambda_steps_never_refuse_a_client(server: tuple[int, Any]
         sm = boto3.client("secretsmanager", region_name="eu-west-1")
         arn = sm.create_secret(Name="redis-auth", SecretString=json.dumps(
             {"username": "app", "password": OLD, "userId": USER_ID}))["ARN"]
-        config = rot.RotationConfig(target="elasticache", secrets={arn: "app"}, replication_group_id=RG)
+        config = rot.RotationConfig(target="elasticache", secrets={arn: "app"}, replication_group_id=RG,
+                                    overlap=overlap)
         backend = rot.ElastiCacheBackend(
             ec, RG, verify=lambda ep, user, pw: ops.verify_with_redis(ep, user, pw, ca_cert=str(tls.ca_cert)),
             wait=lambda *a: None)
@@ -170,9 +173,21 @@ def test_the_rotation_lambda_steps_never_refuse_a_client(server: tuple[int, Any]
         rot.run_step(sm, backend, config, arn, token, "testSecret")
         rot.run_step(sm, backend, config, arn, token, "finishSecret")
         current = json.loads(sm.get_secret_value(SecretId=arn, VersionStage="AWSCURRENT")["SecretString"])
-    assert current["password"] == new and can_log_in(port, tls, new) and not can_log_in(port, tls, OLD)
+        assert current["password"] == new and can_log_in(port, tls, new)
+        # A client holding the deploy-time password (REDIS_PASSWORD) reconnects:
+        assert can_log_in(port, tls, OLD) is (overlap == "interval")
+        modified = [[OLD, new]] if overlap == "interval" else [[OLD, new], [new]]
+        assert [p["AuthenticationMode"]["Passwords"] for op, p in ec.calls if op == "ModifyUser"] == modified
+        if overlap == "interval":
+            # The next rotation's setSecret is where OLD goes: [new, newer].
+            token2 = start_rotation(arn, "eu-west-1")
+            rot.run_step(sm, backend, config, arn, token2, "createSecret")
+            newer = json.loads(sm.get_secret_value(SecretId=arn, VersionId=token2)["SecretString"])["password"]
+            rot.run_step(sm, backend, config, arn, token2, "setSecret")
+            assert not can_log_in(port, tls, OLD) and can_log_in(port, tls, new) and can_log_in(port, tls, newer)
+            modify = [p["AuthenticationMode"]["Passwords"] for op, p in ec.calls if op == "ModifyUser"]
+            assert modify == [[OLD, new], [new, newer]]
     assert old_connection.get("rl:{rotation}:k") == b"1"
-    assert [p["AuthenticationMode"]["Passwords"] for op, p in ec.calls if op == "ModifyUser"] == [[OLD, new], [new]]
     assert OLD not in caplog.text and new not in caplog.text
     old_connection.close()
     admin.close()

@@ -67,10 +67,11 @@ def everywhere(topo: Topology, user: str, password: str) -> list[bool]:
     return [logs_in(topo, p.port, user, password) for p in [*topo.nodes, *topo.sentinels]]
 
 
-def setup(topo: Topology, sm: Any) -> tuple[dict[str, str], rot.RotationConfig]:
+def setup(topo: Topology, sm: Any, overlap: str = "finish") -> tuple[dict[str, str], rot.RotationConfig]:
     arns = {c: str(sm.create_secret(Name=f"redisstack/test/{c}", SecretString=topo.passwords[c])["ARN"])
             for c in ("app", "admin")}
-    config = rot.RotationConfig(target="sentinel", secrets={arns["app"]: "app", arns["admin"]: "admin"},
+    # The strict mode (rotation.overlap: finish); interval is the test below that says so.
+    config = rot.RotationConfig(target="sentinel", overlap=overlap, secrets={arns["app"]: "app", arns["admin"]: "admin"},
                                 nodes=addresses(topo.nodes), sentinels=addresses(topo.sentinels), tls=True,
                                 ca_cert_pem=topo.tls.ca_cert.read_text(), admin_secret_arn=arns["admin"])
     return arns, config
@@ -118,6 +119,29 @@ def test_app_password_overlaps_then_only_the_new_one_works_and_survives_restarts
     before.close()
     before_sentinel.close()
     assert old not in caplog.text and new not in caplog.text
+
+
+def test_interval_overlap_keeps_the_previous_app_password_until_the_next_rotation(topo: Topology) -> None:
+    # rotation.overlap: interval: a client holding the deploy-time REDIS_PASSWORD still logs in after
+    # finishSecret; the next rotation's setSecret leaves exactly [current, pending] everywhere.
+    old = topo.passwords["app"]
+    with mock_aws():
+        sm = boto3.client("secretsmanager", region_name=REGION)
+        arns, config = setup(topo, sm, overlap="interval")
+        b = backend(sm, config)
+        pending: list[str] = []
+        for _ in range(2):
+            token = start_rotation(arns["app"], REGION)
+            for step in rot.STEPS:
+                rot.run_step(sm, b, config, arns["app"], token, step)
+                if step == "createSecret":
+                    pending.append(sm.get_secret_value(SecretId=arns["app"], VersionId=token)["SecretString"])
+            if len(pending) == 1:
+                assert everywhere(topo, "default", old) == [True] * 6  # the whole interval
+                assert everywhere(topo, "default", pending[0]) == [True] * 6
+    new, newer = pending
+    assert everywhere(topo, "default", old) == [False] * 6
+    assert everywhere(topo, "default", new) == [True] * 6 and everywhere(topo, "default", newer) == [True] * 6
 
 
 def test_admin_rotation_that_dies_in_finish_secret_is_retried_without_lockout(topo: Topology) -> None:

@@ -673,6 +673,12 @@ def test_user_data_loads_the_functions_library_as_admin_and_fits_ec2s_limit() ->
         assert len(ud.encode()) > USER_DATA_MAX_BYTES, "the script alone is over the limit: gzip is what fits it"
         # After redis-server starts, as the admin user, on the primary only; the exact library text.
         assert ud.index("FUNCTION LOAD REPLACE") > ud.index("systemctl enable --now redis-server")
+        # Last in the boot, after the TLS renewal timer is installed, and never fatal: a Redis
+        # LOADING a large dataset is waited for, a failure is logged and published (run:
+        # tests/integration/test_user_data_functions_load.py).
+        assert ud.index("systemctl enable --now redisstack-tls-renew.timer") < ud.index("load_library() {")
+        assert "if load_library; then" in ud and "deadline=$((SECONDS + 1800))" in ud
+        assert '--metric-name LibraryLoadFailed --dimensions "node=$NODE" --value 1 || true' in ud
         assert "--user admin" in ud and '[ "$(rcli ROLE | head -n 1)" = "master" ]' in ud
         heredoc = f"cat > /etc/redis/ratelimit.lua <<'{LIBRARY_DELIMITER}'\n"
         text = ud.split(heredoc, 1)[1].split(f"\n{LIBRARY_DELIMITER}\n", 1)[0]

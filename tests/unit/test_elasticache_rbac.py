@@ -59,6 +59,19 @@ def test_functions_are_not_restricted() -> None:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_the_app_access_string_grants_no_pub_sub(family: str) -> None:
+    # A forged `PUBLISH __sentinel__:hello` re-points a Sentinel master (redis/redis src/sentinel.c
+    # sentinelProcessHelloMessage). `-@pubsub` is an ordinary ACL category rule, which RBAC access
+    # strings take as in Redis OSS ACL; only passwords, `reset` and unavailable commands are refused
+    # (https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/Clusters.RBAC.html, read 2026-12).
+    # It also holds on Redis OSS 6.2, whose acl-pubsub-default is allchannels.
+    app = next(u for u in elasticache_users(family) if u.credential == "app")  # type: ignore[arg-type]
+    tokens = app.access_string.split()
+    assert "-@pubsub" in tokens and not any(t.startswith("&") for t in tokens) and "allchannels" not in tokens
+    assert tokens.index("-@pubsub") > tokens.index("+@all")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_no_derived_access_string_names_a_restricted_command(family: str) -> None:
     users = elasticache_users(family)  # type: ignore[arg-type]
     assert [u.credential for u in users] == list(ELASTICACHE_CREDENTIALS) == ["app", "monitor", "admin"]

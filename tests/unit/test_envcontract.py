@@ -34,3 +34,12 @@ def test_cluster_flag_only_when_the_target_is_a_cluster() -> None:
             "timeout_ms": 2000, "tiers": DEFAULT_TIERS}
     assert env_contract(**base, cluster=True)["REDIS_CLUSTER"] == "true"  # type: ignore[arg-type]
     assert "REDIS_CLUSTER" not in env_contract(**base)  # type: ignore[arg-type]
+
+
+def test_the_secret_arn_rides_beside_the_deploy_time_password() -> None:
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:redisstack/prod/app-AbCdEf"
+    env = env_contract(url="rediss://h:6379/0", password="pw", tls=True, timeout_ms=5000, tiers=DEFAULT_TIERS,
+                       password_secret_arn=arn)
+    assert env["REDIS_PASSWORD_SECRET_ARN"] == arn and env["REDIS_PASSWORD"] == "pw"
+    assert "REDIS_PASSWORD_SECRET_ARN" not in env_contract(url="redis://h:6379/0", password="pw", tls=False,
+                                                           timeout_ms=5000, tiers=DEFAULT_TIERS)

@@ -90,5 +90,7 @@ def test_acl_file_has_digests_not_passwords() -> None:
         assert "#" + hashlib.sha256(pw.encode()).hexdigest() in text
     default = next(line for line in text.splitlines() if line.startswith("user default "))
     assert APP_RULES in default and "-@dangerous" in default
+    # No channel access (forged Sentinel hello, redis/redis src/sentinel.c sentinelProcessHelloMessage).
+    assert "resetchannels" in default and "-@pubsub" in default and "&" not in default.split("#", 1)[1]
     with pytest.raises(ValueError, match="missing passwords for admin"):
         render_acl_file({k: v for k, v in PASSWORDS.items() if k != "admin"})

@@ -281,3 +281,11 @@ def test_settings_refuse_an_ami_of_a_release_without_package_floors(parameter: s
 def test_settings_accept_an_ami_of_a_release_with_floors(parameter: str) -> None:
     raw = {**SENTINEL, "engineVersion": "7.0", "sentinel": {"amiSsmParameter": parameter}}
     assert parse_settings(raw).config.sentinel.ami_ssm_parameter == parameter
+
+
+def test_rotation_overlap_defaults_to_interval_and_refuses_other_values() -> None:
+    assert parse_settings(PROD).config.rotation.overlap == "interval"
+    assert parse_settings({**PROD, "rotation": {"overlap": "finish"}}).config.rotation.overlap == "finish"
+    [err] = errors_of({**PROD, "rotation": {"overlap": "never"}})
+    assert err.key == "rotation.overlap" and err.value == "never"
+    assert "interval" in err.allowed and "finish" in err.allowed
