@@ -38,6 +38,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from google.protobuf import json_format
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks
 
 PROJECT = "redisstack"
@@ -89,6 +90,8 @@ class Resource:
     custom: bool = True
     depends_on: tuple[str, ...] = ()
     urn: str = ""
+    replace_with: tuple[str, ...] = ()  # URNs whose replacement replaces this resource too
+    replacement_trigger: Any = None  # the value whose change replaces this resource
 
 
 @dataclass
@@ -142,6 +145,9 @@ class _RecordingMonitor(MockMonitor):
                 record.ignore_changes = tuple(request.ignoreChanges)
                 record.custom = bool(request.custom)
                 record.depends_on = tuple(request.dependencies)
+                record.replace_with = tuple(request.replace_with)
+                if request.HasField("replacement_trigger"):
+                    record.replacement_trigger = json_format.MessageToDict(request.replacement_trigger)
                 record.urn = response.urn
                 self.recorder.resources.append(record)
         return response

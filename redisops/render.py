@@ -161,6 +161,11 @@ def render_data(run: mockrun.StackRun, *, stack: str, project: str) -> dict[str,
         depends = sorted(filter(None, (_ref(*mockrun.urn_parts(u)) for u in r.depends_on)))
         if depends:
             options["dependsOn"] = depends
+        replace_with = sorted(filter(None, (_ref(*mockrun.urn_parts(u)) for u in r.replace_with)))
+        if replace_with:
+            options["replaceWith"] = replace_with
+        if r.replacement_trigger is not None:
+            options["replacementTrigger"] = norm.value(r.replacement_trigger)
         if options:
             entry["options"] = options
         if r.custom or r.inputs:

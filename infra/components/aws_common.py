@@ -315,15 +315,26 @@ def metric_alarms(
 # ---------------------------------------------------------------------------------------------
 def app_secret(name: str, parent: pulumi.Resource, *, secret_string: pulumi.Input[str],
                kms_key_id: pulumi.Input[str] | None, description: str, name_prefix: str,
-               tags: Mapping[str, str]) -> tuple[aws.secretsmanager.Secret, aws.secretsmanager.SecretVersion]:
+               tags: Mapping[str, str], written_with: Sequence[pulumi.Resource] = (),
+               replacement_trigger: pulumi.Input[Any] | None = None,
+               ) -> tuple[aws.secretsmanager.Secret, aws.secretsmanager.SecretVersion]:
     """The credential secret the application reads. Keep `secret_string` to what only changes
     when the credential changes in Pulumi (no endpoints): `redisops` rotation writes newer
     versions outside Pulumi, and Pulumi only writes a version again when its own input changes,
-    so an unrelated update can never put back a rotated-out token."""
+    so an unrelated update can never put back a rotated-out token.
+
+    `written_with`: the resources that give the server this password (an ElastiCache user, or the
+    replication group in token mode). Whenever Pulumi gives the server the stack's password again
+    without the password input changing (the resource is replaced, or `replacement_trigger`
+    changes), the secret must get that same password again, or the rotated value the secret holds
+    no longer opens the server (docs/decisions.md, "Pulumi after an automatic rotation"). The
+    version is written after them, so a reader never sees a password the server does not hold yet."""
     secret = aws.secretsmanager.Secret(
         f"{name}-auth", name_prefix=name_prefix, description=description, kms_key_id=kms_key_id,
         recovery_window_in_days=30, tags=dict(tags), opts=child(parent))
     version = aws.secretsmanager.SecretVersion(
         f"{name}-auth-value", secret_id=secret.id, secret_string=pulumi.Output.secret(secret_string),
-        opts=child(parent, additional_secret_outputs=["secretString"]))
+        opts=child(parent, additional_secret_outputs=["secretString"],
+                   depends_on=list(written_with) or None, replace_with=list(written_with) or None,
+                   replacement_trigger=replacement_trigger))
     return secret, version

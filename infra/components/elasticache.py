@@ -252,6 +252,7 @@ class _Credentials:
     passwords: dict[str, pulumi.Output[str]] = field(default_factory=dict)
     user_ids: dict[str, str] = field(default_factory=dict)
     user_group_id: pulumi.Output[str] | None = None
+    users: dict[str, aws.elasticache.User] = field(default_factory=dict)  # credential -> its ElastiCache user
 
 
 class ElastiCacheRedis(pulumi.ComponentResource):
@@ -279,7 +280,7 @@ class ElastiCacheRedis(pulumi.ComponentResource):
                                  email=args.alarm_email, tags=tags)
         rg = self._replication_group(sg, subnet_group, params, kms_key_arn, creds, logs, events, tags)
         alarms = self._alarms(rg, topic, tags)
-        secrets = self._secrets(creds, kms_key_arn, tags)
+        secrets = self._secrets(creds, rg, kms_key_arn, tags)
 
         self.replication_group = rg
         self.security_group = sg
@@ -360,11 +361,12 @@ class ElastiCacheRedis(pulumi.ComponentResource):
         passwords = {u.credential: app if u.credential == "app" else self._random_password(f"{name}-{u.credential}-password")
                      for u in args.users}
         user_ids: dict[str, str] = {}
-        members: list[pulumi.Output[str]] = []
+        users: dict[str, aws.elasticache.User] = {}
         for u in args.users:
             user_ids[u.credential] = _fixed_id(args.base_id, u.credential)
-            members.append(self._user(f"{name}-{u.credential}-user", user_ids[u.credential], u.user_name,
-                                      u.access_string, passwords[u.credential], tags).user_id)
+            users[u.credential] = self._user(f"{name}-{u.credential}-user", user_ids[u.credential], u.user_name,
+                                             u.access_string, passwords[u.credential], tags)
+        members = [user.user_id for user in users.values()]
         # Every user group needs a user named "default" (AWS::ElastiCache::UserGroup: "A user named
         # default must be included"): this one is off and may run nothing, so a password-only client
         # (AUTH <password>) can never log in.
@@ -375,7 +377,7 @@ class ElastiCacheRedis(pulumi.ComponentResource):
             f"{name}-users", user_group_id=_fixed_id(args.base_id, "users"), engine=args.engine,
             user_ids=[default_user.user_id, *members], tags=tags, opts=child(self, delete_before_replace=True))
         return _Credentials(app_password=app, username=APP_USER_NAME, passwords=passwords, user_ids=user_ids,
-                            user_group_id=group.id)
+                            user_group_id=group.id, users=users)
 
     def _user(self, logical: str, user_id: str, user_name: str, access_string: str, password: pulumi.Output[str],
               tags: dict[str, str]) -> aws.elasticache.User:
@@ -383,13 +385,26 @@ class ElastiCacheRedis(pulumi.ComponentResource):
             logical, user_id=user_id, user_name=user_name, engine=self._args.engine, access_string=access_string,
             authentication_mode=aws.elasticache.UserAuthenticationModeArgs(type="password", passwords=[password]),
             tags=tags,
-            # Rotation (redisops rotate-token) changes the passwords outside Pulumi; the provider
-            # never reads them back, so an unrelated update does not put an old one back.
+            # Rotation changes the passwords outside Pulumi. An update (access string, engine) does
+            # not put the stack's password back: the provider's Read keeps `passwords` from state and
+            # its Update sends them only when `authentication_mode`/`passwords` changed
+            # (terraform-provider-aws internal/service/elasticache/user.go resourceUserRead,
+            # resourceUserUpdate). A REPLACEMENT (user_id/user_name are ForceNew) creates the user
+            # with the stack's password: its secret is then written again with that same password
+            # (app_secret `written_with`; docs/decisions.md "Pulumi after an automatic rotation").
+            # No ignore_changes on the passwords: it would keep the secret and the user apart.
             opts=child(self, delete_before_replace=True, additional_secret_outputs=["passwords", "authenticationMode"]))
 
-    def _secrets(self, creds: _Credentials, kms_key_arn: pulumi.Input[str],
+    def _secrets(self, creds: _Credentials, rg: aws.elasticache.ReplicationGroup, kms_key_arn: pulumi.Input[str],
                  tags: dict[str, str]) -> dict[str, aws.secretsmanager.Secret]:
-        """One Secrets Manager secret per credential, JSON {username, password[, userId]}."""
+        """One Secrets Manager secret per credential, JSON {username, password[, userId]}.
+
+        Each is written again whenever Pulumi hands the server the stack's password again: with the
+        user that holds it (RBAC), or with the replication group (token mode: a new group starts with
+        the stack's `auth_token`; a change of `auth_token_update_strategy` alone makes the provider
+        send the stack's token with that strategy, replication_group.go resourceReplicationGroupUpdate
+        `d.HasChanges("auth_token", "auth_token_update_strategy")`, so a SET would drop the rotated
+        token: the strategy is the version's replacement trigger)."""
         args = self._args
         secrets: dict[str, aws.secretsmanager.Secret] = {}
         fields = RBAC_SECRET_FIELDS if creds.username else SECRET_FIELDS
@@ -402,7 +417,8 @@ class ElastiCacheRedis(pulumi.ComponentResource):
                 logical, self, kms_key_id=kms_key_arn, name_prefix=f"{args.project}/{args.stack}/{prefix}",
                 secret_string=password.apply(_secret_document(username, extra)),
                 description=f"{credential} credential of {args.project}/{args.stack} Redis (JSON: {', '.join(fields)})",
-                tags=tags)
+                tags=tags, written_with=[creds.users[credential]] if creds.username else [rg],
+                replacement_trigger=None if creds.username else args.auth_token_update_strategy)
         return secrets
 
     # -- the replication group -----------------------------------------------------------------

@@ -194,6 +194,45 @@ def test_each_rbac_user_has_its_own_encrypted_secret_with_its_user_id() -> None:
                                                      .inputs["secretString"]["value"])["password"]
 
 
+def _version_of(r: StackRun, prefix: str) -> Any:
+    secret = next(s for s in r.of_type(SECRET) if s.inputs["namePrefix"] == f"redisstack/prod/{prefix}")
+    return next(v for v in r.of_type(SECRET_VERSION) if v.inputs["secretId"] == secret.outputs["id"])
+
+
+def test_a_replaced_user_gets_its_secret_written_again_with_the_password_it_was_created_with() -> None:
+    # After an automatic rotation the secret holds a password the stack does not know. The provider
+    # never sends the stack's password on an update of an unrelated field (access string, engine):
+    # Read keeps `passwords` from state, Update sends them only when they changed
+    # (terraform-provider-aws internal/service/elasticache/user.go). But user_id / user_name are
+    # ForceNew: a replacement creates the user with the stack's password, and a secret left at the
+    # rotated value would lock the app out. So each secret version is replaced with its user
+    # (replaceWith) and written after it (dependsOn); no ignore_changes keeps the two apart.
+    r = run("prod")
+    users = {u.inputs["userName"]: u for u in r.of_type(USER)}
+    for prefix, credential in (("redis-auth-", "app"), ("redis-monitor-", "monitor"), ("redis-admin-", "admin")):
+        version, user = _version_of(r, prefix), users[credential]
+        assert version.replace_with == (user.urn,), credential
+        assert user.urn in version.depends_on, credential
+        assert version.replacement_trigger is None and not version.ignore_changes
+        assert not user.ignore_changes  # the user's password input and the secret move together
+        doc = json.loads(version.inputs["secretString"]["value"])
+        assert doc["password"] == unwrap_secret(user.inputs["authenticationMode"])["passwords"][0]
+
+
+@pytest.mark.parametrize("name", ["token", "given"])
+def test_token_mode_secret_follows_every_token_pulumi_sends_to_the_group(name: str) -> None:
+    # Token mode: a new group starts with the stack's auth_token, and the provider sends the stack's
+    # token whenever auth_token OR auth_token_update_strategy changes (replication_group.go
+    # resourceReplicationGroupUpdate: d.HasChanges("auth_token", "auth_token_update_strategy")), so a
+    # strategy change alone (e.g. to SET) would drop the rotated token. The secret version is
+    # replaced with the group and whenever the strategy changes (replacementTrigger).
+    r = run(name)
+    rg, version = r.one(RG), _version_of(r, "redis-auth-")
+    assert version.replace_with == (rg.urn,) and rg.urn in version.depends_on
+    assert version.replacement_trigger == rg.inputs.get("authTokenUpdateStrategy")
+    assert json.loads(version.inputs["secretString"]["value"])["password"] == rg.inputs["authToken"]["value"]
+
+
 def test_given_token_and_rotate_strategy_reach_the_group() -> None:
     r = run("given")
     assert not r.of_type("random:index/randomPassword:RandomPassword")
