@@ -202,6 +202,24 @@ def generate_token(length: int = 64, specials: str = TOKEN_SPECIALS) -> str:
 
 Verifier = Callable[[Endpoint, str, str], None]  # (endpoint, username, token); raises when refused
 
+# What ModifyReplicationGroup answers a strategy it does not allow now ("SET - allowed only after
+# ROTATE", AuthTokenUpdateStrategy in the API reference; botocore elasticache 2015-02-02 error shapes).
+TOKEN_STRATEGY_REFUSALS = frozenset({"InvalidParameterValue", "InvalidParameterCombination"})
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a botocore ClientError ('' for anything else)."""
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def is_auth_refusal(exc: BaseException) -> bool:
+    """Redis refused the credential itself (redis-py AuthenticationError: WRONGPASS / invalid
+    username-password pair), as opposed to a network or TLS failure."""
+    import redis
+
+    return isinstance(exc, redis.exceptions.AuthenticationError) or (
+        isinstance(exc, redis.exceptions.ResponseError) and str(exc).upper().startswith(("WRONGPASS", "NOAUTH")))
+
 
 def verify_with_redis(endpoint: Endpoint, username: str, token: str, *, ca_cert: str | None = None,
                       timeout_s: float = 5.0) -> None:

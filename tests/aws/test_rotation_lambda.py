@@ -12,7 +12,6 @@ secret appears in a log line or a reply.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import uuid
@@ -20,6 +19,7 @@ from typing import Any
 
 import boto3
 import pytest
+import redis
 from botocore.stub import Stubber
 
 from redisops import aws as ops
@@ -272,40 +272,104 @@ def test_a_refused_new_password_never_becomes_current(sm: Any) -> None:
     assert value(sm, arn)["password"] == OLD and stages(sm, arn)[token] == ["AWSPENDING"]
 
 
-def test_token_mode_rotates_then_sets_and_a_retried_set_secret_does_not_rotate_twice(sm: Any) -> None:
-    ec = boto3.client("elasticache", region_name=REGION)
+class TokenGroup:
+    """An AUTH-token group seen through the Stubber, and which tokens its nodes accept (the
+    verifier). ModifyReplicationGroup semantics (API reference, AuthTokenUpdateStrategy; AWS
+    "Modifying the AUTH token on an existing ElastiCache cluster"): ROTATE adds the new token
+    beside the current one, SET keeps only the given one and is "allowed only after ROTATE"."""
+
+    TOKEN = {"AuthTokenEnabled": True, "UserGroupIds": []}
+
+    def __init__(self, stub: Stubber, accepted: set[str]) -> None:
+        self.stub, self.accepted, self.verified = stub, accepted, 0
+
+    def verify(self, ep: ops.Endpoint, user: str, password: str) -> None:
+        assert ep.tls and user == "default"
+        self.verified += 1
+        if password not in self.accepted:
+            raise redis.exceptions.AuthenticationError("WRONGPASS invalid username-password pair")
+
+    def where(self, times: int = 1) -> None:
+        for _ in range(times):
+            self.stub.add_response("describe_replication_groups",
+                                   {"ReplicationGroups": [group(**self.TOKEN)]}, {"ReplicationGroupId": RG})
+
+    def modify(self, strategy: str) -> None:
+        self.stub.add_response("modify_replication_group", {"ReplicationGroup": group(**self.TOKEN)},
+                               {"ReplicationGroupId": RG, "AuthToken": NEW, "AuthTokenUpdateStrategy": strategy,
+                                "ApplyImmediately": True})
+        self.where()  # wait_group_available
+
+    def refuse_set(self) -> None:
+        self.stub.add_client_error("modify_replication_group", service_error_code="InvalidParameterValue",
+                                   service_message="SET is allowed only after ROTATE", http_status_code=400)
+
+
+def token_setup(sm: Any, ec: Any, stub: Stubber, accepted: set[str]) -> tuple[str, rot.RotationConfig, TokenGroup,
+                                                                              rot.ElastiCacheBackend]:
     arn = make_secret(sm, {"username": "default", "password": OLD})
     config = rot.RotationConfig(target="elasticache", secrets={arn: "app"}, replication_group_id=RG)
-    token = start_rotation(arn)
-    token_group = {"AuthTokenEnabled": True, "UserGroupIds": []}
-    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    g = TokenGroup(stub, accepted)
+    b = rot.ElastiCacheBackend(ec, RG, verify=g.verify)
+    b.generate = lambda: NEW  # type: ignore[method-assign]
+    return arn, config, g, b
 
-    def expect_modify(strategy: str) -> None:
-        stub.add_response("modify_replication_group", {"ReplicationGroup": group(**token_group)},
-                          {"ReplicationGroupId": RG, "AuthToken": NEW, "AuthTokenUpdateStrategy": strategy,
-                           "ApplyImmediately": True})
-        stub.add_response("describe_replication_groups", {"ReplicationGroups": [group(**token_group)]},
-                          {"ReplicationGroupId": RG})
 
+def test_token_mode_rotates_then_sets_and_retried_steps_send_nothing_twice(sm: Any) -> None:
+    # Secrets Manager retries a failed step with the same token: each retry must converge, and the
+    # app (holding OLD until it re-reads) is never refused before finishSecret.
+    ec = boto3.client("elasticache", region_name=REGION)
     with Stubber(ec) as stub:
-        s = Stubbed(stub)
-        b = backend(ec, [])
+        accepted = {OLD}
+        arn, config, g, b = token_setup(sm, ec, stub, accepted)
+        token = start_rotation(arn)
         rot.run_step(sm, b, config, arn, token, "createSecret")
-        s.where(**token_group)
-        s.where(**token_group)  # AuthTokenLastModifiedDate: not yet changed by this rotation
-        expect_modify("ROTATE")
+        g.where(2)  # _where, then the status check; NEW is refused -> ROTATE
+        g.modify("ROTATE")
         rot.run_step(sm, b, config, arn, token, "setSecret")
-        # The retry: the group's token changed after the pending version was made -> no second ROTATE.
-        s.where(**token_group)
-        s.where(**token_group, AuthTokenLastModifiedDate=later)
+        accepted.add(NEW)  # what the ROTATE did: both valid
+        # The retry (the Lambda died after the ROTATE): the group takes NEW already -> no second ROTATE.
+        g.where(2)
         rot.run_step(sm, b, config, arn, token, "setSecret")
-        s.where(**token_group)
+        g.where()
         rot.run_step(sm, b, config, arn, token, "testSecret")
-        s.where(**token_group)
-        expect_modify("SET")
+        g.where()
+        g.modify("SET")
         rot.run_step(sm, b, config, arn, token, "finishSecret")
+        accepted.discard(OLD)
+        # finishSecret retried after its SET landed: ElastiCache refuses a SET without a ROTATE
+        # before it; the group taking NEW means NEW is its only token -> done, no error.
+        g.where()
+        g.refuse_set()
+        assert "no longer works" in rot.run_step(sm, b, config, arn, token, "finishSecret")
         stub.assert_no_pending_responses()
     assert value(sm, arn) == {"username": "default", "password": NEW}
+
+
+def test_token_mode_never_rotates_or_sets_on_a_guess(sm: Any) -> None:
+    # setSecret cannot tell whether the pending token is installed (network down): it fails and is
+    # retried, sending no ROTATE. A refused SET while the group does NOT take the pending token is
+    # a real error, not "already done".
+    ec = boto3.client("elasticache", region_name=REGION)
+    with Stubber(ec) as stub:
+        arn, config, g, b = token_setup(sm, ec, stub, {OLD})
+        token = start_rotation(arn)
+        rot.run_step(sm, b, config, arn, token, "createSecret")
+
+        def unreachable(ep: ops.Endpoint, user: str, password: str) -> None:
+            raise redis.exceptions.ConnectionError("Timeout connecting to server")
+
+        b.verify = unreachable
+        g.where(2)
+        with pytest.raises(redis.exceptions.ConnectionError):
+            rot.run_step(sm, b, config, arn, token, "setSecret")
+        b.verify = g.verify
+        g.where()
+        g.refuse_set()  # NEW is not taken (probed after the refusal) -> the refusal stands
+        with pytest.raises(Exception, match="allowed only after ROTATE"):
+            rot.run_step(sm, b, config, arn, token, "finishSecret")
+        stub.assert_no_pending_responses()
+    assert g.verified == 1  # the probe after the refused SET; the unreachable probe sent nothing
 
 
 def test_the_protocol_checks_come_before_anything_is_touched(sm: Any) -> None:
