@@ -126,9 +126,9 @@ OUTPUT_DOCS: dict[str, str] = {
     "grafanaAdminPassword": "Grafana admin password",
     "networkName": "the private Docker network",
     "redisConf": "the redis.conf the container reads (no secrets; shown so reviews see its diff)", "topology": "single or sentinel",
-    "primaryEndpoint": "primary (or configuration) endpoint",
+    "primaryEndpoint": "primary endpoint (cluster mode off; cluster mode has `configurationEndpoint` only)",
     "configurationEndpoint": "cluster mode: the configuration endpoint cluster clients start from "
-                             "(REDIS_CLUSTER=true)", "readerEndpoint": "reader endpoint",
+                             "(REDIS_CLUSTER=true)", "readerEndpoint": "reader endpoint over the replicas (cluster mode off)",
     "port": "Redis port", "replicationGroupId": "replication group id (auto-named)",
     "memberClusterIds": "member clusters the alarms watch", "clusterMode": "cluster mode on/off",
     "authMode": "rbac (default) or token", "username": "ACL user the app logs in as (RBAC) or default",
@@ -159,6 +159,10 @@ OUTPUT_DOCS: dict[str, str] = {
     "parameterPrefix": "SSM path holding the hosts' rendered files (SecureString)",
 }
 EXAMPLE_STACKS = ("dev", "prod", "prod-sentinel")
+# Variants whose outputs differ from their stack's, shown as their own column value.
+EXAMPLE_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "prod (clusterMode)": ("prod", {"elasticache": {"clusterMode": True}}),
+}
 
 
 def stack_outputs() -> dict[str, dict[str, bool]]:
@@ -166,19 +170,36 @@ def stack_outputs() -> dict[str, dict[str, bool]]:
     from redisops.mockrun import load_stack_config, run_program
 
     found: dict[str, dict[str, bool]] = {}
-    for stack in EXAMPLE_STACKS:
+    runs: list[tuple[str, str, dict[str, Any]]] = [(stack, stack, {}) for stack in EXAMPLE_STACKS]
+    runs += [(label, stack, changes) for label, (stack, changes) in EXAMPLE_VARIANTS.items()]
+    for label, stack, changes in runs:
         config, secret_keys = load_stack_config(README.parent / f"Pulumi.{stack}.yaml")
+        for key, sub in changes.items():
+            config[key] = {**config.get(key, {}), **sub}
         run = run_program(config, stack=stack, secret_keys=secret_keys, deterministic=True)
         for name in run.outputs:
-            found.setdefault(name, {})[stack] = name in run.secret_outputs
+            found.setdefault(name, {})[label] = name in run.secret_outputs
     return found
+
+
+def _stack_labels(stacks: dict[str, bool]) -> list[str]:
+    """A variant is named only where its outputs differ from its stack's: `prod (clusterMode)` for an
+    output only it has, `prod (clusterMode off)` for one only the plain stack has."""
+    labels = list(stacks)
+    for label, (stack, _) in EXAMPLE_VARIANTS.items():
+        if label in stacks and stack in stacks:
+            labels.remove(label)
+        elif stack in stacks:
+            labels[labels.index(stack)] = label.replace(")", " off)")
+    return labels
 
 
 def outputs_table() -> str:
     rows = ["| output | stacks | secret | meaning |", "|---|---|---|---|"]
     for name, stacks in sorted(stack_outputs().items()):
         secret = "yes" if any(stacks.values()) else "no"
-        rows.append(f"| `{name}` | {', '.join(stacks)} | {secret} | {OUTPUT_DOCS.get(name, '**undocumented**')} |")
+        rows.append(f"| `{name}` | {', '.join(_stack_labels(stacks))} | {secret} | "
+                    f"{OUTPUT_DOCS.get(name, '**undocumented**')} |")
     return "\n".join(rows)
 
 

@@ -527,8 +527,6 @@ class ElastiCacheRedis(pulumi.ComponentResource):
             "replicationGroupId": rg.id,
             "engine": args.engine,
             "engineVersion": args.engine_version,
-            "primaryEndpoint": endpoint,
-            "readerEndpoint": rg.reader_endpoint_address if not args.cluster_mode else endpoint,
             "port": PORT,
             "clusterMode": args.cluster_mode,
             "memberClusterIds": rg.id.apply(lambda rid: member_cluster_ids(rid, **args.member_kwargs)),
@@ -551,8 +549,15 @@ class ElastiCacheRedis(pulumi.ComponentResource):
                           **args.extra_log_groups},
         }
         if args.cluster_mode:
-            # The one address a cluster client starts from (it discovers every shard from it).
+            # The one address a cluster client starts from (it discovers every shard from it). A
+            # cluster-mode group has no primary or reader endpoint (ElastiCache "Finding connection
+            # endpoints": cluster mode enabled -> the configuration endpoint; aws_elasticache_
+            # replication_group attributes: primary/reader_endpoint_address "if the cluster mode is
+            # disabled"), so neither is exported under a name that would mislead.
             outputs["configurationEndpoint"] = rg.configuration_endpoint_address
+        else:
+            outputs["primaryEndpoint"] = rg.primary_endpoint_address
+            outputs["readerEndpoint"] = rg.reader_endpoint_address
         if username:
             outputs["rbacUsers"] = [{"credential": u.credential, "userId": creds.user_ids[u.credential],
                                      "userName": u.user_name, "accessString": u.access_string} for u in args.users]

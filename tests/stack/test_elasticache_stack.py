@@ -600,7 +600,9 @@ def test_cluster_mode_variant_uses_shards_and_configuration_endpoint() -> None:
     assert rg["clusterMode"] == "enabled" and rg["numNodeGroups"] == 3 and rg["replicasPerNodeGroup"] == 2
     assert "numCacheClusters" not in rg
     assert rg["automaticFailoverEnabled"] is True and rg["multiAzEnabled"] is True
-    assert r.outputs["primaryEndpoint"] == res.outputs["configurationEndpointAddress"]
+    # No primary/reader endpoint in cluster mode: ElastiCache has only the configuration endpoint
+    # there ("Finding connection endpoints"); exporting it under those names misled operators.
+    assert "primaryEndpoint" not in r.outputs and "readerEndpoint" not in r.outputs
     assert r.outputs["redisUrl"] == f"rediss://app@{res.outputs['configurationEndpointAddress']}:6379/0"
     assert r.outputs["memberClusterIds"] == res.outputs["memberClusters"]
     assert len(r.outputs["memberClusterIds"]) == 9
@@ -619,6 +621,9 @@ def test_cluster_mode_variant_uses_shards_and_configuration_endpoint() -> None:
 def test_cluster_mode_off_exports_no_cluster_flag(name: str) -> None:
     r = run(name)
     assert "REDIS_CLUSTER" not in r.outputs["env"] and "configurationEndpoint" not in r.outputs
+    rg = r.one(RG)
+    assert r.outputs["primaryEndpoint"] == rg.outputs["primaryEndpointAddress"]
+    assert r.outputs["readerEndpoint"] == rg.outputs["readerEndpointAddress"]
 
 
 # --- alarms --------------------------------------------------------------------------------

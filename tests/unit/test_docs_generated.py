@@ -24,4 +24,10 @@ def test_every_stack_output_is_documented() -> None:
     outputs = stack_outputs()
     assert {"env", "redisUrl", "primaryEndpoint", "sentinelUrl"} <= set(outputs)
     assert sorted(set(outputs) - set(OUTPUT_DOCS)) == [], "document new outputs in infra/docgen.py OUTPUT_DOCS"
-    assert outputs["env"] == {"dev": True, "prod": True, "prod-sentinel": True}, "env is secret everywhere"
+    assert outputs["env"] == {"dev": True, "prod": True, "prod-sentinel": True, "prod (clusterMode)": True}, \
+        "env is secret everywhere"
+    # Cluster mode exports the configuration endpoint and no primary/reader endpoint (ElastiCache has
+    # none there); the README table says so per output.
+    assert "prod (clusterMode)" not in outputs["primaryEndpoint"] and "prod" in outputs["primaryEndpoint"]
+    assert "prod (clusterMode)" not in outputs["readerEndpoint"]
+    assert set(outputs["configurationEndpoint"]) == {"prod (clusterMode)"}
