@@ -157,6 +157,7 @@ OUTPUT_DOCS: dict[str, str] = {
     "rotationFunctionName": "Lambda Secrets Manager calls to rotate the credential secrets (docs/runbooks/rotation.md)",
     "rotationDays": "Days between automatic rotations of every credential secret (`rotation.days`)",
     "parameterPrefix": "SSM path holding the hosts' rendered files (SecureString)",
+    "metricNamespace": "CloudWatch namespace of the hosts' own metrics (`redisstack/<project>/<stack>`: one per stack)",
 }
 EXAMPLE_STACKS = ("dev", "prod", "prod-sentinel")
 # Variants whose outputs differ from their stack's, shown as their own column value.

@@ -87,7 +87,25 @@ EXPORTER_PASSWORD_FILE = f"{EXPORTER_DIR}/password.json"
 # The exporter runs as `prometheus` and cannot enter /etc/redis/tls (redis:redis 0750): it
 # verifies Redis with its own copy of the CA certificate (public, 0444).
 EXPORTER_CA_FILE = f"{EXPORTER_DIR}/ca.crt"
-CW_NAMESPACE = "redisstack/Redis"
+# CloudWatch namespace of the hosts' own metrics (EMF from the exporter, BootRefused,
+# LibraryLoadFailed, TlsCertificateDaysLeft): one per project and stack. A shared namespace with
+# the same `node` dimension let two Sentinel stacks of one account and region read each other's
+# datapoints in their alarms, and PutMetricData's only IAM scope is `cloudwatch:namespace`
+# (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatch.html),
+# so a per-stack namespace also keeps one stack's hosts from writing another stack's metrics.
+CW_NAMESPACE_PREFIX = "redisstack"
+# CloudWatch: 1-255 characters of letters, digits and . - _ / # : space; not starting with "AWS/"
+# (PutMetricData Namespace, https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricData.html).
+_CW_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9._/#:\- ]{1,255}$")
+
+
+def metric_namespace(project: str, stack: str) -> str:
+    """`redisstack/<project>/<stack>`: the hosts' metrics of exactly this stack."""
+    namespace = f"{CW_NAMESPACE_PREFIX}/{project}/{stack}"
+    if not _CW_NAMESPACE_RE.match(namespace) or namespace.startswith("AWS/"):
+        raise SettingError("stack", f"{project}/{stack}", "a project and stack name CloudWatch accepts in a metric "
+                           "namespace (letters, digits, . - _ # : space; at most 255 characters in all)")
+    return namespace
 PASSWORD_LENGTH = 40
 DATA_DEVICE = "/dev/sdf"
 XEN_DATA_DEVICE = "/dev/xvdf"  # how a Xen instance names DATA_DEVICE
@@ -163,7 +181,12 @@ class SentinelHostsArgs:
     # topic, secrets), so two projects' stacks of the same name in one account never collide.
     project: str = "redisstack"
 
+    @property
+    def metric_namespace(self) -> str:
+        return metric_namespace(self.project, self.stack)
+
     def __post_init__(self) -> None:
+        metric_namespace(self.project, self.stack)  # refused here, before anything is created
         if self.engine != "redis":
             raise SettingError("engine", self.engine, "the sentinel target installs Debian's redis packages: "
                                "use engine redis")
@@ -255,7 +278,7 @@ def exporter_args(ip: str, *, tls: bool) -> str:
     return " ".join(parts)
 
 
-def cloudwatch_agent_config(node: str, log_group: str) -> dict[str, Any]:
+def cloudwatch_agent_config(node: str, log_group: str, namespace: str) -> dict[str, Any]:
     """The agent scrapes the local exporter and publishes the alarm metrics via EMF."""
     metrics = sorted({m for _, names, _ in CW_ROWS.values() for m in names})
     return {
@@ -266,7 +289,7 @@ def cloudwatch_agent_config(node: str, log_group: str) -> dict[str, Any]:
                     "log_group_name": log_group,
                     "prometheus_config_path": "/opt/aws/amazon-cloudwatch-agent/etc/prometheus.yaml",
                     "emf_processor": {
-                        "metric_namespace": CW_NAMESPACE,
+                        "metric_namespace": namespace,
                         "metric_declaration": [{
                             "source_labels": ["job"], "label_matcher": "^redis$",
                             "dimensions": [["node"]],
@@ -314,7 +337,7 @@ LIBRARY_LOAD_DEADLINE_S = 1800
 
 def functions_load_commands(*, ip: str, tls: bool, admin_secret_arn: str, port: int = REDIS_PORT,
                             library_file: str = LIBRARY_FILE, ca_file: str = f"{TLS_DIR}/ca.crt",
-                            deadline_s: int = LIBRARY_LOAD_DEADLINE_S, namespace: str = CW_NAMESPACE) -> str:
+                            deadline_s: int = LIBRARY_LOAD_DEADLINE_S, namespace: str) -> str:
     """Boot lines that load the limiter's Functions library as the admin user on the host that is
     the primary. The application user may only FCALL it (redis_conf/acl.py). A replica refuses
     FUNCTION LOAD (READONLY) and needs none: functions replicate, and persist in the RDB/AOF, so
@@ -390,7 +413,7 @@ def current_password_commands(secret_ids: Mapping[str, str], files: Sequence[str
 
 
 def user_data(*, region: str, prefix: str, node: str, tls: bool, exporter: str, agent_config: str,
-              agent_prometheus: str, data_volume_id: str, tls_renewal: str = "",
+              agent_prometheus: str, data_volume_id: str, namespace: str, tls_renewal: str = "",
               dns_suffix: str = "amazonaws.com", functions_load: str = "", current_passwords: str = "") -> str:
     """cloud-init shell script. Holds parameter names, never their values. `tls_renewal`: the
     install lines of the renewal timer (tls_renewal.install_commands), empty without TLS;
@@ -437,7 +460,7 @@ systemctl stop redis-server redis-sentinel prometheus-redis-exporter
 
 # Debian package floors (infra/versions.py DEBIAN_FLOORS): a package below its floor, or a release
 # without floors, stops the boot here, before any secret is fetched (infra/components/package_floors.py).
-{check_functions(CW_NAMESPACE)}
+{check_functions(namespace)}
 {check_call()}
 
 # Data volume: a separate, retained EBS volume ($DATA_VOLUME, encrypted) that Pulumi attaches at
@@ -525,7 +548,7 @@ SESSION_MANAGER_ACTIONS = (
 
 
 def host_policy(*, parameter_arn_prefix: str, kms_key_arn: str, region: str, log_group_arn: str,
-                admin_secret_arn: str, app_secret_arn: str, instance_arn_pattern: str,
+                admin_secret_arn: str, app_secret_arn: str, instance_arn_pattern: str, metric_namespace: str,
                 dns_suffix: str = "amazonaws.com") -> str:
     """Least privilege for a host: read its own parameters, decrypt them via SSM only, write
     EMF logs to its one log group, read the admin secret (the TLS renewal timer reloads TLS with
@@ -550,7 +573,7 @@ def host_policy(*, parameter_arn_prefix: str, kms_key_arn: str, region: str, log
          "Resource": [log_group_arn, f"{log_group_arn}:*"]},
         # PutMetricData has no resource-level permissions; the namespace condition is its scope.
         {"Sid": "PublishTlsDaysLeftInOwnNamespace", "Effect": "Allow", "Action": ["cloudwatch:PutMetricData"],
-         "Resource": "*", "Condition": {"StringEquals": {"cloudwatch:namespace": CW_NAMESPACE}}},
+         "Resource": "*", "Condition": {"StringEquals": {"cloudwatch:namespace": metric_namespace}}},
         {"Sid": "SessionManagerRegistersThisAccountsInstances", "Effect": "Allow",
          "Action": list(SESSION_MANAGER_INSTANCE_ACTIONS), "Resource": instance_arn_pattern},
         {"Sid": "SessionManagerOnly", "Effect": "Allow",
@@ -662,7 +685,7 @@ class SentinelHosts(pulumi.ComponentResource):
                                      self.app_secret.arn, instances_arn).apply(
                 lambda v: host_policy(parameter_arn_prefix=v[0], kms_key_arn=v[1], region=v[2], log_group_arn=v[3],
                                       admin_secret_arn=v[4], dns_suffix=v[5], app_secret_arn=v[6],
-                                      instance_arn_pattern=v[7])),
+                                      instance_arn_pattern=v[7], metric_namespace=args.metric_namespace)),
             opts=child(self))
         # Session Manager instead of SSH (no key pair, no port 22) is in host_policy: the managed
         # AmazonSSMManagedInstanceCore would also let a host read every parameter of the account.
@@ -787,6 +810,7 @@ class SentinelHosts(pulumi.ComponentResource):
             "logGroups": {"metrics": self.log_group.name,
                           **args.extra_log_groups},
             "parameterPrefix": prefix,
+            "metricNamespace": args.metric_namespace,
             "tls": args.tls,
             "sentinelTuning": {"quorum": args.tuning.quorum, "downAfterMs": args.tuning.down_after_ms,
                                "failoverTimeoutMs": args.tuning.failover_timeout_ms,
@@ -893,7 +917,7 @@ class SentinelHosts(pulumi.ComponentResource):
             f"{self._name}-{node}-boot-refused",
             alarm_description=f"{node}: boot refused, a redis package is below its Debian floor or the release has "
                               "none (infra/versions.py DEBIAN_FLOORS; cloud-init output names the package)",
-            namespace=CW_NAMESPACE, metric_name=BOOT_REFUSED_METRIC, dimensions={"node": node}, statistic="Maximum",
+            namespace=self._args.metric_namespace, metric_name=BOOT_REFUSED_METRIC, dimensions={"node": node}, statistic="Maximum",
             period=300, evaluation_periods=1, threshold=0, comparison_operator="GreaterThanThreshold",
             # Published once per boot: the state holds until the next boot says otherwise.
             treat_missing_data="ignore", alarm_actions=[self.topic.arn], ok_actions=[self.topic.arn],
@@ -907,7 +931,7 @@ class SentinelHosts(pulumi.ComponentResource):
             f"{self._name}-{node}-tls-expiry",
             alarm_description=f"{node}: the TLS certificate Redis serves expires in less than {TLS_DAYS_CRITICAL} "
                               "days, or the renewal timer stopped reporting (docs/sentinel.md, \"TLS renewal\")",
-            namespace=CW_NAMESPACE, metric_name=TLS_DAYS_METRIC, dimensions={"node": node}, statistic="Minimum",
+            namespace=self._args.metric_namespace, metric_name=TLS_DAYS_METRIC, dimensions={"node": node}, statistic="Minimum",
             period=6 * 3600, evaluation_periods=1, threshold=TLS_DAYS_CRITICAL,
             comparison_operator="LessThanThreshold", treat_missing_data="breaching",
             alarm_actions=[self.topic.arn], ok_actions=[self.topic.arn],
@@ -922,7 +946,7 @@ class SentinelHosts(pulumi.ComponentResource):
         def q(id_: str, metric: str) -> aws.cloudwatch.MetricAlarmMetricQueryArgs:
             return aws.cloudwatch.MetricAlarmMetricQueryArgs(
                 id=id_, return_data=False, metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
-                    namespace=CW_NAMESPACE, metric_name=metric, dimensions={"node": node}, period=60, stat=stat))
+                    namespace=self._args.metric_namespace, metric_name=metric, dimensions={"node": node}, period=60, stat=stat))
 
         if kind == "gauge":
             queries = [q("m0", metrics[0]), aws.cloudwatch.MetricAlarmMetricQueryArgs(
@@ -947,12 +971,13 @@ def _pick(i: int, leaf: str) -> Callable[[list[dict[str, str]]], str]:
     return lambda files: files[i][leaf]
 
 
-def tls_renewal_environment(*, region: str, prefix: str, node: str, ip: str, admin_secret_arn: str) -> str:
+def tls_renewal_environment(*, region: str, prefix: str, node: str, ip: str, admin_secret_arn: str,
+                            namespace: str) -> str:
     """The renewal timer's EnvironmentFile for one host (names and paths; no secret)."""
     return renew_environment({
         "REGION": region, "PREFIX": f"{prefix}/{node}", "ADMIN_SECRET_ID": admin_secret_arn, "REDIS_HOST": ip,
         "REDIS_PORT": str(REDIS_PORT), "NODE": node, "TLS_DIR": TLS_DIR, "EXPORTER_CA_FILE": EXPORTER_CA_FILE,
-        "FILE_OWNER": "redis", "EXPORTER_OWNER": "prometheus", "NAMESPACE": CW_NAMESPACE,
+        "FILE_OWNER": "redis", "EXPORTER_OWNER": "prometheus", "NAMESPACE": namespace,
         "SENTINEL_UNIT": "redis-sentinel", "SENTINEL_PORT": str(SENTINEL_PORT), "MASTER_NAME": MASTER_NAME,
         "SENTINELS": str(NODE_COUNT)})
 
@@ -970,15 +995,16 @@ def packed_user_data(script: str, node: str) -> str:
 def _user_data_for(args: SentinelHostsArgs, prefix: str, node: str) -> Callable[[list[Any]], str]:
     def render(v: list[Any]) -> str:
         region, ip, log_group, data_volume_id, admin_secret_arn, dns_suffix, app_secret_arn = v
+        namespace = args.metric_namespace
         renewal = (install_commands(tls_renewal_environment(region=region, prefix=prefix, node=node, ip=ip,
-                                                            admin_secret_arn=admin_secret_arn))
+                                                            admin_secret_arn=admin_secret_arn, namespace=namespace))
                    if args.tls else "")
         script = user_data(region=region, prefix=prefix, node=node, tls=args.tls, data_volume_id=data_volume_id,
-                           exporter=exporter_args(ip, tls=args.tls),
-                           agent_config=json.dumps(cloudwatch_agent_config(node, log_group), indent=1),
+                           exporter=exporter_args(ip, tls=args.tls), namespace=namespace,
+                           agent_config=json.dumps(cloudwatch_agent_config(node, log_group, namespace), indent=1),
                            agent_prometheus=cloudwatch_agent_prometheus(node), tls_renewal=renewal,
                            dns_suffix=dns_suffix,
-                           functions_load=functions_load_commands(ip=ip, tls=args.tls,
+                           functions_load=functions_load_commands(ip=ip, tls=args.tls, namespace=namespace,
                                                                   admin_secret_arn=admin_secret_arn),
                            current_passwords=current_password_commands(
                                rotated_users(app_secret_arn, admin_secret_arn)))

@@ -59,7 +59,7 @@ exec {shutil.which("redis-cli")} "$@"
         cli.chmod(cli.stat().st_mode | stat.S_IXUSR)
     lines = functions_load_commands(ip=HOST, tls=True, admin_secret_arn=ADMIN_ARN, port=port,
                                     library_file=str(tmp_path / "ratelimit.lua"), ca_file=ca_file,
-                                    deadline_s=deadline_s)
+                                    deadline_s=deadline_s, namespace="redisstack/redisstack/prod-sentinel")
     metrics = tmp_path / "metrics"
     metrics.unlink(missing_ok=True)
     env = {"PATH": f"{fake}:{os.environ.get('PATH', '')}", "REGION": "eu-west-1", "NODE": "redis-a",

@@ -46,7 +46,8 @@ def server(tmp_path: Path) -> Iterator[str]:
 def download_block(target: Path) -> str:
     """The lines of the real user data from the agent URL to the end of the download."""
     script = user_data(region="eu-west-1", prefix="/redisstack/prod/redis", node="node-0", tls=True, exporter="",
-                       agent_config="{}", agent_prometheus="{}", data_volume_id="vol-0123456789abcdef0")
+                       agent_config="{}", agent_prometheus="{}", data_volume_id="vol-0123456789abcdef0",
+                       namespace="redisstack/redisstack/prod")
     start = script.index("SSM_AGENT_URL=")
     end = script.index("dpkg -i /tmp/amazon-ssm-agent.deb")
     return script[start:end].replace("/tmp/amazon-ssm-agent.deb", str(target))

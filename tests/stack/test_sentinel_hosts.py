@@ -183,7 +183,7 @@ def test_plain_text_is_refused_for_the_sentinel_target() -> None:
 def test_user_data_without_tls_fetches_no_certificates() -> None:
     ud = user_data(region="eu-west-1", prefix="/redisstack/s/redis", node="node-0", tls=False,
                    exporter=exporter_args("10.0.1.10", tls=False), agent_config="{}", agent_prometheus="{}",
-                   data_volume_id="vol-0123456789abcdef0")
+                   data_volume_id="vol-0123456789abcdef0", namespace="redisstack/redisstack/s")
     assert "fetch tls/" not in ud and "-tls-ca-cert-file" not in ud
     assert "DATA_VOLUME=vol-0123456789abcdef0\n" in ud
 
@@ -310,7 +310,7 @@ def test_instance_role_reads_only_its_parameters() -> None:
     assert by_sid["DecryptThroughSecretsManagerOnly"]["Condition"] == {
         "StringEquals": {"kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com"}}
     assert by_sid["PublishTlsDaysLeftInOwnNamespace"]["Condition"] == {
-        "StringEquals": {"cloudwatch:namespace": "redisstack/Redis"}}
+        "StringEquals": {"cloudwatch:namespace": "redisstack/redisstack/prod-sentinel"}}
     # ... and first boot reads the app secret (current password after rotations: current_password_commands).
     assert by_sid["ReadAppSecretAtBoot"]["Resource"] == run.outputs["appSecretArn"]
     assert [s for s in policy["Statement"] if any(a.startswith("secretsmanager:") for a in s["Action"])] == [
@@ -532,7 +532,7 @@ def test_a_tls_expiry_alarm_watches_each_host() -> None:
     for i in range(3):
         alarm = run.one("aws:cloudwatch/metricAlarm:MetricAlarm", f"redis-node-{i}-tls-expiry").inputs
         assert (alarm["namespace"], alarm["metricName"], alarm["dimensions"]) == (
-            "redisstack/Redis", "TlsCertificateDaysLeft", {"node": f"node-{i}"})
+            "redisstack/redisstack/prod-sentinel", "TlsCertificateDaysLeft", {"node": f"node-{i}"})
         assert (alarm["statistic"], alarm["comparisonOperator"], alarm["threshold"]) == (
             "Minimum", "LessThanThreshold", TLS_DAYS_CRITICAL)
         # A silent timer is a broken renewal: no datapoint for a period counts as breaching.
@@ -713,7 +713,7 @@ def test_user_data_checks_the_debian_package_floors_before_any_secret_or_unit() 
         assert call < ud.index("systemctl enable --now redis-server")
         alarm = run.one("aws:cloudwatch/metricAlarm:MetricAlarm", f"redis-{node}-boot-refused").inputs
         assert (alarm["namespace"], alarm["metricName"], alarm["dimensions"]) == (
-            "redisstack/Redis", BOOT_REFUSED_METRIC, {"node": node})
+            "redisstack/redisstack/prod-sentinel", BOOT_REFUSED_METRIC, {"node": node})
         assert (alarm["comparisonOperator"], alarm["threshold"], alarm["treatMissingData"]) == (
             "GreaterThanThreshold", 0, "ignore")
         assert alarm["alarmActions"] == [topic]
@@ -737,3 +737,48 @@ def test_account_wide_names_carry_the_project_so_two_projects_stacks_never_colli
     assert prefixes == {"team-b/prod-sentinel/redis/app-", "team-b/prod-sentinel/redis/admin-"}
     # The default project keeps the names every committed render and IAM policy names.
     assert prod_sentinel().one("aws:sns/topic:Topic").inputs["name"] == "redisstack-prod-sentinel-redis-alarms"
+
+
+def _namespaces_used(run: StackRun) -> set[str]:
+    """Every CloudWatch namespace the stack's hosts publish to or its alarms and IAM policy read."""
+    found: set[str] = set()
+    for alarm in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm"):
+        found.add(alarm.inputs.get("namespace", ""))
+        found.update(q["metric"]["namespace"] for q in alarm.inputs.get("metricQueries", []) if "metric" in q)
+    for inst in run.of_type(T_INSTANCE):
+        ud = script_of(inst)
+        # Literal namespaces only: the renewal script reads "$NAMESPACE" from its env file (NAMESPACE=...).
+        found.update(re.findall(r"--namespace ([^\s\"$]\S*)", ud))
+        found.update(re.findall(r'"metric_namespace": "([^"]+)"', ud))
+        found.update(re.findall(r"^NAMESPACE=(\S+)$", ud, re.M))
+    for policy in run.of_type("aws:iam/rolePolicy:RolePolicy"):
+        for st in json.loads(policy.inputs["policy"])["Statement"]:
+            found.update([st.get("Condition", {}).get("StringEquals", {}).get("cloudwatch:namespace", "")])
+    return found - {"", "AWS/EC2"}
+
+
+def test_two_sentinel_stacks_in_one_account_never_share_host_metrics() -> None:
+    # Alarms select datapoints by namespace + dimensions only: two stacks publishing BootRefused,
+    # LibraryLoadFailed, TlsCertificateDaysLeft or the exporter's EMF metrics as node=node-0 into one
+    # namespace read each other's data (an alarm of one stack fired or cleared by the other's hosts).
+    # The namespace is the stack's own, and PutMetricData's IAM scope (cloudwatch:namespace,
+    # Service Authorization Reference for CloudWatch) keeps each stack's hosts out of the other's.
+    config, secret = load_stack_file("Pulumi.prod-sentinel.yaml")
+    runs = {stack: without_component(run_program(config, stack=stack, secret_keys=secret), SMOKE_FUNCTION, ROTATION)
+            for stack in ("prod-sentinel", "staging-sentinel")}
+    used = {stack: _namespaces_used(run) for stack, run in runs.items()}
+    assert used == {stack: {f"redisstack/redisstack/{stack}"} for stack in runs}
+    for stack, run in runs.items():
+        assert run.outputs["metricNamespace"] == f"redisstack/redisstack/{stack}"
+        for inst in run.of_type(T_INSTANCE):  # every publisher in user data names it
+            ud = script_of(inst)
+            assert ud.count(f"--namespace redisstack/redisstack/{stack}") >= 2  # BootRefused 0/1 + LibraryLoadFailed
+            assert f'"metric_namespace": "redisstack/redisstack/{stack}"' in ud
+
+
+@pytest.mark.parametrize("stack", ["bad$stack", "x" * 250])
+def test_a_stack_name_cloudwatch_cannot_take_as_a_namespace_is_refused(stack: str) -> None:
+    from infra.components.sentinel_hosts import metric_namespace
+
+    with pytest.raises(SettingError, match="metric namespace"):
+        metric_namespace("redisstack", stack)
