@@ -764,8 +764,8 @@ def test_two_sentinel_stacks_in_one_account_never_share_host_metrics() -> None:
     # The namespace is the stack's own, and PutMetricData's IAM scope (cloudwatch:namespace,
     # Service Authorization Reference for CloudWatch) keeps each stack's hosts out of the other's.
     config, secret = load_stack_file("Pulumi.prod-sentinel.yaml")
-    runs = {stack: without_component(run_program(config, stack=stack, secret_keys=secret), SMOKE_FUNCTION, ROTATION)
-            for stack in ("prod-sentinel", "staging-sentinel")}
+    runs = {"prod-sentinel": prod_sentinel(), "staging-sentinel": without_component(
+        run_program(config, stack="staging-sentinel", secret_keys=secret), SMOKE_FUNCTION, ROTATION)}
     used = {stack: _namespaces_used(run) for stack, run in runs.items()}
     assert used == {stack: {f"redisstack/redisstack/{stack}"} for stack in runs}
     for stack, run in runs.items():
