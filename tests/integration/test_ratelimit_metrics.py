@@ -87,7 +87,9 @@ def test_async_decisions_and_isolated_registries(rl_server: RedisProcess) -> Non
     async def main() -> list[bool]:
         client = async_decision_client(port=rl_server.port, timeout=1.0)
         try:
-            limiter = AsyncRateLimiter(client, metrics=LimiterMetrics(reg_a))
+            # The decision's own deadline is not under test: the default 0.1 s can be overrun by a
+            # descheduled test process on a busy machine (a fallback would change the counts).
+            limiter = AsyncRateLimiter(client, timeout=10.0, metrics=LimiterMetrics(reg_a))
             await client.flushall()
             return [(await limiter.hit_tier(TIER, "5.6.7.8")).allowed for _ in range(4)]
         finally:
@@ -130,7 +132,8 @@ def decide_as(rl_server: RedisProcess, flavour: str, user: str, password: str, r
 
     async def main() -> list[Decision]:
         aclient = async_decision_client(port=rl_server.port, timeout=1.0, username=user, password=password)
-        alimiter = AsyncRateLimiter(aclient, metrics=LimiterMetrics(reg), auto_pipeline=flavour == "async")
+        alimiter = AsyncRateLimiter(aclient, timeout=10.0, metrics=LimiterMetrics(reg),  # deadline not under test
+                                    auto_pipeline=flavour == "async")
         try:
             return [await alimiter.hit_tier(t, "1.1.1.1") for t in tiers]
         finally:
