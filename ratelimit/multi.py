@@ -100,13 +100,17 @@ def _spec(letter: str, args: tuple[str, ...]) -> str:
 
 def parse_items(items: object) -> list[tuple[Any, ...]]:
     """The (key, limit, window_s[, cost]) tuples of hit_many, or a ValueError naming the bad one."""
-    if isinstance(items, str | bytes) or not isinstance(items, Sequence) or not items:
+    if isinstance(items, str | bytes) or not isinstance(items, list | tuple | Sequence) or not items:
         raise ValueError(f"hit_many: expected a non-empty list of (key, limit, window_s[, cost]), got {items!r}")
     out = []
     for i, item in enumerate(items):
-        if not isinstance(item, tuple | list) or len(item) not in (3, 4):
+        n = len(item) if isinstance(item, tuple | list) else 0
+        if n == 4:
+            out.append(item if type(item) is tuple else tuple(item))
+        elif n == 3:
+            out.append((item[0], item[1], item[2], 1))
+        else:
             raise ValueError(f"hit_many: item {i} is {item!r}; expected (key, limit, window_s[, cost])")
-        out.append(tuple(item) if len(item) == 4 else (*item, 1))
     return out
 
 
@@ -162,12 +166,24 @@ class Split:
                               for d, c in zip(self.decisions, self.calls, strict=True)], allowed)
 
 
-def parse_reply(reply: Sequence[int], calls: Sequence[_Call]) -> tuple[bool, list[Decision]]:
-    from ratelimit.limiter import _decision
+def parse_reply(reply: bytes | str | Sequence[int], calls: Sequence[_Call]) -> tuple[bool, list[Decision]]:
+    """multi.lua's reply: the flat string "all a1 r1 ra1 rs1 a2 ..." (library 1.2.0 on), or the list
+    of 1 + 4n integers an older library (1.1.0) answers during a rolling upgrade."""
+    from ratelimit.limiter import Decision
 
-    if len(reply) != 1 + 4 * len(calls):
-        raise ValueError(f"hit_many: reply of {len(reply)} values for {len(calls)} limits")
-    return reply[0] == 1, [_decision(reply[1 + 4 * i: 5 + 4 * i], c.limit) for i, c in enumerate(calls)]
+    values = list(map(int, reply.split())) if isinstance(reply, bytes | str) else list(reply)
+    if len(values) != 1 + 4 * len(calls):
+        raise ValueError(f"hit_many: reply of {len(values)} values for {len(calls)} limits")
+    decisions = []
+    i = 1
+    for c in calls:
+        allowed, remaining, retry_us, reset_us = values[i:i + 4]
+        i += 4
+        # Positional tuple construction: the NamedTuple's keyword __new__ costs twice as much.
+        decisions.append(tuple.__new__(Decision, (
+            allowed == 1, remaining if remaining > 0 else 0, 0.0 if allowed == 1 else retry_us / 1e6,
+            reset_us / 1e6 if reset_us > 0 else 0.0, c.limit, False, False)))
+    return values[0] == 1, decisions
 
 
 def split_by_slot(client: Any, calls: Sequence[_Call]) -> list[list[int]]:

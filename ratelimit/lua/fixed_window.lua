@@ -7,7 +7,7 @@
 -- ARGV[1]  limit      integer >= 1
 -- ARGV[2]  window_ms  integer >= 1
 -- ARGV[3]  cost       integer, 1 <= cost <= limit
--- ARGV[4]  mode       "0" consume, "1" peek (never writes)
+-- ARGV[4]  mode       "0" consume, "1" peek (never writes); or a table from multi.lua (see gcra.lua)
 -- returns  {allowed 0|1, remaining, retry_after_us, reset_after_us} (integer replies)
 
 local function int_arg(i, name, min, max)
@@ -25,7 +25,8 @@ local window_ms, e2 = int_arg(2, 'window_ms', 1, 31622400000)
 if e2 then return redis.error_reply(e2) end
 local cost, e3 = int_arg(3, 'cost', 1, 1000000000)
 if e3 then return redis.error_reply(e3) end
-local mode = ARGV[4]
+local mode, ctx = ARGV[4], nil
+if type(mode) == 'table' then ctx, mode = mode, '0' end
 if mode ~= '0' and mode ~= '1' then
   return redis.error_reply('ERR ratelimit: mode must be "0" (hit) or "1" (peek)')
 end
@@ -54,6 +55,13 @@ if mode == '1' then
   return {1, limit - used, 0, pttl * 1000}
 end
 
+if ctx then
+  -- The script runs alone, so the INCRBY below makes exactly used + cost, created when used is 0.
+  return {1, limit - used - cost, 0, (used == 0 and window_ms or pttl) * 1000}, {1, limit - used, 0, pttl * 1000},
+    function()
+      if redis.call('INCRBY', key, cost) == cost then redis.call('PEXPIRE', key, window_ms) end
+    end
+end
 local n = redis.call('INCRBY', key, cost)
 if n == cost then
   -- Created just now: the TTL is set once, on creation, which is what makes it a window.

@@ -5,7 +5,9 @@
 -- ARGV[1]  limit      integer >= 1: units per window
 -- ARGV[2]  window_ms  integer >= 1
 -- ARGV[3]  cost       integer, 1 <= cost <= burst
--- ARGV[4]  mode       "0" consume, "1" peek (never writes)
+-- ARGV[4]  mode       "0" consume, "1" peek (never writes); or, only from multi.lua (no FCALL can
+--                     send one), a table: the request's shared clock; decide as a hit but return
+--                     the write and the peek view beside the reply instead of writing
 -- ARGV[5]  burst      integer >= 1, optional (default: limit)
 -- returns  {allowed 0|1, remaining, retry_after_us, reset_after_us} (integer replies)
 --
@@ -30,7 +32,8 @@ local window_ms, e2 = int_arg(2, 'window_ms', 1, 31622400000)
 if e2 then return redis.error_reply(e2) end
 local cost, e3 = int_arg(3, 'cost', 1, 1000000000)
 if e3 then return redis.error_reply(e3) end
-local mode = ARGV[4]
+local mode, ctx = ARGV[4], nil
+if type(mode) == 'table' then ctx, mode = mode, '0' end
 if mode ~= '0' and mode ~= '1' then
   return redis.error_reply('ERR ratelimit: mode must be "0" (hit) or "1" (peek)')
 end
@@ -52,8 +55,11 @@ if tolerance > 1125899906842624 then  -- 2^50
   return redis.error_reply('ERR ratelimit: burst * window / limit too large')
 end
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = ctx and ctx.now  -- multi.lua's one TIME for the whole request
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
 
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
@@ -67,11 +73,15 @@ if allow_at > now then
   return {0, remaining, allow_at - now, tat - now}
 end
 
-if mode == '1' then
-  return {1, floor((tolerance - (tat - now)) / interval), 0, tat - now}
-end
+local peek = {1, floor((tolerance - (tat - now)) / interval), 0, tat - now}
+if mode == '1' then return peek end
 
 -- The key lives exactly until the TAT drains (rounded up to Redis' millisecond expiry
 -- clock); an expired key and a drained TAT mean the same thing.
-redis.call('SET', KEYS[1], fmt('%d', new_tat), 'PXAT', fmt('%d', ceil(new_tat / 1000)))
-return {1, floor((tolerance - (new_tat - now)) / interval), 0, new_tat - now}
+local function consume()
+  redis.call('SET', KEYS[1], fmt('%d', new_tat), 'PXAT', fmt('%d', ceil(new_tat / 1000)))
+end
+local hit = {1, floor((tolerance - (new_tat - now)) / interval), 0, new_tat - now}
+if ctx then return hit, peek, consume end
+consume()
+return hit

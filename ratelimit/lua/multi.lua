@@ -5,36 +5,50 @@ local n, mode = #KEYS, ARGV[1]
 if n == 0 or #ARGV ~= n + 1 or (mode ~= '0' and mode ~= '1') then
   return redis.error_reply('ERR ratelimit: hit_many wants a mode "0"|"1" and one spec per key')
 end
-local specs = {}
+local specs, seen = {}, {}
 for i = 1, n do
   local l, a, b, c, d = string.match(ARGV[i + 1], '^(%a) (%d+) (%d+) (%d+) ?(%d*)$')
   if fns[l or ''] == nil then
     return redis.error_reply('ERR ratelimit: bad limit spec ' .. ARGV[i + 1])
   end
+  if seen[KEYS[i]] then
+    return redis.error_reply('ERR ratelimit: key ' .. KEYS[i] .. ' appears twice; each limit needs its own key')
+  end
+  seen[KEYS[i]] = true
   specs[i] = {fns[l], a, b, c, d}
 end
-local function decide(i, m)
-  local s = specs[i]
-  return s[1]({KEYS[i]}, {s[2], s[3], s[4], m, s[5]})
+-- Mode "0": every limit is decided as a hit on one clock (one TIME), reading its key once and
+-- handing back its write and its peek view (the table `ctx` in place of the mode); the writes
+-- run only when every limit admits, else the admitting limits report their peek view.
+local ctx = '1'
+if mode == '0' then
+  local t = redis.call('TIME')
+  ctx = {now = tonumber(t[1]) * 1000000 + tonumber(t[2])}
 end
-local out, all = {}, 1
+local out, peeks, writes, all = {}, {}, {}, 1
 for i = 1, n do
-  -- Peek all but the last; the last is asked for real only if all others admit.
-  local r = decide(i, (i == n and all == 1) and mode or '1')
+  local s = specs[i]
+  local r, p, w = s[1]({KEYS[i]}, {s[2], s[3], s[4], ctx, s[5]})
   if r.err then return r end
-  out[i] = r
+  out[i], peeks[i], writes[i] = r, p, w
   if r[1] ~= 1 then all = 0 end
 end
-if all == 1 and mode == '0' then
-  for i = 1, n - 1 do
-    local r = decide(i, '0')
-    if r.err then return r end
-    if r[1] ~= 1 then return redis.error_reply('ERR ratelimit: limit ' .. i .. ' changed between peek and hit') end
-    out[i] = r
+if mode == '0' then
+  for i = 1, n do
+    if all == 1 then
+      writes[i]()
+    elseif out[i][1] == 1 then
+      local p = peeks[i]
+      if type(p) == 'function' then p = p() end
+      out[i] = p
+    end
   end
 end
-local flat = {all}
+-- One flat string "all a1 r1 ra1 rs1 a2 ...": one bulk reply parses far cheaper than 1 + 4n
+-- nested integers.
+local flat = {}
 for i = 1, n do
-  for j = 1, 4 do flat[#flat + 1] = out[i][j] end
+  local r = out[i]
+  flat[4 * i - 3], flat[4 * i - 2], flat[4 * i - 1], flat[4 * i] = r[1], r[2], r[3], r[4]
 end
-return flat
+return string.format('%d' .. string.rep(' %d', 4 * n), all, unpack(flat))

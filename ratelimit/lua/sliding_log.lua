@@ -7,7 +7,7 @@
 -- ARGV[1]  limit      integer >= 1
 -- ARGV[2]  window_ms  integer >= 1
 -- ARGV[3]  cost       integer, 1 <= cost <= limit
--- ARGV[4]  mode       "0" consume, "1" peek (never writes)
+-- ARGV[4]  mode       "0" consume, "1" peek (never writes); or a table from multi.lua (see gcra.lua)
 -- returns  {allowed 0|1, remaining, retry_after_us, reset_after_us} (integer replies)
 
 local function int_arg(i, name, min, max)
@@ -26,7 +26,8 @@ local window_ms, e2 = int_arg(2, 'window_ms', 1, 31622400000)
 if e2 then return redis.error_reply(e2) end
 local cost, e3 = int_arg(3, 'cost', 1, 10000)
 if e3 then return redis.error_reply(e3) end
-local mode = ARGV[4]
+local mode, ctx = ARGV[4], nil
+if type(mode) == 'table' then ctx, mode = mode, '0' end
 if mode ~= '0' and mode ~= '1' then
   return redis.error_reply('ERR ratelimit: mode must be "0" (hit) or "1" (peek)')
 end
@@ -37,14 +38,18 @@ end
 
 local key = KEYS[1]
 local window_us = window_ms * 1000
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = ctx and ctx.now  -- multi.lua's one TIME for the whole request
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
 
 -- An entry scored s counts while now < s + window; trimming in peek mode too would be a
--- write, so peek counts only the live entries instead.
+-- write, so peek (and multi.lua, until every limit admits) counts only the live entries.
 local floor_score = string.format('%d', now - window_us)
+local look = mode == '1' or ctx ~= nil
 local count
-if mode == '1' then
+if look then
   count = redis.call('ZCOUNT', key, '(' .. floor_score, '+inf')
 else
   redis.call('ZREMRANGEBYSCORE', key, '-inf', floor_score)
@@ -62,7 +67,7 @@ end
 if count + cost > limit then
   -- The request fits once the (count + cost - limit) oldest live entries have left.
   local stale = 0
-  if mode == '1' then
+  if look then
     stale = redis.call('ZCOUNT', key, '-inf', floor_score)
   end
   local idx = stale + count + cost - limit - 1
@@ -81,15 +86,21 @@ end
 local member_fmt = '%d.%d'
 if limit < 1000 then member_fmt = '%d%03d' end
 local score = string.format('%d', now)
--- ZADD in chunks: unpack() of more than ~8000 values overflows Lua's C stack.
-for first = 1, cost, 1000 do
-  local args = {}
-  for i = first, math.min(cost, first + 999) do
-    args[#args + 1] = score
-    args[#args + 1] = string.format(member_fmt, now, count + i)
+local function consume()
+  if ctx then redis.call('ZREMRANGEBYSCORE', key, '-inf', floor_score) end
+  -- ZADD in chunks: unpack() of more than ~8000 values overflows Lua's C stack.
+  for first = 1, cost, 1000 do
+    local args = {}
+    for i = first, math.min(cost, first + 999) do
+      args[#args + 1] = score
+      args[#args + 1] = string.format(member_fmt, now, count + i)
+    end
+    redis.call('ZADD', key, unpack(args))
   end
-  redis.call('ZADD', key, unpack(args))
+  -- The key dies when its newest entry leaves the window (rounded up to the ms clock).
+  redis.call('PEXPIREAT', key, string.format('%d', math.ceil((now + window_us) / 1000)))
 end
--- The key dies when its newest entry leaves the window (rounded up to the ms clock).
-redis.call('PEXPIREAT', key, string.format('%d', math.ceil((now + window_us) / 1000)))
-return {1, limit - count - cost, 0, window_us}
+local hit = {1, limit - count - cost, 0, window_us}
+if ctx then return hit, function() return {1, limit - count, 0, reset_after()} end, consume end
+consume()
+return hit

@@ -90,6 +90,46 @@ def test_reply_names_the_denier_with_the_largest_retry_after(rl_redis: redis.Red
     assert [(d.allowed, d.remaining) for d in ok] == [(True, 4), (True, 1)]
 
 
+WRITES = ("set", "zadd", "zremrangebyscore", "pexpireat", "incrby", "pexpire")
+
+
+@pytest.mark.parametrize("mode", ["functions", "scripts"])
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_one_clock_one_read_per_limit_and_writes_only_when_all_admit(rl_server: RedisProcess, rl_redis: redis.Redis,
+                                                                     algorithm: str, mode: str) -> None:
+    """Library 1.2.0: each limit is decided once on the request's one TIME; nothing is written
+    unless every limit admits, and the values match what the limits decided one by one say."""
+    limiter = RateLimiter(rl_redis, algorithm, deny_cache=False, mode=mode)
+    admin = redis.Redis(port=rl_server.port)
+    trio = [("a:{z}", 5, 60), ("b:{z}", 2, 60), ("c:{z}", 9, 60, 3)]
+    limiter.hit("warm:{z}", 1, 60)  # loads the library / scripts outside the counted calls
+    admin.config_resetstat()
+    ok = limiter.hit_many(trio)
+    stats = admin.info("commandstats")
+    assert stats["cmdstat_get" if algorithm != "sliding_log" else "cmdstat_zcount"]["calls"] == 3
+    assert ok.allowed and [(d.allowed, d.remaining) for d in ok] == [(True, 4), (True, 1), (True, 6)]
+    assert stats["cmdstat_time"]["calls"] == 1
+    assert limiter.hit_many(trio).allowed
+    admin.config_resetstat()
+    denied = limiter.hit_many(trio)  # b is spent: nothing may be written anywhere
+    stats = admin.info("commandstats")
+    assert not denied.allowed and denied.denied_by == 1
+    assert [(d.allowed, d.remaining) for d in denied] == [(True, 3), (False, 0), (True, 3)]  # peek views
+    assert not [c for c in WRITES if f"cmdstat_{c}" in stats], stats
+    assert [consumed(limiter, k, lim) for k, lim, *_ in trio] == [2, 2, 6]
+    admin.close()
+
+
+def test_the_multi_function_refuses_a_key_twice_and_answers_one_flat_string(rl_redis: redis.Redis) -> None:
+    RateLimiter(rl_redis).load_library()
+    key = make_key("rl", "k:{d}", "gcra")
+    with pytest.raises(redis.ResponseError, match="appears twice"):
+        rl_redis.fcall("ratelimit_multi", 2, key, key, "0", "g 5 60000 1", "g 5 60000 1")
+    assert rl_redis.get(key) is None  # refused before anything was decided or written
+    reply = rl_redis.fcall("ratelimit_multi", 1, key, "0", "g 5 60000 1")
+    assert reply == b"1 1 4 0 12000000"  # all, then allowed remaining retry_after_us reset_after_us
+
+
 def test_hit_tiers_mixes_algorithms_and_uses_the_deny_cache(rl_server: RedisProcess, rl_redis: redis.Redis) -> None:
     limiter = RateLimiter(rl_redis)
     reqs = [(TIERS["mfa"], "{bob}"), (TIERS["auth"], "{bob}")]  # sliding_log 5/60 and gcra 30/60

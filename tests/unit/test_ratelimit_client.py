@@ -145,3 +145,19 @@ def test_tier_burst_is_forwarded() -> None:
 def test_tiers_the_scripts_would_refuse_are_refused_when_configured(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Tier(**kwargs)
+
+
+def test_multi_reply_flat_string_and_the_older_library_list_parse_alike() -> None:
+    from ratelimit.multi import parse_reply
+
+    limiter = RateLimiter(decision_client(port=free_port()), deny_cache=False)
+    calls = limiter._many_calls([("a", 5, 60), ("b", 2, 60)], None)
+    legacy = [0, 1, 4, 0, 12_000_000, 0, -1, 30_000_000, 60_000_000]  # library 1.1.0: 1 + 4n integers
+    for reply in (b"0 1 4 0 12000000 0 -1 30000000 60000000", "0 1 4 0 12000000 0 -1 30000000 60000000", legacy):
+        allowed, (a, b) = parse_reply(reply, calls)
+        assert not allowed
+        assert (a.allowed, a.remaining, a.retry_after, a.reset_after, a.limit) == (True, 4, 0.0, 12.0, 5)
+        assert (b.allowed, b.remaining, b.retry_after, b.reset_after, b.limit) == (False, 0, 30.0, 60.0, 2)
+        assert not a.fallback and not a.cached
+    with pytest.raises(ValueError, match="reply of 5 values for 2 limits"):
+        parse_reply(b"1 1 4 0 1", calls)
