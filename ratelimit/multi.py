@@ -87,9 +87,13 @@ class MultiDecision(tuple["Decision", ...]):
         return f"MultiDecision(allowed={self.allowed}, denied_by={self.denied_by}, decisions={list(self)!r})"
 
 
-def script_args(calls: Sequence[_Call], mode: str) -> tuple[list[str], list[str]]:
+def script_args(calls: Sequence[_Call], mode: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """KEYS and ARGV of multi.lua for these validated single-limit calls."""
-    return [c.key for c in calls], [mode, *(_spec(c.key[-1], c.args) for c in calls)]
+    return tuple([c.key for c in calls]), (mode, *[_spec(c.key[-1], c.args) for c in calls])
+
+
+def spec_of(call: _Call) -> str:
+    return _spec(call.key[-1], call.args)
 
 
 @lru_cache(maxsize=1024)
@@ -184,6 +188,14 @@ def parse_reply(reply: bytes | str | Sequence[int], calls: Sequence[_Call]) -> t
             allowed == 1, remaining if remaining > 0 else 0, 0.0 if allowed == 1 else retry_us / 1e6,
             reset_us / 1e6 if reset_us > 0 else 0.0, c.limit, False, False)))
     return values[0] == 1, decisions
+
+
+def parse_one(reply: bytes | str | Sequence[int]) -> list[int]:
+    """The [allowed, remaining, retry_after_us, reset_after_us] of a one-limit multi.lua reply."""
+    values = list(map(int, reply.split())) if isinstance(reply, bytes | str) else list(reply)
+    if len(values) != 5:
+        raise ValueError(f"hit: reply of {len(values)} values for one limit")
+    return values[1:]
 
 
 def split_by_slot(client: Any, calls: Sequence[_Call]) -> list[list[int]]:

@@ -11,10 +11,12 @@ for i = 1, n do
   if fns[l or ''] == nil then
     return redis.error_reply('ERR ratelimit: bad limit spec ' .. ARGV[i + 1])
   end
-  if seen[KEYS[i]] then
-    return redis.error_reply('ERR ratelimit: key ' .. KEYS[i] .. ' appears twice; each limit needs its own key')
+  if n > 1 then
+    if seen[KEYS[i]] then
+      return redis.error_reply('ERR ratelimit: key ' .. KEYS[i] .. ' appears twice; each limit needs its own key')
+    end
+    seen[KEYS[i]] = true
   end
-  seen[KEYS[i]] = true
   specs[i] = {fns[l], a, b, c, d}
 end
 -- Mode "0": every limit is decided as a hit on one clock (one TIME), reading its key once and
@@ -46,6 +48,10 @@ if mode == '0' then
 end
 -- One flat string "all a1 r1 ra1 rs1 a2 ...": one bulk reply parses far cheaper than 1 + 4n
 -- nested integers.
+if n == 1 then
+  local r = out[1]
+  return string.format('%d %d %d %d %d', all, r[1], r[2], r[3], r[4])
+end
 local flat = {}
 for i = 1, n do
   local r = out[i]
