@@ -11,13 +11,18 @@ for i = 1, n do
   if fns[l or ''] == nil then
     return redis.error_reply('ERR ratelimit: bad limit spec ' .. ARGV[i + 1])
   end
-  if n > 1 then
-    if seen[KEYS[i]] then
-      return redis.error_reply('ERR ratelimit: key ' .. KEYS[i] .. ' appears twice; each limit needs its own key')
-    end
-    seen[KEYS[i]] = true
+  if seen[KEYS[i]] then
+    return redis.error_reply('ERR ratelimit: key ' .. KEYS[i] .. ' appears twice; each limit needs its own key')
   end
+  seen[KEYS[i]] = true
   specs[i] = {fns[l], a, b, c, d}
+end
+if n == 1 then
+  -- One limit (the async client's hit): its own hit or peek is the whole decision.
+  local s = specs[1]
+  local r = s[1]({KEYS[1]}, {s[2], s[3], s[4], mode, s[5]})
+  if r.err then return r end
+  return string.format('%d %d %d %d %d', r[1], r[1], r[2], r[3], r[4])
 end
 -- Mode "0": every limit is decided as a hit on one clock (one TIME), reading its key once and
 -- handing back its write and its peek view (the table `ctx` in place of the mode); the writes
@@ -48,10 +53,6 @@ if mode == '0' then
 end
 -- One flat string "all a1 r1 ra1 rs1 a2 ...": one bulk reply parses far cheaper than 1 + 4n
 -- nested integers.
-if n == 1 then
-  local r = out[1]
-  return string.format('%d %d %d %d %d', all, r[1], r[2], r[3], r[4])
-end
 local flat = {}
 for i = 1, n do
   local r = out[i]

@@ -184,3 +184,28 @@ def test_cluster_one_slot_is_atomic_and_several_slots_are_split(cluster_node: Re
         assert [scripts.hit_many([("s:{y}", 2, 60), ("t:{y}", 5, 60)]).allowed for _ in range(3)] == [True, True, False]
     finally:
         rc.close()
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_async_hit_through_the_multi_function_decides_as_the_single_function(
+        rl_server: RedisProcess, rl_redis: redis.Redis, algorithm: str) -> None:
+    """The async client's hit is FCALL ratelimit_multi with one limit: same answers, limit after limit."""
+    sync = RateLimiter(rl_redis, algorithm, deny_cache=False)
+    sync.load_library()  # so the counted calls are the decisions only
+
+    async def run() -> list:
+        client = async_decision_client(port=rl_server.port, timeout=10.0)
+        limiter = AsyncRateLimiter(client, algorithm, timeout=10.0, deny_cache=False)
+        got = [await limiter.hit("via-multi", 3, 60, cost=c) for c in (1, 2, 1, 3)]
+        await client.aclose()
+        return got
+
+    admin = redis.Redis(port=rl_server.port)
+    admin.config_resetstat()
+    via_multi = asyncio.run(run())
+    assert admin.info("commandstats")["cmdstat_fcall"]["calls"] == 4
+    admin.close()
+    direct = [sync.hit("direct", 3, 60, cost=c) for c in (1, 2, 1, 3)]
+    assert [(d.allowed, d.remaining) for d in via_multi] == [(d.allowed, d.remaining) for d in direct]
+    assert [d.allowed for d in via_multi] == [True, True, False, False]
+    assert all(d.retry_after > 0 for d in via_multi[2:]) and not any(d.fallback for d in via_multi)
