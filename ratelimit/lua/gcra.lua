@@ -7,7 +7,7 @@
 -- ARGV[3]  cost       integer, 1 <= cost <= burst
 -- ARGV[4]  mode       "0" consume, "1" peek (never writes); or, only from multi.lua (no FCALL can
 --                     send one), a table: the request's shared clock; decide as a hit but return
---                     the write and the peek view beside the reply instead of writing
+--                     the peek view and the write beside the reply instead of writing
 -- ARGV[5]  burst      integer >= 1, optional (default: limit)
 -- returns  {allowed 0|1, remaining, retry_after_us, reset_after_us} (integer replies)
 --
@@ -73,15 +73,18 @@ if allow_at > now then
   return {0, remaining, allow_at - now, tat - now}
 end
 
-local peek = {1, floor((tolerance - (tat - now)) / interval), 0, tat - now}
-if mode == '1' then return peek end
+if mode == '1' then
+  return {1, floor((tolerance - (tat - now)) / interval), 0, tat - now}
+end
 
 -- The key lives exactly until the TAT drains (rounded up to Redis' millisecond expiry
 -- clock); an expired key and a drained TAT mean the same thing.
-local function consume()
-  redis.call('SET', KEYS[1], fmt('%d', new_tat), 'PXAT', fmt('%d', ceil(new_tat / 1000)))
-end
 local hit = {1, floor((tolerance - (new_tat - now)) / interval), 0, new_tat - now}
-if ctx then return hit, peek, consume end
-consume()
+local tat_ms = fmt('%d', ceil(new_tat / 1000))
+if ctx then
+  -- multi.lua: the hit, the peek view and the write (a command), run only if every limit admits.
+  return hit, {1, floor((tolerance - (tat - now)) / interval), 0, tat - now},
+    {'SET', KEYS[1], fmt('%d', new_tat), 'PXAT', tat_ms}
+end
+redis.call('SET', KEYS[1], fmt('%d', new_tat), 'PXAT', tat_ms)
 return hit

@@ -43,7 +43,8 @@ end
 if mode == '0' then
   for i = 1, n do
     if all == 1 then
-      writes[i]()
+      local w = writes[i]
+      if type(w) == 'table' then redis.call(unpack(w)) else w() end
     elseif out[i][1] == 1 then
       local p = peeks[i]
       if type(p) == 'function' then p = p() end
