@@ -34,17 +34,20 @@ DEFAULT_MAX_BATCH = 256
 Command = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]
 
 
-@lru_cache(maxsize=4096)
-def _bulk(parts: tuple[str, ...]) -> bytes:
-    return b"".join(b"$%d\r\n%s\r\n" % (len(b), b) for b in (p.encode() for p in parts))
+def _encode(parts: tuple[str, ...]) -> bytes:
+    return b"".join([b"$%d\r\n%s\r\n" % (len(b), b) for b in [p.encode() for p in parts]])
+
+
+# Head and tail repeat per tier shape: cached. Keys differ per client: encoded each time (a cache
+# of them would mostly miss and evict).
+_bulk = lru_cache(maxsize=4096)(_encode)
 
 
 def pack(command: Command) -> bytes:
     """The RESP array of one command (what redis-py's packer writes, minus re-encoding the parts
     every decision repeats)."""
     head, keys, tail = command
-    return (b"*%d\r\n" % (len(head) + len(keys) + len(tail)) + _bulk(head)
-            + _bulk(keys) + _bulk(tail))
+    return b"".join((b"*%d\r\n" % (len(head) + len(keys) + len(tail)), _bulk(head), _encode(keys), _bulk(tail)))
 
 
 def call_packed(client: Any, head: tuple[str, ...], keys: tuple[str, ...], tail: tuple[str, ...]) -> Any:
