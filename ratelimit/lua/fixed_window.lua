@@ -56,11 +56,9 @@ if mode == '1' then
 end
 
 if ctx then
-  -- The script runs alone, so the INCRBY below makes exactly used + cost, created when used is 0.
+  -- The script runs alone, so the INCRBY handed back makes exactly used + cost (a new key when used is 0).
   return {1, limit - used - cost, 0, (used == 0 and window_ms or pttl) * 1000}, {1, limit - used, 0, pttl * 1000},
-    function()
-      if redis.call('INCRBY', key, cost) == cost then redis.call('PEXPIRE', key, window_ms) end
-    end
+    used == 0 and {{'INCRBY', key, cost}, {'PEXPIRE', key, window_ms}} or {{'INCRBY', key, cost}}
 end
 local n = redis.call('INCRBY', key, cost)
 if n == cost then

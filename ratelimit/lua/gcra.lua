@@ -82,9 +82,9 @@ end
 local hit = {1, floor((tolerance - (new_tat - now)) / interval), 0, new_tat - now}
 local tat_ms = fmt('%d', ceil(new_tat / 1000))
 if ctx then
-  -- multi.lua: the hit, the peek view and the write (a command), run only if every limit admits.
+  -- multi.lua: the hit, the peek view and the write (a list of commands), run only if all admit.
   return hit, {1, floor((tolerance - (tat - now)) / interval), 0, tat - now},
-    {'SET', KEYS[1], fmt('%d', new_tat), 'PXAT', tat_ms}
+    {{'SET', KEYS[1], fmt('%d', new_tat), 'PXAT', tat_ms}}
 end
 redis.call('SET', KEYS[1], fmt('%d', new_tat), 'PXAT', tat_ms)
 return hit

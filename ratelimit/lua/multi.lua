@@ -25,7 +25,7 @@ if n == 1 then
   return string.format('%d %d %d %d %d', r[1], r[1], r[2], r[3], r[4])
 end
 -- Mode "0": every limit is decided as a hit on one clock (one TIME), reading its key once and
--- handing back its write and its peek view (the table `ctx` in place of the mode); the writes
+-- handing back its writes (commands) and its peek view (the table `ctx` in place of the mode); the writes
 -- run only when every limit admits, else the admitting limits report their peek view.
 local ctx = '1'
 if mode == '0' then
@@ -43,8 +43,7 @@ end
 if mode == '0' then
   for i = 1, n do
     if all == 1 then
-      local w = writes[i]
-      if type(w) == 'table' then redis.call(unpack(w)) else w() end
+      for _, c in ipairs(writes[i]) do redis.call(unpack(c)) end
     elseif out[i][1] == 1 then
       local p = peeks[i]
       if type(p) == 'function' then p = p() end

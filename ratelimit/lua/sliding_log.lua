@@ -86,21 +86,28 @@ end
 local member_fmt = '%d.%d'
 if limit < 1000 then member_fmt = '%d%03d' end
 local score = string.format('%d', now)
-local function consume()
-  if ctx then redis.call('ZREMRANGEBYSCORE', key, '-inf', floor_score) end
-  -- ZADD in chunks: unpack() of more than ~8000 values overflows Lua's C stack.
-  for first = 1, cost, 1000 do
-    local args = {}
-    for i = first, math.min(cost, first + 999) do
-      args[#args + 1] = score
-      args[#args + 1] = string.format(member_fmt, now, count + i)
-    end
-    redis.call('ZADD', key, unpack(args))
+local expire_at = string.format('%d', math.ceil((now + window_us) / 1000))
+if ctx then
+  -- multi.lua: the hit, the peek view and the writes (commands: trim, ZADDs of at most 1000
+  -- members, expiry), run only if every limit admits.
+  local w = {{'ZREMRANGEBYSCORE', key, '-inf', floor_score}}
+  for i = 1, cost do
+    local c = w[#w]
+    if c[1] ~= 'ZADD' or #c >= 2002 then c = {'ZADD', key}; w[#w + 1] = c end
+    c[#c + 1], c[#c + 2] = score, string.format(member_fmt, now, count + i)
   end
-  -- The key dies when its newest entry leaves the window (rounded up to the ms clock).
-  redis.call('PEXPIREAT', key, string.format('%d', math.ceil((now + window_us) / 1000)))
+  w[#w + 1] = {'PEXPIREAT', key, expire_at}
+  return {1, limit - count - cost, 0, window_us}, function() return {1, limit - count, 0, reset_after()} end, w
 end
-local hit = {1, limit - count - cost, 0, window_us}
-if ctx then return hit, function() return {1, limit - count, 0, reset_after()} end, consume end
-consume()
-return hit
+-- ZADD in chunks: unpack() of more than ~8000 values overflows Lua's C stack.
+for first = 1, cost, 1000 do
+  local args = {}
+  for i = first, math.min(cost, first + 999) do
+    args[#args + 1] = score
+    args[#args + 1] = string.format(member_fmt, now, count + i)
+  end
+  redis.call('ZADD', key, unpack(args))
+end
+-- The key dies when its newest entry leaves the window (rounded up to the ms clock).
+redis.call('PEXPIREAT', key, expire_at)
+return {1, limit - count - cost, 0, window_us}
