@@ -41,6 +41,7 @@ from ratelimit.denycache import DEFAULT_SIZE as DEFAULT_DENY_CACHE_SIZE
 from ratelimit.denycache import DenyCache, shape_of
 from ratelimit.multi import (
     MULTI_FUNCTION,
+    MULTI_STRING,
     MultiDecision,
     Split,
     cached_many,
@@ -51,6 +52,7 @@ from ratelimit.multi import (
     parse_one,
     parse_reply,
     record_many,
+    refuses_string_mode,
     script_args,
     spec_of,
     split_by_slot,
@@ -315,6 +317,9 @@ class _Base:
         # Plain counters an app can export as metrics.
         self.fallbacks = 0
         self.script_loads = 0
+        # ratelimit_multi's reply mode: "0s"/"1s" (one flat string, library >= 1.2.5) until a server
+        # refuses it as library 1.1.0 does (before anything runs); then "0"/"1" and the 1.1.0 list.
+        self.multi_suffix = MULTI_STRING
         # Optional prometheus_client metrics (ratelimit.metrics); None costs nothing per call.
         self.metrics = metrics
         self.library_loads = 0
@@ -598,9 +603,16 @@ class RateLimiter(_Base):
             return self._fallback_many(calls, exc)
 
     def _eval_many(self, calls: list[_Call], mode: str) -> Sequence[int]:
-        keys, argv = script_args(calls, mode)
         if self.mode == "functions":
-            return self._fcall_command(("FCALL", MULTI_FUNCTION, str(len(keys))), keys, argv)
+            keys, argv = script_args(calls, mode + self.multi_suffix)
+            try:
+                return self._fcall_command(("FCALL", MULTI_FUNCTION, str(len(keys))), keys, argv)
+            except ResponseError as exc:
+                if not self.multi_suffix or not refuses_string_mode(exc):
+                    raise
+                self.multi_suffix = ""  # an older library: refused before anything ran, so resend
+                return self._eval_many(calls, mode)
+        keys, argv = script_args(calls, mode + MULTI_STRING)
         lua = multi_script()
         try:
             return call_packed(self.client, ("EVALSHA", lua.sha, str(len(keys))), keys, argv)  # type: ignore[no-any-return]
@@ -756,7 +768,14 @@ class AsyncRateLimiter(_Base):
         # A hit asks ratelimit_multi with its one limit: the same decision (the algorithm body, on
         # the same server clock), answered as one flat bulk string, which redis-py's asyncio
         # parser reads with two awaits instead of five (its per-reply cost in the 200-task case).
-        reply = await self._fcall_command(_MULTI_ONE, (call.key,), ("0", spec_of(call)), deadline)
+        try:
+            reply = await self._fcall_command(_MULTI_ONE, (call.key,), ("0" + self.multi_suffix, spec_of(call)),
+                                              deadline)
+        except ResponseError as exc:
+            if not self.multi_suffix or not refuses_string_mode(exc):
+                raise
+            self.multi_suffix = ""  # library 1.1.0: refused before anything ran; its list reply parses too
+            reply = await self._fcall_command(_MULTI_ONE, (call.key,), ("0", spec_of(call)), deadline)
         return parse_one(reply)
 
     async def _fcall_command(self, head: tuple[str, ...], keys: tuple[str, ...], tail: tuple[str, ...],
@@ -800,10 +819,17 @@ class AsyncRateLimiter(_Base):
             return self._fallback_many(calls, exc)
 
     async def _eval_many(self, calls: list[_Call], mode: str) -> Sequence[int]:
-        keys, argv = script_args(calls, mode)
         if self.mode == "functions":
-            return await self._fcall_command(("FCALL", MULTI_FUNCTION, str(len(keys))), keys, argv,
-                                             asyncio.get_running_loop().time() + self.timeout)
+            keys, argv = script_args(calls, mode + self.multi_suffix)
+            try:
+                return await self._fcall_command(("FCALL", MULTI_FUNCTION, str(len(keys))), keys, argv,
+                                                 asyncio.get_running_loop().time() + self.timeout)
+            except ResponseError as exc:
+                if not self.multi_suffix or not refuses_string_mode(exc):
+                    raise
+                self.multi_suffix = ""  # as in the sync limiter: nothing ran, resend in the 1.1.0 mode
+                return await self._eval_many(calls, mode)
+        keys, argv = script_args(calls, mode + MULTI_STRING)
         lua = multi_script()
         try:
             return await self._send(("EVALSHA", lua.sha, str(len(keys))), keys, argv,

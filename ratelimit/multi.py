@@ -26,6 +26,15 @@ if TYPE_CHECKING:
 
 # The library function (ratelimit/functions.py registers it) taking multi.lua's keys and arguments.
 MULTI_FUNCTION = "ratelimit_multi"
+# Appended to the mode ("0s"/"1s"): answer one flat string. Library 1.1.0 refuses it before anything
+# runs (its error names the mode), and a 1.1.0 client sends "0"/"1", which still get the list.
+MULTI_STRING = "s"
+_MODE_REFUSAL = "hit_many wants a mode"
+
+
+def refuses_string_mode(exc: BaseException) -> bool:
+    """multi.lua of library 1.1.0 refusing the "0s"/"1s" mode of a newer client."""
+    return _MODE_REFUSAL in str(exc)
 
 
 @cache

@@ -2,6 +2,10 @@
 -- text travels in the Sentinel hosts' 16 KB user data).
 local fns = {g = gcra, s = sliding_log, f = fixed_window}
 local n, mode = #KEYS, ARGV[1]
+-- "0s"/"1s" answer one flat string (clients >= 1.2.5); "0"/"1" the 1.1.0 list of integers, which
+-- 1.1.0 clients still read while a rolling upgrade mixes releases.
+local str = mode == '0s' or mode == '1s'
+if str then mode = string.sub(mode, 1, 1) end
 if n == 0 or #ARGV ~= n + 1 or (mode ~= '0' and mode ~= '1') then
   return redis.error_reply('ERR ratelimit: hit_many wants a mode "0"|"1" and one spec per key')
 end
@@ -22,6 +26,7 @@ if n == 1 then
   local s = specs[1]
   local r = s[1]({KEYS[1]}, {s[2], s[3], s[4], mode, s[5]})
   if r.err then return r end
+  if not str then return {r[1], r[1], r[2], r[3], r[4]} end
   return string.format('%d %d %d %d %d', r[1], r[1], r[2], r[3], r[4])
 end
 -- Mode "0": every limit is decided as a hit on one clock (one TIME), reading its key once and
@@ -53,9 +58,10 @@ if mode == '0' then
 end
 -- One flat string "all a1 r1 ra1 rs1 a2 ...": one bulk reply parses far cheaper than 1 + 4n
 -- nested integers.
-local flat = {}
+local flat = {all}
 for i = 1, n do
   local r = out[i]
-  flat[4 * i - 3], flat[4 * i - 2], flat[4 * i - 1], flat[4 * i] = r[1], r[2], r[3], r[4]
+  flat[4 * i - 2], flat[4 * i - 1], flat[4 * i], flat[4 * i + 1] = r[1], r[2], r[3], r[4]
 end
-return string.format('%d' .. string.rep(' %d', 4 * n), all, unpack(flat))
+if not str then return flat end
+return string.format('%d' .. string.rep(' %d', 4 * n), unpack(flat))

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
+from pathlib import Path
 
 import pytest
 import redis
@@ -21,9 +23,11 @@ from ratelimit import (
     decision_client_kwargs,
     make_key,
 )
+from ratelimit.functions import load_library
 from tests.integration.test_ratelimit_topologies import cluster_node  # noqa: F401
 from tests.support.ratelimit_fixtures import requires_redis, rl_redis, rl_server  # noqa: F401
 from tests.support.redisproc import RedisProcess, free_port
+from tests.unit.test_ratelimit_functions import RELEASED
 
 pytestmark = [pytest.mark.slow, requires_redis]
 
@@ -126,7 +130,7 @@ def test_the_multi_function_refuses_a_key_twice_and_answers_one_flat_string(rl_r
     with pytest.raises(redis.ResponseError, match="appears twice"):
         rl_redis.fcall("ratelimit_multi", 2, key, key, "0", "g 5 60000 1", "g 5 60000 1")
     assert rl_redis.get(key) is None  # refused before anything was decided or written
-    reply = rl_redis.fcall("ratelimit_multi", 1, key, "0", "g 5 60000 1")
+    reply = rl_redis.fcall("ratelimit_multi", 1, key, "0s", "g 5 60000 1")
     assert reply == b"1 1 4 0 12000000"  # all, then allowed remaining retry_after_us reset_after_us
 
 
@@ -209,3 +213,55 @@ def test_async_hit_through_the_multi_function_decides_as_the_single_function(
     assert [(d.allowed, d.remaining) for d in via_multi] == [(d.allowed, d.remaining) for d in direct]
     assert [d.allowed for d in via_multi] == [True, True, False, False]
     assert all(d.retry_after > 0 for d in via_multi[2:]) and not any(d.fallback for d in via_multi)
+
+
+# The real library 1.1.0 text (what `redisops functions load` of that release installed; its sha256
+# is the pin in tests/unit/test_ratelimit_functions.py), for rolling upgrades in both directions.
+LIBRARY_1_1_0 = Path(__file__).parents[1] / "support" / "ratelimit_library_1.1.0.lua"
+
+
+def test_the_new_library_answers_a_1_1_0_client_with_the_list_it_parses(rl_redis: redis.Redis) -> None:
+    """A 1.1.0 client sends mode "0"/"1" and parses 1 + 4n integers (it raised on the flat string,
+    after the limits were consumed): those modes keep that reply; "0s"/"1s" get the flat string."""
+    RateLimiter(rl_redis).load_library()
+    a, b = make_key("rl", "a:{u}", "gcra"), make_key("rl", "b:{u}", "fixed_window")
+    assert rl_redis.fcall("ratelimit_multi", 2, a, b, "0", "g 5 60000 1", "f 2 60000 1") == [
+        1, 1, 4, 0, 12_000_000, 1, 1, 0, 60_000_000]
+    assert rl_redis.fcall("ratelimit_multi", 1, a, "1", "g 5 60000 1")[:4] == [1, 1, 4, 0]  # a peek
+    c = make_key("rl", "c:{u}", "fixed_window")
+    assert rl_redis.fcall("ratelimit_multi", 1, c, "0s", "f 2 60000 1") == b"1 1 1 0 60000000"
+    assert rl_redis.fcall("ratelimit_multi", 2, a, b, "0s", "g 5 60000 1", "f 2 60000 1").startswith(b"1 1 3 0 ")
+
+
+def test_new_clients_fall_back_to_the_1_1_0_library_without_counting_twice(rl_server: RedisProcess,
+                                                                           rl_redis: redis.Redis) -> None:
+    text = LIBRARY_1_1_0.read_text(encoding="utf-8")
+    assert hashlib.sha256(text.encode()).hexdigest() == RELEASED["1.1.0"]
+    admin = redis.Redis(port=rl_server.port)
+    admin.function_load(text, replace=True)
+    try:
+        sync = RateLimiter(rl_redis, deny_cache=False, load_library=False)
+        pair = [("a:{v}", 5, 60), ("b:{v}", 2, 60)]
+        got = [sync.hit_many(pair) for _ in range(3)]
+        assert [m.allowed for m in got] == [True, True, False] and not any(m.fallback for m in got)
+        assert [d.remaining for d in got[1]] == [3, 0] and sync.multi_suffix == ""
+        assert [consumed(sync, k, lim) for k, lim, _ in pair] == [2, 2]  # each admitted request once
+
+        async def run() -> list:
+            client = async_decision_client(port=rl_server.port, timeout=10.0)
+            limiter = AsyncRateLimiter(client, "gcra", timeout=10.0, deny_cache=False, load_library=False)
+            out = [await limiter.hit("async:{v}", 3, 60, cost=c) for c in (1, 2, 1)]
+            out.append(limiter.multi_suffix)
+            out.append((await limiter.hit_many(pair)).allowed)
+            await client.aclose()
+            return out
+
+        admin.config_resetstat()
+        *hits, suffix, many = asyncio.run(run())
+        assert [(d.allowed, d.remaining, d.fallback) for d in hits] == [(True, 2, False), (True, 0, False),
+                                                                        (False, 0, False)]
+        assert suffix == "" and many is False
+        assert admin.info("commandstats")["cmdstat_fcall"]["calls"] == 5  # one refused "0s", then 4 decisions
+    finally:
+        load_library(admin)
+        admin.close()
