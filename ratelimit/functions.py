@@ -32,7 +32,7 @@ LIBRARY_NAME = "ratelimit"
 # The library's release. Bump it with every change of the library text (a unit test pins the text's
 # digest to it): `ratelimit_version` returns it, and a client or `redisops smoke` that finds an
 # older one on a server reports it by this number.
-LIBRARY_RELEASE = "1.2.5"
+LIBRARY_RELEASE = "1.2.6"
 FIX_COMMAND = "redisops functions load"
 
 # Flags every shipped engine accepts on a registered function: redis src/script.c scripts_flags_def

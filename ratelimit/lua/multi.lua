@@ -57,11 +57,15 @@ if mode == '0' then
   end
 end
 -- One flat string "all a1 r1 ra1 rs1 a2 ...": one bulk reply parses far cheaper than 1 + 4n
--- nested integers.
+-- nested integers. Formatted per limit: unpack() of ~8000 values (n >= 2000) overflows Lua's C stack.
 local flat = {all}
 for i = 1, n do
   local r = out[i]
-  flat[4 * i - 2], flat[4 * i - 1], flat[4 * i], flat[4 * i + 1] = r[1], r[2], r[3], r[4]
+  if str then
+    flat[i + 1] = string.format('%d %d %d %d', r[1], r[2], r[3], r[4])
+  else
+    flat[4 * i - 2], flat[4 * i - 1], flat[4 * i], flat[4 * i + 1] = r[1], r[2], r[3], r[4]
+  end
 end
 if not str then return flat end
-return string.format('%d' .. string.rep(' %d', 4 * n), unpack(flat))
+return table.concat(flat, ' ')

@@ -265,3 +265,16 @@ def test_new_clients_fall_back_to_the_1_1_0_library_without_counting_twice(rl_se
     finally:
         load_library(admin)
         admin.close()
+
+
+def test_two_thousand_limits_in_one_request_are_answered(rl_redis: redis.Redis) -> None:
+    """Library 1.2.0-1.2.5 formatted the string with unpack() of 1 + 4n values: from n = 2000 Lua's
+    C stack overflowed ("too many results to unpack") after the writes had run; the client then
+    applied its failure policy to a request the server had consumed."""
+    limiter = RateLimiter(rl_redis, deny_cache=False)
+    many = [(f"k{i}:{{big}}", 2, 60) for i in range(2000)]
+    first = limiter.hit_many(many)
+    assert first.allowed and not any(d.fallback for d in first) and {d.remaining for d in first} == {1}
+    assert limiter.multi_suffix == "s"
+    key = make_key("rl", "k0:{big}", "gcra")
+    assert rl_redis.fcall("ratelimit_multi", 1, key, "1s", "g 2 60000 1").startswith(b"1 1 1 0 ")
