@@ -7,7 +7,6 @@ render_acl_file(passwords) into a temp dir and starts redis-server on a free loo
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,8 +18,9 @@ import redis
 
 from infra.settings import parse_settings
 from ratelimit.functions import load_library
-from redis_conf import CREDENTIALS, TlsFiles, load_base, render_acl_file, render_redis_conf
+from redis_conf import TlsFiles, load_base, render_acl_file, render_redis_conf
 from tests.support.certs import make_tls_files
+from tests.support.redis_cluster import new_passwords
 from tests.support.redisproc import RedisProcess, free_port, have_redis
 
 requires_redis = pytest.mark.skipif(not have_redis(), reason="redis-server (Debian redis-server) not installed")
@@ -28,10 +28,6 @@ requires_redis = pytest.mark.skipif(not have_redis(), reason="redis-server (Debi
 # The dev stack's settings: the tiers and redis_conf expectations the smoke test is held to.
 SETTINGS = parse_settings({"target": "local"})
 REPO = Path(__file__).resolve().parents[2]
-
-
-def new_passwords() -> dict[str, str]:
-    return {c: f"{c}-{secrets.token_urlsafe(18)}" for c in CREDENTIALS}
 
 
 @dataclass

@@ -37,9 +37,7 @@ def _breaching(prom_url: str, name: str) -> dict[str, float]:
     """instance -> value of the threshold's expression where it crosses its critical line."""
     t = T[name]
     assert t.crit is not None
-    answer = prometheus_query(prom_url, t.promql(t.crit))
-    assert answer["status"] == "success", answer
-    return {r["metric"]["instance"]: float(r["value"][1]) for r in answer["data"]["result"]}
+    return _values(prom_url, t.promql(t.crit))
 
 
 def _values(prom_url: str, expr: str) -> dict[str, float]:

@@ -38,10 +38,10 @@ from tests.support.procs import (
     exporter_metric_names,
     have_exporter,
     have_prometheus,
-    http_json,
     http_text,
     prometheus_query,
     prometheus_rules,
+    prometheus_targets_up,
     start_exporter,
     wait_until,
 )
@@ -231,9 +231,7 @@ def test_exporter_reports_redis_up_through_its_acl_user(live: Live) -> None:
 # --- Prometheus -----------------------------------------------------------------------------------
 
 def _targets_up(live: Live, job: str = prom.SCRAPE_JOB_NAME) -> bool:
-    targets = http_json(f"{live.url('prometheus')}/api/v1/targets")["data"]["activeTargets"]
-    mine = [t for t in targets if t["labels"]["job"] == job]
-    return len(mine) == 1 and mine[0]["health"] == "up"
+    return prometheus_targets_up(live.url("prometheus"), 1, job)
 
 
 def test_prometheus_scrapes_the_exporter_and_loads_every_rule(live: Live) -> None:

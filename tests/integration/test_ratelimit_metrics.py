@@ -114,8 +114,8 @@ def test_fallback_decisions_are_counted_when_redis_is_gone() -> None:
     assert sample(reg, LIMITER_DECISIONS_METRIC, tier="auth", outcome="fallback") == 1
     assert sample(reg, LIMITER_DECISIONS_METRIC, tier="general", outcome="fallback") == 1
     # A refused connection is an outage, not a configuration error: no error counted.
-    assert sample(reg, "ratelimit_errors_total", kind="noperm") == 0
-    assert sample(reg, "ratelimit_errors_total", kind="library_missing") == 0
+    assert sample(reg, LIMITER_ERRORS_METRIC, kind="noperm") == 0
+    assert sample(reg, LIMITER_ERRORS_METRIC, kind="library_missing") == 0
 
 
 def decide_as(rl_server: RedisProcess, flavour: str, user: str, password: str, reg: CollectorRegistry,
@@ -156,8 +156,8 @@ def test_noperm_from_a_real_acl_is_counted_and_decided_by_the_policy(rl_server: 
         got = decide_as(rl_server, flavour, "noscript", "pw-noscript-0123", reg, [TIER, OPEN_TIER])
         assert [(d.allowed, d.fallback) for d in got] == [(False, True), (True, True)]
         assert sample(reg, LIMITER_DECISIONS_METRIC, tier="auth", outcome="fallback") == 1
-        assert sample(reg, "ratelimit_errors_total", kind="noperm") == 2
-        assert sample(reg, "ratelimit_errors_total", kind="library_missing") == 0
+        assert sample(reg, LIMITER_ERRORS_METRIC, kind="noperm") == 2
+        assert sample(reg, LIMITER_ERRORS_METRIC, kind="library_missing") == 0
     finally:
         admin.acl_deluser("noscript")
         admin.close()
@@ -181,8 +181,8 @@ def test_library_missing_and_unloadable_falls_back_to_the_tier_policy(rl_server:
         assert [(d.allowed, d.fallback) for d in got] == [(False, True), (True, True), (False, True)]
         assert sample(reg, LIMITER_DECISIONS_METRIC, tier="auth", outcome="fallback") == 2
         assert sample(reg, LIMITER_DECISIONS_METRIC, tier="general", outcome="fallback") == 1
-        assert sample(reg, "ratelimit_errors_total", kind="library_missing") == 3
-        assert sample(reg, "ratelimit_errors_total", kind="noperm") == 0
+        assert sample(reg, LIMITER_ERRORS_METRIC, kind="library_missing") == 3
+        assert sample(reg, LIMITER_ERRORS_METRIC, kind="noperm") == 0
     finally:
         admin.acl_deluser("appuser")
         load_library(admin)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -115,9 +116,7 @@ def summary(values: list[float]) -> dict[str, Any]:
     s = sorted(values)
     if not s:
         return {"runs": 0}
-    mid = len(s) // 2
-    median = s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
-    return {"runs": len(s), "min": s[0], "median": median, "max": s[-1], "values": values}
+    return {"runs": len(s), "min": s[0], "median": statistics.median(s), "max": s[-1], "values": values}
 
 
 # ---- fault runs: shared by tests/integration/test_cluster_failover.py and bench/cluster_*.py ----
@@ -153,8 +152,8 @@ def failover_run(cluster: Any, *, threads_per_key: int = 2, timeout_s: float = 0
     from tests.support.redis_cluster import FAST_NODE_TIMEOUT_MS, STEADY_NODE_TIMEOUT_MS
 
     c = cluster
-    victim = c.primary_of_slot(c.slot_of("failover-probe"))
     slot = c.slot_of("failover-probe")
+    victim = c.primary_of_slot(slot)
     closed_key, open_key = keys_in_slot(slot, 2, algorithm="fixed_window", stem=f"fo-{time.monotonic_ns()}-")
     (replica,) = c.replicas_of(victim)
     client: RedisCluster = c.app_client(**decision_client_kwargs(timeout_s))

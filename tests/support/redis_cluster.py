@@ -58,10 +58,8 @@ def new_passwords() -> dict[str, str]:
 @dataclass
 class Node:
     index: int
-    shard: int  # the shard it was created in (a failover or replica migration may change it)
     proc: RedisProcess
     bus_port: int
-    node_id: str = ""
 
     @property
     def port(self) -> int:
@@ -250,8 +248,6 @@ def _create(c: Cluster) -> None:
     harness' stricter agreement check."""
     create_cluster([c.node_client(n) for n in c.nodes], [(HOST, n.port, n.bus_port) for n in c.nodes],
                    c.layout.primaries)
-    for n in c.nodes:
-        n.node_id = c.node_client(n).execute_command("CLUSTER", "MYID").decode()
     c.wait_stable()
 
 
@@ -276,7 +272,7 @@ def redis_cluster(workdir: Path, primaries: int = 3, replicas: int = 1, *, tls: 
             d = workdir / f"node-{i}"
             d.mkdir(parents=True, exist_ok=True)
             text = _node_text(c, port, bus, d, tuning, overrides or {})
-            node = Node(i, layout.shard_of(i), RedisProcess(workdir=d, config_text=text, port=port,
+            node = Node(i, RedisProcess(workdir=d, config_text=text, port=port,
                                                             extra_args=list(FAST_SYNC)), bus)
             c.nodes.append(node)
             node.proc.start()
