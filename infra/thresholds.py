@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from infra.errors import SettingError
+from redis_conf.cluster import SLOTS
 
 # Static label on the scrape targets that are Redis Cluster nodes (infra/monitoring/prometheus.py).
 CLUSTER_TARGET_LABEL = "redis_cluster"
@@ -122,7 +123,7 @@ def fmt_number(value: float) -> str:
 CREDENTIAL_TIERS: tuple[str, ...] = ("auth", "mfa")
 # The limiter client's decision counter (ratelimit/metrics.py METRIC_DECISIONS + prometheus_client's
 # `_total`); spelt here too because this module must not import the client (no redis/prometheus
-# import in the Pulumi program); tests/unit/test_ratelimit_metrics.py checks both agree.
+# import in the Pulumi program); tests/integration/test_ratelimit_metrics.py checks both agree.
 LIMITER_DECISIONS_METRIC = "ratelimit_decisions_total"
 # ratelimit/metrics.py METRIC_ERRORS + `_total`, likewise (kind: library_missing, noperm).
 LIMITER_ERRORS_METRIC = "ratelimit_errors_total"
@@ -325,16 +326,16 @@ DEFAULT_THRESHOLDS: tuple[Threshold, ...] = (
     Threshold(
         name="cluster_slots_not_ok",
         alert="RedisClusterSlotsNotOk",
-        description="Hash slots of 16384 this node does not see served (unassigned, or owner in PFAIL/FAIL): "
+        description=f"Hash slots of {SLOTS} this node does not see served (unassigned, or owner in PFAIL/FAIL): "
                     "limiter keys there get their tier's failure policy",
         unit="slots",
         warn=None,
         crit=0,
         # Not slots_fail + slots_pfail alone: with cluster-require-full-coverage no the state
         # stays ok while slots are unassigned (redis_conf/cluster.py), so count what is served.
-        expr="16384 - redis_cluster_slots_ok",
+        expr=f"{SLOTS} - redis_cluster_slots_ok",
         for_="1m",
-        maximum=16384,
+        maximum=SLOTS,
         cloudwatch=None,
     ),
     Threshold(

@@ -20,6 +20,9 @@ import base64
 import binascii
 import gzip
 
+# EC2: "User data is limited to 16 KB, in raw form, before it is base64-encoded"
+# (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-add-user-data.html); a script
+# goes gzip-compressed (`pack`), and the limit counts the compressed bytes.
 MAX_BYTES = 16 * 1024
 GZIP_MAGIC = b"\x1f\x8b"
 # How redisops.render shows a userDataBase64 input: the decoded script under this key, so a

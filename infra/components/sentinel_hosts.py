@@ -59,7 +59,7 @@ from infra.monitoring.cloudwatch import TLS_DAYS_CRITICAL
 from infra.monitoring.grafana import CONFIG_COMMAND_OFF
 from infra.settings import Settings
 from infra.thresholds import Threshold
-from infra.user_data import MAX_BYTES as USER_DATA_LIMIT
+from infra.user_data import MAX_BYTES as USER_DATA_MAX_BYTES
 from infra.user_data import pack, raw_size
 from ratelimit.functions import LIBRARY_NAME, LIBRARY_RELEASE, function_library
 from ratelimit.tiers import Tier
@@ -320,10 +320,6 @@ def ssm_agent_url(region: str, dns_suffix: str = "amazonaws.com") -> str:
 
 LIBRARY_FILE = f"{ETC}/{LIBRARY_NAME}.lua"
 LIBRARY_DELIMITER = "RATELIMIT_LUA_EOF"
-# EC2: "User data is limited to 16 KB, in raw form, before it is base64-encoded"
-# (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-add-user-data.html); the
-# whole script goes gzip-compressed (infra/user_data.py), and the limit counts the compressed bytes.
-USER_DATA_MAX_BYTES = USER_DATA_LIMIT
 
 
 # What the boot publishes when it could not load the library (0 when it did), as the package
@@ -986,9 +982,10 @@ def packed_user_data(script: str, node: str) -> str:
     """The script as EC2 gets it (infra/user_data.py); refused here, at preview, when even
     compressed it is over EC2's limit, instead of at launch."""
     packed = pack(script)
-    if raw_size(packed) > USER_DATA_LIMIT:
-        raise ValueError(f"user data of {node}: {raw_size(packed)} bytes gzip-compressed ({len(script.encode())} "
-                         f"bytes of script); EC2 allows at most {USER_DATA_LIMIT} bytes before base64")
+    size = raw_size(packed)
+    if size > USER_DATA_MAX_BYTES:
+        raise ValueError(f"user data of {node}: {size} bytes gzip-compressed ({len(script.encode())} "
+                         f"bytes of script); EC2 allows at most {USER_DATA_MAX_BYTES} bytes before base64")
     return packed
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from infra.thresholds import LIMITER_DECISIONS_METRIC, thresholds_by_name
+from infra.thresholds import LIMITER_DECISIONS_METRIC, LIMITER_ERRORS_METRIC, thresholds_by_name
 
 DATASOURCE_UID = "redisstack-prometheus"
 DATASOURCE_NAME = "Prometheus"
@@ -164,7 +164,7 @@ LIMITER_PANELS: tuple[Panel, ...] = (
           (("{{tier}} {{instance}}", thresholds_by_name()["credential_denials"].expr),),
           "reqps", None, "Denials on auth and mfa (alert at 1/s, 10/s): credential stuffing"),
     Panel("Limiter errors (5m)",
-          (("{{kind}}", "sum by (kind) (increase(ratelimit_errors_total[5m]))"),),
+          (("{{kind}}", f"sum by (kind) (increase({LIMITER_ERRORS_METRIC}[5m]))"),),
           "short", None, "library_missing: load the ratelimit library; noperm: the app's ACL refuses the call"),
 )
 
