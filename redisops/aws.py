@@ -209,7 +209,7 @@ TOKEN_STRATEGY_REFUSALS = frozenset({"InvalidParameterValue", "InvalidParameterC
 
 def error_code(exc: BaseException) -> str:
     """The AWS error code of a botocore ClientError ('' for anything else)."""
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+    return str((getattr(exc, "response", None) or {}).get("Error", {}).get("Code", ""))
 
 
 def is_auth_refusal(exc: BaseException) -> bool:
@@ -363,8 +363,7 @@ def set_user_passwords(client: Any, user_id: str, passwords: list[str], *,
             client.modify_user(UserId=user_id, AuthenticationMode={"Type": "password", "Passwords": passwords})
             break
         except Exception as exc:  # botocore's ClientError; botocore is not imported by this module
-            code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
-            if code not in _USER_STATE_FAULTS or time.monotonic() >= deadline:
+            if error_code(exc) not in _USER_STATE_FAULTS or time.monotonic() >= deadline:
                 raise
     wait(client, user_id)
 

@@ -43,7 +43,6 @@ The function's environment (`REDISSTACK_ROTATION`, JSON) holds addresses and ARN
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import logging
@@ -80,8 +79,7 @@ class Backend(Protocol):
 
     def generate(self) -> str: ...
 
-    def set(self, credential: str, current: ops.StoredCredential, pending: ops.StoredCredential,
-            pending_created: dt.datetime | None) -> None: ...
+    def set(self, credential: str, current: ops.StoredCredential, pending: ops.StoredCredential) -> None: ...
 
     def test(self, credential: str, pending: ops.StoredCredential) -> None: ...
 
@@ -152,9 +150,9 @@ class RotationConfig:
 # ---------------------------------------------------------------------------------------------
 # the protocol: versions and staging labels
 # ---------------------------------------------------------------------------------------------
-def _version(sm: Any, secret_id: str, **which: str) -> tuple[ops.StoredCredential, dt.datetime | None]:
+def _version(sm: Any, secret_id: str, **which: str) -> ops.StoredCredential:
     got = sm.get_secret_value(SecretId=secret_id, **which)
-    return ops.parse_credential(secret_id, got["SecretString"]), got.get("CreatedDate")
+    return ops.parse_credential(secret_id, got["SecretString"])
 
 
 def _stages(sm: Any, secret_id: str, token: str) -> tuple[list[str], str | None]:
@@ -182,10 +180,10 @@ def run_step(sm: Any, backend: Backend, config: RotationConfig, secret_id: str, 
         raise UsageError(f"secret {secret_id}: version {token} is not AWSPENDING; it cannot be rotated to")
     if step == "createSecret":
         return _create(sm, backend, secret_id, token)
-    pending, created = _version(sm, secret_id, VersionId=token)
+    pending = _version(sm, secret_id, VersionId=token)
     if step == "setSecret":
-        current, _ = _version(sm, secret_id, VersionStage=CURRENT)
-        backend.set(credential, current, pending, created)
+        current = _version(sm, secret_id, VersionStage=CURRENT)
+        backend.set(credential, current, pending)
         return f"setSecret: {credential} accepts the current and the pending value"
     if step == "testSecret":
         backend.test(credential, pending)
@@ -208,7 +206,7 @@ def _create(sm: Any, backend: Backend, secret_id: str, token: str) -> str:
         return f"createSecret: version {token} exists already"
     except sm.exceptions.ResourceNotFoundException:
         pass
-    current, _ = _version(sm, secret_id, VersionStage=CURRENT)
+    current = _version(sm, secret_id, VersionStage=CURRENT)
     sm.put_secret_value(SecretId=secret_id, ClientRequestToken=token, SecretString=current.with_password(backend.generate()),
                         VersionStages=[PENDING])
     return f"createSecret: version {token} staged as AWSPENDING"
@@ -234,8 +232,7 @@ class ElastiCacheBackend:
             raise UsageError(f"replication group {self.replication_group_id}: rotation requires transit encryption")
         return ep, ops.credential_target(self.elasticache, ep, credential)
 
-    def set(self, credential: str, current: ops.StoredCredential, pending: ops.StoredCredential,
-            pending_created: dt.datetime | None) -> None:
+    def set(self, credential: str, current: ops.StoredCredential, pending: ops.StoredCredential) -> None:
         ep, user_id = self._where(pending)
         if user_id is None:
             group = ops._group(self.elasticache, self.replication_group_id)
@@ -333,7 +330,7 @@ class SentinelBackend:
         found: list[str] = []
         for stage in (CURRENT, PENDING, PREVIOUS):
             try:
-                cred, _ = _version(self.sm, self.admin_secret_arn, VersionStage=stage)
+                cred = _version(self.sm, self.admin_secret_arn, VersionStage=stage)
             except self.sm.exceptions.ResourceNotFoundException:
                 continue
             if cred.password not in found:
@@ -358,8 +355,7 @@ class SentinelBackend:
         else:
             client.execute_command("ACL", "SAVE")
 
-    def set(self, credential: str, current: ops.StoredCredential, pending: ops.StoredCredential,
-            pending_created: dt.datetime | None) -> None:
+    def set(self, credential: str, current: ops.StoredCredential, pending: ops.StoredCredential) -> None:
         self._keep_only(credential, [current.password, pending.password])
 
     def _keep_only(self, credential: str, passwords: list[str]) -> None:
