@@ -38,7 +38,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from ratelimit.functions import function_name, load_library
+from ratelimit.functions import decision_calls, function_name, load_library
 from ratelimit.limiter import AsyncRateLimiter, RateLimiter, decision_client, decision_client_kwargs, make_key
 from ratelimit.scripts import script
 from ratelimit.server import LocalRedis
@@ -66,8 +66,6 @@ SCRIPT_COMMANDS = ("fcall", "fcall_ro", "evalsha")
 FLOOD_LIMIT, FLOOD_WINDOW_S = 30, 60
 # Two limits per request: the general tier and the auth tier on the same client.
 TWO_LIMITS = ((LIMIT, WINDOW_S), (FLOOD_LIMIT, FLOOD_WINDOW_S))
-# Commands a decision is sent as; INFO commandstats also counts the commands scripts run inside.
-ENTRY_COMMANDS = ("evalsha", "evalsha_ro", "eval", "eval_ro", "fcall", "fcall_ro")
 FALLBACK_TIMEOUT_S = 0.1
 
 
@@ -205,8 +203,7 @@ def _callgrind_cost(calls: int) -> dict[str, Any] | None:
 
 def _entry_calls(r: redis.Redis) -> int:
     """Limiter calls the server received (every library here decides through a script)."""
-    stats = r.info("commandstats")
-    return sum(int(stats[f"cmdstat_{c}"]["calls"]) for c in ENTRY_COMMANDS if f"cmdstat_{c}" in stats)
+    return decision_calls(r.info("commandstats"))
 
 
 def _flood(r: redis.Redis, decide: Callable[[str], bool], hits: int) -> dict[str, Any]:

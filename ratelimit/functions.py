@@ -20,6 +20,7 @@ function is one more row (`ratelimit_multi`, hit_many, calls the algorithm callb
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
@@ -34,6 +35,16 @@ LIBRARY_NAME = "ratelimit"
 # older one on a server reports it by this number.
 LIBRARY_RELEASE = "1.2.6"
 FIX_COMMAND = "redisops functions load"
+# The commands a decision is sent as: FCALL (FCALL_RO for a peek), the EVALSHA opt-in, and EVAL/
+# EVAL_RO as other limiters send them. INFO commandstats also counts the commands a script runs
+# inside, which are not round trips: count these to count limiter calls.
+DECISION_COMMANDS = ("fcall", "fcall_ro", "evalsha", "evalsha_ro", "eval", "eval_ro")
+
+
+def decision_calls(commandstats: Mapping[str, Any]) -> int:
+    """Limiter calls in INFO commandstats (redis-py's parsed dict, keys `cmdstat_<command>`)."""
+    return sum(int(v.get("calls", 0)) for k, v in commandstats.items()
+               if k.removeprefix("cmdstat_") in DECISION_COMMANDS)
 
 # Flags every shipped engine accepts on a registered function: redis src/script.c scripts_flags_def
 # (7.0 through 8.x) and valkey's Lua engine (VMSE_SCRIPT_FLAG_*) list exactly these five strings.

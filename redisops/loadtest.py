@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from ratelimit.functions import decision_calls
 from ratelimit.tiers import DEFAULT_TIERS
 
 T = TypeVar("T")
@@ -51,7 +52,6 @@ WARM_UP_SOURCE = "127.0.0.250"
 TRUSTED_PROXIES = f"{PROXY_SOURCE}/32"
 # What the loadtest counts as limiter calls in INFO commandstats (EVALSHA today, FCALL with the
 # Functions library; EVAL/SCRIPT in case a client falls back to sending source).
-LIMITER_COMMANDS = ("evalsha", "evalsha_ro", "fcall", "fcall_ro", "eval", "eval_ro")
 _POLICY = re.compile(r'^"(?P<tier>[a-z0-9_]+)";q=(?P<q>\d+);w=(?P<w>\d+)$')
 DEFAULT_WINDOW_S = 3600
 
@@ -206,8 +206,7 @@ def bucket_quantile(before: Mapping[tuple[str, str], float], after: Mapping[tupl
 
 def limiter_calls(commandstats: Mapping[str, Any]) -> tuple[int, int]:
     """(limiter calls, all commands but INFO) from INFO commandstats (redis-py's parsed dict)."""
-    limiter = sum(int(v.get("calls", 0)) for k, v in commandstats.items()
-                  if k.removeprefix("cmdstat_") in LIMITER_COMMANDS)
+    limiter = decision_calls(commandstats)
     total = sum(int(v.get("calls", 0)) for k, v in commandstats.items() if k.removeprefix("cmdstat_") != "info")
     return limiter, total
 

@@ -58,8 +58,9 @@ def _cpu_rounds(r: redis.Redis, port: int, tier: Tier, clients: int, rounds: int
 def model_check(*, clients: int = CLIENTS, cpu_rounds: int = 0) -> dict[str, Any]:
     """Fill a fresh server with `clients` keys per tier of TIERS; return the plan's prediction beside
     what the server holds, and (cpu_rounds > 0) the measured CPU per decision of the dearest tier."""
+    bench = pl.load_bench()
     predicted = pl.plan(pl.Inputs(clients=clients, decisions_per_s=1000, tiers=TIERS, headroom=0.0),
-                        pl.load_bench(), pl.load_prices())
+                        bench, pl.load_prices())
     out: dict[str, Any] = {"clients_per_tier": clients, "keys": 2 * clients,
                            "tiers": [f"{t.name}:{t.algorithm}:{t.limit}/{t.window_s}s" for t in TIERS],
                            "predicted_shards": predicted.shards, "predicted_cluster_mode": predicted.cluster_mode,
@@ -73,7 +74,8 @@ def model_check(*, clients: int = CLIENTS, cpu_rounds: int = 0) -> dict[str, Any
         out["memory_measured_bytes"] = int(r.info("memory")["used_memory"]) - before
         out["memory_ratio"] = round(out["memory_measured_bytes"] / predicted.memory_bytes, 4)
         if cpu_rounds:
-            dearest = max(TIERS, key=lambda t: pl.Model(pl.load_bench(), "").cpu_us(t.algorithm, False)[0])
+            model = pl.Model(bench, "")
+            dearest = max(TIERS, key=lambda t: model.cpu_us(t.algorithm, False)[0])
             samples = _cpu_rounds(r, srv.port, dearest, clients, cpu_rounds)
             # Other tenants of a shared machine only add CPU per decision (cache misses,
             # preemption): the least disturbed round is the figure, as clusterbench does.

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from ratelimit import ALGORITHMS, AsyncRateLimiter, RateLimiter, async_decision_client
+from ratelimit.functions import decision_calls
 from tests.support.ratelimit_fixtures import requires_redis, rl_redis, rl_server  # noqa: F401
 
 pytestmark = [pytest.mark.slow, requires_redis]
@@ -19,16 +20,9 @@ FLOOD, THREADS = 10_000, 8
 LIMIT, WINDOW_S = 30, 60  # the guide's auth tier
 
 
-# The commands a decision is sent as (EVALSHA today, FCALL/FCALL_RO with the functions library);
-# commandstats also counts the commands a script runs inside, which are not round trips.
-ENTRY_COMMANDS = ("cmdstat_evalsha", "cmdstat_evalsha_ro", "cmdstat_eval", "cmdstat_eval_ro", "cmdstat_fcall",
-                  "cmdstat_fcall_ro")
-
-
 def limiter_calls(admin: redis.Redis) -> int:
     """Limiter calls the server received, from its own INFO commandstats."""
-    stats = admin.info("commandstats")
-    return sum(int(stats[k]["calls"]) for k in ENTRY_COMMANDS if k in stats)
+    return decision_calls(admin.info("commandstats"))
 
 
 def flood(limiter: RateLimiter, key: str) -> tuple[int, int, float]:
