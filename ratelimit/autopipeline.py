@@ -71,11 +71,10 @@ def call_packed(client: Any, head: tuple[str, ...], keys: tuple[str, ...], tail:
 
 
 class AutoPipeline:
-    def __init__(self, client: Any, timeout: float, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+    def __init__(self, client: Any, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch <= 0:
             raise ValueError(f"auto_pipeline max_batch must be a positive integer, got {max_batch!r}")
         self.client = client
-        self.timeout = timeout
         self.max_batch = max_batch
         self._pending: list[tuple[Command, asyncio.Future[Any]]] = []
         self._deadline = math.inf  # the earliest deadline of the pending callers (loop time)
@@ -89,14 +88,13 @@ class AutoPipeline:
         self.commands = 0
 
     def execute(self, head: tuple[str, ...], keys: tuple[str, ...], tail: tuple[str, ...],
-                deadline: float | None = None) -> asyncio.Future[Any]:
+                deadline: float) -> asyncio.Future[Any]:
         """Queue one command for this turn's pipeline; await the result. The pipeline ends (and
-        its callers get TimeoutError) by the earliest `deadline` (loop time) of its commands, by
-        default `timeout` from now."""
+        its callers get TimeoutError) by the earliest `deadline` (loop time) of its commands."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending.append(((head, keys, tail), fut))
-        self._deadline = min(self._deadline, loop.time() + self.timeout if deadline is None else deadline)
+        self._deadline = min(self._deadline, deadline)
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
@@ -164,8 +162,3 @@ def _settle(fut: asyncio.Future[Any], reply: Any) -> None:
         fut.set_exception(reply)
     else:
         fut.set_result(reply)
-
-    async def aclose(self) -> None:
-        """Wait for the pipelines in flight (e.g. before closing the client)."""
-        if self._sending:
-            await asyncio.gather(*self._sending, return_exceptions=True)

@@ -641,7 +641,7 @@ class AsyncRateLimiter(_Base):
                          metrics=metrics, deny_cache=deny_cache, deny_cache_size=deny_cache_size)
         if not isinstance(auto_pipeline, bool):
             raise RateLimitError(f"auto_pipeline must be True or False, got {auto_pipeline!r}")
-        self.pipeline: AutoPipeline | None = AutoPipeline(client, timeout) if auto_pipeline else None
+        self.pipeline: AutoPipeline | None = AutoPipeline(client) if auto_pipeline else None
 
     def _send(self, head: tuple[str, ...], keys: tuple[str, ...], tail: tuple[str, ...],
               deadline: float) -> Awaitable[Any]:
