@@ -89,8 +89,6 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
 )
-# Everything a multi-limit call turns into a failure-policy decision or re-raises (_fallback_many).
-_DECIDE_ERRORS: tuple[type[BaseException], ...] = (ResponseError, *_UNAVAILABLE)
 
 
 Mode = Literal["functions", "scripts"]
@@ -107,6 +105,16 @@ class LibraryUnavailable(RuntimeError):
 
 # What makes a decision fall back to the tier's failure policy (besides unavailable replies).
 _FALLBACK: tuple[type[BaseException], ...] = (*_UNAVAILABLE, LibraryUnavailable)
+# Everything a multi-limit call turns into a failure-policy decision or re-raises (_fallback_many):
+# the single-limit path's classes, so hit_many answers whatever hit answers.
+_DECIDE_ERRORS: tuple[type[BaseException], ...] = (ResponseError, *_FALLBACK)
+
+
+def _stale_primary_pool(client: Any, exc: BaseException) -> Any:
+    """The client's pool when `exc` says its primary was replaced (NOREPLICAS), else None."""
+    if isinstance(exc, ResponseError) and str(exc).startswith(_STALE_PRIMARY_PREFIX):
+        return getattr(client, "connection_pool", None)
+    return None
 
 
 class Decision(NamedTuple):
@@ -533,11 +541,7 @@ class RateLimiter(_Base):
         except ResponseError as exc:
             _raise_for_response(exc)
             if _is_unavailable(exc):
-                pool = getattr(self.client, "connection_pool", None)
-                if pool is not None and str(exc).startswith(_STALE_PRIMARY_PREFIX):
-                    # Idle connections only (this call's is back in the pool by now): closing one
-                    # another thread is using would break its call mid-flight.
-                    pool.disconnect(inuse_connections=False)
+                self._drop_stale_connections(exc)
                 return self._on_unavailable(call, exc)
             raise
         except _FALLBACK as exc:
@@ -600,7 +604,15 @@ class RateLimiter(_Base):
                     return split.result(False)
             return split.result(True)
         except _DECIDE_ERRORS as exc:
+            self._drop_stale_connections(exc)
             return self._fallback_many(calls, exc)
+
+    def _drop_stale_connections(self, exc: BaseException) -> None:
+        pool = _stale_primary_pool(self.client, exc)
+        if pool is not None:
+            # Idle connections only (this call's is back in the pool by now): closing one
+            # another thread is using would break its call mid-flight.
+            pool.disconnect(inuse_connections=False)
 
     def _eval_many(self, calls: list[_Call], mode: str) -> Sequence[int]:
         if self.mode == "functions":
@@ -738,9 +750,7 @@ class AsyncRateLimiter(_Base):
         except ResponseError as exc:
             _raise_for_response(exc)
             if _is_unavailable(exc):
-                pool = getattr(self.client, "connection_pool", None)
-                if pool is not None and str(exc).startswith(_STALE_PRIMARY_PREFIX):
-                    await pool.disconnect(inuse_connections=False)  # as in the sync limiter
+                await self._drop_stale_connections(exc)
                 return self._on_unavailable(call, exc)
             raise
         except _FALLBACK as exc:
@@ -816,7 +826,13 @@ class AsyncRateLimiter(_Base):
                         return split.result(False)
                 return split.result(True)
         except _DECIDE_ERRORS as exc:
+            await self._drop_stale_connections(exc)
             return self._fallback_many(calls, exc)
+
+    async def _drop_stale_connections(self, exc: BaseException) -> None:
+        pool = _stale_primary_pool(self.client, exc)
+        if pool is not None:
+            await pool.disconnect(inuse_connections=False)  # as in the sync limiter
 
     async def _eval_many(self, calls: list[_Call], mode: str) -> Sequence[int]:
         if self.mode == "functions":

@@ -187,3 +187,39 @@ def test_library_missing_and_unloadable_falls_back_to_the_tier_policy(rl_server:
         admin.acl_deluser("appuser")
         load_library(admin)
         admin.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_hit_tiers_without_a_loadable_library_falls_back_like_hit_tier(rl_server: RedisProcess,
+                                                                       flavour: str) -> None:
+    """The multi-limit path answers a missing, unloadable library as the single-limit one does:
+    each tier's policy, never an exception (it raised LibraryUnavailable before 2026-12-03)."""
+    admin = redis.Redis(port=rl_server.port)
+    admin.function_flush()
+    admin.acl_setuser("appuser", enabled=True, passwords=["+pw-app-0123"], keys=["*"], commands=APP_RULES)
+    reg = CollectorRegistry()
+    requests = [(TIER, "2.2.2.2"), (OPEN_TIER, "2.2.2.2")]
+    try:
+        if flavour == "sync":
+            client = decision_client(port=rl_server.port, timeout=1.0, username="appuser", password="pw-app-0123")
+            try:
+                got = RateLimiter(client, metrics=LimiterMetrics(reg)).hit_tiers(requests)
+            finally:
+                client.close()
+        else:
+            async def main() -> object:
+                aclient = async_decision_client(port=rl_server.port, timeout=1.0, username="appuser",
+                                                password="pw-app-0123")
+                try:
+                    return await AsyncRateLimiter(aclient, timeout=10.0, metrics=LimiterMetrics(reg)).hit_tiers(requests)
+                finally:
+                    await aclient.aclose()
+            got = run_on_private_loop(main())
+        assert [(d.allowed, d.fallback) for d in got] == [(False, True), (True, True)]  # type: ignore[attr-defined]
+        assert got.allowed is False  # type: ignore[attr-defined]
+        assert sample(reg, LIMITER_ERRORS_METRIC, kind="library_missing") == 2
+    finally:
+        admin.acl_deluser("appuser")
+        load_library(admin)
+        admin.close()

@@ -318,3 +318,24 @@ def test_sliding_log_takes_a_cost_beyond_luas_unpack_limit(rl_redis: redis.Redis
     assert rl_redis.zcard(make_key("rl", "bulk", "sliding_log")) == 6_000
     second = limiter.hit("bulk", 10_000, 60, cost=6_000, algorithm="sliding_log")
     assert not second.allowed and second.remaining == 4_000
+
+
+def test_hit_many_drops_idle_connections_to_a_primary_refusing_writes(own_server: RedisProcess) -> None:
+    """NOREPLICAS (min-replicas-to-write unmet: often a primary Sentinel already replaced) makes
+    hit_many fall back and drop the pool's idle connections, as hit does, so a Sentinel-managed
+    client looks the master up again instead of reusing them."""
+    admin = redis.Redis(port=own_server.port)
+    client = decision_client(port=own_server.port, timeout=RELAXED_TIMEOUT)
+    limiter = RateLimiter(client, timeout=RELAXED_TIMEOUT)
+    try:
+        answered(limiter, AUTH, "w")  # connected, library loaded
+        admin.config_set("min-replicas-to-write", 1)  # no replica here: every write is refused
+        d = limiter.hit_many([("nr", 5, 60), ("nr2", 5, 60)])
+        assert [x.fallback for x in d] == [True, True] and d.allowed is False
+        me = admin.client_id()
+        wait_until(lambda: [c for c in admin.client_list() if int(c["id"]) != me] == [], DEADLINE_S,
+                   "the limiter's idle connection dropped")
+    finally:
+        admin.config_set("min-replicas-to-write", 0)
+        client.close()
+        admin.close()
