@@ -337,10 +337,11 @@ def wait_user_group_active(client: Any, group_id: str, *, timeout_s: float = 900
     _wait_active(status, f"user group {group_id}", timeout_s, poll_s, sleep)
 
 
-# ModifyUser on a user, or on a member of a user group, that is still `modifying` (a deploy's
-# ModifyUser or ModifyUserGroup, an earlier attempt) fails with these (botocore elasticache
-# ModifyUser errors: InvalidUserStateFault, InvalidUserGroupStateFault); the user and its groups
-# are waited for and the call retried within the step, until USER_STATE_RETRY_S has passed.
+# ModifyUser on a user that is still `modifying` (a deploy's ModifyUser or ModifyUserGroup, an
+# earlier attempt) fails with InvalidUserStateFault (botocore elasticache service model, ModifyUser
+# errors). InvalidUserGroupStateFault is listed there only for the user-group and replication-group
+# calls (botocore 1.44.8); it is retried too, as harmless insurance. The user and its groups are
+# waited for and the call retried within the step, until USER_STATE_RETRY_S has passed.
 _USER_STATE_FAULTS = ("InvalidUserStateFault", "InvalidUserGroupStateFault")
 USER_STATE_RETRY_S = 300.0
 
