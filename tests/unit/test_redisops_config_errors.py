@@ -192,11 +192,14 @@ def test_every_settings_command_prints_the_same_list(tmp_path: Path) -> None:
         "smoke": _redisops("smoke", "--settings", str(stack_file), cwd=project, env={"REDIS_URL": "redis://127.0.0.1:1"}),
         "health": _redisops("health", "--settings", str(stack_file), cwd=project,
                             env={"REDIS_URL": "redis://127.0.0.1:1"}),
+        "plan": _redisops("plan", "--clients", "1000", "--rps", "100", "--stack", "bad", cwd=project),
     }
+    prefixes = {"smoke": f"--settings {stack_file}: ", "health": f"--settings {stack_file}: ",
+                "plan": f"--settings {stack_file.name}: "}
     for name, proc in runs.items():
         assert "Traceback" not in proc.stdout + proc.stderr, (name, proc.stderr)
         assert proc.returncode == 2, (name, proc.stderr)
-        prefix = f"--settings {stack_file}: " if name in ("smoke", "health") else ""
+        prefix = prefixes.get(name, "")
         assert proc.stderr == f"error: {prefix}{expected}\n", name
     _assert_refused(runs["render"], FIELDS)
     assert not (project / ".run" / "bad").exists(), "dev up left no run directory behind"
