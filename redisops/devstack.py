@@ -754,11 +754,17 @@ def await_healthy(services: Mapping[str, Mapping[str, Any]], run_dir: Path, *,
         time.sleep(1.0)
 
 
+def _topology(project: Path, stack: str, overrides: Mapping[str, Any] | None) -> str:
+    from redisops import devcluster
+
+    return str(devcluster.stack_config(project, stack, overrides).get("local", {}).get("topology", "single"))
+
+
 def _up_processes(project: Path, stack: str, run_dir: Path, overrides: Mapping[str, Any] | None,
                   out: Out) -> dict[str, Any]:
     from redisops import devcluster
 
-    if devcluster.stack_config(project, stack, overrides).get("local", {}).get("topology") == "cluster":
+    if _topology(project, stack, overrides) == "cluster":
         return devcluster.up(project, stack, run_dir, overrides, out)
     run = offline_run(project, stack, overrides)
     if run.outputs.get("topology") == "sentinel":
@@ -856,6 +862,10 @@ def up(project_dir: Path | None = None, *, stack: str = "dev", mode: Mode = "aut
     if chosen == "docker" and app:
         raise DevStackError("--app runs the example app beside the process mode only; with Docker run it "
                             "yourself: python -m examples.app --env-file .run/dev/.env (see README)")
+    if app and chosen == "processes" and _topology(project, stack, overrides) == "cluster":
+        # examples/app/app.py redis_client connects to one server; a cluster client it does not build.
+        raise DevStackError("--app runs the example app beside the single topology only (it connects to one "
+                            "server); local.topology is cluster here")
     if chosen == "docker" and overrides:
         raise DevStackError("overrides apply to the container-less run only; with Docker set them as stack "
                             f"config: pulumi config set --stack {stack} redisstack:<key> <value>")

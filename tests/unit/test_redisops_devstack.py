@@ -394,3 +394,13 @@ def test_the_example_app_beside_docker_is_refused_with_the_manual_command(tmp_pa
                                                      r"python -m examples.app --env-file \.run/dev/\.env"):
         ds.up(tmp_path, mode="docker", app=True, out=lambda _m: None)
     assert not (tmp_path / ".run").exists()  # refused before anything was created
+
+
+def test_the_example_app_beside_a_cluster_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    # It was a KeyError after the whole cluster had come up (no app address for a cluster).
+    (tmp_path / "Pulumi.yaml").write_text("name: redisstack\n")
+    (tmp_path / "infra").mkdir()
+    (tmp_path / "Pulumi.dev.yaml").write_text("config:\n  redisstack:target: local\n")
+    with pytest.raises(ds.DevStackError, match=r"--app runs the example app beside the single topology only"):
+        ds.up(tmp_path, mode="processes", app=True, overrides={"local": {"topology": "cluster"}}, out=lambda _m: None)
+    assert not (tmp_path / ".run").exists()  # refused before anything was created
