@@ -95,6 +95,18 @@ def destroy_data(data_dir: Path) -> None:
     shutil.rmtree(data_dir / "appendonlydir", ignore_errors=True)
 
 
+def wait_aof_written(srv: Server) -> None:
+    """Until the server has written its AOF buffer to the file. With appendfsync everysec, Redis
+    postpones that write by up to 2 s while a background fsync is still running
+    (flushAppendOnlyFile in src/aof.c), so a reply does not mean the file holds the command yet:
+    a digest taken too early differs from one taken later with nobody else touching the files."""
+    admin = srv.admin()
+    try:
+        wait_until(lambda: admin.info("persistence")["aof_buffer_length"] == 0, 10, "the AOF buffer written")
+    finally:
+        admin.close()
+
+
 def digest_tree(path: Path) -> dict[str, str]:
     return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(path.rglob("*")) if p.is_file() and not p.name.endswith(".log")}
@@ -139,6 +151,7 @@ def test_restore_refuses_a_running_server_unless_forced(srv: Server, tmp_path: P
     app = redis.Redis(port=srv.port, password=srv.passwords["app"])
     app.set("written-after-backup", "1")
     app.close()
+    wait_aof_written(srv)
     before = digest_tree(srv.data_dir)
     proc = run_cli(["restore", "--from", str(result.path), "--data-dir", str(srv.data_dir)], srv.env())
     assert proc.returncode == 1
