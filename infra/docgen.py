@@ -140,7 +140,7 @@ OUTPUT_DOCS: dict[str, str] = {
     "parameterGroupName": "parameter group (auto-named)", "parameterFamily": "redis7 / valkey7 / valkey8",
     "parameters": "parameters derived from redis_conf/redis.conf",
     "redisConfReport": "every redis.conf directive and its ElastiCache fate (parameter or managed equivalent)",
-    "kmsKeyArn": "customer KMS key (at-rest encryption, secrets, logs, alarm topic)",
+    "kmsKeyArn": "customer KMS key (at-rest encryption, secrets, logs, Lambda environment variables, alarm topic)",
     "alarmNames": "CloudWatch alarms from the thresholds table",
     "alarmTopicArn": "SNS topic alarms notify (KMS-encrypted)",
     "eventsTopicArn": "SNS topic of ElastiCache events: failover, node replacement, snapshot failure (unencrypted: "

@@ -15,9 +15,14 @@ What each service needs, with its source (read 2026-12):
   `kms:EncryptionContext:aws:logs:arn` equal to the group's ARN; the group is only created when
   the key policy already allows it
   (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html).
-* Everything else (ElastiCache at rest, Secrets Manager, SSM SecureString, EBS) reaches the key
-  through IAM principals of the account: the policy delegates to IAM with the account root
-  statement (https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html).
+* Everything else (ElastiCache at rest, Secrets Manager, SSM SecureString, EBS, the Lambda
+  functions' environment variables) reaches the key through IAM principals of the account: the
+  policy delegates to IAM with the account root statement
+  (https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html). Lambda is one
+  of them although it decrypts at run time: the caller that creates or updates a function
+  (`kms:CreateGrant`, `kms:Encrypt`) lets Lambda create a grant, through which it decrypts
+  (https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars-encryption.html), so no
+  service-principal statement; infra/components/smoke_function.py has the details.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ SNS_PUBLISH_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey*")
 LOGS_ACTIONS = ("kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*")
 # What a service actually calls (a policy granting wider wildcards still covers them).
 _SNS_CALLS = ("kms:Decrypt", "kms:GenerateDataKey")
+IAM_PRINCIPAL_CALLS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:CreateGrant", "kms:DescribeKey")
 _LOGS_CALLS = ("kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt", "kms:GenerateDataKey", "kms:DescribeKey")
 
 
@@ -123,8 +129,9 @@ class Need:
 
 
 def needs(use: KeyUse) -> list[Need]:
-    out = [Need("IAM principals of the account may use the key (ElastiCache, Secrets Manager, SSM, EBS)",
-                None, ("kms:Decrypt", "kms:GenerateDataKey", "kms:CreateGrant", "kms:DescribeKey"))]
+    # kms:Encrypt: Lambda encrypts a function's environment with the caller's permissions.
+    out = [Need("IAM principals of the account may use the key (ElastiCache, Secrets Manager, SSM, EBS, Lambda)",
+                None, IAM_PRINCIPAL_CALLS)]
     for topic in use.alarm_topic_arns:
         out.append(Need(f"CloudWatch alarms publish into {topic}", "cloudwatch.amazonaws.com", _SNS_CALLS, {
             "kms:EncryptionContext:aws:sns:topicArn": topic, "aws:SourceAccount": use.account_id,

@@ -248,7 +248,8 @@ class ElastiCacheSettings(_Model):
     replicas_per_shard: int = Field(1, ge=0, le=5, description="Replicas per shard when cluster mode is on")
     replication_group_id: str | None = Field(None, description="Fixed id; default: auto-named")
     kms_key_arn: str | None = Field(None, description="Customer KMS key ARN (`...:key/<id>`, not an alias) for "
-                                    "at-rest encryption, secrets, logs and the alarm topic; default: one is created "
+                                    "at-rest encryption, secrets, logs, the Lambda functions' environment variables and the "
+                                    "alarm topic; default: one is created "
                                     "(docs/elasticache.md lists the key-policy statements a given key must carry)")
     auth_mode: Literal["token", "rbac"] = Field("rbac", description="RBAC users app/monitor/admin (ACL model; "
                                                 "`default` disabled), or one AUTH token with full access")

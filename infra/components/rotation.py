@@ -18,6 +18,9 @@ What it may do, and nothing more:
   DescribeUsers / ModifyUser of its users (token mode: ModifyReplicationGroup of its group
   instead); the VPC attachment actions Lambda needs, on its own subnets and security group
   (smoke_function.vpc_and_trace_statements), and its X-Ray traces (tracing Active);
+* environment: encrypted with the stack key, like its log group; Lambda decrypts it through the
+  grant it creates with the deploy role's permissions, so the role has no KMS statement for it
+  (smoke_function module docstring, "Environment");
 * concurrency: reserved, one per secret it rotates (CredentialRotationArgs.reserved_concurrency);
 * invocation: only Secrets Manager, only for these secrets (a resource policy per secret).
 
@@ -227,6 +230,7 @@ class CredentialRotation(pulumi.ComponentResource):
                                                          security_group_ids=[self.security_group.id]),
             # ARNs, ids, addresses and the CA certificate (public): no secret.
             environment=aws.lambda_.FunctionEnvironmentArgs(variables=pulumi.Output.unsecret(self._config())),
+            kms_key_arn=args.kms_key_arn,  # encrypts the environment (smoke_function docstring, "Environment")
             logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="Text", log_group=self.log_group.name),
             tags=tags, opts=child(self, depends_on=[self.role_policy]))
 

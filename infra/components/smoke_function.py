@@ -12,6 +12,24 @@ pulumi/pulumi sdk/go/common/resource/archive/archive.go EnsureHashWithWD -> arch
 it with a fixed timestamp for the upload (addNextFileToZIP), so the same sources give the same
 archive on every machine: no rebuild, no drift, no zip made at render time. Nothing compiled
 is vendored (the function runs on arm64), and boto3 comes with the Lambda Python runtime.
+
+Environment: encrypted at rest with the stack's key (`kms_key_arn`, checkov CKV_AWS_173), the
+key of its log group, here and in the rotation function. Who needs what, per the Lambda
+Developer Guide (https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars-encryption.html,
+"Required permissions"): the caller of CreateFunction/UpdateFunctionConfiguration (the deploy
+role) `kms:CreateGrant` and `kms:Encrypt` through Lambda (and `kms:Decrypt`: the provider reads
+the function back after every create and update, below); "Lambda uses your permissions to
+create a grant on the key", and decrypts at run time through that grant, so the execution role
+gets no KMS statement for it (the grant follows the role: a role deleted and recreated under the
+same name breaks decryption until the function's role is updated, pulumi-aws lambda.Function
+docs). A caller reading the function back needs `kms:Decrypt` through Lambda ("Users without
+Decrypt permissions ... can't view environment variables", same page), else the provider's read
+(hashicorp/terraform-provider-aws internal/service/lambda/function.go, resourceFunctionRead ->
+flattenEnvironment, which ignores Environment.Error) would record an empty environment and plan
+to rewrite it; the drift/preview-prod role gets it (docs/bootstrap/prod-read-policy.json). No
+key-policy statement: these are IAM principals of the account (the account-root statement,
+infra/keypolicy.py), unlike a .zip package encrypted with SourceKMSKeyArn, which needs
+lambda.amazonaws.com in the key policy (encrypt-zip-package.html; not used here).
 """
 
 from __future__ import annotations
@@ -335,6 +353,7 @@ class SmokeFunction(pulumi.ComponentResource):
             # The secrets were stripped from the outputs before they got here (function_config);
             # Output.unsecret only drops the marker the whole `env` output carries.
             environment=aws.lambda_.FunctionEnvironmentArgs(variables=pulumi.Output.unsecret(variables)),
+            kms_key_arn=args.kms_key_arn,  # encrypts the environment (module docstring, "Environment")
             logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="Text", log_group=self.log_group.name),
             tags=tags,
             # Lambda creates the VPC network interfaces with the role's permissions at create time.

@@ -180,6 +180,16 @@ def test_log_group_encrypted_with_the_stack_key_and_named_in_its_policy() -> Non
     assert logs.outputs["arn"] in r.one("aws:kms/key:Key").inputs["policy"]
 
 
+@pytest.mark.parametrize("stack", list(STACK_FILES))
+def test_environment_is_encrypted_with_the_key_of_its_log_group(stack: str) -> None:
+    # checkov CKV_AWS_173; no KMS statement for it on the role (Lambda decrypts through its grant,
+    # infra/components/smoke_function.py docstring; the role's Sids are asserted exactly above).
+    r = run(stack)
+    fn = r.one(FUNCTION, "rotation-fn").inputs
+    assert fn["kmsKeyArn"] == r.one("aws:kms/key:Key").outputs["arn"] == r.outputs["kmsKeyArn"]
+    assert fn["kmsKeyArn"] == r.one(LOGS, "rotation-logs").inputs["kmsKeyId"]
+
+
 def test_schedule_days_and_switching_off() -> None:
     r = run("prod", rotation__days=90)
     assert {s.inputs["rotationRules"]["automaticallyAfterDays"] for s in owned(r, SCHEDULE)} == {90}

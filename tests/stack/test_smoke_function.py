@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from infra.components import smoke_function as sf
+from infra.keypolicy import IAM_PRINCIPAL_CALLS, KeyUse, missing
 from redisops import vpc_smoke
 from tests.support.leaks import generated_secrets, plain_occurrences
 from tests.support.pulumi_harness import StackRun, load_stack_file, run_program, without_component
@@ -156,9 +157,37 @@ def test_role_reads_its_own_secrets_decrypts_through_secrets_manager_and_writes_
         assert statement["Effect"] == "Allow"
 
 
-def test_a_given_kms_key_is_the_one_it_may_decrypt_with() -> None:
+def test_a_given_kms_key_is_the_one_it_may_decrypt_with_and_encrypts_the_environment() -> None:
     r = run("prod", elasticache__kmsKeyArn=GIVEN_KMS)
     assert policy_of(r)["DecryptOwnSecrets"]["Resource"] == GIVEN_KMS
+    assert r.one(FUNCTION).inputs["kmsKeyArn"] == GIVEN_KMS == r.one(LOGS, "smoke-logs").inputs["kmsKeyId"]
+
+
+@pytest.mark.parametrize("stack", list(STACK_FILES))
+def test_environment_is_encrypted_with_the_stack_key_of_its_log_group(stack: str) -> None:
+    # checkov CKV_AWS_173. Lambda decrypts it through the grant it creates with the deploy role's
+    # kms:CreateGrant/kms:Encrypt (https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars-encryption.html),
+    # so the role gets no KMS statement for it (its Sids are exactly those listed above).
+    r = run(stack)
+    key = r.one("aws:kms/key:Key").outputs["arn"]
+    assert r.one(FUNCTION).inputs["kmsKeyArn"] == key == r.outputs["kmsKeyArn"]
+    assert r.one(LOGS, "smoke-logs").inputs["kmsKeyId"] == key
+
+
+@pytest.mark.parametrize("stack", list(STACK_FILES))
+def test_the_key_needs_no_lambda_statement_but_its_iam_principals_must_encrypt(stack: str) -> None:
+    # The deploy role (an IAM principal, through the account-root statement) lets Lambda create its
+    # grant: no service-principal statement for Lambda. A given key's policy that withholds
+    # kms:Encrypt from the account's principals is reported by `redisops key-policy`.
+    policy = json.loads(run(stack).one("aws:kms/key:Key").inputs["policy"])
+    principals = [st["Principal"] for st in policy["Statement"]]
+    assert not [p for p in principals if "lambda" in json.dumps(p)]
+    (root,) = [st for st in policy["Statement"] if st["Principal"] == {"AWS": "arn:aws:iam::123456789012:root"}]
+    assert root["Action"] == "kms:*" and root["Resource"] == "*"
+    narrowed = {"Statement": [{**root, "Action": [a for a in IAM_PRINCIPAL_CALLS if a != "kms:Encrypt"]}]}
+    assert missing(narrowed, KeyUse("123456789012", "aws", "eu-west-1")) == [
+        "IAM principals of the account may use the key (ElastiCache, Secrets Manager, SSM, EBS, Lambda): "
+        "kms:Encrypt is not allowed"]
 
 
 @pytest.mark.parametrize("stack", list(STACK_FILES))

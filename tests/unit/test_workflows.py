@@ -692,9 +692,22 @@ def test_preview_role_can_refresh_every_resource_the_prod_stacks_declare() -> No
                 # Auto-named: <logical name>-<7 hex> (Pulumi auto-naming).
                 function = ARN.format(service="lambda", resource=f"function:{res['name']}-0a1b2c3")
                 assert allows(doc, "lambda:GetFunction", function), function
-    # Only this project's keys decrypt through those services.
-    assert not allows(doc, "kms:Decrypt", ARN.format(service="kms", resource="key/other"),
-                      {"aws:ResourceTag/project": "other", "kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com"})
+                # The stack key encrypts its environment: GetFunction returns the variables only to
+                # a caller that may kms:Decrypt (https://docs.aws.amazon.com/lambda/latest/dg/
+                # configuration-envvars-encryption.html); without them the provider's read
+                # (terraform-provider-aws internal/service/lambda/function.go flattenEnvironment)
+                # records an empty environment and every drift run reports a change.
+                assert "kmsKeyArn" in inputs, function
+                assert allows(doc, "kms:Decrypt", ARN.format(service="kms", resource="key/stack-key"),
+                              {"aws:ResourceTag/project": "redisstack",
+                               "kms:ViaService": "lambda.eu-west-1.amazonaws.com"}), function
+    # Only this project's keys decrypt through those services, and only through them.
+    for service in ("secretsmanager", "ssm", "lambda"):
+        assert not allows(doc, "kms:Decrypt", ARN.format(service="kms", resource="key/other"),
+                          {"aws:ResourceTag/project": "other", "kms:ViaService": f"{service}.eu-west-1.amazonaws.com"})
+    assert not allows(doc, "kms:Decrypt", ARN.format(service="kms", resource="key/stack-key"),
+                      {"aws:ResourceTag/project": "redisstack", "kms:ViaService": "s3.eu-west-1.amazonaws.com"})
+    assert actions_of(statements(doc)["ReadThisProjectsFunctionEnvironmentsThroughLambda"]) == ["kms:Decrypt"]
 
 
 # What the first `pulumi up` does with a key it created moments before (hashicorp/terraform-provider-aws
@@ -705,7 +718,10 @@ def test_preview_role_can_refresh_every_resource_the_prod_stacks_declare() -> No
 # systems-manager/latest/userguide/secure-string-parameter-kms-encryption.html); EBS CreateGrant,
 # GenerateDataKeyWithoutPlaintext, Decrypt, ReEncrypt*, DescribeKey (https://docs.aws.amazon.com/ebs/latest/
 # userguide/ebs-encryption-requirements.html); ElastiCache CreateGrant, DescribeKey
-# (https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/at-rest-encryption.html).
+# (https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/at-rest-encryption.html); Lambda, encrypting a
+# function's environment with the stack key, CreateGrant and Encrypt with the caller's permissions
+# (https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars-encryption.html, "Required
+# permissions") and Decrypt when the provider reads the function back after creating it.
 NEW_KEY_DIRECT = ("kms:DescribeKey", "kms:EnableKeyRotation", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus",
                   "kms:ListResourceTags")
 NEW_KEY_THROUGH = {
@@ -716,6 +732,7 @@ NEW_KEY_THROUGH = {
     "ec2": (("kms:CreateGrant", "kms:GenerateDataKeyWithoutPlaintext", "kms:Decrypt", "kms:ReEncryptFrom",
              "kms:ReEncryptTo", "kms:DescribeKey"), None, None),
     "elasticache": (("kms:CreateGrant", "kms:DescribeKey"), None, None),
+    "lambda": (("kms:CreateGrant", "kms:Encrypt", "kms:Decrypt"), None, None),
 }
 
 
@@ -735,6 +752,10 @@ def test_the_first_up_can_use_the_keys_it_creates_before_their_tags_take_effect(
             assert allows(doc, action, new_key, context), (service, action)
     # ... and no more than that: no direct use of a key, no secret or parameter of another project.
     assert not allows(doc, "kms:Decrypt", new_key)
+    assert not allows(doc, "kms:Encrypt", new_key) and not allows(doc, "kms:CreateGrant", new_key)
+    lambda_keys = statements(doc)["FunctionEnvironmentsThroughLambda"]
+    assert actions_of(lambda_keys) == ["kms:CreateGrant", "kms:Decrypt", "kms:Encrypt"]
+    assert lambda_keys["Condition"] == {"StringEquals": {"kms:ViaService": "lambda.eu-west-1.amazonaws.com"}}
     assert not allows(doc, "kms:Decrypt", new_key, {"kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com",
                                                     "kms:EncryptionContext:SecretARN": ARN.format(
                                                         service="secretsmanager", resource="secret:payroll/db")})
