@@ -15,9 +15,11 @@ What each service needs, with its source (read 2026-12):
   `kms:EncryptionContext:aws:logs:arn` equal to the group's ARN; the group is only created when
   the key policy already allows it
   (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html).
-* Everything else (ElastiCache at rest, Secrets Manager, SSM SecureString, EBS) reaches the key
-  through IAM principals of the account: the policy delegates to IAM with the account root
-  statement (https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html).
+* Everything else (ElastiCache at rest, Secrets Manager, SSM SecureString, EBS, and SSE-KMS on
+  the Lambda code bucket, which Pulumi, Signer and Lambda use with the deploy role's permissions:
+  infra/components/code_signing.py) reaches the key through IAM principals of the account: the
+  policy delegates to IAM with the account root statement
+  (https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html).
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ class Need:
 
 
 def needs(use: KeyUse) -> list[Need]:
-    out = [Need("IAM principals of the account may use the key (ElastiCache, Secrets Manager, SSM, EBS)",
+    out = [Need("IAM principals of the account may use the key (ElastiCache, Secrets Manager, SSM, EBS, S3)",
                 None, ("kms:Decrypt", "kms:GenerateDataKey", "kms:CreateGrant", "kms:DescribeKey"))]
     for topic in use.alarm_topic_arns:
         out.append(Need(f"CloudWatch alarms publish into {topic}", "cloudwatch.amazonaws.com", _SNS_CALLS, {

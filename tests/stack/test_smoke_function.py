@@ -257,7 +257,8 @@ def test_runtime_and_handler() -> None:
 
 def test_archive_holds_the_handler_its_packages_and_pure_python_redis_py() -> None:
     files = sf.package_files()
-    archive = run("prod").one(FUNCTION).inputs["code"]
+    # Uploaded once, signed, and deployed from the signed object (tests/stack/test_code_signing.py).
+    archive = run("prod").one("aws:s3/bucketObjectv2:BucketObjectv2").inputs["source"]
     assert sorted(archive.assets) == sorted(files)
     assert all(Path(a.path) == files[name] for name, a in archive.assets.items())
     top = {name.split("/")[0] for name in files}
