@@ -22,17 +22,19 @@ A new archive is a new object version: the provider updates aws_s3_object in pla
 `version_id` unknown; every argument of aws_signer_signing_job is ForceNew and it has no Update
 (hashicorp/terraform-provider-aws internal/service/signer/signing_job.go: profile_name, source
 bucket/key/version, destination bucket/prefix all `ForceNew: true`; Delete is a no-op), so the
-job is replaced, signs the new version into a new key (Signer names it by the job id), and the
-functions' `s3_key` changes: Lambda UpdateFunctionCode, validated against the config.
+job is replaced and signs the new version under `signed/<version id>/` (a new key whatever file
+name Signer picks), and the functions' `s3_key` changes: Lambda UpdateFunctionCode, validated
+against the config.
 tests/stack/test_code_signing.py pins that chain.
 
 Who reads and writes what (the deploy role, docs/bootstrap/production-policy.json): Pulumi puts
 the object; Signer reads the source version and writes the signed object with the caller's
 permissions (s3:GetObjectVersion, s3:PutObject, s3:ListBucket: "Define an IAM policy",
 https://docs.aws.amazon.com/signer/latest/developerguide/gs-iam.html); Lambda fetches the
-signed object for CreateFunction/UpdateFunctionCode on the caller's behalf. All of them reach
-the stack key through S3 as IAM principals of the account (the key policy's root statement,
-infra/keypolicy.py), so the key policy needs no statement for S3.
+signed object for CreateFunction/UpdateFunctionCode, as we read it on the caller's behalf (not
+verified against AWS: docs/fidelity.md). All of them reach the stack key through S3 as IAM
+principals of the account (the key policy's root statement, infra/keypolicy.py), so the key
+policy needs no statement for S3.
 """
 
 from __future__ import annotations
@@ -84,6 +86,10 @@ def profile_prefix(project: str, stack: str) -> str:
         raise ValueError(f"code signing: signing profile prefix {prefix!r} is longer than {PROFILE_PREFIX_MAX} "
                          "characters; shorten the project or stack name")
     return prefix
+
+
+def signed_prefix(version_id: str) -> str:
+    return f"{SIGNED_PREFIX}{version_id}/"
 
 
 def bucket_policy(bucket_arn: str) -> str:
@@ -210,8 +216,10 @@ class LambdaCodeSigning(pulumi.ComponentResource):
             f"{self._name}-job", profile_name=self.profile.name,
             source=aws.signer.SigningJobSourceArgs(s3=aws.signer.SigningJobSourceS3Args(
                 bucket=self.archive.bucket, key=self.archive.key, version=self.archive.version_id)),
+            # Under the source version: a new version always lands under a new key, whatever name
+            # Signer gives the signed zip, so the functions' s3_key changes and Lambda redeploys.
             destination=aws.signer.SigningJobDestinationArgs(s3=aws.signer.SigningJobDestinationS3Args(
-                bucket=self.bucket.id, prefix=SIGNED_PREFIX)),
+                bucket=self.bucket.id, prefix=self.archive.version_id.apply(signed_prefix))),
             # A failed job fails `pulumi up` (the provider waits for Succeeded).
             ignore_signing_job_failure=False, opts=child(self))
 

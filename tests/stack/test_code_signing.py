@@ -133,7 +133,9 @@ def test_the_job_signs_exactly_the_uploaded_version(stack: str) -> None:
     bucket = owned(r, BUCKET).outputs["bucket"]
     assert job.inputs["source"] == {"s3": {"bucket": bucket, "key": cs.UNSIGNED_KEY,
                                            "version": archive.outputs["versionId"]}}
-    assert job.inputs["destination"] == {"s3": {"bucket": bucket, "prefix": cs.SIGNED_PREFIX}}
+    # Under the version: a new version is a new key, whatever file name Signer writes.
+    assert job.inputs["destination"] == {"s3": {"bucket": bucket,
+                                                "prefix": f"signed/{archive.outputs['versionId']}/"}}
     assert job.inputs["profileName"] == owned(r, PROFILE).outputs["name"]
     assert job.inputs["ignoreSigningJobFailure"] is False  # a failed signature fails `pulumi up`
     # Nothing may stop a new version from replacing the job (every argument is ForceNew upstream).
