@@ -16,10 +16,11 @@ What each service needs, with its source (read 2026-12):
   the key policy already allows it
   (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html).
 * Everything else (ElastiCache at rest, Secrets Manager, SSM SecureString, EBS, the Lambda
-  functions' environment variables) reaches the key through IAM principals of the account: the
-  policy delegates to IAM with the account root statement
-  (https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html). Lambda is one
-  of them although it decrypts at run time: the caller that creates or updates a function
+  functions' environment variables, and SSE-KMS on the Lambda code bucket, which Pulumi, Signer
+  and Lambda use with the deploy role's permissions: infra/components/code_signing.py) reaches the
+  key through IAM principals of the account: the policy delegates to IAM with the account root
+  statement (https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html). Lambda
+  is one of them although it decrypts at run time: the caller that creates or updates a function
   (`kms:CreateGrant`, `kms:Encrypt`) lets Lambda create a grant, through which it decrypts
   (https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars-encryption.html), so no
   service-principal statement; infra/components/smoke_function.py has the details.
@@ -130,7 +131,7 @@ class Need:
 
 def needs(use: KeyUse) -> list[Need]:
     # kms:Encrypt: Lambda encrypts a function's environment with the caller's permissions.
-    out = [Need("IAM principals of the account may use the key (ElastiCache, Secrets Manager, SSM, EBS, Lambda)",
+    out = [Need("IAM principals of the account may use the key (ElastiCache, Secrets Manager, SSM, EBS, Lambda, S3)",
                 None, IAM_PRINCIPAL_CALLS)]
     for topic in use.alarm_topic_arns:
         out.append(Need(f"CloudWatch alarms publish into {topic}", "cloudwatch.amazonaws.com", _SNS_CALLS, {

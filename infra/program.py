@@ -7,11 +7,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infra.errors import settings_errors_in
 from infra.settings import Settings, load_settings
 from redis_conf.elasticache import family_for, report_as_dicts
+
+if TYPE_CHECKING:
+    from infra.components.code_signing import SignedCode
 
 
 def _local(settings: Settings) -> dict[str, Any]:
@@ -26,12 +29,13 @@ def _elasticache(settings: Settings) -> dict[str, Any]:
 
     cache = ElastiCacheRedis("redis", ElastiCacheArgs.from_settings(settings))
     key = cache.stack_outputs["kmsKeyArn"]
+    code = _signed_code(settings, key)
     rotation = _rotation(settings, "elasticache", {c: s.arn for c, s in cache.secrets.items()},
-                         redis_sg=cache.security_group.id, ports=(PORT,), kms_key_arn=key,
+                         redis_sg=cache.security_group.id, ports=(PORT,), kms_key_arn=key, code=code,
                          replication_group_id=cache.replication_group.id, user_group_id=cache.user_group_id,
                          user_ids=cache.user_ids)
-    return {**cache.stack_outputs, **_smoke(settings, cache.stack_outputs, cache.security_group.id, (PORT,), key),
-            **rotation}
+    return {**cache.stack_outputs,
+            **_smoke(settings, cache.stack_outputs, cache.security_group.id, (PORT,), key, code), **rotation}
 
 
 def _sentinel(settings: Settings) -> dict[str, Any]:
@@ -39,40 +43,55 @@ def _sentinel(settings: Settings) -> dict[str, Any]:
 
     hosts = SentinelHosts("redis", SentinelHostsArgs.from_settings(settings))
     out = hosts.stack_outputs
+    code = _signed_code(settings, hosts.kms_key.arn)
     rotation = _rotation(settings, "sentinel", {"app": hosts.app_secret.arn, "admin": hosts.admin_secret.arn},
                          redis_sg=hosts.security_group.id, ports=(REDIS_PORT, SENTINEL_PORT),
-                         kms_key_arn=hosts.kms_key.arn, nodes=out["redisNodes"], sentinels=out["sentinelEndpoints"],
-                         tls=bool(out["tls"]), ca_cert_pem=out.get("caCertPem"))
-    return {**out, **_smoke(settings, out, hosts.security_group.id, (REDIS_PORT, SENTINEL_PORT), hosts.kms_key.arn),
-            **rotation}
+                         kms_key_arn=hosts.kms_key.arn, code=code, nodes=out["redisNodes"],
+                         sentinels=out["sentinelEndpoints"], tls=bool(out["tls"]), ca_cert_pem=out.get("caCertPem"))
+    return {**out, **_smoke(settings, out, hosts.security_group.id, (REDIS_PORT, SENTINEL_PORT), hosts.kms_key.arn,
+                            code), **rotation}
+
+
+def _signed_code(settings: Settings, kms_key_arn: Any) -> SignedCode | None:
+    """The functions' archive, signed once for both (infra/components/code_signing.py); None when
+    neither the smoke nor the rotation function is deployed."""
+    c = settings.config
+    if not (c.smoke.enabled or c.rotation.enabled):
+        return None
+    from infra.components.code_signing import LambdaCodeSigning, LambdaCodeSigningArgs
+
+    return LambdaCodeSigning("lambda-code", LambdaCodeSigningArgs(
+        project=settings.project, stack=settings.stack, kms_key_arn=kms_key_arn, tags=settings.tags)).code
 
 
 def _smoke(settings: Settings, outputs: dict[str, Any], redis_sg: Any, ports: tuple[int, ...],
-           kms_key_arn: Any) -> dict[str, Any]:
+           kms_key_arn: Any, code: SignedCode | None) -> dict[str, Any]:
     """The in-VPC smoke function CI invokes after `pulumi up` (smoke.enabled, on by default)."""
     if not settings.config.smoke.enabled:
         return {}
+    assert code is not None  # _signed_code signs whenever a function is deployed
     from infra.components.smoke_function import SmokeFunction, SmokeFunctionArgs
 
     everything = {**common_outputs(settings), **outputs}  # the tiers and expectations smoke holds Redis to
     fn = SmokeFunction("smoke", SmokeFunctionArgs.for_target(settings, everything, redis_security_group_id=redis_sg,
-                                                             redis_ports=ports, kms_key_arn=kms_key_arn))
+                                                             redis_ports=ports, kms_key_arn=kms_key_arn, code=code))
     return fn.stack_outputs
 
 
 def _rotation(settings: Settings, target: str, secret_arns: dict[str, Any], *, redis_sg: Any,
-              ports: tuple[int, ...], kms_key_arn: Any, **where: Any) -> dict[str, Any]:
+              ports: tuple[int, ...], kms_key_arn: Any, code: SignedCode | None, **where: Any) -> dict[str, Any]:
     """The rotation Lambda and its schedules (rotation.enabled, on by default on AWS targets)."""
     c = settings.config
     if not c.rotation.enabled:
         return {}
+    assert code is not None  # _signed_code signs whenever a function is deployed
     from infra.components.rotation import CredentialRotation, CredentialRotationArgs
 
     assert c.network.vpc_id is not None  # the target refused to build without one
     return CredentialRotation("rotation", CredentialRotationArgs(
         project=settings.project, stack=settings.stack, target=target, vpc_id=c.network.vpc_id,
         subnet_ids=tuple(c.network.subnet_ids), redis_security_group_id=redis_sg, redis_ports=ports,
-        secret_arns=secret_arns, kms_key_arn=kms_key_arn, days=c.rotation.days, overlap=c.rotation.overlap,
+        secret_arns=secret_arns, kms_key_arn=kms_key_arn, code=code, days=c.rotation.days, overlap=c.rotation.overlap,
         log_retention_days=settings.log_retention_days,
         endpoint_security_group_id=c.smoke.secrets_endpoint_security_group_id, tags=settings.tags,
         **where)).stack_outputs

@@ -285,6 +285,34 @@ class RecordingMocks(Mocks):
             rid = str(uuid.UUID(digest[:32]))
             outputs["arn"] = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{rid}"
             outputs["keyId"] = rid
+        elif t == "aws:s3/bucket:Bucket":
+            # bucket_prefix + the provider's 26-character unique suffix; the id is the name.
+            bucket = str(inputs.get("bucket") or f"{inputs.get('bucketPrefix', name + '-')}{digest[:26]}")
+            outputs.update(bucket=bucket, arn=f"arn:aws:s3:::{bucket}")
+            rid = bucket
+        elif t == "aws:s3/bucketObjectv2:BucketObjectv2":
+            # Versioned bucket: S3 returns an opaque version id per write.
+            outputs.setdefault("versionId", f"v{digest[:31]}")
+        elif t == "aws:signer/signingProfile:SigningProfile":
+            profile = str(inputs.get("name") or f"{inputs.get('namePrefix', '')}{digest[:26]}")
+            version = digest[26:36]
+            outputs.update(name=profile, version=version,
+                           arn=f"arn:aws:signer:{REGION}:{ACCOUNT}:/signing-profiles/{profile}",
+                           versionArn=f"arn:aws:signer:{REGION}:{ACCOUNT}:/signing-profiles/{profile}/{version}")
+            rid = profile
+        elif t == "aws:signer/signingJob:SigningJob":
+            # Signer writes the signed zip to the destination prefix under the job id (a new job, a
+            # new key); the job id here depends on what is signed, as a replaced job's would change.
+            s3 = (inputs.get("source") or {}).get("s3") or {}
+            rid = str(uuid.UUID(hashlib.sha256(f"{name}:{s3.get('key')}:{s3.get('version')}".encode())
+                                .hexdigest()[:32]))
+            dest = (inputs.get("destination") or {}).get("s3") or {}
+            outputs.update(jobId=rid, status="Succeeded", platformId="AWSLambda-SHA384-ECDSA",
+                           signedObjects=[{"s3s": [{"bucket": dest.get("bucket"),
+                                                    "key": f"{dest.get('prefix', '')}{rid}.zip"}]}])
+        elif t == "aws:lambda/codeSigningConfig:CodeSigningConfig":
+            rid = f"csc-{digest[:17]}"
+            outputs.update(configId=rid, arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:code-signing-config:{rid}")
         outputs.setdefault("name", inputs.get("name") or f"{name}-mock")
         outputs["id"] = rid or f"{name}-id"
         return outputs["id"]

@@ -69,19 +69,23 @@ TYPE_OVERRIDES: Mapping[str, str] = {
     "aws:ec2/eip:Eip": "aws_eip",
     "aws:ec2/subnet:Subnet": "aws_subnet",
     "aws:ec2/vpc:Vpc": "aws_vpc",
+    # BucketObjectv2 is Terraform's aws_s3_object (its pulumi-aws 7.51 docs repeat the
+    # provider's "Provides an S3 object resource."); the derived name would be aws_s3_bucket_objectv2.
+    "aws:s3/bucketObjectv2:BucketObjectv2": "aws_s3_object",
     # pulumi-docker's RemoteImage is the provider's docker_image.
     "docker:index/remoteImage:RemoteImage": "docker_image",
 }
 # Pulumi input names that differ from the Terraform attribute, per Terraform type. Pulumi names
 # a list block in the plural where Terraform's block name is singular, and renames a few
 # attributes (the pulumi-aws schema, e.g. TopicSubscription.topic "ARN of the SNS topic",
-# Terraform's topic_arn; Function.code is Terraform's filename).
+# Terraform's topic_arn).
 RENAMES: Mapping[str, Mapping[str, str]] = {
     "aws_elasticache_replication_group": {"logDeliveryConfigurations": "log_delivery_configuration"},
     "aws_elasticache_parameter_group": {"parameters": "parameter"},
     "aws_cloudwatch_metric_alarm": {"metricQueries": "metric_query"},
     "aws_dlm_lifecycle_policy": {"schedules": "schedule"},
-    "aws_lambda_function": {"code": "filename"},
+    "aws_s3_bucket_lifecycle_configuration": {"rules": "rule"},
+    "aws_s3_bucket_server_side_encryption_configuration": {"rules": "rule"},
     "aws_sns_topic_subscription": {"topic": "topic_arn"},
     "docker_container": {"uploads": "upload"},
 }

@@ -24,7 +24,7 @@ What it may do, and nothing more:
 * concurrency: reserved, one per secret it rotates (CredentialRotationArgs.reserved_concurrency);
 * invocation: only Secrets Manager, only for these secrets (a resource policy per secret).
 
-Code: the same asset archive as the smoke function (smoke_function.package_files), handler
+Code: the same signed archive as the smoke function (infra/components/code_signing.py), handler
 `redisops.rotation.handler`. The schedule (`rotation.days`) starts with the next window after
 `pulumi up`, not at once (`rotate_immediately=False`: a deploy is never raced by a rotation).
 """
@@ -40,16 +40,15 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.aws_common import Account, account, child, encrypted_log_group
+from infra.components.code_signing import SignedCode
 from infra.components.smoke_function import (
     ARCHITECTURE,
     ENV_LIMIT_BYTES,
     LAMBDA_TRUST_POLICY,
     RUNTIME,
-    code_archive,
     function_security_group,
     log_group_name,
     own_network_arns,
-    package_files,
     vpc_and_trace_statements,
 )
 from redisops.rotation import CONFIG_VARIABLE, RotationConfig
@@ -78,6 +77,7 @@ class CredentialRotationArgs:
     redis_ports: tuple[int, ...]
     secret_arns: Mapping[str, pulumi.Input[str]]  # credential (app, admin, monitor) -> secret ARN
     kms_key_arn: pulumi.Input[str]
+    code: SignedCode  # the signed archive and the config that checks it (infra/components/code_signing.py)
     days: int = 30
     overlap: str = "interval"  # rotation.overlap (redisops/rotation.py OVERLAP_MODES)
     log_retention_days: int = 365
@@ -222,7 +222,7 @@ class CredentialRotation(pulumi.ComponentResource):
         return aws.lambda_.Function(
             f"{name}-fn",
             description=f"{args.project}/{args.stack}: Secrets Manager rotation of the Redis credentials",
-            runtime=RUNTIME, architectures=[ARCHITECTURE], handler=HANDLER, code=code_archive(package_files()),
+            runtime=RUNTIME, architectures=[ARCHITECTURE], handler=HANDLER, **args.code.function_args(),
             role=self.role.arn, timeout=TIMEOUT_S, memory_size=MEMORY_MB,
             reserved_concurrent_executions=args.reserved_concurrency,
             tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active"),

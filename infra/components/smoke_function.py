@@ -10,7 +10,9 @@ that runs the program (the version requirements.txt pins), as a Pulumi AssetArch
 themselves. Pulumi hashes such an archive by file names and contents (a tar with fixed headers,
 pulumi/pulumi sdk/go/common/resource/archive/archive.go EnsureHashWithWD -> archiveTar) and zips
 it with a fixed timestamp for the upload (addNextFileToZIP), so the same sources give the same
-archive on every machine: no rebuild, no drift, no zip made at render time. Nothing compiled
+archive on every machine: no rebuild, no drift, no zip made at render time. The archive is
+uploaded and signed with AWS Signer once per stack (infra/components/code_signing.py), and the
+function deploys the signed object under an enforcing code-signing config. Nothing compiled
 is vendored (the function runs on arm64), and boto3 comes with the Lambda Python runtime.
 
 Environment: encrypted at rest with the stack's key (`kms_key_arn`, checkov CKV_AWS_173), the
@@ -39,7 +41,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 import pulumi_aws as aws
@@ -47,6 +49,9 @@ import pulumi_aws as aws
 from infra.components.aws_common import Account, account, child, fixed_name
 from infra.settings import Settings
 from redisops.vpc_smoke import CONFIG_VARIABLE, OUTPUT_KEYS, function_config
+
+if TYPE_CHECKING:
+    from infra.components.code_signing import SignedCode
 
 # python3.13: supported by Lambda until 2029-06-30 (python3.11 was deprecated 2026-06-30;
 # https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html).
@@ -154,6 +159,7 @@ class SmokeFunctionArgs:
     redis_ports: tuple[int, ...]
     outputs: Mapping[str, Any] = field(repr=False)  # the target's stack outputs (secrets are stripped here)
     app_secret_arn: pulumi.Input[str]
+    code: SignedCode  # the signed archive and the config that checks it (infra/components/code_signing.py)
     admin_secret_arn: pulumi.Input[str] | None = None
     kms_key_arn: pulumi.Input[str] | None = None  # the key that encrypts the secrets
     log_retention_days: int = 30
@@ -172,7 +178,8 @@ class SmokeFunctionArgs:
 
     @classmethod
     def for_target(cls, settings: Settings, outputs: Mapping[str, Any], *, redis_security_group_id: pulumi.Input[str],
-                   redis_ports: Sequence[int], kms_key_arn: pulumi.Input[str] | None) -> SmokeFunctionArgs:
+                   redis_ports: Sequence[int], kms_key_arn: pulumi.Input[str] | None,
+                   code: SignedCode) -> SmokeFunctionArgs:
         """From validated Settings and the target component's stack outputs (ElastiCache:
         authSecretArn; Sentinel: appSecretArn and adminSecretArn)."""
         c = settings.config
@@ -182,7 +189,7 @@ class SmokeFunctionArgs:
         return cls(
             project=settings.project, stack=settings.stack, vpc_id=c.network.vpc_id,
             subnet_ids=tuple(c.network.subnet_ids), redis_security_group_id=redis_security_group_id,
-            redis_ports=tuple(redis_ports), outputs=outputs, app_secret_arn=app_secret,
+            redis_ports=tuple(redis_ports), outputs=outputs, app_secret_arn=app_secret, code=code,
             admin_secret_arn=outputs.get("adminSecretArn"), kms_key_arn=kms_key_arn,
             log_retention_days=settings.log_retention_days,
             secrets_endpoint_security_group_id=c.smoke.secrets_endpoint_security_group_id, tags=settings.tags)
@@ -344,7 +351,7 @@ class SmokeFunction(pulumi.ComponentResource):
         return aws.lambda_.Function(
             f"{name}-fn",
             description=f"{args.project}/{args.stack}: redisops smoke and functions load, run inside the VPC",
-            runtime=RUNTIME, architectures=[ARCHITECTURE], handler=HANDLER, code=code_archive(package_files()),
+            runtime=RUNTIME, architectures=[ARCHITECTURE], handler=HANDLER, **args.code.function_args(),
             role=self.role.arn, timeout=TIMEOUT_S, memory_size=MEMORY_MB,
             reserved_concurrent_executions=RESERVED_CONCURRENCY,
             tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active"),

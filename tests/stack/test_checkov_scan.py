@@ -162,8 +162,12 @@ def test_blocks_become_lists_maps_stay_objects_and_names_are_terraforms() -> Non
     dlm = planned(plan, "aws_dlm_lifecycle_policy.redis_snapshots")["values"]["policy_details"][0]
     assert "schedule" in dlm and "schedules" not in dlm
     assert isinstance(dlm["target_tags"], dict)
-    fn = planned(plan, "aws_lambda_function.smoke_fn")["values"]
-    assert fn["filename"].startswith("AssetArchive:infra,ratelimit,") and "code" not in fn
+    archive = planned(plan, "aws_s3_object.lambda_code_archive")["values"]
+    assert archive["source"].startswith("AssetArchive:infra,ratelimit,") and archive["key"] == "unsigned/functions.zip"
+    lifecycle = planned(plan, "aws_s3_bucket_lifecycle_configuration.lambda_code_lifecycle")["values"]
+    assert len(lifecycle["rule"]) == 2 and "rules" not in lifecycle
+    sse = planned(plan, "aws_s3_bucket_server_side_encryption_configuration.lambda_code_encryption")["values"]
+    assert sse["rule"][0]["apply_server_side_encryption_by_default"][0]["sse_algorithm"] == "aws:kms"
     rg = planned(plan_of("prod"), "aws_elasticache_replication_group.redis_rg")["values"]
     assert len(rg["log_delivery_configuration"]) == 2 and "log_delivery_configurations" not in rg
 

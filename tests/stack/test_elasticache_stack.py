@@ -51,6 +51,7 @@ SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
 SUBNET_GROUP = "aws:elasticache/subnetGroup:SubnetGroup"
 SMOKE_FUNCTION = "redisstack:aws:SmokeFunction"
 ROTATION = "redisstack:aws:CredentialRotation"
+CODE_SIGNING = "redisstack:aws:LambdaCodeSigning"
 GIVEN_KMS = "arn:aws:kms:eu-west-1:123456789012:key/0b1c2d3e-1111-2222-3333-444455556666"
 GIVEN_TOKEN = "Given-token-0123456789abcdef!&#$^<>"
 # Resources without a tags argument in pulumi-aws.
@@ -92,7 +93,7 @@ def run(name: str) -> StackRun:
     }
     cfg, secret = variants[name]
     # The smoke function (on the group's security group too) has its own tests: tests/stack/test_smoke_function.py.
-    return without_component(run_program(cfg, stack="prod", secret_keys=secret), SMOKE_FUNCTION, ROTATION)
+    return without_component(run_program(cfg, stack="prod", secret_keys=secret), SMOKE_FUNCTION, ROTATION, CODE_SIGNING)
 
 
 ALL = ("prod", "token", "cluster", "valkey", "valkey7", "given")

@@ -51,6 +51,7 @@ from tests.support.pulumi_harness import (
 
 SMOKE_FUNCTION = "redisstack:aws:SmokeFunction"
 ROTATION = "redisstack:aws:CredentialRotation"
+CODE_SIGNING = "redisstack:aws:LambdaCodeSigning"
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_SG = "sg-0a1b2c3d4e5f60aa1"
@@ -82,7 +83,7 @@ def prod_variant(**overrides: Any) -> tuple[dict[str, Any], tuple[str, ...]]:
 def prod_sentinel() -> StackRun:
     config, secret = load_stack_file("Pulumi.prod-sentinel.yaml")
     # The smoke function (on the hosts' group too) has its own tests: tests/stack/test_smoke_function.py.
-    return without_component(run_program(config, stack="prod-sentinel", secret_keys=secret), SMOKE_FUNCTION, ROTATION)
+    return without_component(run_program(config, stack="prod-sentinel", secret_keys=secret), SMOKE_FUNCTION, ROTATION, CODE_SIGNING)
 
 
 def secrets_of(run: StackRun) -> list[str]:
@@ -765,7 +766,7 @@ def test_two_sentinel_stacks_in_one_account_never_share_host_metrics() -> None:
     # Service Authorization Reference for CloudWatch) keeps each stack's hosts out of the other's.
     config, secret = load_stack_file("Pulumi.prod-sentinel.yaml")
     runs = {"prod-sentinel": prod_sentinel(), "staging-sentinel": without_component(
-        run_program(config, stack="staging-sentinel", secret_keys=secret), SMOKE_FUNCTION, ROTATION)}
+        run_program(config, stack="staging-sentinel", secret_keys=secret), SMOKE_FUNCTION, ROTATION, CODE_SIGNING)}
     used = {stack: _namespaces_used(run) for stack, run in runs.items()}
     assert used == {stack: {f"redisstack/redisstack/{stack}"} for stack in runs}
     for stack, run in runs.items():

@@ -186,7 +186,7 @@ def test_the_key_needs_no_lambda_statement_but_its_iam_principals_must_encrypt(s
     assert root["Action"] == "kms:*" and root["Resource"] == "*"
     narrowed = {"Statement": [{**root, "Action": [a for a in IAM_PRINCIPAL_CALLS if a != "kms:Encrypt"]}]}
     assert missing(narrowed, KeyUse("123456789012", "aws", "eu-west-1")) == [
-        "IAM principals of the account may use the key (ElastiCache, Secrets Manager, SSM, EBS, Lambda): "
+        "IAM principals of the account may use the key (ElastiCache, Secrets Manager, SSM, EBS, Lambda, S3): "
         "kms:Encrypt is not allowed"]
 
 
@@ -286,7 +286,8 @@ def test_runtime_and_handler() -> None:
 
 def test_archive_holds_the_handler_its_packages_and_pure_python_redis_py() -> None:
     files = sf.package_files()
-    archive = run("prod").one(FUNCTION).inputs["code"]
+    # Uploaded once, signed, and deployed from the signed object (tests/stack/test_code_signing.py).
+    archive = run("prod").one("aws:s3/bucketObjectv2:BucketObjectv2").inputs["source"]
     assert sorted(archive.assets) == sorted(files)
     assert all(Path(a.path) == files[name] for name, a in archive.assets.items())
     top = {name.split("/")[0] for name in files}

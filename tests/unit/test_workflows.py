@@ -544,9 +544,37 @@ def test_dev_role_cannot_touch_prod_and_the_deploy_role_cannot_touch_dev() -> No
             for r in resources_of(statement):
                 if r.startswith("arn:aws:s3:::") and any(a in actions_of(statement) for a in ("s3:PutObject",
                                                                                             "s3:DeleteObject")):
-                    assert f"redisstack/{own}" in r, (document, sid, r)
+                    # The state of its own stack, or the code bucket of its own stack (code_signing.py).
+                    assert f"redisstack/{own}" in r or r.startswith(f"arn:aws:s3:::redisstack-{own}-code-"), \
+                        (document, sid, r)
         decrypt = [s for s in doc["Statement"] if "kms:Decrypt" in actions_of(s) and "Condition" not in s]
         assert [resources_of(s) for s in decrypt] == [[f"arn:aws:kms:eu-west-1:123456789012:key/{own}"]], document
+
+
+def test_deploy_role_signs_and_uploads_only_the_prod_stacks_code() -> None:
+    # Signer reads the source version and writes the signed zip with the caller's permissions
+    # (s3:GetObjectVersion, s3:PutObject, s3:ListBucket: https://docs.aws.amazon.com/signer/latest/
+    # developerguide/gs-iam.html), through S3 with the stack key (aws:s3:arn context).
+    doc = bootstrap_document("production-policy.json")
+    profile = ARN.format(service="signer", resource="/signing-profiles/redisstack_prod_0a1b2c3d")
+    other_profile = ARN.format(service="signer", resource="/signing-profiles/payroll_prod_0a1b2c3d")
+    for action in ("signer:PutSigningProfile", "signer:GetSigningProfile", "signer:StartSigningJob",
+                   "signer:CancelSigningProfile"):
+        assert allows(doc, action, profile) and not allows(doc, action, other_profile), action
+    assert allows(doc, "signer:DescribeSigningJob", ARN.format(service="signer", resource="/signing-jobs/0a1b"))
+    assert not allows(doc, "signer:StartSigningJob") and not allows(doc, "signer:RevokeSignature", profile)
+    other_bucket = "arn:aws:s3:::payroll-prod-code-0a1b2c3d4e5f60718293a4b5c6"
+    for action in ("s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObjectVersion"):
+        assert allows(doc, action, f"{CODE_BUCKET}/signed/0a1b.zip"), action
+        assert not allows(doc, action, f"{other_bucket}/signed/0a1b.zip"), action
+    for action in ("s3:ListBucket", "s3:CreateBucket", "s3:PutBucketVersioning", "s3:PutEncryptionConfiguration",
+                   "s3:PutLifecycleConfiguration", "s3:PutBucketNotification", "s3:PutBucketPublicAccessBlock"):
+        assert allows(doc, action, CODE_BUCKET) and not allows(doc, action, other_bucket), action
+    assert not allows(doc, "s3:PutObject", "arn:aws:s3:::redisstack-state-123456789012/anything")
+    via_s3 = {"kms:ViaService": "s3.eu-west-1.amazonaws.com"}
+    key = ARN.format(service="kms", resource="key/created-a-second-ago")
+    assert allows(doc, "kms:GenerateDataKey", key, {**via_s3, "kms:EncryptionContext:aws:s3:arn": CODE_BUCKET})
+    assert not allows(doc, "kms:Decrypt", key, {**via_s3, "kms:EncryptionContext:aws:s3:arn": other_bucket})
 
 
 def test_deploy_role_changes_only_roles_of_this_project_and_passes_them_only_to_their_services() -> None:
@@ -637,6 +665,24 @@ REFRESH_READS: dict[str, tuple[str, ...]] = {
     "aws:iam/rolePolicy:RolePolicy": ("iam:GetRolePolicy",),
     "aws:iam/rolePolicyAttachment:RolePolicyAttachment": ("iam:ListAttachedRolePolicies",),
     "aws:kms/key:Key": ("kms:DescribeKey", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:ListResourceTags"),
+    # s3/bucket.go resourceBucketRead: HeadBucket, then one Get per sub-resource it reports.
+    "aws:s3/bucket:Bucket": ("s3:ListBucket", "s3:GetBucketPolicy", "s3:GetBucketAcl", "s3:GetBucketCORS",
+                             "s3:GetBucketWebsite", "s3:GetBucketVersioning", "s3:GetAccelerateConfiguration",
+                             "s3:GetBucketRequestPayment", "s3:GetBucketLogging", "s3:GetLifecycleConfiguration",
+                             "s3:GetReplicationConfiguration", "s3:GetEncryptionConfiguration",
+                             "s3:GetBucketObjectLockConfiguration", "s3:GetBucketTagging"),
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": ("s3:GetLifecycleConfiguration",),
+    "aws:s3/bucketNotification:BucketNotification": ("s3:GetBucketNotification",),
+    "aws:s3/bucketObjectv2:BucketObjectv2": ("s3:GetObject", "s3:GetObjectTagging"),  # HeadObject, tags
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls": ("s3:GetBucketOwnershipControls",),
+    "aws:s3/bucketPolicy:BucketPolicy": ("s3:GetBucketPolicy",),
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": ("s3:GetBucketPublicAccessBlock",),
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": (
+        "s3:GetEncryptionConfiguration",),
+    "aws:s3/bucketVersioning:BucketVersioning": ("s3:GetBucketVersioning",),
+    "aws:signer/signingJob:SigningJob": ("signer:DescribeSigningJob",),  # signer/signing_job.go
+    "aws:signer/signingProfile:SigningProfile": ("signer:GetSigningProfile", "signer:ListTagsForResource"),
+    "aws:lambda/codeSigningConfig:CodeSigningConfig": ("lambda:GetCodeSigningConfig", "lambda:ListTags"),
     "aws:lambda/function:Function": ("lambda:GetFunction", "lambda:ListVersionsByFunction",
                                      "lambda:GetFunctionCodeSigningConfig"),
     "aws:lambda/permission:Permission": ("lambda:GetPolicy",),  # lambda/permission.go: findPolicyStatementByTwoPartKey
@@ -652,6 +698,18 @@ REFRESH_READS: dict[str, tuple[str, ...]] = {
 }
 # Reads of data, granted by name only: resource ARN (from the renders' names) and request context.
 ARN = "arn:aws:{service}:eu-west-1:123456789012:{resource}"
+# Reads granted on the prod stack's own resources only (their names: infra/components/code_signing.py).
+CODE_BUCKET = "arn:aws:s3:::redisstack-prod-code-0a1b2c3d4e5f60718293a4b5c6"
+SCOPED_READS = {
+    "s3": CODE_BUCKET, "signer:DescribeSigningJob": ARN.format(service="signer", resource="/signing-jobs/0a1b-2c3d"),
+    "signer": ARN.format(service="signer", resource="/signing-profiles/redisstack_prod_0a1b2c3d"),
+    "lambda:GetCodeSigningConfig": ARN.format(service="lambda", resource="code-signing-config:csc-0a1b2c3d4e5f60718"),
+}
+
+
+def scoped_resource(action: str) -> str:
+    found = SCOPED_READS.get(action) or SCOPED_READS.get(action.split(":")[0], "*")
+    return f"{found}/unsigned/functions.zip" if action.startswith("s3:GetObject") else found
 
 
 def _render(name: str) -> dict[str, Any]:
@@ -666,7 +724,8 @@ def test_preview_role_can_refresh_every_resource_the_prod_stacks_declare() -> No
     assert not types - set(REFRESH_READS), f"add the refresh reads of {types - set(REFRESH_READS)}"
     doc = bootstrap_document("prod-read-policy.json")
     missing = [(t, a) for t in sorted(types) for a in REFRESH_READS[t]
-               if not any(fnmatch.fnmatchcase(a, v) for v in VIEW_ONLY_ACCESS) and not allows(doc, a)
+               if not any(fnmatch.fnmatchcase(a, v) for v in VIEW_ONLY_ACCESS)
+               and not allows(doc, a, scoped_resource(a))
                and a not in ("secretsmanager:GetSecretValue", "ssm:GetParameter", "lambda:GetFunction")]
     assert not missing, missing
     # The data reads, on the names the stacks give their resources.
@@ -721,10 +780,15 @@ def test_preview_role_can_refresh_every_resource_the_prod_stacks_declare() -> No
 # (https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/at-rest-encryption.html); Lambda, encrypting a
 # function's environment with the stack key, CreateGrant and Encrypt with the caller's permissions
 # (https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars-encryption.html, "Required
-# permissions") and Decrypt when the provider reads the function back after creating it.
+# permissions") and Decrypt when the provider reads the function back after creating it; S3 SSE-KMS
+# GenerateDataKey (PutObject) and Decrypt (GetObject) with aws:s3:arn, the object's ARN or with S3
+# Bucket Keys the bucket's (https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html),
+# for the Lambda code bucket, which Signer and Lambda read with the caller's permissions.
 NEW_KEY_DIRECT = ("kms:DescribeKey", "kms:EnableKeyRotation", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus",
                   "kms:ListResourceTags")
 NEW_KEY_THROUGH = {
+    "s3": (("kms:GenerateDataKey", "kms:Decrypt"), "kms:EncryptionContext:aws:s3:arn",
+           "arn:aws:s3:::redisstack-prod-code-0a1b2c3d4e5f60718293a4b5c6"),
     "secretsmanager": (("kms:GenerateDataKey", "kms:Decrypt"), "kms:EncryptionContext:SecretARN",
                        ARN.format(service="secretsmanager", resource="secret:redisstack/prod/redis-auth-AbCdEf")),
     "ssm": (("kms:Encrypt", "kms:Decrypt"), "kms:EncryptionContext:PARAMETER_ARN",
