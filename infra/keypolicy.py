@@ -39,6 +39,11 @@ LOGS_ACTIONS = ("kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateD
 # What a service actually calls (a policy granting wider wildcards still covers them).
 _SNS_CALLS = ("kms:Decrypt", "kms:GenerateDataKey")
 IAM_PRINCIPAL_CALLS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:CreateGrant", "kms:DescribeKey")
+# Every grant on a stack key is made by a service on the caller's behalf (EBS, ElastiCache, Lambda's
+# environment grant), so the request carries kms:GrantIsForAWSResource = true; a key policy that allows
+# CreateGrant only with it (the default key policy's "Allow attachment of persistent resources",
+# https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html) works for the stacks.
+GRANT_CONTEXT = {"kms:GrantIsForAWSResource": "true"}
 _LOGS_CALLS = ("kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt", "kms:GenerateDataKey", "kms:DescribeKey")
 
 
@@ -131,8 +136,9 @@ class Need:
 
 def needs(use: KeyUse) -> list[Need]:
     # kms:Encrypt: Lambda encrypts a function's environment with the caller's permissions.
-    out = [Need("IAM principals of the account may use the key (ElastiCache, Secrets Manager, SSM, EBS, Lambda, S3)",
-                None, IAM_PRINCIPAL_CALLS)]
+    what = "IAM principals of the account may use the key (ElastiCache, Secrets Manager, SSM, EBS, Lambda, S3)"
+    out = [Need(what, None, tuple(a for a in IAM_PRINCIPAL_CALLS if a != "kms:CreateGrant")),
+           Need(what, None, ("kms:CreateGrant",), GRANT_CONTEXT)]
     for topic in use.alarm_topic_arns:
         out.append(Need(f"CloudWatch alarms publish into {topic}", "cloudwatch.amazonaws.com", _SNS_CALLS, {
             "kms:EncryptionContext:aws:sns:topicArn": topic, "aws:SourceAccount": use.account_id,
@@ -171,6 +177,8 @@ def _condition_holds(condition: Mapping[str, Any], context: Mapping[str, str]) -
             values = [str(v) for v in _listify(expected)]
             if operator in ("StringEquals", "ArnEquals"):
                 ok = actual in values
+            elif operator == "Bool":  # "true"/"false", case-insensitive, as JSON true/false or strings
+                ok = actual.lower() in [v.lower() for v in values]
             elif operator in ("StringLike", "ArnLike"):
                 ok = any(fnmatch.fnmatchcase(actual, v) for v in values)
             else:
@@ -184,7 +192,7 @@ def missing(policy: str | Mapping[str, Any], use: KeyUse) -> list[str]:
     """What `policy` does not allow of `needs(use)` (empty: everything is allowed).
 
     Allow statements only; an explicit Deny that matches is reported as well. Conditions are
-    evaluated for StringEquals/StringLike/ArnEquals/ArnLike; any other operator counts as not
+    evaluated for StringEquals/StringLike/ArnEquals/ArnLike and Bool; any other operator counts as not
     granting (fail closed), so a policy this check passes also works for real."""
     doc = json.loads(policy) if isinstance(policy, str) else policy
     found: list[str] = []

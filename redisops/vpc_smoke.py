@@ -225,10 +225,37 @@ def lambda_client_for(function_arn: str) -> Any:
         read_timeout=INVOKE_READ_TIMEOUT_S, connect_timeout=10, retries={"total_max_attempts": 1}))
 
 
+# The stack key encrypts the function's environment (infra/components/smoke_function.py); Lambda
+# decrypts it before the handler runs, through the grant made when the function was created or
+# updated, and a key it cannot use fails the invoke itself with one of these (Lambda API Reference,
+# Invoke, "Errors": "Lambda was unable to decrypt the environment variables because ..."). What
+# each means for this stack, and the fix:
+KMS_INVOKE_ERRORS = {
+    "KMSAccessDeniedException": "KMS access was denied: the function's grant on the key is gone (revoked, or its "
+                                "role replaced outside Pulumi); recreate the function, which makes a new grant with "
+                                "the deploy role's permissions (docs/runbooks/rotation.md, step 1)",
+    "KMSDisabledException": "the key is disabled: `aws kms enable-key --key-id <stack output kmsKeyArn>`",
+    "KMSInvalidStateException": "the key is in an invalid state for Decrypt, usually pending deletion: "
+                                "`aws kms cancel-key-deletion --key-id <kmsKeyArn>`, then `aws kms enable-key`",
+    "KMSNotFoundException": "the key was not found (deleted): the environment can no longer be decrypted; redeploy "
+                            "the function with a key that exists (`pulumi up` sends its whole environment again)",
+}
+
+
 def invoke(function_name: str, action: str, *, lambda_client: Any) -> dict[str, Any]:
-    """Synchronous invoke; raises OperationError when the function itself failed (timeout, crash)."""
-    response = lambda_client.invoke(FunctionName=function_name, InvocationType="RequestResponse",
-                                    Payload=json.dumps({"action": action}).encode())
+    """Synchronous invoke; raises OperationError when the function itself failed (timeout, crash)
+    or could not start because its environment cannot be decrypted (KMS_INVOKE_ERRORS)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        response = lambda_client.invoke(FunctionName=function_name, InvocationType="RequestResponse",
+                                        Payload=json.dumps({"action": action}).encode())
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code not in KMS_INVOKE_ERRORS:
+            raise
+        raise OperationError(f"the smoke function {function_name} did not start: {code}, Lambda could not decrypt "
+                             f"its environment (encrypted with the stack key): {KMS_INVOKE_ERRORS[code]}") from None
     body = response["Payload"].read()
     if response.get("FunctionError"):
         raise OperationError(f"the smoke function {function_name} failed ({response['FunctionError']}): "

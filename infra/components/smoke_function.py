@@ -28,8 +28,12 @@ docs). A caller reading the function back needs `kms:Decrypt` through Lambda ("U
 Decrypt permissions ... can't view environment variables", same page), else the provider's read
 (hashicorp/terraform-provider-aws internal/service/lambda/function.go, resourceFunctionRead ->
 flattenEnvironment, which ignores Environment.Error) would record an empty environment and plan
-to rewrite it; the drift/preview-prod role gets it (docs/bootstrap/prod-read-policy.json). No
-key-policy statement: these are IAM principals of the account (the account-root statement,
+to rewrite it; the drift/preview-prod role gets it (docs/bootstrap/prod-read-policy.json). Lambda
+encrypts and decrypts with the encryption context {"aws:lambda:FunctionArn": <function ARN>} (what
+a CloudTrail Decrypt record of a caller reading a function through Lambda carries), so both roles'
+Encrypt/Decrypt through Lambda are held to this stack's functions (`smoke-fn-*`, `rotation-fn-*`)
+and not to every CMK-encrypted environment of the account; the deploy role's CreateGrant needs
+`kms:GrantIsForAWSResource` (tests/unit/test_workflows.py). No key-policy statement: these are IAM principals of the account (the account-root statement,
 infra/keypolicy.py), unlike a .zip package encrypted with SourceKMSKeyArn, which needs
 lambda.amazonaws.com in the key policy (encrypt-zip-package.html; not used here).
 """

@@ -88,6 +88,42 @@ def test_an_explicit_deny_is_reported() -> None:
     assert report.missing and all("denied" in m for m in report.missing if "CloudWatch Logs" in m)
 
 
+def test_a_hardened_policy_that_grants_only_for_aws_resources_passes() -> None:
+    # The default key policy's shape for key users: use of the key in one statement, CreateGrant only
+    # with kms:GrantIsForAWSResource in another ("Allow attachment of persistent resources",
+    # https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html). Every grant the
+    # stacks need is made by a service (EBS, ElastiCache, Lambda's environment grant), so it works.
+    root = f"arn:aws:iam::{ACCOUNT}:root"
+    doc = json.loads(key_policy(use()))
+    doc["Statement"][0]["Action"] = ["kms:CreateAlias", "kms:Describe*", "kms:Put*", "kms:ScheduleKeyDeletion"]
+    use_key = {"Sid": "KeyUse", "Effect": "Allow", "Principal": {"AWS": root}, "Resource": "*",
+               "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]}
+    grants = {"Sid": "AttachPersistentResources", "Effect": "Allow", "Principal": {"AWS": root}, "Resource": "*",
+              "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
+              "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}}
+    kms = boto3.client("kms", region_name=REGION)
+    arn = make_key(json.dumps({**doc, "Statement": [*doc["Statement"], use_key, grants]}))
+    assert ops.check_key_policy(kms, arn, alarm_topic_arns=[TOPIC], log_group_names=GROUPS).missing == []
+    # Grants only for direct callers would not serve the services: reported.
+    grants["Condition"] = {"Bool": {"kms:GrantIsForAWSResource": False}}
+    arn = make_key(json.dumps({**doc, "Statement": [*doc["Statement"], use_key, grants]}))
+    assert ops.check_key_policy(kms, arn, alarm_topic_arns=[TOPIC], log_group_names=GROUPS).missing == [
+        "IAM principals of the account may use the key (ElastiCache, Secrets Manager, SSM, EBS, Lambda, S3): "
+        "kms:CreateGrant is not allowed"]
+
+
+def test_a_key_of_another_account_is_reported_whatever_its_policy() -> None:
+    # Its policy is complete for its own account (moto's), but the stack's topic is in another one.
+    arn = make_key(key_policy(use()))
+    stack_topic = TOPIC.replace(ACCOUNT, "210987654321")
+    report = ops.check_key_policy(boto3.client("kms", region_name=REGION), arn, alarm_topic_arns=[stack_topic])
+    assert not report.ok
+    assert report.missing[0] == (
+        f"the key is in account {ACCOUNT}, region {REGION}; the stack ({stack_topic}) is in account 210987654321, "
+        "region eu-west-1: the deploy and drift roles use keys of the stack's account and region only "
+        "(docs/bootstrap/production-policy.json, prod-read-policy.json); give a key of that account and region")
+
+
 def test_an_alias_arn_is_refused() -> None:
     with pytest.raises(UsageError, match="not an alias"):
         ops.check_key_policy(boto3.client("kms", region_name=REGION), f"arn:aws:kms:{REGION}:{ACCOUNT}:alias/redis")

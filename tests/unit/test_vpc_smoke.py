@@ -134,6 +134,31 @@ def test_a_function_error_fails_the_step_with_its_message() -> None:
         vpc_smoke.invoke(ARN, "smoke", lambda_client=client)
 
 
+@pytest.mark.parametrize("code", sorted(vpc_smoke.KMS_INVOKE_ERRORS))
+def test_an_environment_lambda_cannot_decrypt_fails_the_step_with_the_fix(code: str) -> None:
+    client = boto3.client("lambda", region_name="eu-central-1", aws_access_key_id="x", aws_secret_access_key="x")
+    # The codes are Invoke's own errors in the shipped botocore model (Lambda API Reference, Invoke).
+    assert code in {shape.name for shape in client.meta.service_model.operation_model("Invoke").error_shapes}
+    stub = Stubber(client)
+    stub.add_client_error("invoke", service_error_code=code, http_status_code=502,
+                          service_message="Lambda was unable to decrypt the environment variables")
+    with stub, pytest.raises(OperationError) as err:
+        vpc_smoke.invoke(ARN, "smoke", lambda_client=client)
+    assert str(err.value) == (f"the smoke function {ARN} did not start: {code}, Lambda could not decrypt its "
+                              f"environment (encrypted with the stack key): {vpc_smoke.KMS_INVOKE_ERRORS[code]}")
+    assert err.value.exit_code == OperationError("x").exit_code
+
+
+def test_other_invoke_errors_are_not_dressed_up_as_kms() -> None:
+    from botocore.exceptions import ClientError
+
+    client = boto3.client("lambda", region_name="eu-central-1", aws_access_key_id="x", aws_secret_access_key="x")
+    stub = Stubber(client)
+    stub.add_client_error("invoke", service_error_code="ResourceNotFoundException", http_status_code=404)
+    with stub, pytest.raises(ClientError, match="ResourceNotFoundException"):
+        vpc_smoke.invoke(ARN, "smoke", lambda_client=client)
+
+
 def test_the_client_never_retries_and_outwaits_the_function() -> None:
     client = vpc_smoke.lambda_client_for(ARN)
     # botocore retries read timeouts by default; a second invoke would run the checks twice.

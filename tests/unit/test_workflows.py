@@ -596,10 +596,11 @@ def test_deploy_role_changes_only_roles_of_this_project_and_passes_them_only_to_
 
 
 def _condition_holds(operator: str, block: dict[str, Any], context: dict[str, str]) -> bool:
-    """StringEquals / StringLike of an IAM condition block against a request context; a key the
-    request does not carry never matches (https://docs.aws.amazon.com/IAM/latest/UserGuide/
-    reference_policies_elements_condition_operators.html#Conditions_String)."""
-    match = {"StringEquals": lambda v, p: v == p, "StringLike": fnmatch.fnmatchcase}[operator]
+    """StringEquals / StringLike / Bool of an IAM condition block against a request context; a key
+    the request does not carry never matches (https://docs.aws.amazon.com/IAM/latest/UserGuide/
+    reference_policies_elements_condition_operators.html#Conditions_String, #Conditions_Boolean)."""
+    match = {"StringEquals": lambda v, p: v == p, "StringLike": fnmatch.fnmatchcase,
+             "Bool": lambda v, p: v.lower() == str(p).lower()}[operator]
     for key, wanted in block.items():
         values = wanted if isinstance(wanted, list) else [wanted]
         if key not in context or not any(match(context[key], w) for w in values):
@@ -698,6 +699,12 @@ REFRESH_READS: dict[str, tuple[str, ...]] = {
 }
 # Reads of data, granted by name only: resource ARN (from the renders' names) and request context.
 ARN = "arn:aws:{service}:eu-west-1:123456789012:{resource}"
+# Lambda encrypts and decrypts a function's environment with the encryption context
+# {"aws:lambda:FunctionArn": <the function's ARN>}: a CloudTrail Decrypt record of a caller reading a
+# function (userIdentity the caller, invokedBy lambda.amazonaws.com) carries exactly that context, and a
+# symmetric ciphertext decrypts only with the context it was encrypted with
+# (https://docs.aws.amazon.com/kms/latest/developerguide/encrypt_context.html).
+ENV_CONTEXT = "kms:EncryptionContext:aws:lambda:FunctionArn"
 # Reads granted on the prod stack's own resources only (their names: infra/components/code_signing.py).
 CODE_BUCKET = "arn:aws:s3:::redisstack-prod-code-0a1b2c3d4e5f60718293a4b5c6"
 SCOPED_READS = {
@@ -759,7 +766,8 @@ def test_preview_role_can_refresh_every_resource_the_prod_stacks_declare() -> No
                 assert "kmsKeyArn" in inputs, function
                 assert allows(doc, "kms:Decrypt", ARN.format(service="kms", resource="key/stack-key"),
                               {"aws:ResourceTag/project": "redisstack",
-                               "kms:ViaService": "lambda.eu-west-1.amazonaws.com"}), function
+                               "kms:ViaService": "lambda.eu-west-1.amazonaws.com",
+                               ENV_CONTEXT: function}), function
     # Only this project's keys decrypt through those services, and only through them.
     for service in ("secretsmanager", "ssm", "lambda"):
         assert not allows(doc, "kms:Decrypt", ARN.format(service="kms", resource="key/other"),
@@ -767,6 +775,11 @@ def test_preview_role_can_refresh_every_resource_the_prod_stacks_declare() -> No
     assert not allows(doc, "kms:Decrypt", ARN.format(service="kms", resource="key/stack-key"),
                       {"aws:ResourceTag/project": "redisstack", "kms:ViaService": "s3.eu-west-1.amazonaws.com"})
     assert actions_of(statements(doc)["ReadThisProjectsFunctionEnvironmentsThroughLambda"]) == ["kms:Decrypt"]
+    # ... and only the environments of this stack's functions, not another function's on a project key
+    # (ListVersionsByFunction, which returns configurations, is granted on every function).
+    assert not allows(doc, "kms:Decrypt", ARN.format(service="kms", resource="key/stack-key"),
+                      {"aws:ResourceTag/project": "redisstack", "kms:ViaService": "lambda.eu-west-1.amazonaws.com",
+                       ENV_CONTEXT: ARN.format(service="lambda", resource="function:payroll-api")})
 
 
 # What the first `pulumi up` does with a key it created moments before (hashicorp/terraform-provider-aws
@@ -796,7 +809,8 @@ NEW_KEY_THROUGH = {
     "ec2": (("kms:CreateGrant", "kms:GenerateDataKeyWithoutPlaintext", "kms:Decrypt", "kms:ReEncryptFrom",
              "kms:ReEncryptTo", "kms:DescribeKey"), None, None),
     "elasticache": (("kms:CreateGrant", "kms:DescribeKey"), None, None),
-    "lambda": (("kms:CreateGrant", "kms:Encrypt", "kms:Decrypt"), None, None),
+    "lambda": (("kms:Encrypt", "kms:Decrypt"), "kms:EncryptionContext:aws:lambda:FunctionArn",
+               ARN.format(service="lambda", resource="function:smoke-fn-0a1b2c3")),
 }
 
 
@@ -818,8 +832,11 @@ def test_the_first_up_can_use_the_keys_it_creates_before_their_tags_take_effect(
     assert not allows(doc, "kms:Decrypt", new_key)
     assert not allows(doc, "kms:Encrypt", new_key) and not allows(doc, "kms:CreateGrant", new_key)
     lambda_keys = statements(doc)["FunctionEnvironmentsThroughLambda"]
-    assert actions_of(lambda_keys) == ["kms:CreateGrant", "kms:Decrypt", "kms:Encrypt"]
-    assert lambda_keys["Condition"] == {"StringEquals": {"kms:ViaService": "lambda.eu-west-1.amazonaws.com"}}
+    assert actions_of(lambda_keys) == ["kms:Decrypt", "kms:Encrypt"]
+    assert lambda_keys["Condition"] == {
+        "StringEquals": {"kms:ViaService": "lambda.eu-west-1.amazonaws.com"},
+        "StringLike": {ENV_CONTEXT: [ARN.format(service="lambda", resource="function:smoke-fn-*"),
+                                     ARN.format(service="lambda", resource="function:rotation-fn-*")]}}
     assert not allows(doc, "kms:Decrypt", new_key, {"kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com",
                                                     "kms:EncryptionContext:SecretARN": ARN.format(
                                                         service="secretsmanager", resource="secret:payroll/db")})
@@ -830,6 +847,35 @@ def test_the_first_up_can_use_the_keys_it_creates_before_their_tags_take_effect(
     for action in ("kms:ScheduleKeyDeletion", "kms:PutKeyPolicy", "kms:UntagResource"):
         assert not allows(doc, action, new_key), action
         assert allows(doc, action, new_key, {"aws:ResourceTag/project": "redisstack"}), action
+
+
+def test_deploy_role_uses_keys_through_lambda_only_for_this_stacks_function_environments() -> None:
+    # The deploy role has lambda:* on every function; Decrypt through Lambda on every key of the
+    # account (the key may be seconds old: no tag condition) would let it read every other team's
+    # environment encrypted with their own key. The encryption context pins Encrypt/Decrypt to the
+    # functions the prod stacks declare (auto-named <logical name>-<7 hex>).
+    doc = bootstrap_document("production-policy.json")
+    other_key = ARN.format(service="kms", resource="key/another-teams-key")
+    via = {"kms:ViaService": "lambda.eu-west-1.amazonaws.com"}
+    names = {res["name"] for name in ("prod.yaml", "prod-sentinel.yaml") for res in _render(name)["resources"]
+             if res["type"] == "aws:lambda/function:Function"}
+    assert names == {"smoke-fn", "rotation-fn"}
+    for fn in sorted(names):
+        function = ARN.format(service="lambda", resource=f"function:{fn}-0a1b2c3")
+        for action in ("kms:Encrypt", "kms:Decrypt"):
+            assert allows(doc, action, other_key, {**via, ENV_CONTEXT: function}), (fn, action)
+    for action in ("kms:Encrypt", "kms:Decrypt"):
+        assert not allows(doc, action, other_key, {**via, ENV_CONTEXT: ARN.format(
+            service="lambda", resource="function:payroll-api")}), action
+        assert not allows(doc, action, other_key, via), action  # no context: not Lambda's environment call
+    # CreateGrant: Lambda makes the grant with the caller's permissions for the function's role
+    # (configuration-envvars-encryption.html), a grant for an AWS resource: kms:GrantIsForAWSResource
+    # is true only when an integrated service calls on the principal's behalf
+    # (https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html#conditions-kms-grant-is-for-aws-resource).
+    assert allows(doc, "kms:CreateGrant", other_key, {**via, "kms:GrantIsForAWSResource": "true"})
+    assert not allows(doc, "kms:CreateGrant", other_key, {**via, "kms:GrantIsForAWSResource": "false"})
+    assert statements(doc)["FunctionEnvironmentGrantsThroughLambda"]["Condition"] == {
+        "StringEquals": via, "Bool": {"kms:GrantIsForAWSResource": "true"}}
 
 
 def test_every_template_placeholder_is_set_by_the_bootstrap() -> None:
