@@ -31,7 +31,9 @@ Who reads and writes what (the deploy role, docs/bootstrap/production-policy.jso
 the object; Signer reads the source version and writes the signed object with the caller's
 permissions (s3:GetObjectVersion, s3:PutObject, s3:ListBucket: "Define an IAM policy",
 https://docs.aws.amazon.com/signer/latest/developerguide/gs-iam.html); Lambda fetches the
-signed object for CreateFunction/UpdateFunctionCode, as we read it on the caller's behalf (not
+signed object for CreateFunction/UpdateFunctionCode on the caller's behalf (its own error says so:
+"Your access has been denied by S3, please make sure your request credentials have permission to
+GetObject", quoted in awslabs/lambda-streams-to-firehose#21; the KMS half is our reading, not
 verified against AWS: docs/fidelity.md). All of them reach the stack key through S3 as IAM
 principals of the account (the key policy's root statement, infra/keypolicy.py), so the key
 policy needs no statement for S3.
