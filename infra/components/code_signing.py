@@ -31,7 +31,9 @@ Who reads and writes what (the deploy role, docs/bootstrap/production-policy.jso
 the object; Signer reads the source version and writes the signed object with the caller's
 permissions (s3:GetObjectVersion, s3:PutObject, s3:ListBucket: "Define an IAM policy",
 https://docs.aws.amazon.com/signer/latest/developerguide/gs-iam.html); Lambda fetches the
-signed object for CreateFunction/UpdateFunctionCode, as we read it on the caller's behalf (not
+signed object for CreateFunction/UpdateFunctionCode on the caller's behalf (its own error says so:
+"Your access has been denied by S3, please make sure your request credentials have permission to
+GetObject", quoted in awslabs/lambda-streams-to-firehose#21; the KMS half is our reading, not
 verified against AWS: docs/fidelity.md). All of them reach the stack key through S3 as IAM
 principals of the account (the key policy's root statement, infra/keypolicy.py), so the key
 policy needs no statement for S3.
@@ -89,7 +91,26 @@ def profile_prefix(project: str, stack: str) -> str:
 
 
 def signed_prefix(version_id: str) -> str:
-    return f"{SIGNED_PREFIX}{version_id}/"
+    return f"{SIGNED_PREFIX}{source_version(version_id)}/"
+
+
+def source_version(version_id: str | None) -> str:
+    """The archive's S3 version id, refused when S3 did not version the write.
+
+    The bucket, its versioning and the archive are created by the same `pulumi up`; AWS asks for
+    15 minutes between enabling versioning and the first write (pulumi-aws BucketVersioning docs:
+    "do not create a bucket, enable versioning, and create an object in the bucket within the same
+    configuration"). An object written before versioning took effect has no version id (PutObject
+    returns none; S3 lists it as version "null") and Signer signs only a version (StartSigningJob:
+    "Your S3 source bucket must be version enabled"). Say so and how to recover, instead of a
+    provider error about a missing `source.s3.version`."""
+    if not version_id or version_id == "null":
+        raise ValueError(
+            f"code signing: the archive {UNSIGNED_KEY} has S3 version id {version_id!r}: it was written "
+            "before the bucket's versioning took effect (AWS asks for up to 15 minutes after enabling it). "
+            "Wait, then upload it again: pulumi up --replace '<urn of lambda-code-archive>' "
+            "(docs/delivery.md, troubleshooting)")
+    return version_id
 
 
 def bucket_policy(bucket_arn: str) -> str:
@@ -201,7 +222,11 @@ class LambdaCodeSigning(pulumi.ComponentResource):
             server_side_encryption="aws:kms", kms_key_id=args.kms_key_arn, bucket_key_enabled=True,
             tags=dict(args.tags),
             # Signer needs the version id: the object goes in once versioning and encryption are on.
-            opts=child(self, depends_on=self._bucket_settings))
+            # Delete before replace: deleting an object of a versioned bucket deletes *every* version
+            # of its key (terraform-provider-aws internal/service/s3/object.go resourceObjectDelete ->
+            # deleteAllObjectVersions when version_id is set), so Pulumi's default create-then-delete
+            # would remove the version it had just uploaded (a `--replace` of this resource).
+            opts=child(self, depends_on=self._bucket_settings, delete_before_replace=True))
 
     def _profile(self) -> aws.signer.SigningProfile:
         args = self._args
@@ -215,7 +240,8 @@ class LambdaCodeSigning(pulumi.ComponentResource):
         return aws.signer.SigningJob(
             f"{self._name}-job", profile_name=self.profile.name,
             source=aws.signer.SigningJobSourceArgs(s3=aws.signer.SigningJobSourceS3Args(
-                bucket=self.archive.bucket, key=self.archive.key, version=self.archive.version_id)),
+                bucket=self.archive.bucket, key=self.archive.key,
+                version=self.archive.version_id.apply(source_version))),
             # Under the source version: a new version always lands under a new key, whatever name
             # Signer gives the signed zip, so the functions' s3_key changes and Lambda redeploys.
             destination=aws.signer.SigningJobDestinationArgs(s3=aws.signer.SigningJobDestinationS3Args(

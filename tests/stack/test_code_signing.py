@@ -124,6 +124,28 @@ def test_the_archive_goes_in_once_encrypted_after_versioning_and_encryption(stac
         "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")}
     assert len(settings) == 2 and settings <= set(archive.depends_on)
     assert len([x for x in r.resources if x.type == OBJECT]) == 1  # one upload for both functions
+    # Deleting it deletes every version of its key (terraform-provider-aws internal/service/s3/object.go
+    # resourceObjectDelete -> deleteAllObjectVersions): a replacement must delete first, or it would
+    # delete the version it had just uploaded.
+    assert archive.delete_before_replace is True
+
+
+@pytest.mark.parametrize("version", ["", None, "null"])
+def test_an_unversioned_archive_is_refused_with_the_wait_and_the_fix(version: str | None) -> None:
+    # S3 versioning may take up to 15 minutes to apply (pulumi-aws BucketVersioning docs); a write
+    # before that has no version id, which Signer cannot sign (StartSigningJob: versioned source).
+    with pytest.raises(ValueError, match=r"before the bucket's versioning took effect.*--replace"):
+        cs.source_version(version)
+    with pytest.raises(ValueError, match=r"15 minutes"):
+        cs.signed_prefix(version or "")
+    assert cs.source_version("3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY") == "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"
+
+
+def test_destroy_empties_the_versioned_bucket() -> None:
+    # force_destroy deletes every version and delete marker (the deploy role's
+    # s3:BypassGovernanceRetention: tests/unit/test_workflows.py); the bucket holds only artifacts.
+    bucket = owned(run("prod"), BUCKET)
+    assert bucket.inputs["forceDestroy"] is True and bucket.protect is False
 
 
 @pytest.mark.parametrize("stack", list(STACK_FILES))

@@ -577,6 +577,38 @@ def test_deploy_role_signs_and_uploads_only_the_prod_stacks_code() -> None:
     assert not allows(doc, "kms:Decrypt", key, {**via_s3, "kms:EncryptionContext:aws:s3:arn": other_bucket})
 
 
+def test_deploy_role_can_empty_the_code_bucket_when_the_stack_is_destroyed() -> None:
+    # The bucket has force_destroy (infra/components/code_signing.py). terraform-provider-aws empties
+    # it with ListObjectVersions and DeleteObjects of every version and delete marker, sending
+    # BypassGovernanceRetention whenever force is set (internal/service/s3/delete.go emptyBucket ->
+    # deletePage), and "To use this header, you must have the s3:BypassGovernanceRetention
+    # permission" (S3 API reference, DeleteObjects). Without it every version comes back AccessDenied,
+    # the provider then tries PutObjectLegalHold, and `pulumi destroy` stops at a non-empty bucket.
+    # The bucket has no Object Lock, so the permission bypasses nothing there.
+    doc = bootstrap_document("production-policy.json")
+    other_bucket = "arn:aws:s3:::payroll-prod-code-0a1b2c3d4e5f60718293a4b5c6"
+    for action in ("s3:ListBucketVersions", "s3:DeleteBucket"):
+        assert allows(doc, action, CODE_BUCKET) and not allows(doc, action, other_bucket), action
+    for action in ("s3:DeleteObjectVersion", "s3:BypassGovernanceRetention"):
+        assert allows(doc, action, f"{CODE_BUCKET}/signed/v1/0a1b.zip"), action
+        assert not allows(doc, action, f"{other_bucket}/signed/v1/0a1b.zip"), action
+    assert not allows(doc, "s3:BypassGovernanceRetention", "arn:aws:s3:::redisstack-state-123456789012/.pulumi/x")
+    assert not allows(doc, "s3:PutObjectLegalHold", f"{CODE_BUCKET}/signed/v1/0a1b.zip")  # not needed, not granted
+
+
+def test_the_code_signing_names_of_this_project_match_the_policies_patterns() -> None:
+    # The policies scope S3 and Signer to `${PROJECT}-prod-code-*` and `${PROJECT}_prod_*`, with
+    # PROJECT the Pulumi.yaml name (docs/delivery.md); the component lower-cases the bucket prefix
+    # and turns hyphens into underscores for Signer (profile names: [a-zA-Z0-9_]). A project name
+    # where those differ would make the first `up` fail with AccessDenied on the bucket or profile.
+    from infra.components import code_signing as cs
+
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
+    assert cs.bucket_prefix(project, "prod") == f"{project}-prod-code-"
+    assert cs.profile_prefix(project, "prod") == f"{project}_prod_"
+    assert project == EXAMPLE["PROJECT"]
+
+
 def test_deploy_role_changes_only_roles_of_this_project_and_passes_them_only_to_their_services() -> None:
     by_sid = statements(bootstrap_document("production-policy.json"))
     for statement in by_sid.values():
