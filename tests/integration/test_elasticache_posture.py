@@ -130,7 +130,12 @@ def test_unauthenticated_and_wrong_token_are_refused(posture: Any) -> None:
     anonymous = _client(local, tls, port, username=None, password=None)
     with pytest.raises(redis.exceptions.AuthenticationError):
         anonymous.get("x")
-    wrong = _client(local, tls, port, password=local["env"]["REDIS_PASSWORD"][:-1] + "!")
+    # Changed, not merely re-spelled: the token alphabet includes "!", so replacing the last
+    # character with "!" gave the right token back once in every ~70 runs.
+    right = local["env"]["REDIS_PASSWORD"]
+    wrong_token = right[:-1] + ("?" if right.endswith("!") else "!")
+    assert wrong_token != right
+    wrong = _client(local, tls, port, password=wrong_token)
     with pytest.raises(redis.exceptions.AuthenticationError):
         wrong.ping()
     # The default user exists only because ElastiCache requires it; it cannot log in at all.
