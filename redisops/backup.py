@@ -364,7 +364,7 @@ def _wait_no_rewrite(client: Any, deadline: float, progress: Progress) -> None:
         time.sleep(0.1)
 
 
-def _aof_written(info: Mapping[str, Any]) -> bool:
+def aof_written(info: Mapping[str, Any]) -> bool:
     """Whether every write acknowledged before this INFO is in the AOF file (not only in Redis'
     AOF buffer). With appendfsync everysec Redis replies to a write but postpones writing its AOF
     buffer by up to 2 s while a background fsync is still running (flushAppendOnlyFile in
@@ -378,7 +378,7 @@ def _aof_written(info: Mapping[str, Any]) -> bool:
 def _wait_aof_written(client: Any, deadline: float, progress: Progress) -> None:
     """Until the writes made so far (the marker key, all before the backup) are in the AOF file:
     a copy taken earlier can miss them, and a restore then loads an AOF without the marker."""
-    while not _aof_written(client.info("persistence")):
+    while not aof_written(client.info("persistence")):
         if time.monotonic() > deadline:
             raise OperationError("Redis kept postponing its AOF write (an fsync still running) until the "
                                  "timeout; nothing was kept, rerun later or raise --timeout")
