@@ -4,8 +4,9 @@ Backup (self-managed Redis: the local stack's volume, a Sentinel host's data dir
 
 1. BGSAVE through the admin ACL user (SAVE would block every limiter call for the whole dump);
 2. wait until the save counter moves and `rdb_last_bgsave_status:ok`;
-3. copy the RDB (and the AOF directory when AOF is on: with no AOF rewrite running, its manifest
-   first, then exactly the files it names, again if a rewrite changed it) into
+3. copy the RDB (and the AOF directory when AOF is on: with no AOF rewrite running and Redis'
+   AOF buffer written to the file, its manifest first, then exactly the files it names, again
+   if a rewrite changed it) into
    `<dir>/redis-<UTC time>.partial/`;
 4. verify the copy with redis-check-rdb / redis-check-aof and write `manifest.json` (size and
    SHA-256 of every file, Redis version, key count as read back from the RDB); fsync every file
@@ -39,7 +40,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -363,6 +364,28 @@ def _wait_no_rewrite(client: Any, deadline: float, progress: Progress) -> None:
         time.sleep(0.1)
 
 
+def aof_written(info: Mapping[str, Any]) -> bool:
+    """Whether every write acknowledged before this INFO is in the AOF file (not only in Redis'
+    AOF buffer). With appendfsync everysec Redis replies to a write but postpones writing its AOF
+    buffer by up to 2 s while a background fsync is still running (flushAppendOnlyFile in
+    src/aof.c: `sync_in_progress = aofFsyncInProgress()`, "postpone the flush"). An empty buffer
+    proves it; so does no pending fsync job (aof_pending_bio_fsync, the same bio counter
+    aofFsyncInProgress reads), since the flush before this reply then writes the buffer: a
+    loaded primary rarely shows an empty buffer, but its fsync jobs are short."""
+    return int(info.get("aof_buffer_length", 0)) == 0 or int(info.get("aof_pending_bio_fsync", 0)) == 0
+
+
+def _wait_aof_written(client: Any, deadline: float, progress: Progress) -> None:
+    """Until the writes made so far (the marker key, all before the backup) are in the AOF file:
+    a copy taken earlier can miss them, and a restore then loads an AOF without the marker."""
+    while not aof_written(client.info("persistence")):
+        if time.monotonic() > deadline:
+            raise OperationError("Redis kept postponing its AOF write (an fsync still running) until the "
+                                 "timeout; nothing was kept, rerun later or raise --timeout")
+        progress("waiting for Redis to write its AOF buffer", None)
+        time.sleep(0.05)
+
+
 def _aof_manifest(aof_dir: Path) -> tuple[str, str, list[str]]:
     """(manifest file name, its text, the base and increment files it names)."""
     manifests = sorted(aof_dir.glob("*.manifest"))
@@ -386,6 +409,7 @@ def _copy_aof(client: Any, src: Path, dst: Path, work: Path, deadline: float,
     """The AOF manifest first, then exactly the files it names; retried once if a rewrite changed it."""
     for attempt in (1, 2):
         _wait_no_rewrite(client, deadline, progress)
+        _wait_aof_written(client, deadline, progress)
         shutil.rmtree(dst, ignore_errors=True)
         dst.mkdir(mode=0o700)
         name, text, parts = _aof_manifest(src)

@@ -13,7 +13,9 @@ import pytest
 import redis
 
 from ratelimit import RateLimiter, decision_client_kwargs
-from tests.support.cluster_load import durability_run, failover_run
+from redisops.backup import aof_written
+from tests.support.cluster_load import counter_on_server, durability_run, failover_run
+from tests.support.procs import wait_until
 from tests.support.redis_cluster import redis_cluster
 from tests.support.redisproc import have_redis
 
@@ -48,12 +50,25 @@ def test_aof_everysec_keeps_admissions_across_kill9_on_a_cluster_shard(tmp_path:
             c.wait_stable(expect_replicas=False)
             return RateLimiter(c.app_client(**decision_client_kwargs(5.0)), "fixed_window", timeout=5.0)
 
-        r = durability_run(limiter, "durable", lambda: c.kill9(victim), restart, settle_samples=500)
+        reader = RateLimiter(c.app_client(**decision_client_kwargs(5.0)), "fixed_window", timeout=5.0)
+        on_file: dict[str, int] = {}
+
+        def kill() -> None:
+            # What the AOF certainly holds at the kill: the counter read now, once the node shows
+            # its AOF buffer written. Not a share of the acknowledged admissions: with everysec
+            # Redis acknowledges writes it postpones writing for up to 2 s while an fsync runs
+            # (redisops.backup.aof_written), so a kill -9 then loses all of them (the whole
+            # ~0.3 s run here when a loaded disk makes the fsync slow).
+            on_file["counter"] = counter_on_server(reader, "durable")
+            wait_until(lambda: aof_written(c.info(victim, "persistence")), 10, "the victim's AOF buffer written")
+            c.kill9(victim)
+
+        r = durability_run(limiter, "durable", kill, restart, settle_samples=500)
         assert r["errors"] == [], r["errors"]
-        assert r["admitted_acknowledged"] >= 500 and r["remembered_after_restart"] > 0, r
+        assert r["admitted_acknowledged"] >= 500 and on_file["counter"] > 0, (r, on_file)
         # The restarted node reloaded its AOF: it is the same node with the same counter, not an
         # empty one (the loss itself is a figure: bench/cluster_failover.py).
-        assert r["remembered_after_restart"] >= r["admitted_acknowledged"] // 2, r
+        assert r["remembered_after_restart"] >= on_file["counter"], (r, on_file)
         assert isinstance(c.node_client(victim).ping(), bool)
 
 
