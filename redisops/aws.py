@@ -541,21 +541,23 @@ def check_key_policy(kms: Any, key_arn: str, *, alarm_topic_arns: Iterable[str] 
         raise UsageError(f"--kms-key-arn {key_arn!r}: expected a key ARN arn:aws:kms:<region>:<account>:key/<id> "
                          "(not an alias)")
     partition, region, account_id = parts[1], parts[3], parts[4]
+    topics = tuple(alarm_topic_arns)  # read twice below: a generator would be empty the second time
     use = KeyUse(account_id=account_id, partition=partition, region=region,
-                 alarm_topic_arns=tuple(sorted(alarm_topic_arns)),
+                 alarm_topic_arns=tuple(sorted(topics)),
                  log_group_arns=tuple(sorted(log_group_arn(partition, region, account_id, n) for n in log_group_names)))
     policy = kms.get_key_policy(KeyId=key_arn, PolicyName="default")["Policy"]
-    return KeyPolicyReport(key_arn, _elsewhere(key_arn, alarm_topic_arns) + missing(policy, use), statements(use))
+    elsewhere = _elsewhere((partition, region, account_id), topics)
+    return KeyPolicyReport(key_arn, elsewhere + missing(policy, use), statements(use))
 
 
-def _elsewhere(key_arn: str, stack_arns: Iterable[str]) -> list[str]:
+def _elsewhere(key_where: tuple[str, str, str], stack_arns: Iterable[str]) -> list[str]:
     """A key in another account or region than the stack's resources (the alarm topic's ARN names
     the stack's): its account-root statement delegates to the key's own account, not the stack's,
     and the deploy and drift roles use only keys of the stack's account and region
     (docs/bootstrap/production-policy.json and prod-read-policy.json grant
     `arn:aws:kms:${REGION}:${ACCOUNT_ID}:key/*`), so the first `pulumi up` would fail at the secrets
     and the functions' environments however the key policy reads."""
-    _, partition, _, region, account_id = key_arn.split(":")[:5]
+    partition, region, account_id = key_where
     out = []
     for arn in stack_arns:
         parts = arn.split(":")

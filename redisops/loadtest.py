@@ -50,8 +50,6 @@ T = TypeVar("T")
 PROXY_SOURCE = "127.0.0.254"
 WARM_UP_SOURCE = "127.0.0.250"
 TRUSTED_PROXIES = f"{PROXY_SOURCE}/32"
-# What the loadtest counts as limiter calls in INFO commandstats (EVALSHA today, FCALL with the
-# Functions library; EVAL/SCRIPT in case a client falls back to sending source).
 _POLICY = re.compile(r'^"(?P<tier>[a-z0-9_]+)";q=(?P<q>\d+);w=(?P<w>\d+)$')
 DEFAULT_WINDOW_S = 3600
 

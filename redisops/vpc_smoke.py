@@ -247,11 +247,13 @@ def invoke(function_name: str, action: str, *, lambda_client: Any) -> dict[str, 
     or could not start because its environment cannot be decrypted (KMS_INVOKE_ERRORS)."""
     from botocore.exceptions import ClientError
 
+    from redisops.aws import error_code
+
     try:
         response = lambda_client.invoke(FunctionName=function_name, InvocationType="RequestResponse",
                                         Payload=json.dumps({"action": action}).encode())
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
+        code = error_code(exc)
         if code not in KMS_INVOKE_ERRORS:
             raise
         raise OperationError(f"the smoke function {function_name} did not start: {code}, Lambda could not decrypt "

@@ -4,7 +4,8 @@ histogram, NOPERM from a real ACL refusal, and fallbacks when Redis is gone."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import pytest
 import redis
@@ -118,27 +119,39 @@ def test_fallback_decisions_are_counted_when_redis_is_gone() -> None:
     assert sample(reg, LIMITER_ERRORS_METRIC, kind="library_missing") == 0
 
 
-def decide_as(rl_server: RedisProcess, flavour: str, user: str, password: str, reg: CollectorRegistry,
-              tiers: list[Tier]) -> list[Decision]:
-    """hit_tier for each tier in turn as `user`, with the sync, the auto-pipelined async or the
-    plain async limiter."""
+def limiter_as(rl_server: RedisProcess, flavour: str, user: str, password: str, reg: CollectorRegistry,
+               decide: Callable[[Any], Any]) -> Any:
+    """decide(limiter) as `user`, with the sync, the auto-pipelined async or the plain async
+    limiter (for the async ones `decide` returns an awaitable)."""
     if flavour == "sync":
         client = decision_client(port=rl_server.port, timeout=1.0, username=user, password=password)
-        limiter = RateLimiter(client, metrics=LimiterMetrics(reg))
         try:
-            return [limiter.hit_tier(t, "1.1.1.1") for t in tiers]
+            return decide(RateLimiter(client, metrics=LimiterMetrics(reg)))
         finally:
             client.close()
 
-    async def main() -> list[Decision]:
+    async def main() -> Any:
         aclient = async_decision_client(port=rl_server.port, timeout=1.0, username=user, password=password)
         alimiter = AsyncRateLimiter(aclient, timeout=10.0, metrics=LimiterMetrics(reg),  # deadline not under test
                                     auto_pipeline=flavour == "async")
         try:
-            return [await alimiter.hit_tier(t, "1.1.1.1") for t in tiers]
+            return await decide(alimiter)
         finally:
             await aclient.aclose()
-    return run_on_private_loop(main())  # type: ignore[no-any-return]
+    return run_on_private_loop(main())
+
+
+def decide_as(rl_server: RedisProcess, flavour: str, user: str, password: str, reg: CollectorRegistry,
+              tiers: list[Tier]) -> list[Decision]:
+    """hit_tier for each tier in turn as `user` (limiter_as)."""
+    async def each(limiter: AsyncRateLimiter) -> list[Decision]:
+        return [await limiter.hit_tier(t, "1.1.1.1") for t in tiers]
+
+    def each_sync(limiter: RateLimiter) -> list[Decision]:
+        return [limiter.hit_tier(t, "1.1.1.1") for t in tiers]
+
+    return limiter_as(rl_server, flavour, user, password, reg,  # type: ignore[no-any-return]
+                      each_sync if flavour == "sync" else each)
 
 
 FLAVOURS = ["sync", "async", "async-unpipelined"]
@@ -201,23 +214,9 @@ def test_hit_tiers_without_a_loadable_library_falls_back_like_hit_tier(rl_server
     reg = CollectorRegistry()
     requests = [(TIER, "2.2.2.2"), (OPEN_TIER, "2.2.2.2")]
     try:
-        if flavour == "sync":
-            client = decision_client(port=rl_server.port, timeout=1.0, username="appuser", password="pw-app-0123")
-            try:
-                got = RateLimiter(client, metrics=LimiterMetrics(reg)).hit_tiers(requests)
-            finally:
-                client.close()
-        else:
-            async def main() -> object:
-                aclient = async_decision_client(port=rl_server.port, timeout=1.0, username="appuser",
-                                                password="pw-app-0123")
-                try:
-                    return await AsyncRateLimiter(aclient, timeout=10.0, metrics=LimiterMetrics(reg)).hit_tiers(requests)
-                finally:
-                    await aclient.aclose()
-            got = run_on_private_loop(main())
-        assert [(d.allowed, d.fallback) for d in got] == [(False, True), (True, True)]  # type: ignore[attr-defined]
-        assert got.allowed is False  # type: ignore[attr-defined]
+        got = limiter_as(rl_server, flavour, "appuser", "pw-app-0123", reg, lambda limiter: limiter.hit_tiers(requests))
+        assert [(d.allowed, d.fallback) for d in got] == [(False, True), (True, True)]
+        assert got.allowed is False
         assert sample(reg, LIMITER_ERRORS_METRIC, kind="library_missing") == 2
     finally:
         admin.acl_deluser("appuser")

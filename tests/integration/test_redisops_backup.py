@@ -96,13 +96,12 @@ def destroy_data(data_dir: Path) -> None:
 
 
 def wait_aof_written(srv: Server) -> None:
-    """Until the server has written its AOF buffer to the file. With appendfsync everysec, Redis
-    postpones that write by up to 2 s while a background fsync is still running
-    (flushAppendOnlyFile in src/aof.c), so a reply does not mean the file holds the command yet:
-    a digest taken too early differs from one taken later with nobody else touching the files."""
+    """Until the server has written its AOF buffer to the file (redisops.backup.aof_written: with
+    appendfsync everysec a reply does not mean the file holds the command yet), so that a digest
+    taken now equals one taken later with nobody else touching the files."""
     admin = srv.admin()
     try:
-        wait_until(lambda: admin.info("persistence")["aof_buffer_length"] == 0, 10, "the AOF buffer written")
+        wait_until(lambda: bk.aof_written(admin.info("persistence")), 10, "the AOF buffer written")
     finally:
         admin.close()
 
