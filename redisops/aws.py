@@ -15,9 +15,12 @@ import string
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redisops.errors import OperationError, UsageError
+
+if TYPE_CHECKING:
+    from infra.keypolicy import KeyUse
 
 # ElastiCache AUTH tokens: 16-128 printable characters; the only specials AWS allows.
 TOKEN_SPECIALS = "!&#$^<>-"
@@ -541,28 +544,25 @@ def check_key_policy(kms: Any, key_arn: str, *, alarm_topic_arns: Iterable[str] 
         raise UsageError(f"--kms-key-arn {key_arn!r}: expected a key ARN arn:aws:kms:<region>:<account>:key/<id> "
                          "(not an alias)")
     partition, region, account_id = parts[1], parts[3], parts[4]
-    topics = tuple(alarm_topic_arns)  # read twice below: a generator would be empty the second time
     use = KeyUse(account_id=account_id, partition=partition, region=region,
-                 alarm_topic_arns=tuple(sorted(topics)),
+                 alarm_topic_arns=tuple(sorted(alarm_topic_arns)),
                  log_group_arns=tuple(sorted(log_group_arn(partition, region, account_id, n) for n in log_group_names)))
     policy = kms.get_key_policy(KeyId=key_arn, PolicyName="default")["Policy"]
-    elsewhere = _elsewhere((partition, region, account_id), topics)
-    return KeyPolicyReport(key_arn, elsewhere + missing(policy, use), statements(use))
+    return KeyPolicyReport(key_arn, _elsewhere(use) + missing(policy, use), statements(use))
 
 
-def _elsewhere(key_where: tuple[str, str, str], stack_arns: Iterable[str]) -> list[str]:
+def _elsewhere(use: KeyUse) -> list[str]:
     """A key in another account or region than the stack's resources (the alarm topic's ARN names
     the stack's): its account-root statement delegates to the key's own account, not the stack's,
     and the deploy and drift roles use only keys of the stack's account and region
     (docs/bootstrap/production-policy.json and prod-read-policy.json grant
     `arn:aws:kms:${REGION}:${ACCOUNT_ID}:key/*`), so the first `pulumi up` would fail at the secrets
     and the functions' environments however the key policy reads."""
-    partition, region, account_id = key_where
     out = []
-    for arn in stack_arns:
+    for arn in use.alarm_topic_arns:
         parts = arn.split(":")
-        if len(parts) > 4 and (parts[1], parts[3], parts[4]) != (partition, region, account_id):
-            out.append(f"the key is in account {account_id}, region {region}; the stack ({arn}) is in account "
+        if len(parts) > 4 and (parts[1], parts[3], parts[4]) != (use.partition, use.region, use.account_id):
+            out.append(f"the key is in account {use.account_id}, region {use.region}; the stack ({arn}) is in account "
                        f"{parts[4]}, region {parts[3]}: the deploy and drift roles use keys of the stack's account "
                        "and region only (docs/bootstrap/production-policy.json, prod-read-policy.json); "
                        "give a key of that account and region")

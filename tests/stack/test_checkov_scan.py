@@ -209,7 +209,7 @@ def test_the_launch_template_carries_what_the_instance_suppressions_point_to() -
                for i in instances)
 
 
-@pytest.mark.skipif(not CHECKOV_REQUIRED and not CHECKOV_PY.exists(), reason=CHECKOV_MISSING)
+@needs_checkov  # CHECKOV_PY imports checkov, installed when its entry point is
 def test_checkovs_own_plan_parser_reads_the_references(tmp_path: Path) -> None:
     # checkov/terraform/plan_parser.py `_add_references`: an attribute missing or null in values
     # takes the first reference from the configuration's expressions; its graph connects on that.

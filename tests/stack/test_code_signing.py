@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,8 @@ import pytest
 
 from infra.components import code_signing as cs
 from redisops import mockrun
-from tests.support.pulumi_harness import StackRun, load_stack_file, run_program
+from tests.support.pulumi_harness import STACK_FILES, StackRun, stack_file_config
+from tests.support.pulumi_harness import run_stack_file as run  # the run the other component tests read
 
 COMPONENT = "redisstack:aws:LambdaCodeSigning"
 FUNCTION = "aws:lambda/function:Function"
@@ -24,21 +24,7 @@ PROFILE = "aws:signer/signingProfile:SigningProfile"
 JOB = "aws:signer/signingJob:SigningJob"
 CONFIG = "aws:lambda/codeSigningConfig:CodeSigningConfig"
 KMS = "aws:kms/key:Key"
-STACK_FILES = {"prod": "Pulumi.prod.yaml", "prod-sentinel": "Pulumi.prod-sentinel.yaml"}
 TAGS = {"project": "redisstack", "managed-by": "pulumi", "service": "api-rate-limiter", "owner": "platform"}
-
-
-def _config(stack: str, **sections: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
-    config, secret = load_stack_file(STACK_FILES[stack])
-    for top, values in sections.items():
-        config[top] = {**config.get(top, {}), **values}
-    return config, secret
-
-
-@cache
-def run(stack: str) -> StackRun:
-    config, secret = _config(stack)
-    return run_program(config, stack=stack, secret_keys=secret)
 
 
 def owned(r: StackRun, type_: str) -> Any:
@@ -89,7 +75,7 @@ def test_bucket_is_private_versioned_and_encrypted_with_the_stack_key(stack: str
     assert bucket.inputs["bucketPrefix"] == f"redisstack-{stack}-code-"
 
     def setting(type_: str) -> dict[str, Any]:
-        found = owned(r, f"aws:s3/{type_}:{type_[0].upper()}{type_[1:]}").inputs
+        found = dict(owned(r, f"aws:s3/{type_}:{type_[0].upper()}{type_[1:]}").inputs)  # the run is shared
         assert found.pop("bucket") == name
         return dict(found)
 
@@ -182,7 +168,7 @@ def test_a_new_archive_is_signed_by_a_new_job_and_redeploys_both_functions(monke
     # terraform-provider-aws internal/service/signer/signing_job.go: source.s3.version is ForceNew
     # and the resource has no Update, so a new version means a new job, which writes a new key.
     monkeypatch.setattr(mockrun, "RecordingMocks", _ContentVersionedMocks)
-    config, secret = _config("prod")
+    config, secret = stack_file_config("prod")
     before = mockrun.run_program(config, stack="prod", secret_keys=secret)
     same = mockrun.run_program(config, stack="prod", secret_keys=secret)
     extra = tmp_path / "CHANGED.txt"
@@ -206,8 +192,8 @@ def test_a_new_archive_is_signed_by_a_new_job_and_redeploys_both_functions(monke
 @pytest.mark.parametrize(("smoke", "rotation", "present"), [(True, False, True), (False, True, True),
                                                            (False, False, False)])
 def test_one_signer_when_any_function_is_deployed(smoke: bool, rotation: bool, present: bool) -> None:
-    config, secret = _config("prod", smoke={"enabled": smoke}, rotation={"enabled": rotation})
-    r = run_program(config, stack="prod", secret_keys=secret)
+    # Only the switched-off ones: the same runs as test_rotation's and test_smoke_function's.
+    r = run("prod", **{f"{c}__enabled": False for c, on in (("smoke", smoke), ("rotation", rotation)) if not on})
     assert len(r.of_type(COMPONENT)) == int(present)
     assert len(r.of_type(FUNCTION)) == int(smoke) + int(rotation)
     assert all("codeSigningConfigArn" in f.inputs for f in r.of_type(FUNCTION))

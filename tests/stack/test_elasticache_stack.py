@@ -25,10 +25,12 @@ from infra.monitoring.cloudwatch import TREAT_MISSING_DATA, member_cluster_ids
 from infra.thresholds import DEFAULT_THRESHOLDS
 from redis_conf.elasticache import MODIFIABLE, RESTRICTED_COMMANDS, elasticache_users, named_commands
 from tests.support.pulumi_harness import (
+    LAMBDA_COMPONENTS,
     StackRun,
     is_secret,
     load_stack_file,
     run_program,
+    run_stack_file,
     unwrap_secret,
     without_component,
 )
@@ -49,9 +51,6 @@ TOPIC = "aws:sns/topic:Topic"
 TOPIC_POLICY = "aws:sns/topicPolicy:TopicPolicy"
 SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
 SUBNET_GROUP = "aws:elasticache/subnetGroup:SubnetGroup"
-SMOKE_FUNCTION = "redisstack:aws:SmokeFunction"
-ROTATION = "redisstack:aws:CredentialRotation"
-CODE_SIGNING = "redisstack:aws:LambdaCodeSigning"
 GIVEN_KMS = "arn:aws:kms:eu-west-1:123456789012:key/0b1c2d3e-1111-2222-3333-444455556666"
 GIVEN_TOKEN = "Given-token-0123456789abcdef!&#$^<>"
 # Resources without a tags argument in pulumi-aws.
@@ -80,8 +79,12 @@ def variant(**changes: Any) -> tuple[dict[str, Any], tuple[str, ...]]:
 
 @cache
 def run(name: str) -> StackRun:
+    # The Lambda components (the smoke function on the group's security group too) have their own
+    # tests (tests/stack/test_smoke_function.py, test_rotation.py, test_code_signing.py), which share
+    # the run of the committed file.
+    if name == "prod":
+        return without_component(run_stack_file("prod"), *LAMBDA_COMPONENTS)
     variants: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
-        "prod": prod_config(),
         "token": variant(elasticache__authMode="token"),
         "cluster": variant(elasticache__clusterMode=True, elasticache__numShards=3, elasticache__replicasPerShard=2),
         "valkey": variant(engine="valkey", engineVersion="8.0"),
@@ -92,8 +95,7 @@ def run(name: str) -> StackRun:
                          network__allowedCidrs=["10.20.0.0/16", "fd00:10::/56"]),
     }
     cfg, secret = variants[name]
-    # The smoke function (on the group's security group too) has its own tests: tests/stack/test_smoke_function.py.
-    return without_component(run_program(cfg, stack="prod", secret_keys=secret), SMOKE_FUNCTION, ROTATION, CODE_SIGNING)
+    return without_component(run_program(cfg, stack="prod", secret_keys=secret), *LAMBDA_COMPONENTS)
 
 
 ALL = ("prod", "token", "cluster", "valkey", "valkey7", "given")

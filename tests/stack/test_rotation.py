@@ -4,7 +4,6 @@ do, who may invoke it, the schedule, and a configuration without a secret."""
 from __future__ import annotations
 
 import json
-from functools import cache
 from typing import Any
 
 import pytest
@@ -13,7 +12,8 @@ from infra.components import rotation as rc
 from infra.errors import SettingsErrors
 from redisops.rotation import CONFIG_VARIABLE, RotationConfig
 from tests.support.leaks import generated_secrets, plain_occurrences
-from tests.support.pulumi_harness import StackRun, load_stack_file, run_program
+from tests.support.pulumi_harness import STACK_FILES, StackRun
+from tests.support.pulumi_harness import run_stack_file as run  # shared with the other component tests
 
 COMPONENT = "redisstack:aws:CredentialRotation"
 FUNCTION = "aws:lambda/function:Function"
@@ -26,18 +26,8 @@ SCHEDULE = "aws:secretsmanager/secretRotation:SecretRotation"
 PERMISSION = "aws:lambda/permission:Permission"
 SECRET = "aws:secretsmanager/secret:Secret"
 SUBNETS = ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002", "subnet-0a1b2c3d4e5f60003"]
-STACK_FILES = {"prod": "Pulumi.prod.yaml", "prod-sentinel": "Pulumi.prod-sentinel.yaml"}
 ACCOUNT = "arn:aws:elasticache:eu-west-1:123456789012"
 VPC_AND_TRACES = ("DescribeTheVpc", "AttachToTheVpc", "WriteTraces")
-
-
-@cache
-def run(stack: str, **overrides: Any) -> StackRun:
-    config, secret = load_stack_file(STACK_FILES[stack])
-    for key, value in overrides.items():
-        top, sub = key.split("__")
-        config[top] = {**config.get(top, {}), sub: value}
-    return run_program(config, stack=stack, secret_keys=secret)
 
 
 def owned(r: StackRun, type_: str) -> list[Any]:

@@ -42,16 +42,16 @@ from infra.user_data import raw_size, unpack
 from redis_conf.sentinel import MASTER_NAME
 from redisops.mockrun import RecordingMocks
 from tests.support.pulumi_harness import (
+    LAMBDA_COMPONENTS,
     StackRun,
     load_stack_file,
     run_program,
+    run_stack_file,
     unwrap_secret,
     without_component,
 )
 
 SMOKE_FUNCTION = "redisstack:aws:SmokeFunction"
-ROTATION = "redisstack:aws:CredentialRotation"
-CODE_SIGNING = "redisstack:aws:LambdaCodeSigning"
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_SG = "sg-0a1b2c3d4e5f60aa1"
@@ -81,9 +81,9 @@ def prod_variant(**overrides: Any) -> tuple[dict[str, Any], tuple[str, ...]]:
 
 @cache
 def prod_sentinel() -> StackRun:
-    config, secret = load_stack_file("Pulumi.prod-sentinel.yaml")
-    # The smoke function (on the hosts' group too) has its own tests: tests/stack/test_smoke_function.py.
-    return without_component(run_program(config, stack="prod-sentinel", secret_keys=secret), SMOKE_FUNCTION, ROTATION, CODE_SIGNING)
+    # The Lambda components (the smoke function on the hosts' group too) have their own tests
+    # (tests/stack/test_smoke_function.py, test_rotation.py, test_code_signing.py), which share this run.
+    return without_component(run_stack_file("prod-sentinel"), *LAMBDA_COMPONENTS)
 
 
 def secrets_of(run: StackRun) -> list[str]:
@@ -766,7 +766,7 @@ def test_two_sentinel_stacks_in_one_account_never_share_host_metrics() -> None:
     # Service Authorization Reference for CloudWatch) keeps each stack's hosts out of the other's.
     config, secret = load_stack_file("Pulumi.prod-sentinel.yaml")
     runs = {"prod-sentinel": prod_sentinel(), "staging-sentinel": without_component(
-        run_program(config, stack="staging-sentinel", secret_keys=secret), SMOKE_FUNCTION, ROTATION, CODE_SIGNING)}
+        run_program(config, stack="staging-sentinel", secret_keys=secret), *LAMBDA_COMPONENTS)}
     used = {stack: _namespaces_used(run) for stack, run in runs.items()}
     assert used == {stack: {f"redisstack/redisstack/{stack}"} for stack in runs}
     for stack, run in runs.items():

@@ -16,7 +16,14 @@ from infra.components import smoke_function as sf
 from infra.keypolicy import IAM_PRINCIPAL_CALLS, KeyUse, missing
 from redisops import vpc_smoke
 from tests.support.leaks import generated_secrets, plain_occurrences
-from tests.support.pulumi_harness import StackRun, load_stack_file, run_program, without_component
+from tests.support.pulumi_harness import (
+    STACK_FILES,
+    StackRun,
+    load_stack_file,
+    run_program,
+    run_stack_file,
+    without_component,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPONENT = "redisstack:aws:SmokeFunction"
@@ -36,17 +43,12 @@ GIVEN_KMS = "arn:aws:kms:eu-west-1:123456789012:key/0b1c2d3e-1111-2222-3333-4444
 MANAGED_VPC_ACCESS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
                       "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
                       "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"}
-STACK_FILES = {"prod": "Pulumi.prod.yaml", "prod-sentinel": "Pulumi.prod-sentinel.yaml"}
 
 
 @cache
 def run(stack: str, **overrides: Any) -> StackRun:
-    config, secret = load_stack_file(STACK_FILES[stack])
-    for key, value in overrides.items():
-        top, sub = key.split("__")
-        config[top] = {**config.get(top, {}), sub: value}
     # The rotation function (its own tests: tests/stack/test_rotation.py) is another Lambda.
-    return without_component(run_program(config, stack=stack, secret_keys=secret), ROTATION)
+    return without_component(run_stack_file(stack, **overrides), ROTATION)
 
 
 def owned(r: StackRun, type_: str) -> list[Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 from redisops.mockrun import (
@@ -31,8 +32,15 @@ from redisops.mockrun import RecordingMocks as RealisticMocks
 from redisops.mockrun import run_program as _run_program
 from redisops.mockrun import unwrap as unwrap_secret
 
-__all__ = ["ACCOUNT", "PROJECT", "REGION", "RealisticMocks", "Resource", "StackRun", "_RecordingMonitor",
-           "is_secret", "load_stack_file", "run_program", "unwrap_secret", "without_component"]
+__all__ = ["ACCOUNT", "LAMBDA_COMPONENTS", "PROJECT", "REGION", "STACK_FILES", "RealisticMocks", "Resource", "StackRun",
+           "_RecordingMonitor", "is_secret", "load_stack_file", "run_program", "run_stack_file", "stack_file_config",
+           "unwrap_secret", "without_component"]
+
+# The committed stack files of the AWS targets, by stack name.
+STACK_FILES = {"prod": "Pulumi.prod.yaml", "prod-sentinel": "Pulumi.prod-sentinel.yaml"}
+# The Lambda components an AWS stack adds beside its target (each has tests of its own).
+LAMBDA_COMPONENTS = ("redisstack:aws:SmokeFunction", "redisstack:aws:CredentialRotation",
+                     "redisstack:aws:LambdaCodeSigning")
 
 
 def run_program(config: Mapping[str, Any], *, stack: str = "dev", secret_keys: tuple[str, ...] = (),
@@ -57,3 +65,21 @@ def without_component(run: StackRun, *types: str) -> StackRun:
 def load_stack_file(path: str) -> tuple[dict[str, Any], tuple[str, ...]]:
     """Config of a committed Pulumi.<stack>.yaml, with `secure:` values replaced by fresh test secrets."""
     return load_stack_config(path, secret_value=lambda _key: "Test-Secret-" + secrets.token_hex(12))
+
+
+def stack_file_config(stack: str, **overrides: Any) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Config of the committed file of `stack` (STACK_FILES), `top__key=value` setting one key of a section."""
+    config, secret = load_stack_file(STACK_FILES[stack])
+    for key, value in overrides.items():
+        top, sub = key.split("__")
+        config[top] = {**config.get(top, {}), sub: value}
+    return config, secret
+
+
+@cache
+def run_stack_file(stack: str, **overrides: Any) -> StackRun:
+    """The whole program for `stack_file_config(stack, **overrides)`, run once per session: the
+    test modules of the components of one stack (smoke, rotation, code signing, the targets) read
+    the same run. Shared: a test copies what it wants to change, never edits the run."""
+    config, secret = stack_file_config(stack, **overrides)
+    return run_program(config, stack=stack, secret_keys=secret)
