@@ -41,7 +41,7 @@ import redis.asyncio
 from ratelimit.functions import decision_calls, function_name, load_library
 from ratelimit.limiter import AsyncRateLimiter, RateLimiter, decision_client, decision_client_kwargs, make_key
 from ratelimit.scripts import script
-from ratelimit.server import LocalRedis
+from ratelimit.server import LocalRedis, memory_in_use
 from ratelimit.tiers import ALGORITHMS
 
 # The guide's general tier: the shape the memory targets are stated for.
@@ -342,19 +342,11 @@ def _async_no_retry() -> Any:
     return AsyncRetry(NoBackoff(), 0)
 
 
-def _used_memory(r: redis.Redis) -> int:
-    """The dataset's share of used_memory: client query/output buffers (INFO memory
-    mem_clients_normal / mem_clients_slaves) come and go with the pipelines and replies around a
-    measurement; counted in, they made a small run's bytes per client negative (CI run, -604.8)."""
-    info = r.info("memory")
-    return int(info["used_memory"]) - int(info.get("mem_clients_normal", 0)) - int(info.get("mem_clients_slaves", 0))
-
-
 def _memory_ours(r: redis.Redis, algorithm: str, clients: int, cost: int) -> dict[str, Any]:
     """Bytes per tracked client: each client's key as it looks after `cost` requests."""
     r.flushall()
     load_library(r)
-    before = _used_memory(r)
+    before = memory_in_use(r)
     batch = 1000
     for start in range(0, clients, batch):
         with r.pipeline(transaction=False) as p:
@@ -362,7 +354,7 @@ def _memory_ours(r: redis.Redis, algorithm: str, clients: int, cost: int) -> dic
                 p.fcall(function_name(algorithm), 1, make_key("rl", f"general:c{i:07d}", algorithm),
                           str(LIMIT), str(WINDOW_S * 1000), str(cost), "0")
             p.execute()
-    after = _used_memory(r)
+    after = memory_in_use(r)
     keys = int(r.dbsize())
     if keys != clients:
         raise RuntimeError(f"{algorithm}: {keys} of {clients} keys alive: memory per client would be wrong")
@@ -374,10 +366,10 @@ def _memory_limits(r: redis.Redis, strategy: Any, item: Any, clients: int, cost:
     r.flushall()
     strategy.hit(item, "warmup", cost=1)
     r.flushall()
-    before = _used_memory(r)
+    before = memory_in_use(r)
     for i in range(clients):
         strategy.hit(item, f"c{i:07d}", cost=cost)
-    after = _used_memory(r)
+    after = memory_in_use(r)
     return {"clients": clients, "requests_per_client": cost, "keys": int(r.dbsize()),
             "bytes_per_client": round((after - before) / clients, 1)}
 

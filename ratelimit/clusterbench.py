@@ -38,7 +38,7 @@ from redis.crc import key_slot
 
 from ratelimit.limiter import make_key
 from ratelimit.scripts import script
-from ratelimit.server import LocalRedis
+from ratelimit.server import LocalRedis, memory_in_use
 from ratelimit.tiers import ALGORITHMS
 
 SCHEMA = 1
@@ -204,14 +204,14 @@ def measure_memory(port: int, algorithm: str, clients: int, entries: int) -> dic
     r = redis.Redis(port=port)
     r.flushall()
     _wait_rehash_done(r)
-    before = int(r.info("memory")["used_memory"])
+    before = memory_in_use(r)
     limit = max(LIMIT, entries) if algorithm == "sliding_log" else LIMIT
     cost = entries if algorithm == "sliding_log" else LIMIT
     t = time.monotonic()
     pipe_fill(port, algorithm, clients, cost, limit)
     fill_s = time.monotonic() - t
     allocated_buckets = _wait_rehash_done(r)
-    after = int(r.info("memory")["used_memory"])
+    after = memory_in_use(r)
     keys = int(r.dbsize())
     if keys != clients:
         raise RuntimeError(f"{algorithm}: {keys} of {clients} keys alive: memory per client would be wrong")

@@ -15,6 +15,16 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
+
+
+def memory_in_use(r: Any) -> int:
+    """used_memory without the clients' query/output buffers (INFO memory mem_clients_normal and
+    mem_clients_slaves), which come and go with the pipelines and replies around a reading: what
+    every "bytes per key" figure here (ratelimit.bench, ratelimit.clusterbench, redisops.plancheck)
+    is a difference of."""
+    info = r.info("memory")
+    return int(info["used_memory"]) - int(info.get("mem_clients_normal", 0)) - int(info.get("mem_clients_slaves", 0))
 
 
 def _held_port() -> socket.socket:

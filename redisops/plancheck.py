@@ -19,7 +19,7 @@ import redis
 
 from ratelimit.clusterbench import LIMIT, WINDOW_S, _cpu_main, pipe_fill
 from ratelimit.scripts import script
-from ratelimit.server import LocalRedis
+from ratelimit.server import LocalRedis, memory_in_use
 from ratelimit.tiers import Tier
 from redisops import plan as pl
 
@@ -67,11 +67,11 @@ def model_check(*, clients: int = CLIENTS, cpu_rounds: int = 0) -> dict[str, Any
                            "memory_predicted_bytes": predicted.memory_bytes}
     with LocalRedis() as srv:
         r = redis.Redis(port=srv.port)
-        before = int(r.info("memory")["used_memory"])
+        before = memory_in_use(r)
         for tier in TIERS:
             _fill_tier(srv.port, tier, clients)
         out["dbsize"] = int(r.dbsize())
-        out["memory_measured_bytes"] = int(r.info("memory")["used_memory"]) - before
+        out["memory_measured_bytes"] = memory_in_use(r) - before
         out["memory_ratio"] = round(out["memory_measured_bytes"] / predicted.memory_bytes, 4)
         if cpu_rounds:
             model = pl.Model(bench, "")
