@@ -61,7 +61,8 @@ def _signed_code(settings: Settings, kms_key_arn: Any) -> SignedCode | None:
     from infra.components.code_signing import LambdaCodeSigning, LambdaCodeSigningArgs
 
     return LambdaCodeSigning("lambda-code", LambdaCodeSigningArgs(
-        project=settings.project, stack=settings.stack, kms_key_arn=kms_key_arn, tags=settings.tags)).code
+        project=settings.project, stack=settings.stack, kms_key_arn=kms_key_arn,
+        log_retention_days=settings.log_retention_days, tags=settings.tags)).code
 
 
 def _smoke(settings: Settings, outputs: dict[str, Any], redis_sg: Any, ports: tuple[int, ...],

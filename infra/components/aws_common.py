@@ -311,6 +311,52 @@ def metric_alarms(
 
 
 # ---------------------------------------------------------------------------------------------
+# S3 (the Lambda code bucket and its access-log bucket)
+# ---------------------------------------------------------------------------------------------
+# S3 bucket_prefix: at most 37 characters (the provider appends a 26-character unique suffix to
+# reach S3's 63).
+BUCKET_PREFIX_MAX = 37
+
+
+def s3_bucket_prefix(project: str, stack: str, purpose: str, owner: str) -> str:
+    """`<project>-<stack>-<purpose>-`, lower case (S3 bucket names); the deploy role's policy scopes
+    its S3 permissions to it (docs/bootstrap/production-policy.json). `owner` names the component
+    in the error."""
+    prefix = f"{fixed_name(project, stack, purpose).lower()}-"
+    if len(prefix) > BUCKET_PREFIX_MAX:
+        raise ValueError(f"{owner}: bucket prefix {prefix!r} is longer than {BUCKET_PREFIX_MAX} characters; "
+                         "shorten the project or stack name")
+    return prefix
+
+
+def tls_only_statement(bucket_arn: str) -> dict[str, Any]:
+    """Deny any request that does not use TLS (S3 user guide, "Security best practices":
+    aws:SecureTransport)."""
+    return {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "s3:*",
+            "Resource": [bucket_arn, f"{bucket_arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+
+
+def private_bucket_basics(name: str, parent: pulumi.Resource, bucket: aws.s3.Bucket) -> list[pulumi.Resource]:
+    """What every bucket of the stacks has: ACLs disabled (BucketOwnerEnforced: the owner owns
+    every object, whoever wrote it), public access blocked, versioning (checkov CKV_AWS_21) and
+    object events to EventBridge (CKV2_AWS_62: a write outside Pulumi is visible to whoever watches
+    the account's default bus; nothing is subscribed here)."""
+    return [
+        aws.s3.BucketOwnershipControls(
+            f"{name}-ownership", bucket=bucket.id,
+            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"), opts=child(parent)),
+        aws.s3.BucketPublicAccessBlock(
+            f"{name}-public-access", bucket=bucket.id, block_public_acls=True, block_public_policy=True,
+            ignore_public_acls=True, restrict_public_buckets=True, opts=child(parent)),
+        aws.s3.BucketVersioning(
+            f"{name}-versioning", bucket=bucket.id,
+            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
+            opts=child(parent)),
+        aws.s3.BucketNotification(f"{name}-events", bucket=bucket.id, eventbridge=True, opts=child(parent)),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
 # Secrets Manager
 # ---------------------------------------------------------------------------------------------
 def app_secret(name: str, parent: pulumi.Resource, *, secret_string: pulumi.Input[str],

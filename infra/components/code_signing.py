@@ -6,7 +6,7 @@ archive, smoke_function.package_files):
 
 * a private, versioned artifact bucket (SSE-KMS with the stack key, public access blocked,
   BucketOwnerEnforced, TLS only, EventBridge notifications, lifecycle for old versions and
-  signed objects); Signer requires a versioned source bucket in the profile's region
+  signed objects, server access logs to a bucket of their own: infra/components/access_logs.py); Signer requires a versioned source bucket in the profile's region
   (StartSigningJob API reference, https://docs.aws.amazon.com/signer/latest/api/API_StartSigningJob.html);
 * the archive, uploaded once as `unsigned/functions.zip` (Pulumi zips the AssetArchive for the
   upload with fixed timestamps, as it does for Lambda's `code`, so the same sources give the same
@@ -48,7 +48,14 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.components.aws_common import child, fixed_name
+from infra.components.access_logs import S3AccessLogs, S3AccessLogsArgs
+from infra.components.aws_common import (
+    child,
+    fixed_name,
+    private_bucket_basics,
+    s3_bucket_prefix,
+    tls_only_statement,
+)
 from infra.components.smoke_function import code_archive, package_files
 
 # The Lambda signing platform (ListSigningPlatforms; the only one whose target is AWSLambda).
@@ -60,26 +67,22 @@ PLATFORM = "AWSLambda-SHA384-ECDSA"
 SIGNATURE_VALIDITY = ("DAYS", 365)
 UNSIGNED_KEY = "unsigned/functions.zip"
 SIGNED_PREFIX = "signed/"
+# The code bucket's server access logs, in their own bucket (infra/components/access_logs.py).
+ACCESS_LOG_PREFIX = "lambda-code/"
 # Lifecycle: older versions of the unsigned archive serve no deployment after their signing job
 # ran; keep them a month for investigation. A signed object is useless once its signature has
 # expired (Enforce refuses it), so it goes a day after. Incomplete multipart uploads: one day.
 NONCURRENT_DAYS = 30
 SIGNED_OBJECT_DAYS = SIGNATURE_VALIDITY[1] + 1
 ABORT_MULTIPART_DAYS = 1
-# S3 bucket_prefix: at most 37 characters (the provider appends a 26-character unique suffix to
-# reach S3's 63); Signer profile names: [a-zA-Z0-9_]{2,64}, the provider's name_prefix at most 38.
-BUCKET_PREFIX_MAX = 37
+# Signer profile names: [a-zA-Z0-9_]{2,64}, the provider's name_prefix at most 38.
 PROFILE_PREFIX_MAX = 38
 
 
 def bucket_prefix(project: str, stack: str) -> str:
-    """`<project>-<stack>-code-`: lower case (S3 bucket names), the deploy role's policy scopes
-    its S3 permissions to it (docs/bootstrap/production-policy.json)."""
-    prefix = f"{fixed_name(project, stack, 'code').lower()}-"
-    if len(prefix) > BUCKET_PREFIX_MAX:
-        raise ValueError(f"code signing: bucket prefix {prefix!r} is longer than {BUCKET_PREFIX_MAX} characters; "
-                         "shorten the project or stack name")
-    return prefix
+    """`<project>-<stack>-code-`: the deploy role's policy scopes its S3 permissions to it
+    (docs/bootstrap/production-policy.json)."""
+    return s3_bucket_prefix(project, stack, "code", "code signing")
 
 
 def profile_prefix(project: str, stack: str) -> str:
@@ -114,12 +117,8 @@ def source_version(version_id: str | None) -> str:
 
 
 def bucket_policy(bucket_arn: str) -> str:
-    """TLS only: deny any request that does not use it (S3 user guide, "Security best practices":
-    aws:SecureTransport)."""
-    return json.dumps({"Version": "2012-10-17", "Statement": [{
-        "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "s3:*",
-        "Resource": [bucket_arn, f"{bucket_arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-    }]}, sort_keys=True)
+    """TLS only."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [tls_only_statement(bucket_arn)]}, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -140,6 +139,7 @@ class LambdaCodeSigningArgs:
     project: str
     stack: str
     kms_key_arn: pulumi.Input[str]  # the stack key: the bucket's default encryption
+    log_retention_days: int  # the bucket's server access logs expire after it (alerting.logRetentionDays)
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -152,6 +152,7 @@ class LambdaCodeSigning(pulumi.ComponentResource):
         super().__init__("redisstack:aws:LambdaCodeSigning", name, None, opts)
         self._name, self._args = name, args
         self.bucket = self._bucket()
+        self.access_logs = self._access_logs()
         self.archive = self._archive()
         self.profile = self._profile()
         self.job = self._signing_job()
@@ -170,18 +171,9 @@ class LambdaCodeSigning(pulumi.ComponentResource):
         # must not stop at a versioned bucket that still has versions.
         bucket = aws.s3.Bucket(f"{name}-bucket", bucket_prefix=bucket_prefix(args.project, args.stack),
                                force_destroy=True, tags=tags, opts=child(self))
-        self._bucket_settings = [
-            aws.s3.BucketOwnershipControls(
-                f"{name}-ownership", bucket=bucket.id,
-                rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"), opts=child(self)),
-            aws.s3.BucketPublicAccessBlock(
-                f"{name}-public-access", bucket=bucket.id, block_public_acls=True, block_public_policy=True,
-                ignore_public_acls=True, restrict_public_buckets=True, opts=child(self)),
-            # Signer requires a versioned source bucket (StartSigningJob API reference).
-            aws.s3.BucketVersioning(
-                f"{name}-versioning", bucket=bucket.id,
-                versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
-                opts=child(self)),
+        # Signer requires a versioned source bucket (StartSigningJob API reference).
+        self._bucket_settings: list[pulumi.Resource] = [
+            *private_bucket_basics(name, self, bucket),
             aws.s3.BucketServerSideEncryptionConfiguration(
                 f"{name}-encryption", bucket=bucket.id,
                 rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
@@ -206,14 +198,18 @@ class LambdaCodeSigning(pulumi.ComponentResource):
                         filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=SIGNED_PREFIX),
                         expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=SIGNED_OBJECT_DAYS)),
                 ], opts=child(self)),
-            # Object-level events to EventBridge (CKV2_AWS_62): an upload outside Pulumi is visible
-            # to whoever watches the account's default bus; nothing is subscribed here.
-            aws.s3.BucketNotification(f"{name}-events", bucket=bucket.id, eventbridge=True, opts=child(self)),
             aws.s3.BucketPolicy(f"{name}-tls-only", bucket=bucket.id,
                                 policy=bucket.arn.apply(bucket_policy),
                                 opts=child(self)),
         ]
         return bucket
+
+    def _access_logs(self) -> S3AccessLogs:
+        """Server access logs of every request to the code bucket, in a bucket of their own."""
+        args = self._args
+        return S3AccessLogs(f"{self._name}-logs", S3AccessLogsArgs(
+            project=args.project, stack=args.stack, source_bucket=self.bucket, prefix=ACCESS_LOG_PREFIX,
+            retention_days=args.log_retention_days, tags=dict(args.tags)), opts=child(self))
 
     def _archive(self) -> aws.s3.BucketObjectv2:
         name, args = self._name, self._args

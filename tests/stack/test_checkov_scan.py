@@ -385,6 +385,36 @@ def test_the_lambdas_trace_cap_concurrency_and_every_secret_rotates(raw: dict[st
         assert secrets and {r for c, r in passed if c == "CKV2_AWS_57"} == secrets, stack
 
 
+@needs_checkov
+@pytest.mark.slow
+def test_the_code_bucket_logs_and_the_log_bucket_passes_ckv_aws_18_only_through_its_target_reference(
+        raw: dict[str, sc.StackScan]) -> None:
+    # CKV_AWS_18 (checkov/terraform/checks/graph_checks/aws/S3BucketLogging.json at 3.3.30) passes
+    # a bucket with a `logging` block or *any* aws_s3_bucket_logging connected to it in the graph.
+    # The code bucket passes because it logs (its suppression is gone). The log bucket passes only
+    # because the logging resource names it as target_bucket: it does not log itself, as AWS
+    # advises (docs/security-scan.md says so). What would make it really log is pinned absent here.
+    for stack in ("prod", "prod-sentinel"):
+        passed = {f.resource for f in raw[stack].passed if f.check_id == "CKV_AWS_18"}
+        assert {"aws_s3_bucket.lambda_code_bucket", "aws_s3_bucket.lambda_code_logs_bucket"} <= passed, stack
+        plan = plan_of(stack)
+        (logging,) = [r for r in plan["configuration"]["root_module"]["resources"]
+                      if r["type"] == "aws_s3_bucket_logging"]
+        assert logging["expressions"]["bucket"]["references"][1] == "aws_s3_bucket.lambda_code_bucket"
+        assert logging["expressions"]["target_bucket"]["references"][1] == "aws_s3_bucket.lambda_code_logs_bucket"
+        assert "logging" not in planned(plan, "aws_s3_bucket.lambda_code_logs_bucket")["values"]
+        # Every other S3 check that applies passes on the log bucket: SSE-S3 default encryption is
+        # the only encryption it may have (CKV_AWS_145, suppressed), replication is the judgement call.
+        failed = {f.check_id for f in raw[stack].failed if f.resource == "aws_s3_bucket.lambda_code_logs_bucket"}
+        assert failed == {"CKV_AWS_145", "CKV_AWS_144"}, stack
+        log_passed = {(f.check_id, f.resource) for f in raw[stack].passed if "lambda_code_logs" in f.resource}
+        assert {(c, "aws_s3_bucket.lambda_code_logs_bucket") for c in (
+            "CKV_AWS_21", "CKV2_AWS_6", "CKV2_AWS_61", "CKV2_AWS_62", "CKV_AWS_19")} | {
+            ("CKV_AWS_300", "aws_s3_bucket_lifecycle_configuration.lambda_code_logs_lifecycle"),
+            ("CKV2_AWS_65", "aws_s3_bucket_ownership_controls.lambda_code_logs_ownership"),
+            ("CKV_AWS_70", "aws_s3_bucket_policy.lambda_code_logs_policy")} <= log_passed, stack
+
+
 def test_scan_refuses_an_unknown_stack_before_running_checkov() -> None:
     from typer.testing import CliRunner
 

@@ -596,16 +596,58 @@ def test_deploy_role_can_empty_the_code_bucket_when_the_stack_is_destroyed() -> 
     assert not allows(doc, "s3:PutObjectLegalHold", f"{CODE_BUCKET}/signed/v1/0a1b.zip")  # not needed, not granted
 
 
+LOG_BUCKET = "arn:aws:s3:::redisstack-prod-logs-0a1b2c3d4e5f60718293a4b5c6"  # access_logs.log_bucket_prefix
+
+
+def test_deploy_role_configures_and_empties_the_access_log_bucket_but_never_reads_or_writes_a_log() -> None:
+    # `pulumi up` creates and configures the destination (infra/components/access_logs.py) and
+    # turns logging on for the code bucket only (PutBucketLogging; the destination must not log,
+    # S3 user guide, "Enabling Amazon S3 server access logging"). `pulumi destroy` empties it as it
+    # empties the code bucket: ListObjectVersions, then DeleteObjects of every version and delete
+    # marker, always with VersionId and with BypassGovernanceRetention (terraform-provider-aws
+    # internal/service/s3/delete.go emptyBucket -> deletePage / deleteObjectVersion), which needs
+    # s3:DeleteObjectVersion, never s3:DeleteObject. Only S3's log delivery writes logs.
+    doc = bootstrap_document("production-policy.json")
+    other = "arn:aws:s3:::payroll-prod-logs-0a1b2c3d4e5f60718293a4b5c6"
+    for action in ("s3:CreateBucket", "s3:DeleteBucket", "s3:ListBucket", "s3:ListBucketVersions",
+                   "s3:GetBucketLogging", "s3:PutBucketPolicy", "s3:PutBucketOwnershipControls",
+                   "s3:PutBucketPublicAccessBlock", "s3:PutBucketVersioning", "s3:PutEncryptionConfiguration",
+                   "s3:PutLifecycleConfiguration", "s3:PutBucketNotification", "s3:PutBucketTagging"):
+        assert allows(doc, action, LOG_BUCKET) and not allows(doc, action, other), action
+    assert allows(doc, "s3:PutBucketLogging", CODE_BUCKET)
+    assert not allows(doc, "s3:PutBucketLogging", LOG_BUCKET)  # the destination never logs
+    log = f"{LOG_BUCKET}/lambda-code/2026-12-03-14-20-28-0A1B2C3D4E5F6071"
+    for action in ("s3:DeleteObjectVersion", "s3:BypassGovernanceRetention"):
+        assert allows(doc, action, log) and not allows(doc, action, f"{other}/lambda-code/x"), action
+    for action in ("s3:PutObject", "s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:PutObjectLegalHold"):
+        assert not allows(doc, action, log), action
+    # The logs are SSE-S3: no KMS permission reaches them.
+    key = ARN.format(service="kms", resource="key/created-a-second-ago")
+    assert not allows(doc, "kms:GenerateDataKey", key, {"kms:ViaService": "s3.eu-west-1.amazonaws.com",
+                                                        "kms:EncryptionContext:aws:s3:arn": LOG_BUCKET})
+
+
+def test_the_reading_role_refreshes_the_access_log_bucket_without_reading_a_log() -> None:
+    doc = bootstrap_document("prod-read-policy.json")
+    for action in REFRESH_READS["aws:s3/bucket:Bucket"] + REFRESH_READS["aws:s3/bucketLogging:BucketLogging"]:
+        if not any(fnmatch.fnmatchcase(action, v) for v in VIEW_ONLY_ACCESS):
+            assert allows(doc, action, LOG_BUCKET), action
+    assert not allows(doc, "s3:GetObject", f"{LOG_BUCKET}/lambda-code/2026-12-03-14-20-28-0A1B2C3D4E5F6071")
+
+
 def test_the_code_signing_names_of_this_project_match_the_policies_patterns() -> None:
-    # The policies scope S3 and Signer to `${PROJECT}-prod-code-*` and `${PROJECT}_prod_*`, with
+    # The policies scope S3 and Signer to `${PROJECT}-prod-code-*`, `${PROJECT}-prod-logs-*` and
+    # `${PROJECT}_prod_*`, with
     # PROJECT the Pulumi.yaml name (docs/delivery.md); the component lower-cases the bucket prefix
     # and turns hyphens into underscores for Signer (profile names: [a-zA-Z0-9_]). A project name
     # where those differ would make the first `up` fail with AccessDenied on the bucket or profile.
+    from infra.components import access_logs
     from infra.components import code_signing as cs
 
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
     assert cs.bucket_prefix(project, "prod") == f"{project}-prod-code-"
     assert cs.profile_prefix(project, "prod") == f"{project}_prod_"
+    assert access_logs.log_bucket_prefix(project, "prod") == f"{project}-prod-logs-"
     assert project == EXAMPLE["PROJECT"]
 
 
@@ -705,6 +747,7 @@ REFRESH_READS: dict[str, tuple[str, ...]] = {
                              "s3:GetReplicationConfiguration", "s3:GetEncryptionConfiguration",
                              "s3:GetBucketObjectLockConfiguration", "s3:GetBucketTagging"),
     "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": ("s3:GetLifecycleConfiguration",),
+    "aws:s3/bucketLogging:BucketLogging": ("s3:GetBucketLogging",),  # s3/bucket_logging.go: GetBucketLogging
     "aws:s3/bucketNotification:BucketNotification": ("s3:GetBucketNotification",),
     "aws:s3/bucketObjectv2:BucketObjectv2": ("s3:GetObject", "s3:GetObjectTagging"),  # HeadObject, tags
     "aws:s3/bucketOwnershipControls:BucketOwnershipControls": ("s3:GetBucketOwnershipControls",),
