@@ -129,7 +129,7 @@ def test_an_unversioned_archive_is_refused_with_the_wait_and_the_fix(version: st
 
 def test_destroy_empties_the_versioned_bucket() -> None:
     # force_destroy deletes every version and delete marker (the deploy role's
-    # s3:BypassGovernanceRetention: tests/unit/test_workflows.py); the bucket holds only artifacts.
+    # s3:DeleteObjectVersion: tests/unit/test_workflows.py); the bucket holds only artifacts.
     bucket = owned(run("prod"), BUCKET)
     assert bucket.inputs["forceDestroy"] is True and bucket.protect is False
 

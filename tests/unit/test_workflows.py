@@ -579,21 +579,21 @@ def test_deploy_role_signs_and_uploads_only_the_prod_stacks_code() -> None:
 
 def test_deploy_role_can_empty_the_code_bucket_when_the_stack_is_destroyed() -> None:
     # The bucket has force_destroy (infra/components/code_signing.py). terraform-provider-aws empties
-    # it with ListObjectVersions and DeleteObjects of every version and delete marker, sending
-    # BypassGovernanceRetention whenever force is set (internal/service/s3/delete.go emptyBucket ->
-    # deletePage), and "To use this header, you must have the s3:BypassGovernanceRetention
-    # permission" (S3 API reference, DeleteObjects). Without it every version comes back AccessDenied,
-    # the provider then tries PutObjectLegalHold, and `pulumi destroy` stops at a non-empty bucket.
-    # The bucket has no Object Lock, so the permission bypasses nothing there.
+    # it with ListObjectVersions and DeleteObjects of every version and delete marker, each with its
+    # VersionId (s3:DeleteObjectVersion). It sends BypassGovernanceRetention, and falls back to
+    # PutObjectLegalHold, only for a bucket with Object Lock: resourceBucketDelete calls
+    # emptyBucket(ctx, conn, id, objectLockEnabled), objectLockEnabled read from the bucket's
+    # object_lock_configuration, not from force_destroy (internal/service/s3/bucket.go,
+    # delete.go deletePage). The archive (aws_s3_object) has no force_destroy of its own, so its
+    # delete (deleteAllObjectVersions) sends no bypass either. No Object Lock here: neither granted.
     doc = bootstrap_document("production-policy.json")
     other_bucket = "arn:aws:s3:::payroll-prod-code-0a1b2c3d4e5f60718293a4b5c6"
     for action in ("s3:ListBucketVersions", "s3:DeleteBucket"):
         assert allows(doc, action, CODE_BUCKET) and not allows(doc, action, other_bucket), action
-    for action in ("s3:DeleteObjectVersion", "s3:BypassGovernanceRetention"):
-        assert allows(doc, action, f"{CODE_BUCKET}/signed/v1/0a1b.zip"), action
-        assert not allows(doc, action, f"{other_bucket}/signed/v1/0a1b.zip"), action
-    assert not allows(doc, "s3:BypassGovernanceRetention", "arn:aws:s3:::redisstack-state-123456789012/.pulumi/x")
-    assert not allows(doc, "s3:PutObjectLegalHold", f"{CODE_BUCKET}/signed/v1/0a1b.zip")  # not needed, not granted
+    assert allows(doc, "s3:DeleteObjectVersion", f"{CODE_BUCKET}/signed/v1/0a1b.zip")
+    assert not allows(doc, "s3:DeleteObjectVersion", f"{other_bucket}/signed/v1/0a1b.zip")
+    for action in ("s3:BypassGovernanceRetention", "s3:PutObjectLegalHold"):  # not needed, not granted
+        assert not allows(doc, action, f"{CODE_BUCKET}/signed/v1/0a1b.zip"), action
 
 
 LOG_BUCKET = "arn:aws:s3:::redisstack-prod-logs-0a1b2c3d4e5f60718293a4b5c6"  # access_logs.log_bucket_prefix
@@ -604,9 +604,9 @@ def test_deploy_role_configures_and_empties_the_access_log_bucket_but_never_read
     # turns logging on for the code bucket only (PutBucketLogging; the destination must not log,
     # S3 user guide, "Enabling Amazon S3 server access logging"). `pulumi destroy` empties it as it
     # empties the code bucket: ListObjectVersions, then DeleteObjects of every version and delete
-    # marker, always with VersionId and with BypassGovernanceRetention (terraform-provider-aws
-    # internal/service/s3/delete.go emptyBucket -> deletePage / deleteObjectVersion), which needs
-    # s3:DeleteObjectVersion, never s3:DeleteObject. Only S3's log delivery writes logs.
+    # marker, always with VersionId (terraform-provider-aws internal/service/s3/delete.go
+    # emptyBucket -> deletePage), which needs s3:DeleteObjectVersion, never s3:DeleteObject; no
+    # BypassGovernanceRetention without Object Lock (the test above). Only S3's log delivery writes logs.
     doc = bootstrap_document("production-policy.json")
     other = "arn:aws:s3:::payroll-prod-logs-0a1b2c3d4e5f60718293a4b5c6"
     for action in ("s3:CreateBucket", "s3:DeleteBucket", "s3:ListBucket", "s3:ListBucketVersions",
@@ -617,9 +617,9 @@ def test_deploy_role_configures_and_empties_the_access_log_bucket_but_never_read
     assert allows(doc, "s3:PutBucketLogging", CODE_BUCKET)
     assert not allows(doc, "s3:PutBucketLogging", LOG_BUCKET)  # the destination never logs
     log = f"{LOG_BUCKET}/lambda-code/2026-12-03-14-20-28-0A1B2C3D4E5F6071"
-    for action in ("s3:DeleteObjectVersion", "s3:BypassGovernanceRetention"):
-        assert allows(doc, action, log) and not allows(doc, action, f"{other}/lambda-code/x"), action
-    for action in ("s3:PutObject", "s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:PutObjectLegalHold"):
+    assert allows(doc, "s3:DeleteObjectVersion", log) and not allows(doc, "s3:DeleteObjectVersion", f"{other}/x")
+    for action in ("s3:PutObject", "s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:PutObjectLegalHold",
+                   "s3:BypassGovernanceRetention"):
         assert not allows(doc, action, log), action
     # The logs are SSE-S3: no KMS permission reaches them.
     key = ARN.format(service="kms", resource="key/created-a-second-ago")
