@@ -45,41 +45,7 @@ if [ -n "$actionlint_pid" ]; then wait "$actionlint_pid" || true; fi
 # checkov was installed above: its tests must run, not skip (tests/stack/test_checkov_scan.py).
 export REDISSTACK_REQUIRE_CHECKOV=1
 
-# Arguments that select tests (a path, `-k expr`) run as given, in one pass, one test at a time.
-for arg in "$@"; do
-  case "$arg" in
-    -*) ;;
-    *) echo "==> pytest $*"; exec .venv/bin/python -m pytest "$@" ;;
-  esac
-done
-
-# The whole suite, in two passes (docs/decisions.md "A deterministic CI"): the in-process tests
-# (unit, stack under Pulumi mocks, moto) share out over the cores; the real-process tests, whose
-# failovers and stalls must not compete for CPU, then run one at a time on a quiet machine.
-# Options (.ci/run's --junitxml=FILE, --durations=N) go to both passes; the two JUnit files are
-# merged into FILE. A failed first pass does not stop the second: a run reports every failure.
-junit=""
-options=()
-for arg in "$@"; do
-  case "$arg" in
-    --junitxml=*) junit="${arg#--junitxml=}" ;;
-    *) options+=("$arg") ;;
-  esac
-done
-in_process=(tests/unit tests/stack tests/aws)
-ignore_in_process=()
-for dir in "${in_process[@]}"; do ignore_in_process+=("--ignore=$dir"); done
+# The tests: two passes, or what the arguments select in one (scripts/pytest_passes.sh).
 status=0
-
-echo "==> pytest, in-process tests on every core: ${in_process[*]}"
-.venv/bin/python -m pytest --numprocesses=auto --maxprocesses=4 "${in_process[@]}" \
-  ${junit:+"--junitxml=$junit.in-process"} "${options[@]}" || status=$?
-
-echo "==> pytest, real-process tests one at a time: tests/ ${ignore_in_process[*]}"
-.venv/bin/python -m pytest tests "${ignore_in_process[@]}" \
-  ${junit:+"--junitxml=$junit.real-process"} "${options[@]}" || status=$?
-
-if [ -n "$junit" ]; then
-  .venv/bin/python scripts/merge_junit.py "$junit" "$junit.in-process" "$junit.real-process"
-fi
+bash scripts/pytest_passes.sh "$@" || status=$?
 exit "$status"

@@ -11,7 +11,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Stands in for scripts/test.sh: writes the JUnit file it is handed, prints a pytest-like summary.
 FAKE_TEST_SH = """#!/usr/bin/env bash
-for arg in "$@"; do case "$arg" in --junitxml=*) echo '<testsuites/>' > "${arg#--junitxml=}";; esac; done
+# KILLED=1: killed after the first pass, before the merge (only that pass's file, no junit.xml).
+for arg in "$@"; do case "$arg" in --junitxml=*) echo '<testsuites/>' > "${arg#--junitxml=}${KILLED:+.in-process}";; esac; done
+if [ -n "${KILLED:-}" ]; then echo "FAILED tests/unit/test_a.py::test_one[x] - AssertionError"; exit 143; fi
 echo "args: $*"
 if [ "${FAIL:-}" = 1 ]; then
   echo "FAILED tests/unit/test_a.py::test_one[x] - AssertionError: assert 1 == 2"
@@ -32,8 +34,8 @@ def checkout(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def ci_run(repo: Path, fail: bool) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "FAIL": "1" if fail else "0"}
+def ci_run(repo: Path, fail: bool, **env: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "FAIL": "1" if fail else "0", **env}
     return subprocess.run(["bash", str(repo / ".ci" / "run")], capture_output=True, text=True, env=env, timeout=60)
 
 
@@ -63,3 +65,16 @@ def test_a_passing_run_keeps_its_junit_and_ends_with_pytests_summary_and_the_dur
     runs = sorted((repo / ".ci" / "artifacts").iterdir())
     assert len(runs) == 10  # the oldest go
     assert all((r / "junit.xml").is_file() and (r / "ci.log").is_file() for r in runs)
+
+
+def test_a_run_killed_between_the_passes_points_at_the_junit_file_of_the_pass_that_finished(tmp_path: Path) -> None:
+    # scripts/pytest_passes.sh merges at the end: killed before that, only the parts exist.
+    repo = checkout(tmp_path)
+    proc = ci_run(repo, fail=True, KILLED="1")
+    assert proc.returncode == 143, proc.stdout + proc.stderr
+    (run_dir,) = (repo / ".ci" / "artifacts").iterdir()
+    lines = proc.stdout.splitlines()
+    assert "==> no merged JUnit XML: the run stopped during the tests; JUnit XML of the passes that finished:" in lines
+    assert str(run_dir / "junit.xml.in-process") in lines
+    assert not any(line.startswith("==> no JUnit XML") for line in lines)
+    assert lines[-2:] == ["==> failing tests (1):", "FAILED tests/unit/test_a.py::test_one[x]"]

@@ -29,7 +29,7 @@ def test_both_passes_end_in_one_file_with_every_case_and_failure(tmp_path: Path)
     target = tmp_path / "junit.xml"
     first = suite(tmp_path / "junit.xml.in-process", ("tests.unit.test_a", False), ("tests.stack.test_b", True))
     second = suite(tmp_path / "junit.xml.real-process", ("tests.integration.test_c", False))
-    assert merge_junit.merge(target, [first, second]) == 2
+    assert merge_junit.merge(target, [first, second]) == 0  # no pass without its JUnit XML
     root = ET.parse(target).getroot()
     assert root.tag == "testsuites"
     assert [c.get("classname") for c in root.iter("testcase")] == [
@@ -38,8 +38,24 @@ def test_both_passes_end_in_one_file_with_every_case_and_failure(tmp_path: Path)
     assert not first.exists() and not second.exists()
 
 
-def test_a_pass_that_wrote_nothing_is_skipped_and_the_other_is_kept(tmp_path: Path) -> None:
+def test_a_pass_that_wrote_nothing_is_an_error_in_the_kept_file_beside_the_other(tmp_path: Path) -> None:
+    # A crashed or killed pass writes no JUnit XML: the kept file must not look complete.
     target = tmp_path / "junit.xml"
     second = suite(tmp_path / "junit.xml.real-process", ("tests.integration.test_c", True))
     assert merge_junit.merge(target, [tmp_path / "junit.xml.in-process", second]) == 1
-    assert [c.get("classname") for c in ET.parse(target).getroot().iter("testcase")] == ["tests.integration.test_c"]
+    suites = list(ET.parse(target).getroot().iter("testsuite"))
+    assert [(s.get("name"), s.get("errors")) for s in suites] == [("junit.xml.in-process", "1"), ("pytest", "0")]
+    (error,) = suites[0].iter("error")
+    assert "junit.xml.in-process: this pass wrote no JUnit XML" in (error.get("message") or "")
+    assert [c.get("classname") for c in suites[1].iter("testcase")] == ["tests.integration.test_c"]
+
+
+def test_a_pass_cut_short_is_an_error_and_its_file_is_kept(tmp_path: Path) -> None:
+    target = tmp_path / "junit.xml"
+    first = suite(tmp_path / "junit.xml.in-process", ("tests.unit.test_a", False))
+    cut = tmp_path / "junit.xml.real-process"
+    cut.write_text('<?xml version="1.0"?><testsuites><testsuite name="pytest"><testcase classname="x"')
+    assert merge_junit.merge(target, [first, cut]) == 1
+    (error,) = ET.parse(target).getroot().iter("error")
+    assert "junit.xml.real-process: this pass's JUnit XML is unreadable" in (error.get("message") or "")
+    assert cut.exists() and not first.exists()
