@@ -37,6 +37,7 @@ from redis.retry import Retry
 
 from ratelimit import functions
 from ratelimit.autopipeline import AutoPipeline, call_packed
+from ratelimit.decision import Decision
 from ratelimit.denycache import DEFAULT_SIZE as DEFAULT_DENY_CACHE_SIZE
 from ratelimit.denycache import DenyCache, shape_of
 from ratelimit.multi import (
@@ -117,25 +118,6 @@ def _stale_primary_pool(client: Any, exc: BaseException) -> Any:
     return None
 
 
-class Decision(NamedTuple):
-    """One rate-limit decision (immutable). A NamedTuple rather than a frozen dataclass: it is
-    built once per request on the hot path and costs a quarter of the time to create."""
-
-    allowed: bool
-    # Units that may still be spent right now (after this request, for a hit).
-    remaining: int
-    # Seconds until a request of the same cost would be allowed; 0 when allowed.
-    retry_after: float
-    # Seconds until the key is empty (the client is back to a full allowance).
-    reset_after: float
-    limit: int
-    # True when Redis could not answer and the failure policy decided.
-    fallback: bool = False
-    # True when the local deny cache answered without asking Redis: always a denial
-    # (allowed=False), repeating an earlier Redis denial whose retry_after has not passed yet.
-    cached: bool = False
-
-
 def decision_client_kwargs(timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
     """Connection options for a redis client on the decision path.
 
@@ -204,11 +186,13 @@ class _Call(NamedTuple):
     limit: int
     cost: int
     fail_open: bool
+    # This limit as ratelimit_multi takes it: "<letter> <limit> <window_ms> <cost>[ <burst>]".
+    spec: str
 
 
 @lru_cache(maxsize=1024, typed=True)
 def _static_args(algorithm: str, limit: int, window_s: float, cost: int, burst: int | None,
-                 peek: bool) -> tuple[LuaScript, str, tuple[str, ...]]:
+                 peek: bool) -> tuple[LuaScript, str, tuple[str, ...], str]:
     """Validate once per distinct (algorithm, limit, window, cost, burst): a tier's requests
     repeat the same few shapes, and this is the hot path."""
     if algorithm not in ALGORITHMS:
@@ -225,7 +209,8 @@ def _static_args(algorithm: str, limit: int, window_s: float, cost: int, burst: 
     args = [str(limit), str(window_ms), str(cost), "1" if peek else "0"]
     if algorithm == "gcra" and burst is not None:
         args.append(str(burst))
-    return script(algorithm), functions.function_name(algorithm, peek=peek), tuple(args)
+    spec = " ".join((KEY_SUFFIX[algorithm], *args[:3], *args[4:]))
+    return script(algorithm), functions.function_name(algorithm, peek=peek), tuple(args), spec
 
 
 def _prepare(prefix: str, algorithm: str, key: str, limit: int, window_s: float, cost: int,
@@ -233,10 +218,12 @@ def _prepare(prefix: str, algorithm: str, key: str, limit: int, window_s: float,
     if not isinstance(key, str) or not key:
         raise RateLimitError("key must be a non-empty string")
     try:
-        lua, function, args = _static_args(algorithm, limit, window_s, cost, burst, peek)
+        lua, function, args, spec = _static_args(algorithm, limit, window_s, cost, burst, peek)
     except TypeError:  # unhashable argument: certainly not an int or a number of seconds
         raise RateLimitError(f"invalid limit/window/cost/burst: {limit!r}, {window_s!r}, {cost!r}, {burst!r}") from None
-    return _Call(lua, function, peek, make_key(prefix, key, algorithm), args, limit, cost, fail_open)
+    # Positional tuple construction: the NamedTuple's generated __new__ is one more Python call.
+    return tuple.__new__(_Call, (lua, function, peek, make_key(prefix, key, algorithm), args, limit, cost, fail_open,
+                                 spec))
 
 
 def _decision(reply: Sequence[int], limit: int) -> Decision:
@@ -313,6 +300,8 @@ class _Base:
         except ValueError as exc:
             raise RateLimitError(str(exc)) from None
         self.client = client
+        # A cluster client's slot function (split_by_slot); looked up once, not per hit_many.
+        self.keyslot = getattr(client, "keyslot", None)
         self.algorithm = algorithm
         self.prefix = prefix
         self.timeout = timeout
@@ -591,7 +580,7 @@ class RateLimiter(_Base):
 
     def _ask_many(self, calls: list[_Call]) -> MultiDecision:
         try:
-            groups = split_by_slot(self.client, calls)
+            groups = split_by_slot(self.keyslot, calls)
             if len(groups) == 1:
                 allowed, decisions = parse_reply(self._eval_many(calls, "0"), calls)
                 return MultiDecision(decisions, allowed)
@@ -813,7 +802,7 @@ class AsyncRateLimiter(_Base):
     async def _ask_many(self, calls: list[_Call]) -> MultiDecision:
         try:
             async with asyncio.timeout(self.timeout):
-                groups = split_by_slot(self.client, calls)
+                groups = split_by_slot(self.keyslot, calls)
                 if len(groups) == 1:
                     allowed, decisions = parse_reply(await self._eval_many(calls, "0"), calls)
                     return MultiDecision(decisions, allowed)

@@ -12,17 +12,18 @@ split by slot (see `split_by_slot` and docs/rate-limiter.md for the exact guaran
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from functools import cache, lru_cache
+from collections.abc import Callable, Iterable, Sequence
+from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from ratelimit.decision import Decision
 from ratelimit.denycache import DenyCache, shape_of
 from ratelimit.scripts import LuaScript, script
 from ratelimit.tiers import ALGORITHMS
 
 if TYPE_CHECKING:
-    from ratelimit.limiter import Decision, _Call
+    from ratelimit.limiter import _Call
 
 # The library function (ratelimit/functions.py registers it) taking multi.lua's keys and arguments.
 MULTI_FUNCTION = "ratelimit_multi"
@@ -97,18 +98,12 @@ class MultiDecision(tuple["Decision", ...]):
 
 
 def script_args(calls: Sequence[_Call], mode: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """KEYS and ARGV of multi.lua for these validated single-limit calls."""
-    return tuple([c.key for c in calls]), (mode, *[_spec(c.key[-1], c.args) for c in calls])
+    """KEYS and ARGV of multi.lua for these validated single-limit calls (each carries its spec)."""
+    return tuple([c.key for c in calls]), (mode, *[c.spec for c in calls])
 
 
 def spec_of(call: _Call) -> str:
-    return _spec(call.key[-1], call.args)
-
-
-@lru_cache(maxsize=1024)
-def _spec(letter: str, args: tuple[str, ...]) -> str:
-    """One limit as multi.lua takes it; args are (limit, window_ms, cost, mode[, burst])."""
-    return " ".join((letter, *args[:3], *args[4:]))
+    return call.spec
 
 
 def parse_items(items: object) -> list[tuple[Any, ...]]:
@@ -139,8 +134,6 @@ def cached_many(cache: DenyCache, calls: Sequence[_Call]) -> MultiDecision | Non
     local = [cache.check(c.key, shape_of(c), c.cost) for c in calls]
     if all(d is None for d in local):
         return None
-    from ratelimit.limiter import Decision
-
     return MultiDecision([d if d is not None else Decision(False, 0, 0.0, 0.0, c.limit, cached=True)
                           for d, c in zip(local, calls, strict=True)], False)
 
@@ -173,8 +166,6 @@ class Split:
         return allowed
 
     def result(self, allowed: bool) -> MultiDecision:
-        from ratelimit.limiter import Decision
-
         return MultiDecision([d if d is not None else Decision(False, 0, 0.0, 0.0, c.limit)
                               for d, c in zip(self.decisions, self.calls, strict=True)], allowed)
 
@@ -182,21 +173,15 @@ class Split:
 def parse_reply(reply: bytes | str | Sequence[int], calls: Sequence[_Call]) -> tuple[bool, list[Decision]]:
     """multi.lua's reply: the flat string "all a1 r1 ra1 rs1 a2 ..." (library 1.2.0 on), or the list
     of 1 + 4n integers an older library (1.1.0) answers during a rolling upgrade."""
-    from ratelimit.limiter import Decision
-
     values = list(map(int, reply.split())) if isinstance(reply, bytes | str) else list(reply)
     if len(values) != 1 + 4 * len(calls):
         raise ValueError(f"hit_many: reply of {len(values)} values for {len(calls)} limits")
-    decisions = []
-    i = 1
-    for c in calls:
-        allowed, remaining, retry_us, reset_us = values[i:i + 4]
-        i += 4
-        # Positional tuple construction: the NamedTuple's keyword __new__ costs twice as much.
-        decisions.append(tuple.__new__(Decision, (
-            allowed == 1, remaining if remaining > 0 else 0, 0.0 if allowed == 1 else retry_us / 1e6,
-            reset_us / 1e6 if reset_us > 0 else 0.0, c.limit, False, False)))
-    return values[0] == 1, decisions
+    new, it = tuple.__new__, iter(values)
+    every = next(it) == 1
+    # Positional tuple construction: the NamedTuple's keyword __new__ costs twice as much. The
+    # same iterator four times: each limit takes its next four values.
+    return every, [new(Decision, (a == 1, r if r > 0 else 0, 0.0 if a == 1 else ra / 1e6, rs / 1e6 if rs > 0 else 0.0,
+                                  c.limit, False, False)) for c, a, r, ra, rs in zip(calls, it, it, it, it, strict=True)]
 
 
 def parse_one(reply: bytes | str | Sequence[int]) -> list[int]:
@@ -207,9 +192,9 @@ def parse_one(reply: bytes | str | Sequence[int]) -> list[int]:
     return values[1:]
 
 
-def split_by_slot(client: Any, calls: Sequence[_Call]) -> list[list[int]]:
-    """Indexes of `calls` grouped by cluster slot, in first-seen order; one group off a cluster."""
-    keyslot = getattr(client, "keyslot", None)
+def split_by_slot(keyslot: Callable[[str], int] | None, calls: Sequence[_Call]) -> list[list[int]]:
+    """Indexes of `calls` grouped by cluster slot (`keyslot`: a cluster client's), in first-seen
+    order; one group off a cluster (no `keyslot`)."""
     if keyslot is None:
         return [list(range(len(calls)))]
     groups: dict[int, list[int]] = {}
