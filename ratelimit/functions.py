@@ -33,7 +33,7 @@ LIBRARY_NAME = "ratelimit"
 # The library's release. Bump it with every change of the library text (a unit test pins the text's
 # digest to it): `ratelimit_version` returns it, and a client or `redisops smoke` that finds an
 # older one on a server reports it by this number.
-LIBRARY_RELEASE = "1.2.6"
+LIBRARY_RELEASE = "1.2.7"
 FIX_COMMAND = "redisops functions load"
 # The commands a decision is sent as: FCALL (FCALL_RO for a peek), the EVALSHA opt-in, and EVAL/
 # EVAL_RO as other limiters send them. INFO commandstats also counts the commands a script runs

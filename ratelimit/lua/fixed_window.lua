@@ -56,9 +56,10 @@ if mode == '1' then
 end
 
 if ctx then
-  -- The script runs alone, so the INCRBY handed back makes exactly used + cost (a new key when used is 0).
-  return {1, limit - used - cost, 0, (used == 0 and window_ms or pttl) * 1000}, {1, limit - used, 0, pttl * 1000},
-    used == 0 and {{'INCRBY', key, cost}, {'PEXPIRE', key, window_ms}} or {{'INCRBY', key, cost}}
+  -- The script runs alone, so the INCRBY handed over makes exactly used + cost (a new key when used is 0).
+  ctx[#ctx + 1] = {'INCRBY', key, cost}
+  if used == 0 then ctx[#ctx + 1] = {'PEXPIRE', key, window_ms} end
+  return {1, limit - used - cost, 0, (used == 0 and window_ms or pttl) * 1000}, {1, limit - used, 0, pttl * 1000}
 end
 local n = redis.call('INCRBY', key, cost)
 if n == cost then

@@ -6,8 +6,9 @@
 -- ARGV[2]  window_ms  integer >= 1
 -- ARGV[3]  cost       integer, 1 <= cost <= burst
 -- ARGV[4]  mode       "0" consume, "1" peek (never writes); or, only from multi.lua (no FCALL can
---                     send one), a table: the request's shared clock; decide as a hit but return
---                     the peek view and the write beside the reply instead of writing
+--                     send one), a table: the request's shared clock (`now`) and list of writes;
+--                     decide as a hit, append the write there instead of running it, and return
+--                     the peek view beside the reply
 -- ARGV[5]  burst      integer >= 1, optional (default: limit)
 -- returns  {allowed 0|1, remaining, retry_after_us, reset_after_us} (integer replies)
 --
@@ -25,13 +26,20 @@ local function int_arg(i, name, min, max)
   return v
 end
 
--- Bounds keep every intermediate value below 2^53, where Lua doubles are exact integers.
-local limit, e1 = int_arg(1, 'limit', 1, 1000000000)
-if e1 then return redis.error_reply(e1) end
-local window_ms, e2 = int_arg(2, 'window_ms', 1, 31622400000)
-if e2 then return redis.error_reply(e2) end
-local cost, e3 = int_arg(3, 'cost', 1, 1000000000)
-if e3 then return redis.error_reply(e3) end
+-- Bounds keep every intermediate value below 2^53, where Lua doubles are exact integers. One test
+-- for the valid arguments of every call; int_arg only names what is wrong.
+local limit, window_ms, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+if not (limit and window_ms and cost and limit == floor(limit) and limit >= 1 and limit <= 1000000000
+    and window_ms == floor(window_ms) and window_ms >= 1 and window_ms <= 31622400000
+    and cost == floor(cost) and cost >= 1 and cost <= 1000000000) then
+  local e1, e2, e3
+  limit, e1 = int_arg(1, 'limit', 1, 1000000000)
+  if e1 then return redis.error_reply(e1) end
+  window_ms, e2 = int_arg(2, 'window_ms', 1, 31622400000)
+  if e2 then return redis.error_reply(e2) end
+  cost, e3 = int_arg(3, 'cost', 1, 1000000000)
+  if e3 then return redis.error_reply(e3) end
+end
 local mode, ctx = ARGV[4], nil
 if type(mode) == 'table' then ctx, mode = mode, '0' end
 if mode ~= '0' and mode ~= '1' then
@@ -82,9 +90,9 @@ end
 local hit = {1, floor((tolerance - (new_tat - now)) / interval), 0, new_tat - now}
 local tat_ms = fmt('%d', ceil(new_tat / 1000))
 if ctx then
-  -- multi.lua: the hit, the peek view and the write (a list of commands), run only if all admit.
-  return hit, {1, floor((tolerance - (tat - now)) / interval), 0, tat - now},
-    {{'SET', KEYS[1], fmt('%d', new_tat), 'PXAT', tat_ms}}
+  -- multi.lua: the write joins the request's (run only if every limit admits); hit and peek view back.
+  ctx[#ctx + 1] = {'SET', KEYS[1], fmt('%d', new_tat), 'PXAT', tat_ms}
+  return hit, {1, floor((tolerance - (tat - now)) / interval), 0, tat - now}
 end
 redis.call('SET', KEYS[1], fmt('%d', new_tat), 'PXAT', tat_ms)
 return hit

@@ -88,16 +88,17 @@ if limit < 1000 then member_fmt = '%d%03d' end
 local score = string.format('%d', now)
 local expire_at = string.format('%d', math.ceil((now + window_us) / 1000))
 if ctx then
-  -- multi.lua: the hit, the peek view and the writes (commands: trim, ZADDs of at most 1000
-  -- members, expiry), run only if every limit admits.
-  local w = {{'ZREMRANGEBYSCORE', key, '-inf', floor_score}}
+  -- multi.lua: the writes join the request's (commands: trim, ZADDs of at most 1000 members,
+  -- expiry; run only if every limit admits); the hit and the peek view come back.
+  ctx[#ctx + 1] = {'ZREMRANGEBYSCORE', key, '-inf', floor_score}
+  local c = {'ZADD', key}
+  ctx[#ctx + 1] = c
   for i = 1, cost do
-    local c = w[#w]
-    if c[1] ~= 'ZADD' or #c >= 2002 then c = {'ZADD', key}; w[#w + 1] = c end
+    if #c >= 2002 then c = {'ZADD', key}; ctx[#ctx + 1] = c end
     c[#c + 1], c[#c + 2] = score, string.format(member_fmt, now, count + i)
   end
-  w[#w + 1] = {'PEXPIREAT', key, expire_at}
-  return {1, limit - count - cost, 0, window_us}, function() return {1, limit - count, 0, reset_after()} end, w
+  ctx[#ctx + 1] = {'PEXPIREAT', key, expire_at}
+  return {1, limit - count - cost, 0, window_us}, function() return {1, limit - count, 0, reset_after()} end
 end
 -- ZADD in chunks: unpack() of more than ~8000 values overflows Lua's C stack.
 for first = 1, cost, 1000 do

@@ -124,6 +124,19 @@ def test_one_clock_one_read_per_limit_and_writes_only_when_all_admit(rl_server: 
     admin.close()
 
 
+@pytest.mark.parametrize("mode", ["functions", "scripts"])
+def test_each_limit_writes_its_own_key_when_the_writes_are_many_commands(rl_redis: redis.Redis, mode: str) -> None:
+    """Library 1.2.7: the limits append their writes to the request's one list; a sliding log of
+    cost 1500 is a trim, two ZADDs (at most 1000 members each) and an expiry. Each key gets exactly
+    its own members and expiry, none dropped, run twice or written to a neighbour."""
+    limiter = RateLimiter(rl_redis, "sliding_log", deny_cache=False, mode=mode)
+    r = limiter.hit_many([("a:{w}", 5000, 60, 1500), ("b:{w}", 5000, 60, 1200), ("c:{w}", 10, 60)])
+    assert r.allowed and [d.remaining for d in r] == [3500, 3800, 9]
+    keys = [make_key("rl", k, "sliding_log") for k in ("a:{w}", "b:{w}", "c:{w}")]
+    assert [rl_redis.zcard(k) for k in keys] == [1500, 1200, 1]
+    assert all(0 < rl_redis.pttl(k) <= 60_000 for k in keys)
+
+
 def test_the_multi_function_refuses_a_key_twice_and_answers_one_flat_string(rl_redis: redis.Redis) -> None:
     RateLimiter(rl_redis).load_library()
     key = make_key("rl", "k:{d}", "gcra")

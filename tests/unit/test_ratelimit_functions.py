@@ -21,7 +21,8 @@ RELEASED = {"1.0.0": "95be9ac4e477741b3cdfe0838a097cfe0a1ce85600e2631e3da272f8e4
             "1.2.3": "350d251f1847c4571d81de0ca3ade5ad43750c8f3647a5c56b217fd46d002b43",
             "1.2.4": "d4e79e778e08997b95eed1a271353fe0126ebede084a34c34c307d5382e81872",
             "1.2.5": "8e11f9a01fca7daac05b687832ac3262947f9edda85dab5bd7409d9ab4919b0b",
-            "1.2.6": "d7706cbd393daad0ced64628d46cd4fd8645fafa54cd9a26b31c87c8aa4ffb9a"}
+            "1.2.6": "d7706cbd393daad0ced64628d46cd4fd8645fafa54cd9a26b31c87c8aa4ffb9a",
+            "1.2.7": "fb4b257cf14c30dafea9399b84b1b30712fdde9e754baee4d9da891daec7cb07"}
 
 
 def test_a_library_change_bumps_the_release() -> None:
