@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
 from redis.exceptions import ResponseError
+from redis.utils import deprecated_args
 
 # A turn with more commands than this is split into several pipelines sent side by side, so one
 # huge write does not hold every caller behind it.
@@ -50,6 +52,26 @@ def pack(command: Command) -> bytes:
     return b"".join((b"*%d\r\n" % (len(head) + len(keys) + len(tail)), _bulk(head), _encode(keys), _bulk(tail)))
 
 
+# The code of every sync wrapper redis-py's `deprecated_args` decorator makes (redis/utils.py).
+_DEPRECATION_SHIM = deprecated_args()(lambda: None).__code__
+
+
+# Per pool class: the function a checkout calls (`_checkout`).
+_CHECKOUTS: dict[type, Callable[[Any], Any]] = {}
+
+
+def _checkout(pool_type: Any) -> Callable[[Any], Any]:
+    """The pool class's own get_connection (lock, fork check, health check, max_connections)
+    without redis-py's `deprecated_args` shim around it, which maps every call's arguments to their
+    names to warn about deprecated ones (none are passed here): about a quarter of a checkout. Any
+    other wrapper is kept."""
+    get: Callable[[Any], Any] = pool_type.get_connection
+    inner = getattr(get, "__wrapped__", None)
+    found = inner if inner is not None and getattr(get, "__code__", None) is _DEPRECATION_SHIM else get
+    _CHECKOUTS[pool_type] = found
+    return found
+
+
 def call_packed(client: Any, head: tuple[str, ...], keys: tuple[str, ...], tail: tuple[str, ...]) -> Any:
     """One command on a sync client, written with `pack` on a pooled connection (the sync
     decision path: redis-py's generic packer re-encodes every part of every call). A client
@@ -57,7 +79,7 @@ def call_packed(client: Any, head: tuple[str, ...], keys: tuple[str, ...], tail:
     pool = getattr(client, "connection_pool", None)
     if pool is None or getattr(client, "connection", None) is not None:
         return client.execute_command(*head, *keys, *tail)
-    conn = pool.get_connection()
+    conn = (_CHECKOUTS.get(type(pool)) or _checkout(type(pool)))(pool)
     try:
         conn.send_packed_command([pack((head, keys, tail))])
         return conn.read_response()

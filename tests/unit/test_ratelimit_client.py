@@ -161,3 +161,30 @@ def test_multi_reply_flat_string_and_the_older_library_list_parse_alike() -> Non
         assert not a.fallback and not a.cached
     with pytest.raises(ValueError, match="reply of 5 values for 2 limits"):
         parse_reply(b"1 1 4 0 1", calls)
+
+
+def test_a_checkout_skips_only_redis_pys_deprecation_shim() -> None:
+    """call_packed checks a connection out with the pool class's own get_connection, minus the
+    `deprecated_args` wrapper (redis/utils.py); a pool whose method has another wrapper keeps it."""
+    import functools
+
+    from redis.sentinel import SentinelConnectionPool
+
+    from ratelimit.autopipeline import _checkout
+
+    for cls in (redis.ConnectionPool, redis.BlockingConnectionPool, SentinelConnectionPool):
+        wrapped = cls.get_connection
+        assert _checkout(cls) is wrapped.__wrapped__  # type: ignore[attr-defined]
+        assert _checkout(cls) is not wrapped
+
+    class Traced(redis.ConnectionPool):
+        @functools.wraps(redis.ConnectionPool.get_connection)
+        def get_connection(self, *args: object, **kwargs: object) -> redis.Connection:
+            self.checkouts = getattr(self, "checkouts", 0) + 1
+            return super().get_connection()
+
+    assert _checkout(Traced) is Traced.get_connection
+    pool = Traced(port=free_port())
+    with pytest.raises(redis.ConnectionError):
+        _checkout(Traced)(pool)  # nothing listens: the traced checkout ran and tried to connect
+    assert pool.checkouts == 1
