@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -56,20 +55,18 @@ def pack(command: Command) -> bytes:
 _DEPRECATION_SHIM = deprecated_args()(lambda: None).__code__
 
 
-# Per pool class: the function a checkout calls (`_checkout`).
-_CHECKOUTS: dict[type, Callable[[Any], Any]] = {}
-
-
-def _checkout(pool_type: Any) -> Callable[[Any], Any]:
-    """The pool class's own get_connection (lock, fork check, health check, max_connections)
-    without redis-py's `deprecated_args` shim around it, which maps every call's arguments to their
-    names to warn about deprecated ones (none are passed here): about a quarter of a checkout. Any
-    other wrapper is kept."""
-    get: Callable[[Any], Any] = pool_type.get_connection
-    inner = getattr(get, "__wrapped__", None)
-    found = inner if inner is not None and getattr(get, "__code__", None) is _DEPRECATION_SHIM else get
-    _CHECKOUTS[pool_type] = found
-    return found
+def checkout(pool: Any) -> Any:
+    """A connection from `pool` by its own get_connection (lock, fork check, health check,
+    max_connections) without redis-py's `deprecated_args` shim around it, which maps every call's
+    arguments to their names to warn about deprecated ones (none are passed here): about a quarter
+    of a checkout. Any other wrapper is kept. Looked up on the pool at every call, never cached per
+    class: a get_connection replaced on the instance, patched on the class after the first decision
+    (instrumentation, a test's outage) or reached through a proxy pool is the one that runs."""
+    get = pool.get_connection
+    func = getattr(get, "__func__", None)
+    if func is not None and getattr(func, "__code__", None) is _DEPRECATION_SHIM:
+        return func.__wrapped__(get.__self__)
+    return get()
 
 
 def call_packed(client: Any, head: tuple[str, ...], keys: tuple[str, ...], tail: tuple[str, ...]) -> Any:
@@ -79,7 +76,7 @@ def call_packed(client: Any, head: tuple[str, ...], keys: tuple[str, ...], tail:
     pool = getattr(client, "connection_pool", None)
     if pool is None or getattr(client, "connection", None) is not None:
         return client.execute_command(*head, *keys, *tail)
-    conn = (_CHECKOUTS.get(type(pool)) or _checkout(type(pool)))(pool)
+    conn = checkout(pool)
     try:
         conn.send_packed_command([pack((head, keys, tail))])
         return conn.read_response()

@@ -21,6 +21,8 @@ from ratelimit import (
     make_key,
     script,
 )
+from ratelimit.autopipeline import call_packed, checkout
+from ratelimit.limiter import decision_client_kwargs
 from tests.support.redisproc import free_port
 
 TIERS = {t.name: t for t in DEFAULT_TIERS}
@@ -163,19 +165,13 @@ def test_multi_reply_flat_string_and_the_older_library_list_parse_alike() -> Non
         parse_reply(b"1 1 4 0 1", calls)
 
 
-def test_a_checkout_skips_only_redis_pys_deprecation_shim() -> None:
-    """call_packed checks a connection out with the pool class's own get_connection, minus the
+def test_a_checkout_skips_only_redis_pys_deprecation_shim(monkeypatch: pytest.MonkeyPatch) -> None:
+    """call_packed checks a connection out with the pool's own get_connection, minus the
     `deprecated_args` wrapper (redis/utils.py); a pool whose method has another wrapper keeps it."""
     import functools
 
-    from redis.sentinel import SentinelConnectionPool
-
-    from ratelimit.autopipeline import _checkout
-
-    for cls in (redis.ConnectionPool, redis.BlockingConnectionPool, SentinelConnectionPool):
-        wrapped = cls.get_connection
-        assert _checkout(cls) is wrapped.__wrapped__  # type: ignore[attr-defined]
-        assert _checkout(cls) is not wrapped
+    import redis.utils
+    from redis.sentinel import Sentinel, SentinelConnectionPool
 
     class Traced(redis.ConnectionPool):
         @functools.wraps(redis.ConnectionPool.get_connection)
@@ -183,8 +179,73 @@ def test_a_checkout_skips_only_redis_pys_deprecation_shim() -> None:
             self.checkouts = getattr(self, "checkouts", 0) + 1
             return super().get_connection()
 
-    assert _checkout(Traced) is Traced.get_connection
-    pool = Traced(port=free_port())
+    traced = Traced(port=free_port(), **decision_client_kwargs(0.5))
+    with pytest.raises(redis.ConnectionError):  # its own wrapper ran, then the pool's checkout
+        checkout(traced)
+    assert traced.checkouts == 1
+
+    # The shim's only work: naming each call's arguments (redis/utils.py _get_filterable_args). It
+    # still runs inside redis-py (Sentinel's discovery checks out its own connections), never for
+    # the pool checked out here.
+    named: list[object] = []
+    filterable = redis.utils._get_filterable_args
+
+    def spy(func: object, args: tuple[object, ...], *rest: object) -> dict[str, object]:
+        named.append(args[0] if args else None)
+        return filterable(func, args, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(redis.utils, "_get_filterable_args", spy)
+    sentinel = Sentinel([("127.0.0.1", free_port())], sentinel_kwargs=decision_client_kwargs(0.5))
+    fast = decision_client_kwargs(0.5)
+    pools = [redis.ConnectionPool(port=free_port(), **fast), redis.BlockingConnectionPool(port=free_port(), **fast),
+             SentinelConnectionPool("mymaster", sentinel, **fast)]
+    for pool in pools:
+        with pytest.raises(redis.ConnectionError):  # the pool's own checkout ran and tried to connect
+            checkout(pool)
+        assert not any(n is pool for n in named), type(pool)
     with pytest.raises(redis.ConnectionError):
-        _checkout(Traced)(pool)  # nothing listens: the traced checkout ran and tried to connect
-    assert pool.checkouts == 1
+        pools[0].get_connection()  # the spy sees the shim when it does run
+    assert named[-1] is pools[0]
+
+
+class _Boom(Exception):
+    pass
+
+
+def _boom(*args: object, **kwargs: object) -> redis.Connection:
+    raise _Boom("the replaced get_connection ran")
+
+
+def test_a_checkout_runs_the_get_connection_the_pool_has_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checkout is looked up on the pool at every call: patched on the class after the first
+    decision (instrumentation, a test simulating an outage) or replaced on one instance, the new
+    get_connection runs (1.2.7's per-class cache kept calling the old one)."""
+    client = decision_client(port=free_port(), timeout=0.5)
+    with pytest.raises(redis.ConnectionError):  # the first checkout: nothing listens
+        call_packed(client, ("PING",), (), ())
+    monkeypatch.setattr(redis.ConnectionPool, "get_connection", _boom)
+    with pytest.raises(_Boom):
+        call_packed(client, ("PING",), (), ())
+    monkeypatch.undo()
+    with pytest.raises(redis.ConnectionError):
+        call_packed(client, ("PING",), (), ())
+    client.connection_pool.get_connection = _boom  # type: ignore[method-assign]
+    with pytest.raises(_Boom):
+        call_packed(client, ("PING",), (), ())
+
+
+def test_a_proxied_pool_is_checked_out_through_the_proxy() -> None:
+    """A pool behind a delegating proxy (get_connection found on the instance only) checks out as
+    before 1.2.7: a connection error the failure policy handles, not an AttributeError."""
+
+    class Proxy:
+        def __init__(self, inner: redis.ConnectionPool) -> None:
+            self._inner = inner
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._inner, name)
+
+    client = decision_client(port=free_port(), timeout=0.5)
+    client.connection_pool = Proxy(client.connection_pool)  # type: ignore[assignment]
+    with pytest.raises(redis.ConnectionError):
+        call_packed(client, ("PING",), (), ())
