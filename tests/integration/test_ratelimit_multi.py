@@ -147,6 +147,41 @@ def test_the_multi_function_refuses_a_key_twice_and_answers_one_flat_string(rl_r
     assert reply == b"1 1 4 0 12000000"  # all, then allowed remaining retry_after_us reset_after_us
 
 
+# The library's refusals, word for word: what an application calling FCALL directly reads, the same
+# as the released 1.1.0 text answers (library 1.2.7 tests gcra's arguments in one expression first;
+# int_arg still names the first fault). redis-py strips the "ERR " prefix.
+_REFUSALS = [
+    ("ratelimit_gcra", ("abc", "60000", "1", "0"), "limit must be an integer in [1, 1000000000], got abc"),
+    ("ratelimit_gcra", ("0", "x", "y", "0"), "limit must be an integer in [1, 1000000000], got 0"),
+    ("ratelimit_gcra", ("10", "1.5", "1", "0"), "window_ms must be an integer in [1, 31622400000], got 1.5"),
+    ("ratelimit_gcra", ("10", "31622400001", "1", "0"),
+     "window_ms must be an integer in [1, 31622400000], got 31622400001"),
+    ("ratelimit_gcra", ("10", "60000", "nan", "0"), "cost must be an integer in [1, 1000000000], got nan"),
+    ("ratelimit_gcra", ("10", "60000", "1000000001", "0"),
+     "cost must be an integer in [1, 1000000000], got 1000000001"),
+    ("ratelimit_gcra", ("10", "60000", "1", "2"), 'mode must be "0" (hit) or "1" (peek)'),
+    ("ratelimit_gcra", ("10", "60000", "1", "0", "0"), "burst must be an integer in [1, 1000000000], got 0"),
+    ("ratelimit_gcra", ("10", "60000", "11", "0"), "cost 11 exceeds burst 10 and could never be allowed"),
+    ("ratelimit_sliding_log", ("10001", "60000", "1", "0"), "limit must be an integer in [1, 10000], got 10001"),
+    ("ratelimit_sliding_log", ("10", "60000", "11", "0"), "cost 11 exceeds limit 10 and could never be allowed"),
+    ("ratelimit_fixed_window", ("10", "-5", "1", "0"), "window_ms must be an integer in [1, 31622400000], got -5"),
+    ("ratelimit_fixed_window", ("10", "60000", "11", "0"), "cost 11 exceeds limit 10 and could never be allowed"),
+    ("ratelimit_multi", ("2", "g 5 60000 1"), 'hit_many wants a mode "0"|"1" and one spec per key'),
+    ("ratelimit_multi", ("0s", "x 5 60000 1"), "bad limit spec x 5 60000 1"),
+    ("ratelimit_multi", ("0s", "g 0 60000 1"), "limit must be an integer in [1, 1000000000], got 0"),
+]
+
+
+def test_bad_arguments_are_refused_word_for_word_and_write_nothing(rl_redis: redis.Redis) -> None:
+    RateLimiter(rl_redis).load_library()
+    key = make_key("rl", "k:{bad}", "gcra")
+    for function, args, message in _REFUSALS:
+        with pytest.raises(redis.ResponseError) as refused:
+            rl_redis.fcall(function, 1, key, *args)
+        assert str(refused.value) == f"ratelimit: {message}", (function, args)
+    assert rl_redis.exists(key) == 0
+
+
 def test_hit_tiers_mixes_algorithms_and_uses_the_deny_cache(rl_server: RedisProcess, rl_redis: redis.Redis) -> None:
     limiter = RateLimiter(rl_redis)
     reqs = [(TIERS["mfa"], "{bob}"), (TIERS["auth"], "{bob}")]  # sliding_log 5/60 and gcra 30/60
