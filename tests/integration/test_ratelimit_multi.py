@@ -182,6 +182,20 @@ def test_bad_arguments_are_refused_word_for_word_and_write_nothing(rl_redis: red
     assert rl_redis.exists(key) == 0
 
 
+def test_a_denied_request_writes_only_the_ttl_of_a_counter_found_without_one(rl_redis: redis.Redis) -> None:
+    """The one write a denied request makes (docs/rate-limiter.md): a fixed_window counter someone
+    wrote without a TTL gets its window's TTL, its count untouched; the denying limit's key and the
+    other counters are not written."""
+    limiter = RateLimiter(rl_redis, "fixed_window", deny_cache=False)
+    bare, plain, full = (make_key("rl", k, "fixed_window") for k in ("a:{t}", "b:{t}", "c:{t}"))
+    rl_redis.set(bare, 5)
+    rl_redis.set(full, 3, px=60_000)
+    r = limiter.hit_many([("a:{t}", 10, 60), ("b:{t}", 10, 60), ("c:{t}", 3, 60)])
+    assert not r.allowed and [d.allowed for d in r] == [True, True, False]
+    assert [rl_redis.get(k) for k in (bare, plain, full)] == [b"5", None, b"3"]
+    assert 0 < rl_redis.pttl(bare) <= 60_000
+
+
 def test_hit_tiers_mixes_algorithms_and_uses_the_deny_cache(rl_server: RedisProcess, rl_redis: redis.Redis) -> None:
     limiter = RateLimiter(rl_redis)
     reqs = [(TIERS["mfa"], "{bob}"), (TIERS["auth"], "{bob}")]  # sliding_log 5/60 and gcra 30/60
