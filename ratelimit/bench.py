@@ -562,6 +562,9 @@ def run_benchmark(out_dir: str | Path = "bench/results", *, decisions: int = 20_
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
+    # The machine's load beside its figures: wall-clock ratios move with it (two round trips suffer
+    # more than one on a busy machine), so a committed run says what it ran under.
+    load_start = os.getloadavg()
     with LocalRedis() as srv:
         url = f"redis://127.0.0.1:{srv.port}"
         admin = redis.Redis(port=srv.port)
@@ -703,6 +706,9 @@ def run_benchmark(out_dir: str | Path = "bench/results", *, decisions: int = 20_
             "limits_version": limits_version,
             "cpus": os.cpu_count(),
             "machine": platform.machine(),
+            # 1/5/15-minute load averages when the run started and when it ended.
+            "load_average": {"start": [round(x, 2) for x in load_start],
+                             "end": [round(x, 2) for x in os.getloadavg()]},
         },
         "parameters": {"limit": LIMIT, "window_s": WINDOW_S, "decisions": decisions, "per_client": per_client,
                        "memory_clients": memory_clients, "log_clients": log_clients,

@@ -30,6 +30,8 @@ def test_benchmark_writes_complete_results(tmp_path) -> None:
     on_disk = json.loads((tmp_path / "ratelimit.json").read_text())
     assert on_disk == json.loads(json.dumps(result))
     assert (tmp_path / "ratelimit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    load = on_disk["environment"]["load_average"]  # what the run ran under, beside its figures
+    assert [len(load["start"]), len(load["end"])] == [3, 3] and min(load["start"] + load["end"]) >= 0
 
     assert set(on_disk["throughput"]) == CONTENDERS
     for name, row in on_disk["throughput"].items():
