@@ -196,6 +196,18 @@ def test_a_denied_request_writes_only_the_ttl_of_a_counter_found_without_one(rl_
     assert 0 < rl_redis.pttl(bare) <= 60_000
 
 
+def test_the_largest_numbers_a_write_carries_reach_redis_as_plain_integers(rl_redis: redis.Redis) -> None:
+    """hit_many's writes hand redis.call Lua numbers (INCRBY's cost, PEXPIRE's window_ms): Redis
+    7.2+ prints an integral one with ll2string, 7.0 with %.17g (docs/fidelity.md); either way the
+    bounds' largest values arrive as digits, never 1e+09 (which INCRBY would refuse)."""
+    limiter = RateLimiter(rl_redis, "fixed_window", deny_cache=False)
+    r = limiter.hit_many([("a:{n}", 1_000_000_000, 31_622_400, 1_000_000_000), ("b:{n}", 10, 60)])
+    assert r.allowed and [d.remaining for d in r] == [0, 9]
+    key = make_key("rl", "a:{n}", "fixed_window")
+    assert rl_redis.get(key) == b"1000000000"
+    assert 31_622_300_000 < rl_redis.pttl(key) <= 31_622_400_000
+
+
 def test_hit_tiers_mixes_algorithms_and_uses_the_deny_cache(rl_server: RedisProcess, rl_redis: redis.Redis) -> None:
     limiter = RateLimiter(rl_redis)
     reqs = [(TIERS["mfa"], "{bob}"), (TIERS["auth"], "{bob}")]  # sliding_log 5/60 and gcra 30/60
