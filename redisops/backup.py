@@ -762,6 +762,7 @@ def restore(spec: rc.ConnectionSpec, from_dir: Path, *, data_dir: Path | None = 
         if replicas:
             _release_failover(spec, replicas, deadline, result.warnings, progress)
         _check_still_primary(spec, manifest)
+        _wait_cluster_ok(spec, deadline, progress)
     verdict = check_restored(spec, manifest, result.verified_keys)
     warnings = "".join(f"\nwarning: {w}" for w in result.warnings)
     result.message = f"Redis is back: {verdict}" + warnings
@@ -814,6 +815,28 @@ def _release_failover(spec: rc.ConnectionSpec, replicas: list[tuple[str, int]], 
                             "`CONFIG SET cluster-replica-no-failover no` there (admin)")
         finally:
             client.close()
+
+
+def _wait_cluster_ok(spec: rc.ConnectionSpec, deadline: float, progress: Progress) -> None:
+    """A restarted primary answers keyed commands (the marker's GET) with CLUSTERDOWN until its own
+    cluster_state is ok: at least CLUSTER_WRITABLE_DELAY (2 s) after it starts, and a rejoin delay of
+    cluster-node-timeout (clamped to 0.5-5 s) when the others had flagged it FAIL
+    (clusterUpdateState, src/cluster.c in 7.0, src/cluster_legacy.c in 7.2+). DBSIZE answers earlier."""
+    from redisops.cluster import coverage
+
+    address = spec.hosts[0]
+    client = rc.node_client(spec, address, "admin")
+    try:
+        while (state := coverage(client).state) != "ok":
+            if time.monotonic() > deadline:
+                raise OperationError(
+                    f"the restored node {address[0]}:{address[1]} still reports cluster_state {state} at the --wait "
+                    "deadline; the files are in place: once CLUSTER INFO shows cluster_state:ok, run "
+                    "`redisops restore --verify-only`")
+            progress(f"waiting for {address[0]}:{address[1]} to report cluster_state ok", None)
+            time.sleep(0.1)
+    finally:
+        client.close()
 
 
 def _check_still_primary(spec: rc.ConnectionSpec, manifest: dict[str, Any]) -> None:

@@ -1,0 +1,57 @@
+"""A restored cluster primary is checked (its marker key read) only once its own cluster_state is
+ok: before that every keyed command answers CLUSTERDOWN (clusterUpdateState's writable and rejoin
+delays), while DBSIZE already answers. Found by a clean-clone CI run: the marker's GET raised
+ClusterDownError when the shard's replicas cleared the FAIL flag faster than the rejoin delay."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from redisops import backup as bk
+from redisops import connection as rc
+from redisops.errors import OperationError
+
+NODES = "a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-16383\n"
+
+
+class Node:
+    """CLUSTER INFO / NODES of one node whose state turns ok after `fails` readings."""
+
+    def __init__(self, fails: int) -> None:
+        self.fails, self.readings, self.closed = fails, 0, False
+
+    def execute_command(self, *args: str) -> str:
+        if args[1] == "INFO":
+            self.readings += 1
+            state = "fail" if self.readings <= self.fails else "ok"
+            return f"cluster_state:{state}\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:16384\r\n"
+        return NODES
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def spec() -> Any:
+    return rc.ConnectionSpec(mode="cluster", hosts=(("127.0.0.1", 7000),), tls=False, timeout_ms=1000, tiers=(),
+                             source="test", username="app", password="a", admin_password="b")
+
+
+def test_waits_until_the_node_reports_cluster_state_ok(monkeypatch: pytest.MonkeyPatch) -> None:
+    node, said = Node(fails=3), []
+    monkeypatch.setattr(rc, "node_client", lambda *_a, **_k: node)
+    monkeypatch.setattr(bk.time, "sleep", lambda _s: None)
+    bk._wait_cluster_ok(spec(), bk.time.monotonic() + 60, lambda msg, _f: said.append(msg))
+    assert node.readings == 4 and node.closed
+    assert said == ["waiting for 127.0.0.1:7000 to report cluster_state ok"] * 3
+
+
+def test_a_node_still_down_at_the_deadline_is_named_with_its_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    node = Node(fails=10**9)
+    monkeypatch.setattr(rc, "node_client", lambda *_a, **_k: node)
+    monkeypatch.setattr(bk.time, "sleep", lambda _s: None)
+    with pytest.raises(OperationError, match=re.escape("127.0.0.1:7000 still reports cluster_state fail at the --wait deadline")):
+        bk._wait_cluster_ok(spec(), bk.time.monotonic() - 1, lambda _m, _f: None)
+    assert node.closed
