@@ -10,10 +10,13 @@ python=.venv/bin/python
 # `-k expr` selects tests (a pass that selects none would exit 5 and fail the run), and an option
 # with a separate value (`-p no:randomly`, `--durations 25`) cannot be told from a path.
 stop_first=0
+junit=""
+options=()
 for arg in "$@"; do
   case "$arg" in
-    --junitxml=*|--durations=*|-q|-v|-vv) ;;
-    -x|--exitfirst|--maxfail=*) stop_first=1 ;;
+    --junitxml=*) junit="${arg#--junitxml=}" ;;
+    --durations=*|-q|-v|-vv) options+=("$arg") ;;
+    -x|--exitfirst|--maxfail=*) stop_first=1; options+=("$arg") ;;
     *) echo "==> pytest $*"; exec "$python" -m pytest "$@" ;;
   esac
 done
@@ -23,14 +26,6 @@ done
 # The two JUnit files are merged into --junitxml's FILE (a pass that wrote none is recorded there
 # as an error). A failed first pass does not stop the second (a run reports every failure) unless
 # -x/--maxfail asked to stop.
-junit=""
-options=()
-for arg in "$@"; do
-  case "$arg" in
-    --junitxml=*) junit="${arg#--junitxml=}" ;;
-    *) options+=("$arg") ;;
-  esac
-done
 in_process=(tests/unit tests/stack tests/aws)
 ignore_in_process=()
 for dir in "${in_process[@]}"; do ignore_in_process+=("--ignore=$dir"); done
