@@ -61,6 +61,18 @@ _EXPIRES = re.compile(r"\[info\] (\d+) expires")
 Progress = Callable[[str, float | None], None]
 
 
+def _wait_until(ready: Callable[[], bool], deadline: float, waiting: str, timed_out: Callable[[], str],
+                progress: Progress, interval: float = 0.1) -> None:
+    """Poll `ready` until it holds; past `deadline` raise OperationError(timed_out()), which may
+    name what the last poll saw. The waits of a backup or restore are for a server state, never
+    for a fixed time (issue 17)."""
+    while not ready():
+        if time.monotonic() > deadline:
+            raise OperationError(timed_out())
+        progress(waiting, None)
+        time.sleep(interval)
+
+
 def _noop(_msg: str, _fraction: float | None) -> None:
     return None
 
@@ -317,11 +329,10 @@ def _write_marker(spec: rc.ConnectionSpec, client: Any, shard: dict[str, Any] | 
         writer.set(key, backup_id)
     finally:
         writer.close()
-    while client.get(key) != backup_id.encode():
-        if time.monotonic() > deadline:
-            raise OperationError(f"the marker key {key} written on the primary did not reach this replica before "
-                                 "the timeout; nothing was kept")
-        time.sleep(0.05)
+    _wait_until(lambda: client.get(key) == backup_id.encode(), deadline,
+                f"waiting for the marker key {key} to reach this replica",
+                lambda: f"the marker key {key} written on the primary did not reach this replica before the "
+                        "timeout; nothing was kept", progress, interval=0.05)
     return {"key": key, "value": backup_id}
 
 
@@ -353,15 +364,13 @@ def check_restored(spec: rc.ConnectionSpec, manifest: dict[str, Any], actual: in
 
 def _wait_no_rewrite(client: Any, deadline: float, progress: Progress) -> None:
     """An AOF rewrite replaces the base and increment files under the copy: wait until none runs."""
-    while True:
+    def no_rewrite() -> bool:
         info = client.info("persistence")
-        if not int(info.get("aof_rewrite_in_progress", 0)) and not int(info.get("aof_rewrite_scheduled", 0)):
-            return
-        if time.monotonic() > deadline:
-            raise OperationError("an AOF rewrite is still running (aof_rewrite_in_progress:1) at the timeout; "
-                                 "nothing was kept, rerun later or raise --timeout")
-        progress("waiting for the AOF rewrite to finish", None)
-        time.sleep(0.1)
+        return not int(info.get("aof_rewrite_in_progress", 0)) and not int(info.get("aof_rewrite_scheduled", 0))
+
+    _wait_until(no_rewrite, deadline, "waiting for the AOF rewrite to finish",
+                lambda: "an AOF rewrite is still running (aof_rewrite_in_progress:1) at the timeout; nothing was "
+                        "kept, rerun later or raise --timeout", progress)
 
 
 def aof_written(info: Mapping[str, Any]) -> bool:
@@ -378,12 +387,10 @@ def aof_written(info: Mapping[str, Any]) -> bool:
 def _wait_aof_written(client: Any, deadline: float, progress: Progress) -> None:
     """Until the writes made so far (the marker key, all before the backup) are in the AOF file:
     a copy taken earlier can miss them, and a restore then loads an AOF without the marker."""
-    while not aof_written(client.info("persistence")):
-        if time.monotonic() > deadline:
-            raise OperationError("Redis kept postponing its AOF write (an fsync still running) until the "
-                                 "timeout; nothing was kept, rerun later or raise --timeout")
-        progress("waiting for Redis to write its AOF buffer", None)
-        time.sleep(0.05)
+    _wait_until(lambda: aof_written(client.info("persistence")), deadline,
+                "waiting for Redis to write its AOF buffer",
+                lambda: "Redis kept postponing its AOF write (an fsync still running) until the timeout; nothing "
+                        "was kept, rerun later or raise --timeout", progress, interval=0.05)
 
 
 def _aof_manifest(aof_dir: Path) -> tuple[str, str, list[str]]:
@@ -697,11 +704,10 @@ def restore(spec: rc.ConnectionSpec, from_dir: Path, *, data_dir: Path | None = 
                 raise OperationError(f"SHUTDOWN NOSAVE refused ({exc}); stop Redis yourself and rerun") from None
         finally:
             admin.close()
-        deadline = time.monotonic() + 30
-        while _is_listening(address, 0.2):
-            if time.monotonic() > deadline:
-                raise OperationError("Redis still listens 30 s after SHUTDOWN NOSAVE; nothing was changed")
-            time.sleep(0.05)
+        _wait_until(lambda: not _is_listening(address, 0.2), time.monotonic() + 30,
+                    "waiting for Redis to stop listening",
+                    lambda: "Redis still listens 30 s after SHUTDOWN NOSAVE; nothing was changed", progress,
+                    interval=0.05)
     target = Path(data_dir) if data_dir is not None else (Path(dir_conf) if dir_conf else None)
     if target is None:
         raise UsageError("--data-dir is required: the directory the stopped Redis loads from "
@@ -821,20 +827,23 @@ def _wait_cluster_ok(spec: rc.ConnectionSpec, deadline: float, progress: Progres
     """A restarted primary answers keyed commands (the marker's GET) with CLUSTERDOWN until its own
     cluster_state is ok: at least CLUSTER_WRITABLE_DELAY (2 s) after it starts, and a rejoin delay of
     cluster-node-timeout (clamped to 0.5-5 s) when the others had flagged it FAIL
-    (clusterUpdateState, src/cluster.c in 7.0, src/cluster_legacy.c in 7.2+). DBSIZE answers earlier."""
+    (clusterUpdateState, src/cluster.c up to 7.2, src/cluster_legacy.c from 7.4). DBSIZE answers earlier."""
     from redisops.cluster import coverage
 
     address = spec.hosts[0]
     client = rc.node_client(spec, address, "admin")
+    state = ""
+
+    def cluster_ok() -> bool:
+        nonlocal state
+        state = coverage(client).state
+        return state == "ok"
+
     try:
-        while (state := coverage(client).state) != "ok":
-            if time.monotonic() > deadline:
-                raise OperationError(
-                    f"the restored node {address[0]}:{address[1]} still reports cluster_state {state} at the --wait "
-                    "deadline; the files are in place: once CLUSTER INFO shows cluster_state:ok, run "
-                    "`redisops restore --verify-only`")
-            progress(f"waiting for {address[0]}:{address[1]} to report cluster_state ok", None)
-            time.sleep(0.1)
+        _wait_until(cluster_ok, deadline, f"waiting for {address[0]}:{address[1]} to report cluster_state ok",
+                    lambda: f"the restored node {address[0]}:{address[1]} still reports cluster_state {state} at "
+                            "the --wait deadline; the files are in place: once CLUSTER INFO shows cluster_state:ok, "
+                            "run `redisops restore --verify-only`", progress)
     finally:
         client.close()
 
@@ -970,6 +979,21 @@ def _chown_tree(path: Path, uid: int, gid: int, shown: Path) -> str | None:
     return (f"{shown} could not be given the owner {uid}:{gid} of the data it replaces ({errors[0]}): a Redis "
             f"running as that user cannot read it; run `chown -R {uid}:{gid} {shown}` as root before starting "
             "Redis")
+
+
+def verify_server(spec: rc.ConnectionSpec, manifest: dict[str, Any], wait: float,
+                  progress: Progress = _noop) -> str | None:
+    """`restore --verify-only` against the server: its key count and this backup's marker key, or
+    None when the server does not answer within `wait` (the backup was verified offline). A cluster
+    node's marker is read once its cluster_state is ok, as after a restore (_wait_cluster_ok)."""
+    deadline = time.monotonic() + wait
+    try:
+        count = wait_and_count(spec, wait, progress)
+    except OperationError:
+        return None
+    if spec.mode == "cluster":
+        _wait_cluster_ok(spec, deadline, progress)
+    return check_restored(spec, manifest, count)
 
 
 def wait_and_count(spec: rc.ConnectionSpec, wait: float, progress: Progress = _noop) -> int:

@@ -353,14 +353,12 @@ def restore(
             manifest, problems = bk.verify_backup(from_, cb)
             if problems:
                 raise OperationError("backup verification failed:\n  " + "\n  ".join(problems))
-            try:
-                count = bk.wait_and_count(spec, max(wait, spec.timeout_s), cb)
-            except OperationError:
+            verdict = bk.verify_server(spec, manifest, max(wait, spec.timeout_s), cb)
+            if verdict is None:
                 # Offline validation (the guide's monthly "verify backup integrity") needs no server.
                 _say(f"backup {from_} verified (checksums, redis-check-rdb/aof): {manifest.get('keys')} keys; "
                      f"server at {spec.display_url} not reachable, key count not compared")
                 return
-            verdict = bk.check_restored(spec, manifest, count)
             _say(f"backup {from_} verified (checksums, redis-check-rdb/aof); server: {verdict}")
             return
         result = bk.restore(spec, from_, data_dir=data_dir, force=force, wait=wait, progress=cb)

@@ -72,6 +72,9 @@ def test_backup_and_restore_per_shard_with_slot_layout(tmp_path: Path) -> None:
         assert restored.data_dir == a.proc.workdir
         a.proc.proc.wait(10)  # type: ignore[union-attr]
         a.proc.start(write_config=False)
+        # `restore --verify-only` at once: the restarted primary answers DBSIZE during its writable
+        # delay but its marker key only once its cluster_state is ok (verify_server waits for that).
+        assert bk.verify_server(_spec(c, a), results[a.index].manifest, 60) == f"{lost} keys, as in the backup"
         c.wait_stable(expect_replicas=False)
         assert int(c.node_client(a).dbsize()) == lost
         app = c.app_client()

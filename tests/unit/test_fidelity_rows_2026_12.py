@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 
 import pulumi.runtime.resource
+import pytest
+from pytest import MonkeyPatch
 
 from infra import versions as V
 from infra.thresholds import CLUSTER_ONLY_METRICS, DEFAULT_THRESHOLDS, thresholds_by_name
@@ -34,7 +36,7 @@ EXPORTER_NAMESPACE = "redis"
 EXPORTER_VALUES = {"ok": 1, "fail": 0}
 # The fields of the CLUSTER INFO reply (redis/redis: one sdscatprintf of "cluster_state:%s\r\n"
 # "cluster_slots_assigned:%d\r\n" "cluster_slots_ok:%d\r\n" ... in src/cluster.c at 7.0,
-# src/cluster_legacy.c from 7.2), the part of it every engine line answers; the live check is
+# src/cluster_legacy.c from 7.4; 7.2 keeps src/cluster.c), the part of it every engine line answers; the live check is
 # tests/integration/test_cluster_monitoring.py on Debian's 7.0.15 with exporter 1.45.
 CLUSTER_INFO_FIELDS = (
     "cluster_state", "cluster_slots_assigned", "cluster_slots_ok", "cluster_slots_pfail",
@@ -100,6 +102,54 @@ def test_the_installed_sdk_refuses_replace_with_on_an_older_cli_with_the_documen
     source = Path(pulumi.runtime.resource.__file__).read_text()
     assert REFUSAL in source and "RESOURCE_MONITOR_FEATURE_REPLACE_WITH" in source
     assert f'"{REFUSAL}' in FIDELITY.read_text()
+
+
+# --- restore on a cluster: the cluster_state line the wait reads ---------------------------------
+# redis/redis, CLUSTER INFO's first line `"cluster_state:%s\r\n"` from `statestr[] = {"ok","fail"}`,
+# and clusterUpdateState's delays (writable 2000 ms, rejoin clamped 500-5000 ms), the same at
+# 7.0.15 src/cluster.c:4427/5568/5591 (what the tests run), 7.2.6 src/cluster.c:5002-5004/5811/5834,
+# 7.4.1 src/cluster_legacy.c:5011-5013/5696/5719 and unstable 4f8cdc2 (2024-10-18, the 8.0 line)
+# src/cluster_legacy.c:5035-5037/5675/5698. Rebuilt here from that format, not from a live 7.0 reply.
+UPSTREAM_STATESTR = ("ok", "fail")
+
+
+def upstream_cluster_info(state: int) -> str:
+    return (f"cluster_state:{UPSTREAM_STATESTR[state]}\r\ncluster_slots_assigned:16384\r\n"
+            "cluster_slots_ok:16384\r\ncluster_slots_pfail:0\r\ncluster_slots_fail:0\r\n")
+
+
+class _RestartedPrimary:
+    """CLUSTER INFO of a primary inside its writable delay (state 1, "fail") for `delayed` readings."""
+
+    def __init__(self, delayed: int) -> None:
+        self.delayed, self.readings = delayed, 0
+
+    def execute_command(self, *args: str) -> str:
+        if args[1] == "NODES":
+            return "a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-16383\n"
+        self.readings += 1
+        return upstream_cluster_info(1 if self.readings <= self.delayed else 0)
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_restore_waits_on_the_cluster_state_line_every_shipped_engine_prints(monkeypatch: MonkeyPatch) -> None:
+    from redisops import backup as bk
+    from redisops import connection as rc
+    from redisops.errors import OperationError
+
+    spec = rc.ConnectionSpec(mode="cluster", hosts=(("127.0.0.1", 7000),), tls=False, timeout_ms=1000, tiers=(),
+                             source="test", username="app", password="a", admin_password="b")
+    monkeypatch.setattr(bk.time, "sleep", lambda _s: None)
+    node = _RestartedPrimary(delayed=3)
+    monkeypatch.setattr(rc, "node_client", lambda *_a, **_k: node)
+    bk._wait_cluster_ok(spec, bk.time.monotonic() + 60, lambda _m, _f: None)
+    assert node.readings == 4
+    stuck = _RestartedPrimary(delayed=10**9)
+    monkeypatch.setattr(rc, "node_client", lambda *_a, **_k: stuck)
+    with pytest.raises(OperationError, match="still reports cluster_state fail at the --wait deadline"):
+        bk._wait_cluster_ok(spec, bk.time.monotonic() - 1, lambda _m, _f: None)
 
 
 # --- every check the page names, in every section --------------------------------------------------

@@ -55,3 +55,23 @@ def test_a_node_still_down_at_the_deadline_is_named_with_its_state(monkeypatch: 
     with pytest.raises(OperationError, match=re.escape("127.0.0.1:7000 still reports cluster_state fail at the --wait deadline")):
         bk._wait_cluster_ok(spec(), bk.time.monotonic() - 1, lambda _m, _f: None)
     assert node.closed
+
+
+def test_verify_only_reads_a_cluster_nodes_marker_only_once_its_state_is_ok(monkeypatch: pytest.MonkeyPatch) -> None:
+    node, order = Node(fails=2), []
+    monkeypatch.setattr(rc, "node_client", lambda *_a, **_k: node)
+    monkeypatch.setattr(bk.time, "sleep", lambda _s: None)
+    monkeypatch.setattr(bk, "wait_and_count", lambda *_a: order.append("count") or 7)
+    monkeypatch.setattr(bk, "check_restored",
+                        lambda _s, _m, count: order.append(f"marker after {node.readings} CLUSTER INFO") or f"{count}")
+    assert bk.verify_server(spec(), {"keys": 7}, 60) == "7"
+    assert order == ["count", "marker after 3 CLUSTER INFO"]
+
+
+def test_verify_only_without_a_server_reports_none_and_reads_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreachable(*_a: Any) -> int:
+        raise OperationError("Redis did not answer")
+
+    monkeypatch.setattr(bk, "wait_and_count", unreachable)
+    monkeypatch.setattr(rc, "node_client", lambda *_a, **_k: pytest.fail("no node may be asked"))
+    assert bk.verify_server(spec(), {"keys": 7}, 1) is None
