@@ -336,10 +336,19 @@ def _write_marker(spec: rc.ConnectionSpec, client: Any, shard: dict[str, Any] | 
     return {"key": key, "value": backup_id}
 
 
+def _check_role(spec: rc.ConnectionSpec) -> rc.Role:
+    """The user the after-restore checks (DBSIZE, the cluster_state wait, the marker's GET) run as:
+    admin when its password is given, else the application user, so `restore --verify-only` works
+    with app credentials only. The app ACL (redis_conf/acl.py APP_RULES: +@all -@dangerous) allows
+    all of them: CLUSTER INFO and CLUSTER NODES carry only the STALE flag, no ADMIN/DANGEROUS
+    (redis/redis src/commands/cluster-info.json, cluster-nodes.json at 7.0.15, 7.2.6, 7.4.1)."""
+    return "admin" if spec.admin_password else "app"
+
+
 def read_marker(spec: rc.ConnectionSpec, manifest: dict[str, Any]) -> str | None:
     """The marker's value on the server now (None: no such key)."""
     key = manifest["marker"]["key"]
-    role: rc.Role = "admin" if spec.admin_password else "app"
+    role = _check_role(spec)
     client = rc.node_client(spec, spec.hosts[0], role) if spec.mode == "cluster" else rc.client(spec, role)
     try:
         value = client.get(key)
@@ -831,7 +840,7 @@ def _wait_cluster_ok(spec: rc.ConnectionSpec, deadline: float, progress: Progres
     from redisops.cluster import coverage
 
     address = spec.hosts[0]
-    client = rc.node_client(spec, address, "admin")
+    client = rc.node_client(spec, address, _check_role(spec))
     state = ""
 
     def cluster_ok() -> bool:
@@ -998,7 +1007,7 @@ def verify_server(spec: rc.ConnectionSpec, manifest: dict[str, Any], wait: float
 
 def wait_and_count(spec: rc.ConnectionSpec, wait: float, progress: Progress = _noop) -> int:
     deadline = time.monotonic() + wait
-    role: rc.Role = "admin" if spec.admin_password else "app"
+    role = _check_role(spec)
     last: Exception | None = None
     while time.monotonic() < deadline:
         progress("waiting for Redis to load the data", None)

@@ -74,6 +74,11 @@ def test_backup_and_restore_per_shard_with_slot_layout(tmp_path: Path) -> None:
         a.proc.start(write_config=False)
         # `restore --verify-only` at once: the restarted primary answers DBSIZE during its writable
         # delay but its marker key only once its cluster_state is ok (verify_server waits for that).
+        # With app credentials only (no REDIS_ADMIN_PASSWORD) every read, CLUSTER INFO/NODES included,
+        # goes as the app user under the rendered ACL; then once more as admin.
+        app_only = rc.resolve(environ=c.env(REDIS_URL=f"redis://127.0.0.1:{a.port}", REDIS_ADMIN_PASSWORD=""))
+        assert app_only.admin_password is None
+        assert bk.verify_server(app_only, results[a.index].manifest, 60) == f"{lost} keys, as in the backup"
         assert bk.verify_server(_spec(c, a), results[a.index].manifest, 60) == f"{lost} keys, as in the backup"
         c.wait_stable(expect_replicas=False)
         assert int(c.node_client(a).dbsize()) == lost

@@ -75,3 +75,41 @@ def test_verify_only_without_a_server_reports_none_and_reads_nothing(monkeypatch
     monkeypatch.setattr(bk, "wait_and_count", unreachable)
     monkeypatch.setattr(rc, "node_client", lambda *_a, **_k: pytest.fail("no node may be asked"))
     assert bk.verify_server(spec(), {"keys": 7}, 1) is None
+
+
+class AppOnlyNode(Node):
+    """A node reached with the credentials of one role: DBSIZE, GET of the marker, CLUSTER INFO/NODES."""
+
+    def __init__(self, fails: int, marker: bytes) -> None:
+        super().__init__(fails)
+        self.marker = marker
+
+    def dbsize(self) -> int:
+        return 7
+
+    def get(self, _key: str) -> bytes:
+        return self.marker
+
+
+def test_verify_only_on_a_cluster_needs_no_admin_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`restore --verify-only` with app credentials only (no REDIS_ADMIN_PASSWORD) read DBSIZE and the
+    marker as the app user before the cluster_state wait existed; the wait asks as that user too (the
+    app ACL allows CLUSTER INFO/NODES: tests/integration/test_cluster_backup.py on the rendered ACL)."""
+    app_only = rc.ConnectionSpec(mode="cluster", hosts=(("127.0.0.1", 7000),), tls=False, timeout_ms=1000, tiers=(),
+                                 source="test", username="app", password="a", admin_password=None)
+    node, roles = AppOnlyNode(fails=2, marker=b"b-1"), []
+
+    def node_client(spec: rc.ConnectionSpec, _address: Any, role: rc.Role = "app", **_k: Any) -> AppOnlyNode:
+        rc.credentials(spec, role)  # the real check: UsageError for the admin role without its password
+        roles.append(role)
+        return node
+
+    monkeypatch.setattr(rc, "node_client", node_client)
+    monkeypatch.setattr(bk.time, "sleep", lambda _s: None)
+    manifest = {"keys": 7, "marker": {"key": "redisops:backup-marker:{0}", "value": "b-1"}}
+    assert bk.verify_server(app_only, manifest, 60) == "7 keys, as in the backup"
+    assert node.readings == 3 and set(roles) == {"app"}
+    # With the admin password set, every read goes as admin, as before.
+    roles.clear()
+    assert bk.verify_server(spec(), manifest, 60) == "7 keys, as in the backup"
+    assert set(roles) == {"admin"}
