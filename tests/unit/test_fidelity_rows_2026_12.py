@@ -107,7 +107,7 @@ def test_the_installed_sdk_refuses_replace_with_on_an_older_cli_with_the_documen
 # --- restore on a cluster: the cluster_state line the wait reads ---------------------------------
 # redis/redis, CLUSTER INFO's first line `"cluster_state:%s\r\n"` from `statestr[] = {"ok","fail"}`,
 # and clusterUpdateState's delays (writable 2000 ms, rejoin clamped 500-5000 ms), the same at
-# 7.0.15 src/cluster.c:4427/5568/5591 (what the tests run), 7.2.6 src/cluster.c:5002-5004/5811/5834,
+# 7.0.15 src/cluster.c:4425-4427/5568/5591 (what the tests run), 7.2.6 src/cluster.c:5002-5004/5811/5834,
 # 7.4.1 src/cluster_legacy.c:5011-5013/5696/5719 and unstable 4f8cdc2 (2024-10-18, the 8.0 line)
 # src/cluster_legacy.c:5035-5037/5675/5698. Rebuilt here from that format, not from a live 7.0 reply.
 UPSTREAM_STATESTR = ("ok", "fail")
