@@ -835,7 +835,8 @@ def _release_failover(spec: rc.ConnectionSpec, replicas: list[tuple[str, int]], 
 def _wait_cluster_ok(spec: rc.ConnectionSpec, deadline: float, progress: Progress) -> None:
     """A restarted primary answers keyed commands (the marker's GET) with CLUSTERDOWN until its own
     cluster_state is ok: at least CLUSTER_WRITABLE_DELAY (2 s) after it starts, and a rejoin delay of
-    cluster-node-timeout (clamped to 0.5-5 s) when the others had flagged it FAIL
+    cluster-node-timeout (clamped to 0.5-5 s) after it last counted fewer than a quorum of reachable
+    primaries (among_minority_time), as while it rejoins
     (clusterUpdateState, src/cluster.c up to 7.2, src/cluster_legacy.c from 7.4). DBSIZE answers earlier."""
     from redisops.cluster import coverage
 
@@ -858,9 +859,10 @@ def _wait_cluster_ok(spec: rc.ConnectionSpec, deadline: float, progress: Progres
 
 
 def _check_still_primary(spec: rc.ConnectionSpec, manifest: dict[str, Any]) -> None:
-    """After the restart the node must still be the primary of the backup's slots."""
+    """After the restart the node must still be the primary of the backup's slots (CLUSTER NODES,
+    as the after-restore checks' user: a stopped node is restored without the admin password)."""
     address = spec.hosts[0]
-    client = rc.node_client(spec, address, "admin")
+    client = rc.node_client(spec, address, _check_role(spec))
     try:
         shard = _shard_of(client)
     finally:

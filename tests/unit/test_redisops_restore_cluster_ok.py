@@ -113,3 +113,21 @@ def test_verify_only_on_a_cluster_needs_no_admin_password(monkeypatch: pytest.Mo
     roles.clear()
     assert bk.verify_server(spec(), manifest, 60) == "7 keys, as in the backup"
     assert set(roles) == {"admin"}
+
+
+def test_the_restored_node_is_checked_as_primary_without_the_admin_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stopped node is restored without REDIS_ADMIN_PASSWORD (nothing to SHUTDOWN, no replica to
+    hold): the after-restart primary check must not then fail on the missing password, after the
+    files were swapped, but ask CLUSTER NODES as the app user."""
+    app_only = rc.ConnectionSpec(mode="cluster", hosts=(("127.0.0.1", 7000),), tls=False, timeout_ms=1000, tiers=(),
+                                 source="test", username="app", password="a", admin_password=None)
+    node, roles = Node(fails=0), []
+
+    def node_client(spec: rc.ConnectionSpec, _address: Any, role: rc.Role = "app", **_k: Any) -> Node:
+        rc.credentials(spec, role)
+        roles.append(role)
+        return node
+
+    monkeypatch.setattr(rc, "node_client", node_client)
+    bk._check_still_primary(app_only, {"cluster": {"slots": [[0, 16383]]}})
+    assert roles == ["app"] and node.closed
