@@ -19,9 +19,9 @@ import redis
 
 from ratelimit import RateLimiter, decision_client_kwargs
 from tests.integration._sentinel_topology import (
-    FAST,
     SETTLE_S,
     STEADY,
+    TIGHT_LAG,
     Topology,
     sentinel_topology,
     wait_until,
@@ -30,13 +30,13 @@ from tests.support.redisproc import have_redis
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_redis(), reason="redis-server not installed")]
 
-LAG = FAST.min_replicas_max_lag
-assert STEADY.min_replicas_max_lag == LAG and STEADY.min_replicas_to_write == FAST.min_replicas_to_write
+LAG = TIGHT_LAG.min_replicas_max_lag
+assert STEADY.min_replicas_max_lag > LAG and TIGHT_LAG.min_replicas_to_write == STEADY.min_replicas_to_write == 1
 
 
 @pytest.fixture
 def topo(tmp_path: Path) -> Topology:
-    with sentinel_topology(tmp_path, tls=False, start_sentinels=False, tuning=STEADY) as t:
+    with sentinel_topology(tmp_path, tls=False, start_sentinels=False, tuning=TIGHT_LAG) as t:
         yield t  # type: ignore[misc]
 
 
@@ -52,7 +52,7 @@ def _writes_refused(c: redis.Redis) -> bool:
 def test_settings_are_rendered_on_every_node(topo: Topology) -> None:
     for node in topo.nodes:
         conf = node.config_path.read_text()
-        assert f"min-replicas-to-write {FAST.min_replicas_to_write}\n" in conf
+        assert f"min-replicas-to-write {TIGHT_LAG.min_replicas_to_write}\n" in conf
         assert f"min-replicas-max-lag {LAG}\n" in conf
     cfg = topo.node_client(0).config_get("min-replicas-*")
     assert cfg == {"min-replicas-to-write": "1", "min-replicas-max-lag": str(LAG)}
