@@ -398,21 +398,55 @@ def test_the_code_bucket_logs_and_the_log_bucket_passes_ckv_aws_18_only_through_
         passed = {f.resource for f in raw[stack].passed if f.check_id == "CKV_AWS_18"}
         assert {"aws_s3_bucket.lambda_code_bucket", "aws_s3_bucket.lambda_code_logs_bucket"} <= passed, stack
         plan = plan_of(stack)
-        (logging,) = [r for r in plan["configuration"]["root_module"]["resources"]
-                      if r["type"] == "aws_s3_bucket_logging"]
+        loggings = {r["address"]: r for r in plan["configuration"]["root_module"]["resources"]
+                    if r["type"] == "aws_s3_bucket_logging"}
+        logging = loggings["aws_s3_bucket_logging.lambda_code_logs_logging"]
         assert logging["expressions"]["bucket"]["references"][1] == "aws_s3_bucket.lambda_code_bucket"
         assert logging["expressions"]["target_bucket"]["references"][1] == "aws_s3_bucket.lambda_code_logs_bucket"
         assert "logging" not in planned(plan, "aws_s3_bucket.lambda_code_logs_bucket")["values"]
         # Every other S3 check that applies passes on the log bucket: SSE-S3 default encryption is
-        # the only encryption it may have (CKV_AWS_145, suppressed), replication is the judgement call.
+        # the only encryption it may have (CKV_AWS_145, suppressed); it replicates (CKV_AWS_144).
         failed = {f.check_id for f in raw[stack].failed if f.resource == "aws_s3_bucket.lambda_code_logs_bucket"}
-        assert failed == {"CKV_AWS_145", "CKV_AWS_144"}, stack
+        assert failed == {"CKV_AWS_145"}, stack
         log_passed = {(f.check_id, f.resource) for f in raw[stack].passed if "lambda_code_logs" in f.resource}
         assert {(c, "aws_s3_bucket.lambda_code_logs_bucket") for c in (
-            "CKV_AWS_21", "CKV2_AWS_6", "CKV2_AWS_61", "CKV2_AWS_62", "CKV_AWS_19")} | {
+            "CKV_AWS_21", "CKV2_AWS_6", "CKV2_AWS_61", "CKV2_AWS_62", "CKV_AWS_19", "CKV_AWS_144")} | {
             ("CKV_AWS_300", "aws_s3_bucket_lifecycle_configuration.lambda_code_logs_lifecycle"),
             ("CKV2_AWS_65", "aws_s3_bucket_ownership_controls.lambda_code_logs_ownership"),
             ("CKV_AWS_70", "aws_s3_bucket_policy.lambda_code_logs_policy")} <= log_passed, stack
+
+
+REPLICA = "aws_s3_bucket.lambda_code_log_replica_bucket"
+REPLICA_LOGS = "aws_s3_bucket.lambda_code_log_replica_logs_bucket"
+S3_BUCKET_CHECKS = ("CKV_AWS_18", "CKV_AWS_21", "CKV2_AWS_6", "CKV2_AWS_61", "CKV2_AWS_62", "CKV_AWS_144")
+
+
+@needs_checkov
+@pytest.mark.slow
+def test_the_access_logs_replicate_to_a_second_region_and_the_replica_buckets_pass_the_s3_checks(
+        raw: dict[str, sc.StackScan]) -> None:
+    # CKV_AWS_144 (graph_checks/aws/S3BucketReplicationConfiguration.json) passes a bucket connected
+    # to an aws_s3_bucket_replication_configuration with an Enabled rule: the conversion keeps the
+    # `bucket` and `destination.bucket` references, so each of the three buckets is connected.
+    for stack in ("prod", "prod-sentinel"):
+        passed = {(f.check_id, f.resource) for f in raw[stack].passed}
+        failed = {(f.check_id, f.resource) for f in raw[stack].failed}
+        for bucket in (REPLICA, REPLICA_LOGS):
+            assert {(c, bucket) for c in S3_BUCKET_CHECKS} <= passed, (stack, bucket)
+        # The replica is SSE-KMS (a key of its own in the second region); its log destination
+        # cannot be (CKV_AWS_145, suppressed with L1's reason). Nothing else fails on them.
+        assert ("CKV_AWS_145", REPLICA) in passed and ("CKV_AWS_7", "aws_kms_key.lambda_code_log_replica_kms") in passed
+        assert {f for f in failed if "log_replica" in f[1] or "lambda_code_logs" in f[1]} == {
+            ("CKV_AWS_145", REPLICA_LOGS), ("CKV_AWS_145", "aws_s3_bucket.lambda_code_logs_bucket")}, stack
+        plan = plan_of(stack)
+        replications = {r["address"]: r for r in plan["configuration"]["root_module"]["resources"]
+                        if r["type"] == "aws_s3_bucket_replication_configuration"}
+        ends = {(c["expressions"]["bucket"]["references"][1],
+                 c["expressions"]["rule"][0]["destination"][0]["bucket"]["references"][1]) for c in replications.values()}
+        assert ends == {("aws_s3_bucket.lambda_code_logs_bucket", REPLICA),
+                        (REPLICA, "aws_s3_bucket.lambda_code_logs_bucket"),
+                        (REPLICA_LOGS, "aws_s3_bucket.lambda_code_logs_bucket")}, stack
+        assert {planned(plan, a)["values"].get("region") for a in replications} == {None, "eu-central-1"}
 
 
 def test_scan_refuses_an_unknown_stack_before_running_checkov() -> None:
