@@ -235,7 +235,10 @@ def _versioning(settings: Sequence[pulumi.Resource]) -> pulumi.Resource:
 
 def _rule(rule_id: str, destination_arn: pulumi.Input[str], *,
           replica_kms_key_arn: pulumi.Input[str] | None = None) -> aws.s3.BucketReplicationConfigRuleArgs:
-    """A V2 rule for every object: SSE-KMS objects too when a replica key is given."""
+    """A V2 rule for every object: SSE-KMS objects too when a replica key is given. A `filter`
+    requires `delete_marker_replication` ("If you specify a Filter in your replication
+    configuration, you must also include a DeleteMarkerReplication element", S3 API reference,
+    ReplicationRule)."""
     kms = replica_kms_key_arn is not None
     return aws.s3.BucketReplicationConfigRuleArgs(
         id=rule_id, status="Enabled", priority=1,

@@ -1,8 +1,11 @@
 """The committed prod render's replication configurations (infra/components/log_replica.py), put
 through moto's S3 API as the provider would send them (PutBucketReplication, terraform-provider-aws
-internal/service/s3/bucket_replication_configuration.go expandReplicationRules): S3 refuses a
-configuration on a bucket whose versioning is not on, which is why each configuration depends on
-the versioning of its buckets. moto stores and returns the configuration; it replicates no object
+internal/service/s3/bucket_replication_configuration.go, Create -> PutBucketReplication, Read ->
+GetBucketReplication): S3 refuses a configuration on a bucket whose versioning is not on, which is
+why each configuration depends on the versioning of its buckets; the provider retries exactly that
+refusal while versioning propagates (resourceBucketReplicationConfigurationCreate:
+`ErrMessageContains(err, "InvalidRequest", "Versioning must be 'Enabled' on the bucket")`), and
+moto answers with that code and message. moto stores and returns the configuration; it replicates no object
 and checks neither the role nor the keys (docs/fidelity.md)."""
 
 from __future__ import annotations
