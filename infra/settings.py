@@ -462,7 +462,7 @@ class Settings:
 
     @property
     def log_replica_region(self) -> str | None:
-        """alerting.logReplicaRegion; None when it is "off" or the stack has no code bucket."""
+        """alerting.logReplicaRegion; None when unset (a stack without the code bucket) or "off"."""
         region = self.config.alerting.log_replica_region
         return None if region in (None, LOG_REPLICA_OFF) else region
 
