@@ -21,7 +21,7 @@ import yaml
 from infra import user_data
 from redisops import scan as sc
 from redisops import tfplan
-from redisops.render import RENDER_DIR, available_stacks
+from redisops.render import RENDER_DIR, available_stacks, render_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = available_stacks(ROOT)
@@ -297,6 +297,8 @@ def test_a_bad_suppression_entry_is_refused_naming_the_key(tmp_path: Path, entry
 
 # ---- checkov on the committed renders -----------------------------------------------------------------
 REGRESSED = "prod-regressed"  # the negative control: prod with one log group's key and retention removed
+UNREPLICATED = "prod-unreplicated"  # prod with alerting.logReplicaRegion: off
+CONTROLS = (REGRESSED, UNREPLICATED)
 
 
 def regressed_render() -> tuple[dict[str, Any], str]:
@@ -317,6 +319,12 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, sc.Stack
         (root / RENDER_DIR / f"{stack}.yaml").write_text((ROOT / RENDER_DIR / f"{stack}.yaml").read_text())
     (root / f"Pulumi.{REGRESSED}.yaml").write_text((ROOT / "Pulumi.prod.yaml").read_text())
     (root / RENDER_DIR / f"{REGRESSED}.yaml").write_text(yaml.safe_dump(regressed_render()[0]))
+    prod = (ROOT / "Pulumi.prod.yaml").read_text()
+    assert "logReplicaRegion: eu-central-1" in prod
+    (root / f"Pulumi.{UNREPLICATED}.yaml").write_text(prod.replace("logReplicaRegion: eu-central-1",
+                                                                     "logReplicaRegion: \"off\""))
+    (root / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    (root / RENDER_DIR / f"{UNREPLICATED}.yaml").write_text(render_stack(UNREPLICATED, root=root))
     (root / sc.CHECKOV_VENV).symlink_to(ROOT / sc.CHECKOV_VENV)
     empty = root / "none.yaml"
     empty.write_text("suppressions: []\n")
@@ -328,8 +336,8 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, sc.Stack
 def test_every_failure_on_every_render_is_covered_and_no_suppression_is_stale(raw: dict[str, sc.StackScan]) -> None:
     suppressions = sc.load_suppressions(ROOT / sc.SUPPRESSIONS, STACKS)
     results = [sc.apply_suppressions(s, r.resources, r.passed, r.failed, suppressions) for s, r in raw.items()
-               if s != REGRESSED]
-    assert sorted(s for s in raw if s != REGRESSED) == sorted(STACKS)
+               if s not in CONTROLS]
+    assert sorted(s for s in raw if s not in CONTROLS) == sorted(STACKS)
     assert [(r.stack, r.failed, r.stale) for r in results if not r.ok] == [], sc.summary_text(results)
     # The AWS stacks were really scanned (dev has only docker/random/tls resources, which checkov
     # has no rule for).
@@ -447,6 +455,19 @@ def test_the_access_logs_replicate_to_a_second_region_and_the_replica_buckets_pa
                         (REPLICA, "aws_s3_bucket.lambda_code_logs_bucket"),
                         (REPLICA_LOGS, "aws_s3_bucket.lambda_code_logs_bucket")}, stack
         assert {planned(plan, a)["values"].get("region") for a in replications} == {None, "eu-central-1"}
+
+
+@needs_checkov
+@pytest.mark.slow
+def test_a_stack_that_turns_the_replica_off_fails_ckv_aws_144_on_its_log_bucket_unsuppressed(
+        raw: dict[str, sc.StackScan]) -> None:
+    # `off` is an explicit opt-out with a visible cost (docs/security-scan.md): judged with prod's
+    # suppressions, exactly the log bucket's cross-region replication check is left failing.
+    result = sc.apply_suppressions("prod", raw[UNREPLICATED].resources, raw[UNREPLICATED].passed,
+                                   raw[UNREPLICATED].failed, sc.load_suppressions(ROOT / sc.SUPPRESSIONS, STACKS))
+    assert {(f.check_id, f.resource) for f in result.failed} == {("CKV_AWS_144", "aws_s3_bucket.lambda_code_logs_bucket")}
+    assert not [f for f in raw[UNREPLICATED].passed + raw[UNREPLICATED].failed if "log_replica" in f.resource]
+    assert result.stale == []  # the CKV_AWS_145 entry's pattern still covers the one log bucket
 
 
 def test_scan_refuses_an_unknown_stack_before_running_checkov() -> None:
