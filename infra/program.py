@@ -62,7 +62,8 @@ def _signed_code(settings: Settings, kms_key_arn: Any) -> SignedCode | None:
 
     return LambdaCodeSigning("lambda-code", LambdaCodeSigningArgs(
         project=settings.project, stack=settings.stack, kms_key_arn=kms_key_arn,
-        log_retention_days=settings.log_retention_days, tags=settings.tags)).code
+        log_retention_days=settings.log_retention_days, tags=settings.tags,
+        log_replica_region=settings.log_replica_region)).code
 
 
 def _smoke(settings: Settings, outputs: dict[str, Any], redis_sg: Any, ports: tuple[int, ...],

@@ -42,6 +42,14 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
                       2557, 2922, 3288, 3653)
 # A year where logs leave the machine (AWS targets: audits and incident reviews look back that far;
 # checkov CKV_AWS_338); a month on a laptop, which keeps no CloudWatch log group at all.
+# alerting.logReplicaRegion: an AWS region name (us-east-1, eu-central-1, ap-southeast-2,
+# us-gov-west-1, cn-north-1: botocore/data/endpoints.json "regionRegex" of each partition), or
+# LOG_REPLICA_OFF for a stack that deliberately keeps its access logs in one region.
+AWS_REGION = re.compile(r"^(us|eu|ap|sa|ca|me|af|il|mx|cn|us-gov)-[a-z]+-\d$")
+LOG_REPLICA_OFF = "off"
+LOG_REPLICA_HELP = (f'expected an AWS region name like "eu-central-1", other than the stack\'s aws:region, or '
+                    f'"{LOG_REPLICA_OFF}" (no replica: checkov CKV_AWS_144 then fails unsuppressed on the access-log '
+                    "bucket, docs/security-scan.md)")
 LOG_RETENTION_DEFAULTS: Mapping[str, int] = MappingProxyType({"elasticache": 365, "sentinel": 365, "local": 30})
 # Credential rotation: the guide asks for quarterly at least; 30 days by default. Secrets Manager
 # itself accepts AutomaticallyAfterDays 1..1000 (botocore secretsmanager RotationRulesType); more
@@ -330,6 +338,19 @@ class AlertingSettings(_Model):
                                            "agent metrics); default by target: 365 on elasticache and sentinel, 30 "
                                            "on local (which creates no log group)")
 
+    log_replica_region: str | None = Field(
+        None, description="Region the Lambda code bucket's server access logs are replicated to (a second "
+        "region, not the stack's aws:region; docs/decisions.md \"Access logs replicated to a second region\"). "
+        f"Required on AWS targets that deploy a function (smoke or rotation); \"{LOG_REPLICA_OFF}\" keeps them in "
+        "one region and leaves checkov CKV_AWS_144 failing on the log bucket")
+
+    @field_validator("log_replica_region")
+    @classmethod
+    def _replica_region(cls, v: str | None) -> str | None:
+        if v is not None and v != LOG_REPLICA_OFF and not AWS_REGION.fullmatch(v):
+            raise ValueError(LOG_REPLICA_HELP)
+        return v
+
     @field_validator("log_retention_days")
     @classmethod
     def _retention(cls, v: int | None) -> int | None:
@@ -440,6 +461,12 @@ class Settings:
         return configured if configured is not None else LOG_RETENTION_DEFAULTS[self.target]
 
     @property
+    def log_replica_region(self) -> str | None:
+        """alerting.logReplicaRegion; None when unset (a stack without the code bucket) or "off"."""
+        region = self.config.alerting.log_replica_region
+        return None if region in (None, LOG_REPLICA_OFF) else region
+
+    @property
     def tags(self) -> dict[str, str]:
         return {"project": self.project, "stack": self.stack, "managed-by": "pulumi", **self.config.tags}
 
@@ -547,8 +574,21 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     return [f.alias or n for n, f in model.model_fields.items()]
 
 
-def _cross_checks(cfg: StackConfig) -> list[SettingError]:
-    errors: list[SettingError] = []
+def _replica_region_errors(cfg: StackConfig, aws_region: str | None) -> list[SettingError]:
+    """alerting.logReplicaRegion: required where the stack creates the Lambda code bucket (an AWS
+    target deploying the smoke or rotation function), and never the stack's own region."""
+    key, region = "alerting.logReplicaRegion", cfg.alerting.log_replica_region
+    creates_code_bucket = cfg.target in ("elasticache", "sentinel") and (cfg.smoke.enabled or cfg.rotation.enabled)
+    if region is None and creates_code_bucket:
+        return [SettingError(key, None, "required on this target (the Lambda code bucket's access logs): "
+                             + LOG_REPLICA_HELP)]
+    if region is not None and region == aws_region:
+        return [SettingError(key, region, f"is the stack's aws:region ({aws_region}): " + LOG_REPLICA_HELP)]
+    return []
+
+
+def _cross_checks(cfg: StackConfig, aws_region: str | None = None) -> list[SettingError]:
+    errors: list[SettingError] = _replica_region_errors(cfg, aws_region)
     target = cfg.target
     engine_problem = versions.engine_problem(cfg.engine, cfg.engine_version)
     if engine_problem:
@@ -642,9 +682,11 @@ def example_network_errors(cfg: StackConfig) -> list[SettingError]:
 
 
 def parse_settings(raw: Mapping[str, Any], *, secret_keys: frozenset[str] = frozenset(),
-                   project: str = NAMESPACE, stack: str = "dev", allow_example_network: bool = True) -> Settings:
+                   project: str = NAMESPACE, stack: str = "dev", allow_example_network: bool = True,
+                   aws_region: str | None = None) -> Settings:
     """Validate raw config (key without namespace -> value as Pulumi stores it) into Settings.
-    `allow_example_network=False` also refuses the example network ids (EXAMPLE_NETWORK)."""
+    `allow_example_network=False` also refuses the example network ids (EXAMPLE_NETWORK);
+    `aws_region` is the stack's `aws:region` (alerting.logReplicaRegion must differ from it)."""
     values = {k: _decode(v) for k, v in raw.items()}
     errors: list[SettingError] = []
     for key in SECRET_KEYS:
@@ -657,7 +699,7 @@ def parse_settings(raw: Mapping[str, Any], *, secret_keys: frozenset[str] = froz
     except ValidationError as exc:
         errors.extend(_pydantic_errors(exc))
     else:
-        errors.extend(_cross_checks(cfg))
+        errors.extend(_cross_checks(cfg, aws_region))
         if not allow_example_network and cfg.target in ("elasticache", "sentinel"):
             errors.extend(example_network_errors(cfg))
     # Redis overrides, tiers and thresholds have parsers of their own; they are checked even
@@ -699,8 +741,9 @@ def load_settings() -> Settings:
     prefix = f"{NAMESPACE}:"
     raw = {k[len(prefix):]: v for k, v in merged.items() if k.startswith(prefix)}
     secrets = frozenset(k for k in raw if runtime_config.is_config_secret(prefix + k) or prefix + k in secret_full)
+    region = merged.get("aws:region")
     return parse_settings(raw, secret_keys=secrets, project=pulumi.get_project(), stack=pulumi.get_stack(),
-                          allow_example_network=_under_mocks())
+                          allow_example_network=_under_mocks(), aws_region=str(region) if region else None)
 
 
 def _under_mocks() -> bool:

@@ -248,7 +248,9 @@ class RecordingMocks(Mocks):
 
     def _aws(self, t: str, name: str, inputs: Mapping[str, Any], outputs: dict[str, Any]) -> str | None:
         rid: str | None = None
-        outputs.setdefault("arn", f"arn:aws:{t.split(':')[1].split('/')[0]}:{REGION}:{ACCOUNT}:{name}")
+        # pulumi-aws 7's per-resource `region` argument (a second region) shows in regional ARNs.
+        region = str(inputs.get("region") or REGION)
+        outputs.setdefault("arn", f"arn:aws:{t.split(':')[1].split('/')[0]}:{region}:{ACCOUNT}:{name}")
         digest = hashlib.sha256(name.encode()).hexdigest()
         if t == "aws:elasticache/replicationGroup:ReplicationGroup":
             rg = str(inputs.get("replicationGroupId") or name)
@@ -283,7 +285,7 @@ class RecordingMocks(Mocks):
             outputs["arn"] = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{inputs['name']}"
         elif t == "aws:kms/key:Key":
             rid = str(uuid.UUID(digest[:32]))
-            outputs["arn"] = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{rid}"
+            outputs["arn"] = f"arn:aws:kms:{region}:{ACCOUNT}:key/{rid}"
             outputs["keyId"] = rid
         elif t == "aws:s3/bucket:Bucket":
             # bucket_prefix + the provider's 26-character unique suffix; the id is the name.

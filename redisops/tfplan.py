@@ -72,6 +72,11 @@ TYPE_OVERRIDES: Mapping[str, str] = {
     # BucketObjectv2 is Terraform's aws_s3_object (its pulumi-aws 7.51 docs repeat the
     # provider's "Provides an S3 object resource."); the derived name would be aws_s3_bucket_objectv2.
     "aws:s3/bucketObjectv2:BucketObjectv2": "aws_s3_object",
+    # BucketReplicationConfig is Terraform's aws_s3_bucket_replication_configuration (pulumi-aws
+    # 7.51 docs: "Provides an independent configuration resource for S3 bucket replication
+    # configuration"; terraform-provider-aws internal/service/s3/bucket_replication_configuration.go
+    # registers "aws_s3_bucket_replication_configuration").
+    "aws:s3/bucketReplicationConfig:BucketReplicationConfig": "aws_s3_bucket_replication_configuration",
     # pulumi-docker's RemoteImage is the provider's docker_image.
     "docker:index/remoteImage:RemoteImage": "docker_image",
 }
@@ -86,6 +91,7 @@ RENAMES: Mapping[str, Mapping[str, str]] = {
     "aws_dlm_lifecycle_policy": {"schedules": "schedule"},
     "aws_s3_bucket_lifecycle_configuration": {"rules": "rule"},
     "aws_s3_bucket_server_side_encryption_configuration": {"rules": "rule"},
+    "aws_s3_bucket_replication_configuration": {"rules": "rule"},
     "aws_sns_topic_subscription": {"topic": "topic_arn"},
     "docker_container": {"uploads": "upload"},
 }

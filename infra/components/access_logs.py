@@ -30,6 +30,11 @@ https://docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-loggi
 Versioned, so an overwritten or deleted log survives as a noncurrent version for NONCURRENT_DAYS;
 logs expire after the stack's log retention (alerting.logRetentionDays: one setting for
 CloudWatch and these logs, docs/decisions.md).
+
+`region`: the source bucket's region when it is not the provider's (the access-log replica in the
+second region logs into a destination built by this same component there,
+infra/components/log_replica.py): "the source bucket and destination bucket must be in the same AWS
+Region" (the page above).
 """
 
 from __future__ import annotations
@@ -81,6 +86,7 @@ class S3AccessLogsArgs:
     prefix: str  # of the log objects' keys, e.g. "lambda-code/"
     retention_days: int  # log objects expire after this many days
     tags: dict[str, str] = field(default_factory=dict)
+    region: str | None = None  # the source's, when not the provider's: the destination goes there too
 
     def __post_init__(self) -> None:
         if not self.prefix or not self.prefix.endswith("/") or self.prefix.startswith("/"):
@@ -91,6 +97,23 @@ class S3AccessLogsArgs:
                              "(an S3 lifecycle expiration counts whole days)")
 
 
+def log_lifecycle(name: str, parent: pulumi.Resource, bucket: aws.s3.Bucket, retention_days: int,
+                  region: str | None = None) -> aws.s3.BucketLifecycleConfiguration:
+    """Log objects expire after `retention_days`, overwritten or deleted ones NONCURRENT_DAYS
+    later, incomplete uploads after a day: every bucket holding these logs or their replicas."""
+    return aws.s3.BucketLifecycleConfiguration(
+        f"{name}-lifecycle", bucket=bucket.id, region=region, rules=[aws.s3.BucketLifecycleConfigurationRuleArgs(
+            id="expire-logs", status="Enabled",
+            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+            expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=retention_days),
+            noncurrent_version_expiration=aws.s3.
+            BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(noncurrent_days=NONCURRENT_DAYS),
+            abort_incomplete_multipart_upload=aws.s3.
+            BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                days_after_initiation=ABORT_MULTIPART_DAYS))],
+        opts=child(parent))
+
+
 class S3AccessLogs(pulumi.ComponentResource):
     """The destination bucket, its settings and policy, and the source's logging configuration."""
 
@@ -98,7 +121,10 @@ class S3AccessLogs(pulumi.ComponentResource):
         super().__init__("redisstack:aws:S3AccessLogs", name, None, opts)
         self._name, self._args = name, args
         self.bucket = self._bucket()
-        self._settings = [*private_bucket_basics(name, self, self.bucket), self._encryption(), self._lifecycle()]
+        # Public: replication from and into this bucket waits for its versioning (log_replica.py).
+        self.settings: list[pulumi.Resource] = [
+            *private_bucket_basics(name, self, self.bucket, args.region), self._encryption(),
+            log_lifecycle(name, self, self.bucket, args.retention_days, args.region)]
         self.policy = self._policy()
         self.logging = self._logging()
         self.register_outputs({"logBucket": self.bucket.bucket, "logPrefix": args.prefix})
@@ -109,39 +135,28 @@ class S3AccessLogs(pulumi.ComponentResource):
         # force_destroy: the logs describe a bucket that `pulumi destroy` deletes with them; a
         # versioned bucket with versions left would stop the destroy.
         return aws.s3.Bucket(f"{self._name}-bucket", bucket_prefix=log_bucket_prefix(args.project, args.stack),
-                             force_destroy=True, tags=dict(args.tags), opts=child(self))
+                             force_destroy=True, region=args.region, tags=dict(args.tags), opts=child(self))
 
     def _encryption(self) -> aws.s3.BucketServerSideEncryptionConfiguration:
         # SSE-S3: SSE-KMS default encryption is not supported on a log destination (module docstring).
         return aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{self._name}-encryption", bucket=self.bucket.id,
+            f"{self._name}-encryption", bucket=self.bucket.id, region=self._args.region,
             rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
                 apply_server_side_encryption_by_default=aws.s3.
                 BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
                     sse_algorithm="AES256"))],
             opts=child(self))
 
-    def _lifecycle(self) -> aws.s3.BucketLifecycleConfiguration:
-        return aws.s3.BucketLifecycleConfiguration(
-            f"{self._name}-lifecycle", bucket=self.bucket.id, rules=[aws.s3.BucketLifecycleConfigurationRuleArgs(
-                id="expire-logs", status="Enabled",
-                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=self._args.retention_days),
-                noncurrent_version_expiration=aws.s3.
-                BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(noncurrent_days=NONCURRENT_DAYS),
-                abort_incomplete_multipart_upload=aws.s3.
-                BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
-                    days_after_initiation=ABORT_MULTIPART_DAYS))],
-            opts=child(self))
-
     def _policy(self) -> aws.s3.BucketPolicy:
         args = self._args
         policy = pulumi.Output.all(self.bucket.arn, args.source_bucket.arn, account(self)).apply(
             lambda v: destination_policy(v[0], args.prefix, v[1], v[2]))
-        return aws.s3.BucketPolicy(f"{self._name}-policy", bucket=self.bucket.id, policy=policy, opts=child(self))
+        return aws.s3.BucketPolicy(f"{self._name}-policy", bucket=self.bucket.id, policy=policy,
+                                   region=args.region, opts=child(self))
 
     def _logging(self) -> aws.s3.BucketLogging:
         # Logging starts once the destination accepts the logs: policy, ownership, encryption.
         return aws.s3.BucketLogging(
             f"{self._name}-logging", bucket=self._args.source_bucket.id, target_bucket=self.bucket.id,
-            target_prefix=self._args.prefix, opts=child(self, depends_on=[self.policy, *self._settings]))
+            target_prefix=self._args.prefix, region=self._args.region,
+            opts=child(self, depends_on=[self.policy, *self.settings]))

@@ -95,13 +95,16 @@ def stack_log_groups(settings: Settings) -> dict[str, str]:
 
 
 def customer_kms_key(name: str, parent: pulumi.Resource, *, description: str, tags: Mapping[str, str],
-                     use: pulumi.Output[KeyUse], protect: bool = False, retain: bool = False) -> aws.kms.Key:
+                     use: pulumi.Output[KeyUse], protect: bool = False, retain: bool = False,
+                     region: str | None = None) -> aws.kms.Key:
     """A symmetric customer key with yearly automatic rotation and a 30-day deletion window,
     whose policy (infra.keypolicy) lets exactly the listed topics and log groups use it.
     `protect`/`retain`: the key encrypts data that outlives the stack (final snapshots, retained
-    volumes, DLM snapshots): `pulumi destroy` must not schedule it for deletion."""
+    volumes, DLM snapshots): `pulumi destroy` must not schedule it for deletion. `region`: another
+    region than the provider's (the access-log replica, infra/components/log_replica.py)."""
     return aws.kms.Key(
         f"{name}-kms",
+        region=region,
         description=description,
         enable_key_rotation=True,
         deletion_window_in_days=30,
@@ -336,23 +339,32 @@ def tls_only_statement(bucket_arn: str) -> dict[str, Any]:
             "Resource": [bucket_arn, f"{bucket_arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
 
 
-def private_bucket_basics(name: str, parent: pulumi.Resource, bucket: aws.s3.Bucket) -> list[pulumi.Resource]:
+def tls_only_policy(bucket_arn: str) -> str:
+    """A bucket policy of the TLS-only deny alone."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [tls_only_statement(bucket_arn)]}, sort_keys=True)
+
+
+def private_bucket_basics(name: str, parent: pulumi.Resource, bucket: aws.s3.Bucket,
+                          region: str | None = None) -> list[pulumi.Resource]:
     """What every bucket of the stacks has: ACLs disabled (BucketOwnerEnforced: the owner owns
     every object, whoever wrote it), public access blocked, versioning (checkov CKV_AWS_21) and
     object events to EventBridge (CKV2_AWS_62: a write outside Pulumi is visible to whoever watches
-    the account's default bus; nothing is subscribed here)."""
+    the account's default bus; nothing is subscribed here). `region`: the bucket's, when it is not
+    the provider's (pulumi-aws 7's per-resource `region` argument). The versioning resource is
+    third: replication waits for it (infra/components/log_replica.py)."""
     return [
         aws.s3.BucketOwnershipControls(
-            f"{name}-ownership", bucket=bucket.id,
+            f"{name}-ownership", bucket=bucket.id, region=region,
             rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"), opts=child(parent)),
         aws.s3.BucketPublicAccessBlock(
             f"{name}-public-access", bucket=bucket.id, block_public_acls=True, block_public_policy=True,
-            ignore_public_acls=True, restrict_public_buckets=True, opts=child(parent)),
+            ignore_public_acls=True, restrict_public_buckets=True, region=region, opts=child(parent)),
         aws.s3.BucketVersioning(
-            f"{name}-versioning", bucket=bucket.id,
+            f"{name}-versioning", bucket=bucket.id, region=region,
             versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
             opts=child(parent)),
-        aws.s3.BucketNotification(f"{name}-events", bucket=bucket.id, eventbridge=True, opts=child(parent)),
+        aws.s3.BucketNotification(f"{name}-events", bucket=bucket.id, eventbridge=True, region=region,
+                                  opts=child(parent)),
     ]
 
 

@@ -6,7 +6,8 @@ archive, smoke_function.package_files):
 
 * a private, versioned artifact bucket (SSE-KMS with the stack key, public access blocked,
   BucketOwnerEnforced, TLS only, EventBridge notifications, lifecycle for old versions and
-  signed objects, server access logs to a bucket of their own: infra/components/access_logs.py); Signer requires a versioned source bucket in the profile's region
+  signed objects, server access logs to a bucket of their own: infra/components/access_logs.py,
+  replicated to a second region: infra/components/log_replica.py); Signer requires a versioned source bucket in the profile's region
   (StartSigningJob API reference, https://docs.aws.amazon.com/signer/latest/api/API_StartSigningJob.html);
 * the archive, uploaded once as `unsigned/functions.zip` (Pulumi zips the AssetArchive for the
   upload with fixed timestamps, as it does for Lambda's `code`, so the same sources give the same
@@ -41,7 +42,6 @@ policy needs no statement for S3.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,8 +54,9 @@ from infra.components.aws_common import (
     fixed_name,
     private_bucket_basics,
     s3_bucket_prefix,
-    tls_only_statement,
+    tls_only_policy,
 )
+from infra.components.log_replica import LogReplica, LogReplicaArgs
 from infra.components.smoke_function import code_archive, package_files
 
 # The Lambda signing platform (ListSigningPlatforms; the only one whose target is AWSLambda).
@@ -116,11 +117,6 @@ def source_version(version_id: str | None) -> str:
     return version_id
 
 
-def bucket_policy(bucket_arn: str) -> str:
-    """TLS only."""
-    return json.dumps({"Version": "2012-10-17", "Statement": [tls_only_statement(bucket_arn)]}, sort_keys=True)
-
-
 @dataclass(frozen=True)
 class SignedCode:
     """What a function takes instead of `code=`: the signed object and the config that checks it."""
@@ -141,6 +137,8 @@ class LambdaCodeSigningArgs:
     kms_key_arn: pulumi.Input[str]  # the stack key: the bucket's default encryption
     log_retention_days: int  # the bucket's server access logs expire after it (alerting.logRetentionDays)
     tags: dict[str, str] = field(default_factory=dict)
+    # The second region the access logs are replicated to (alerting.logReplicaRegion); None: not replicated.
+    log_replica_region: str | None = None
 
 
 class LambdaCodeSigning(pulumi.ComponentResource):
@@ -153,6 +151,7 @@ class LambdaCodeSigning(pulumi.ComponentResource):
         self._name, self._args = name, args
         self.bucket = self._bucket()
         self.access_logs = self._access_logs()
+        self.log_replica = self._log_replica()
         self.archive = self._archive()
         self.profile = self._profile()
         self.job = self._signing_job()
@@ -199,7 +198,7 @@ class LambdaCodeSigning(pulumi.ComponentResource):
                         expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=SIGNED_OBJECT_DAYS)),
                 ], opts=child(self)),
             aws.s3.BucketPolicy(f"{name}-tls-only", bucket=bucket.id,
-                                policy=bucket.arn.apply(bucket_policy),
+                                policy=bucket.arn.apply(tls_only_policy),
                                 opts=child(self)),
         ]
         return bucket
@@ -210,6 +209,16 @@ class LambdaCodeSigning(pulumi.ComponentResource):
         return S3AccessLogs(f"{self._name}-logs", S3AccessLogsArgs(
             project=args.project, stack=args.stack, source_bucket=self.bucket, prefix=ACCESS_LOG_PREFIX,
             retention_days=args.log_retention_days, tags=dict(args.tags)), opts=child(self))
+
+    def _log_replica(self) -> LogReplica | None:
+        """The access logs, replicated to a second region (infra/components/log_replica.py)."""
+        args = self._args
+        if args.log_replica_region is None:
+            return None
+        return LogReplica(f"{self._name}-log-replica", LogReplicaArgs(
+            project=args.project, stack=args.stack, logs=self.access_logs, region=args.log_replica_region,
+            home_kms_key_arn=args.kms_key_arn, retention_days=args.log_retention_days, tags=dict(args.tags)),
+            opts=child(self))
 
     def _archive(self) -> aws.s3.BucketObjectv2:
         name, args = self._name, self._args

@@ -22,7 +22,8 @@ LOGGING = "aws:s3/bucketLogging:BucketLogging"
 
 
 def owned(r: StackRun, type_: str) -> Any:
-    found = [x for x in r.of_type(type_) if x.parent_type == COMPONENT]
+    # The code bucket's logs (the replica's own logs: tests/stack/test_log_replica.py).
+    found = [x for x in r.of_type(type_) if x.parent_type == COMPONENT and x.parent_name == "lambda-code-logs"]
     assert len(found) == 1, (type_, [x.name for x in found])
     return found[0]
 
@@ -44,10 +45,14 @@ def test_the_code_bucket_logs_every_request_to_a_bucket_of_its_own_under_its_pre
     r = run(stack)
     code, logs = buckets(r)
     assert owned(r, BUCKET).inputs["bucketPrefix"] == f"redisstack-{stack}-logs-" and logs != code
-    (logging,) = r.of_type(LOGGING)  # the destination itself does not log ("should not", AWS; loops into itself)
+    # The destination itself does not log ("should not", AWS; loops into itself); the other logging
+    # configuration is the replica's, into its own destination (tests/stack/test_log_replica.py).
+    (logging,) = [x for x in r.of_type(LOGGING) if x.parent_name == "lambda-code-logs"]
+    destinations = {x.outputs["bucket"] for x in r.of_type(BUCKET) if x.parent_type == COMPONENT}
+    assert len(destinations) == 2 and destinations.isdisjoint(x.inputs["bucket"] for x in r.of_type(LOGGING))
     assert logging.inputs == {"bucket": code, "targetBucket": logs, "targetPrefix": "lambda-code/"}
     # Logging starts once the destination accepts the logs: its policy, ownership and encryption.
-    prereqs = {x.urn for x in r.resources if x.parent_type == COMPONENT and x.type in (
+    prereqs = {x.urn for x in r.resources if x.parent_name == "lambda-code-logs" and x.type in (
         "aws:s3/bucketPolicy:BucketPolicy", "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
         "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")}
     assert len(prereqs) == 3 and prereqs <= set(logging.depends_on)
@@ -106,7 +111,7 @@ def test_the_logs_follow_the_stacks_log_retention_setting() -> None:
 
 def test_taggable_children_carry_the_stack_tags_and_the_component_sits_under_code_signing() -> None:
     r = run("prod")
-    assert r.one(COMPONENT).parent_type == "redisstack:aws:LambdaCodeSigning"
+    assert r.one(COMPONENT, "lambda-code-logs").parent_type == "redisstack:aws:LambdaCodeSigning"
     assert {"project": "redisstack", "stack": "prod"}.items() <= owned(r, BUCKET).inputs["tags"].items()
     assert cs.ACCESS_LOG_PREFIX == "lambda-code/"
 

@@ -21,7 +21,7 @@ import yaml
 from infra import user_data
 from redisops import scan as sc
 from redisops import tfplan
-from redisops.render import RENDER_DIR, available_stacks
+from redisops.render import RENDER_DIR, available_stacks, render_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = available_stacks(ROOT)
@@ -297,6 +297,8 @@ def test_a_bad_suppression_entry_is_refused_naming_the_key(tmp_path: Path, entry
 
 # ---- checkov on the committed renders -----------------------------------------------------------------
 REGRESSED = "prod-regressed"  # the negative control: prod with one log group's key and retention removed
+UNREPLICATED = "prod-unreplicated"  # prod with alerting.logReplicaRegion: off
+CONTROLS = (REGRESSED, UNREPLICATED)
 
 
 def regressed_render() -> tuple[dict[str, Any], str]:
@@ -317,6 +319,12 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, sc.Stack
         (root / RENDER_DIR / f"{stack}.yaml").write_text((ROOT / RENDER_DIR / f"{stack}.yaml").read_text())
     (root / f"Pulumi.{REGRESSED}.yaml").write_text((ROOT / "Pulumi.prod.yaml").read_text())
     (root / RENDER_DIR / f"{REGRESSED}.yaml").write_text(yaml.safe_dump(regressed_render()[0]))
+    prod = (ROOT / "Pulumi.prod.yaml").read_text()
+    assert "logReplicaRegion: eu-central-1" in prod
+    (root / f"Pulumi.{UNREPLICATED}.yaml").write_text(prod.replace("logReplicaRegion: eu-central-1",
+                                                                     "logReplicaRegion: \"off\""))
+    (root / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    (root / RENDER_DIR / f"{UNREPLICATED}.yaml").write_text(render_stack(UNREPLICATED, root=root))
     (root / sc.CHECKOV_VENV).symlink_to(ROOT / sc.CHECKOV_VENV)
     empty = root / "none.yaml"
     empty.write_text("suppressions: []\n")
@@ -328,8 +336,8 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, sc.Stack
 def test_every_failure_on_every_render_is_covered_and_no_suppression_is_stale(raw: dict[str, sc.StackScan]) -> None:
     suppressions = sc.load_suppressions(ROOT / sc.SUPPRESSIONS, STACKS)
     results = [sc.apply_suppressions(s, r.resources, r.passed, r.failed, suppressions) for s, r in raw.items()
-               if s != REGRESSED]
-    assert sorted(s for s in raw if s != REGRESSED) == sorted(STACKS)
+               if s not in CONTROLS]
+    assert sorted(s for s in raw if s not in CONTROLS) == sorted(STACKS)
     assert [(r.stack, r.failed, r.stale) for r in results if not r.ok] == [], sc.summary_text(results)
     # The AWS stacks were really scanned (dev has only docker/random/tls resources, which checkov
     # has no rule for).
@@ -398,21 +406,68 @@ def test_the_code_bucket_logs_and_the_log_bucket_passes_ckv_aws_18_only_through_
         passed = {f.resource for f in raw[stack].passed if f.check_id == "CKV_AWS_18"}
         assert {"aws_s3_bucket.lambda_code_bucket", "aws_s3_bucket.lambda_code_logs_bucket"} <= passed, stack
         plan = plan_of(stack)
-        (logging,) = [r for r in plan["configuration"]["root_module"]["resources"]
-                      if r["type"] == "aws_s3_bucket_logging"]
+        loggings = {r["address"]: r for r in plan["configuration"]["root_module"]["resources"]
+                    if r["type"] == "aws_s3_bucket_logging"}
+        logging = loggings["aws_s3_bucket_logging.lambda_code_logs_logging"]
         assert logging["expressions"]["bucket"]["references"][1] == "aws_s3_bucket.lambda_code_bucket"
         assert logging["expressions"]["target_bucket"]["references"][1] == "aws_s3_bucket.lambda_code_logs_bucket"
         assert "logging" not in planned(plan, "aws_s3_bucket.lambda_code_logs_bucket")["values"]
         # Every other S3 check that applies passes on the log bucket: SSE-S3 default encryption is
-        # the only encryption it may have (CKV_AWS_145, suppressed), replication is the judgement call.
+        # the only encryption it may have (CKV_AWS_145, suppressed); it replicates (CKV_AWS_144).
         failed = {f.check_id for f in raw[stack].failed if f.resource == "aws_s3_bucket.lambda_code_logs_bucket"}
-        assert failed == {"CKV_AWS_145", "CKV_AWS_144"}, stack
+        assert failed == {"CKV_AWS_145"}, stack
         log_passed = {(f.check_id, f.resource) for f in raw[stack].passed if "lambda_code_logs" in f.resource}
         assert {(c, "aws_s3_bucket.lambda_code_logs_bucket") for c in (
-            "CKV_AWS_21", "CKV2_AWS_6", "CKV2_AWS_61", "CKV2_AWS_62", "CKV_AWS_19")} | {
+            "CKV_AWS_21", "CKV2_AWS_6", "CKV2_AWS_61", "CKV2_AWS_62", "CKV_AWS_19", "CKV_AWS_144")} | {
             ("CKV_AWS_300", "aws_s3_bucket_lifecycle_configuration.lambda_code_logs_lifecycle"),
             ("CKV2_AWS_65", "aws_s3_bucket_ownership_controls.lambda_code_logs_ownership"),
             ("CKV_AWS_70", "aws_s3_bucket_policy.lambda_code_logs_policy")} <= log_passed, stack
+
+
+REPLICA = "aws_s3_bucket.lambda_code_log_replica_bucket"
+REPLICA_LOGS = "aws_s3_bucket.lambda_code_log_replica_logs_bucket"
+S3_BUCKET_CHECKS = ("CKV_AWS_18", "CKV_AWS_21", "CKV2_AWS_6", "CKV2_AWS_61", "CKV2_AWS_62", "CKV_AWS_144")
+
+
+@needs_checkov
+@pytest.mark.slow
+def test_the_access_logs_replicate_to_a_second_region_and_the_replica_buckets_pass_the_s3_checks(
+        raw: dict[str, sc.StackScan]) -> None:
+    # CKV_AWS_144 (graph_checks/aws/S3BucketReplicationConfiguration.json) passes a bucket connected
+    # to an aws_s3_bucket_replication_configuration with an Enabled rule: the conversion keeps the
+    # `bucket` and `destination.bucket` references, so each of the three buckets is connected.
+    for stack in ("prod", "prod-sentinel"):
+        passed = {(f.check_id, f.resource) for f in raw[stack].passed}
+        failed = {(f.check_id, f.resource) for f in raw[stack].failed}
+        for bucket in (REPLICA, REPLICA_LOGS):
+            assert {(c, bucket) for c in S3_BUCKET_CHECKS} <= passed, (stack, bucket)
+        # The replica is SSE-KMS (a key of its own in the second region); its log destination
+        # cannot be (CKV_AWS_145, suppressed with L1's reason). Nothing else fails on them.
+        assert ("CKV_AWS_145", REPLICA) in passed and ("CKV_AWS_7", "aws_kms_key.lambda_code_log_replica_kms") in passed
+        assert {f for f in failed if "log_replica" in f[1] or "lambda_code_logs" in f[1]} == {
+            ("CKV_AWS_145", REPLICA_LOGS), ("CKV_AWS_145", "aws_s3_bucket.lambda_code_logs_bucket")}, stack
+        plan = plan_of(stack)
+        replications = {r["address"]: r for r in plan["configuration"]["root_module"]["resources"]
+                        if r["type"] == "aws_s3_bucket_replication_configuration"}
+        ends = {(c["expressions"]["bucket"]["references"][1],
+                 c["expressions"]["rule"][0]["destination"][0]["bucket"]["references"][1]) for c in replications.values()}
+        assert ends == {("aws_s3_bucket.lambda_code_logs_bucket", REPLICA),
+                        (REPLICA, "aws_s3_bucket.lambda_code_logs_bucket"),
+                        (REPLICA_LOGS, "aws_s3_bucket.lambda_code_logs_bucket")}, stack
+        assert {planned(plan, a)["values"].get("region") for a in replications} == {None, "eu-central-1"}
+
+
+@needs_checkov
+@pytest.mark.slow
+def test_a_stack_that_turns_the_replica_off_fails_ckv_aws_144_on_its_log_bucket_unsuppressed(
+        raw: dict[str, sc.StackScan]) -> None:
+    # `off` is an explicit opt-out with a visible cost (docs/security-scan.md): judged with prod's
+    # suppressions, exactly the log bucket's cross-region replication check is left failing.
+    result = sc.apply_suppressions("prod", raw[UNREPLICATED].resources, raw[UNREPLICATED].passed,
+                                   raw[UNREPLICATED].failed, sc.load_suppressions(ROOT / sc.SUPPRESSIONS, STACKS))
+    assert {(f.check_id, f.resource) for f in result.failed} == {("CKV_AWS_144", "aws_s3_bucket.lambda_code_logs_bucket")}
+    assert not [f for f in raw[UNREPLICATED].passed + raw[UNREPLICATED].failed if "log_replica" in f.resource]
+    assert result.stale == []  # the CKV_AWS_145 entry's pattern still covers the one log bucket
 
 
 def test_scan_refuses_an_unknown_stack_before_running_checkov() -> None:

@@ -69,7 +69,7 @@ def test_the_profile_signs_for_lambda_for_one_year(stack: str) -> None:
 @pytest.mark.parametrize("stack", list(STACK_FILES))
 def test_bucket_is_private_versioned_and_encrypted_with_the_stack_key(stack: str) -> None:
     r = run(stack)
-    key_arn = r.one(KMS).outputs["arn"]
+    key_arn = r.one(KMS, "redis-kms").outputs["arn"]
     bucket = owned(r, BUCKET)
     name = bucket.outputs["bucket"]
     assert bucket.inputs["bucketPrefix"] == f"redisstack-{stack}-code-"
@@ -103,7 +103,7 @@ def test_the_archive_goes_in_once_encrypted_after_versioning_and_encryption(stac
     r = run(stack)
     archive = owned(r, OBJECT)
     assert archive.inputs["key"] == cs.UNSIGNED_KEY
-    assert (archive.inputs["serverSideEncryption"], archive.inputs["kmsKeyId"]) == ("aws:kms", r.one(KMS).outputs["arn"])
+    assert (archive.inputs["serverSideEncryption"], archive.inputs["kmsKeyId"]) == ("aws:kms", r.one(KMS, "redis-kms").outputs["arn"])
     # Signer needs the version id: the upload waits for versioning (and encryption) to be on.
     settings = {x.urn for x in r.resources if x.parent_type == COMPONENT and x.type in (
         "aws:s3/bucketVersioning:BucketVersioning",

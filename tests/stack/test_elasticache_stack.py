@@ -164,7 +164,7 @@ def test_generated_token_uses_elasticache_alphabet_and_is_secret_in_state() -> N
 def test_secret_holds_the_credential_encrypted_with_the_customer_key() -> None:
     r = run("token")
     secret, version = r.one(SECRET), r.one(SECRET_VERSION)
-    key = r.one(KMS)
+    key = r.one(KMS, "redis-kms")
     assert secret.inputs["kmsKeyId"] == key.outputs["arn"]
     assert secret.inputs["namePrefix"] == "redisstack/prod/redis-auth-"
     assert is_secret(version.inputs["secretString"])
@@ -177,7 +177,7 @@ def test_each_rbac_user_has_its_own_encrypted_secret_with_its_user_id() -> None:
     # Passwords live in Secrets Manager as Pulumi secrets; the user id lets `redisops rotate-token`
     # (and an automatic rotation) find the ElastiCache user without a lookup.
     r = run("prod")
-    key = r.one(KMS).outputs["arn"]
+    key = r.one(KMS, "redis-kms").outputs["arn"]
     secrets = {s.inputs["namePrefix"]: s for s in r.of_type(SECRET)}
     assert set(secrets) == {"redisstack/prod/redis-auth-", "redisstack/prod/redis-monitor-",
                             "redisstack/prod/redis-admin-"}
@@ -395,7 +395,7 @@ def test_tls_required_and_at_rest_encryption_with_the_customer_key(name: str) ->
         assert not r.of_type(KMS)
         assert rg["kmsKeyId"] == GIVEN_KMS == r.outputs["kmsKeyArn"]
     else:
-        key = r.one(KMS)
+        key = r.one(KMS, "redis-kms")
         assert key.inputs["enableKeyRotation"] is True
         assert key.inputs["deletionWindowInDays"] == 30
         assert rg["kmsKeyId"] == key.outputs["arn"] == r.outputs["kmsKeyArn"]
@@ -498,7 +498,7 @@ def test_key_policy_allows_exactly_the_stack_topic_and_log_groups() -> None:
     # the key only where kms:EncryptionContext:aws:logs:arn names the group
     # (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html).
     r = run("prod")
-    policy = r.one(KMS).inputs["policy"]
+    policy = r.one(KMS, "redis-kms").inputs["policy"]
     topic = r.one(TOPIC, "redis-alarms").outputs["arn"]
     # The component's two groups and the smoke function's (same stack, same key).
     functions = [f"arn:aws:logs:eu-west-1:123456789012:log-group:{n('redisstack', 'prod')}"
@@ -535,14 +535,14 @@ def test_an_unprotected_stack_with_a_final_snapshot_destroys_but_keeps_its_key()
     # (which stays readable) but not protected.
     cfg, secret = variant(elasticache__protect=False)
     r = run_program(cfg, stack="prod", secret_keys=secret)
-    key = r.one(KMS)
+    key = r.one(KMS, "redis-kms")
     assert (key.protect, key.retain_on_delete) == (False, True)
     assert r.one(RG).inputs["finalSnapshotIdentifier"]
 
 
 def test_a_stack_without_final_snapshot_or_protection_may_delete_its_key() -> None:
     cfg, secret = variant(elasticache__protect=False, backup__finalSnapshot=False)
-    key = run_program(cfg, stack="prod", secret_keys=secret).one(KMS)
+    key = run_program(cfg, stack="prod", secret_keys=secret).one(KMS, "redis-kms")
     assert (key.protect, key.retain_on_delete) == (False, False)
 
 
@@ -696,7 +696,7 @@ def test_threshold_overrides_move_the_alarms() -> None:
 def test_alarm_topic_is_encrypted_and_mails_the_configured_address() -> None:
     r = run("prod")
     topic = r.one(TOPIC, "redis-alarms")
-    assert topic.inputs["kmsMasterKeyId"] == r.one(KMS).outputs["arn"]
+    assert topic.inputs["kmsMasterKeyId"] == r.one(KMS, "redis-kms").outputs["arn"]
     assert topic.inputs["name"] == "redisstack-prod-redis-alarms" and topic.delete_before_replace
     sub = r.one(SUBSCRIPTION, "redis-alarms-email")
     assert (sub.inputs["protocol"], sub.inputs["endpoint"], sub.inputs["topic"]) == (

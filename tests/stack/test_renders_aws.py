@@ -40,7 +40,7 @@ def of_type(stack: str, type_: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("stack", AWS_STACKS)
 def test_every_log_group_is_encrypted_with_the_stack_key(stack: str) -> None:
-    [key] = of_type(stack, "aws:kms/key:Key")
+    [key] = [k for k in of_type(stack, "aws:kms/key:Key") if k["name"] == "redis-kms"]
     groups = of_type(stack, "aws:cloudwatch/logGroup:LogGroup")
     assert groups
     key_arn = render(stack)["outputs"]["kmsKeyArn"]
@@ -56,7 +56,7 @@ def test_every_log_group_is_encrypted_with_the_stack_key(stack: str) -> None:
 
 @pytest.mark.parametrize("stack", AWS_STACKS)
 def test_keys_of_retained_data_are_protected_and_retained(stack: str) -> None:
-    [key] = of_type(stack, "aws:kms/key:Key")
+    [key] = [k for k in of_type(stack, "aws:kms/key:Key") if k["name"] == "redis-kms"]
     assert key["options"].get("protect") is True and key["options"].get("retainOnDelete") is True
     for volume in of_type(stack, "aws:ebs/volume:Volume"):
         assert volume["options"].get("protect") is True and volume["options"].get("retainOnDelete") is True

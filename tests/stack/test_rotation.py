@@ -167,7 +167,7 @@ def test_log_group_encrypted_with_the_stack_key_and_named_in_its_policy() -> Non
     logs = r.one(LOGS, "rotation-logs")
     assert logs.inputs["name"] == "/aws/lambda/redisstack-prod-rotation" == r.outputs["logGroups"]["rotation-function"]
     assert logs.inputs["kmsKeyId"] == r.outputs["kmsKeyArn"] and logs.inputs["retentionInDays"] == 365
-    assert logs.outputs["arn"] in r.one("aws:kms/key:Key").inputs["policy"]
+    assert logs.outputs["arn"] in r.one("aws:kms/key:Key", "redis-kms").inputs["policy"]
 
 
 @pytest.mark.parametrize("stack", list(STACK_FILES))
@@ -176,7 +176,7 @@ def test_environment_is_encrypted_with_the_key_of_its_log_group(stack: str) -> N
     # infra/components/smoke_function.py docstring; the role's Sids are asserted exactly above).
     r = run(stack)
     fn = r.one(FUNCTION, "rotation-fn").inputs
-    assert fn["kmsKeyArn"] == r.one("aws:kms/key:Key").outputs["arn"] == r.outputs["kmsKeyArn"]
+    assert fn["kmsKeyArn"] == r.one("aws:kms/key:Key", "redis-kms").outputs["arn"] == r.outputs["kmsKeyArn"]
     assert fn["kmsKeyArn"] == r.one(LOGS, "rotation-logs").inputs["kmsKeyId"]
 
 
@@ -185,7 +185,7 @@ def test_schedule_days_and_switching_off() -> None:
     assert {s.inputs["rotationRules"]["automaticallyAfterDays"] for s in owned(r, SCHEDULE)} == {90}
     off = run("prod", rotation__enabled=False)
     assert off.of_type(COMPONENT) == [] and "rotation-function" not in off.outputs["logGroups"]
-    assert "/aws/lambda/redisstack-prod-rotation" not in off.one("aws:kms/key:Key").inputs["policy"]
+    assert "/aws/lambda/redisstack-prod-rotation" not in off.one("aws:kms/key:Key", "redis-kms").inputs["policy"]
 
 
 @pytest.mark.parametrize("days", [0, 366])

@@ -126,7 +126,7 @@ def test_imdsv2_required_and_volumes_encrypted_with_the_stack_key() -> None:
     md = lt.inputs["metadataOptions"]
     assert md["httpTokens"] == "required" and md["httpEndpoint"] == "enabled"
     assert md["httpPutResponseHopLimit"] == 1
-    key_arn = run.one("aws:kms/key:Key").outputs["arn"]
+    key_arn = run.one("aws:kms/key:Key", "redis-kms").outputs["arn"]
     devices = {d["deviceName"]: d["ebs"] for d in lt.inputs["blockDeviceMappings"]}
     # Only the (disposable) root volume comes from the template; the data lives on its own volume.
     assert set(devices) == {"/dev/xvda"}
@@ -230,7 +230,7 @@ def test_no_secret_in_user_data() -> None:
 
 def test_files_are_secure_string_parameters_with_the_secrets() -> None:
     run = prod_sentinel()
-    key_arn = run.one("aws:kms/key:Key").outputs["arn"]
+    key_arn = run.one("aws:kms/key:Key", "redis-kms").outputs["arn"]
     prefix = run.outputs["parameterPrefix"]
     ps = run.of_type(T_PARAM)
     expected = {f"{prefix}/node-{i}/{leaf}" for i in range(3) for leaf in (*HOST_FILES, *TLS_HOST_FILES)}
@@ -301,7 +301,7 @@ def test_instance_role_reads_only_its_parameters() -> None:
     assert by_sid["ReadOwnParameters"]["Action"] == ["ssm:GetParameter"]
     assert by_sid["ReadOwnParameters"]["Resource"].endswith(f"parameter{run.outputs['parameterPrefix']}/*")
     dec = by_sid["DecryptThroughSsmOnly"]
-    assert dec["Resource"] == run.one("aws:kms/key:Key").outputs["arn"]
+    assert dec["Resource"] == run.one("aws:kms/key:Key", "redis-kms").outputs["arn"]
     assert dec["Condition"] == {"StringEquals": {"kms:ViaService": "ssm.eu-west-1.amazonaws.com"}}
     assert all("*" not in a for s in policy["Statement"] for a in s["Action"])
     # The TLS renewal timer reads the admin secret (for CONFIG SET) and nothing else of Secrets Manager,
@@ -408,7 +408,7 @@ def test_key_policy_lets_cloudwatch_use_the_key_for_exactly_the_metrics_log_grou
     # (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html); SNS
     # passes aws:sns:topicArn (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html).
     run = prod_sentinel()
-    key = run.one("aws:kms/key:Key")
+    key = run.one("aws:kms/key:Key", "redis-kms")
     group = run.one("aws:cloudwatch/logGroup:LogGroup")
     assert group.inputs["kmsKeyId"] == key.outputs["arn"] and group.delete_before_replace
     assert group.inputs["name"] == "/redisstack/prod-sentinel/redis/metrics" == run.outputs["logGroups"]["metrics"]
@@ -435,7 +435,7 @@ def test_the_key_outlives_the_stack_like_the_volumes_it_encrypts() -> None:
     # The data volumes (protected, retained) and their DLM snapshots outlive `pulumi destroy`;
     # destroying their key would schedule its deletion and make all of them unreadable.
     run = prod_sentinel()
-    key = run.one("aws:kms/key:Key")
+    key = run.one("aws:kms/key:Key", "redis-kms")
     assert key.protect and key.retain_on_delete
     for vol in run.of_type(T_VOLUME):
         assert vol.protect and vol.retain_on_delete and vol.inputs["kmsKeyId"] == key.outputs["arn"]
@@ -601,7 +601,7 @@ def test_service_names_follow_the_partitions_dns_suffix(monkeypatch: pytest.Monk
     (via,) = [s for s in json.loads(rotation.inputs["policy"])["Statement"]
               if s["Sid"] == "StackKeyThroughSecretsManagerOnly"]
     assert via["Condition"]["StringEquals"]["kms:ViaService"] == "secretsmanager.eu-west-1.amazonaws.com.cn"
-    key_policy = json.loads(run.one("aws:kms/key:Key").inputs["policy"])
+    key_policy = json.loads(run.one("aws:kms/key:Key", "redis-kms").inputs["policy"])
     principals = {s["Principal"].get("Service") for s in key_policy["Statement"]}
     assert "logs.eu-west-1.amazonaws.com.cn" in principals and "logs.eu-west-1.amazonaws.com" not in principals
     for inst in run.of_type(T_INSTANCE):

@@ -151,7 +151,7 @@ def test_role_reads_its_own_secrets_decrypts_through_secrets_manager_and_writes_
     assert secrets["Resource"] == expected and expected
     decrypt = by_sid["DecryptOwnSecrets"]
     assert decrypt["Action"] == "kms:Decrypt"
-    assert decrypt["Resource"] == r.one("aws:kms/key:Key").outputs["arn"]
+    assert decrypt["Resource"] == r.one("aws:kms/key:Key", "redis-kms").outputs["arn"]
     assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com"}}
     for statement in by_sid.values():
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
@@ -171,7 +171,7 @@ def test_environment_is_encrypted_with_the_stack_key_of_its_log_group(stack: str
     # kms:CreateGrant/kms:Encrypt (https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars-encryption.html),
     # so the role gets no KMS statement for it (its Sids are exactly those listed above).
     r = run(stack)
-    key = r.one("aws:kms/key:Key").outputs["arn"]
+    key = r.one("aws:kms/key:Key", "redis-kms").outputs["arn"]
     assert r.one(FUNCTION).inputs["kmsKeyArn"] == key == r.outputs["kmsKeyArn"]
     assert r.one(LOGS, "smoke-logs").inputs["kmsKeyId"] == key
 
@@ -181,7 +181,7 @@ def test_the_key_needs_no_lambda_statement_but_its_iam_principals_must_encrypt(s
     # The deploy role (an IAM principal, through the account-root statement) lets Lambda create its
     # grant: no service-principal statement for Lambda. A given key's policy that withholds
     # kms:Encrypt from the account's principals is reported by `redisops key-policy`.
-    policy = json.loads(run(stack).one("aws:kms/key:Key").inputs["policy"])
+    policy = json.loads(run(stack).one("aws:kms/key:Key", "redis-kms").inputs["policy"])
     principals = [st["Principal"] for st in policy["Statement"]]
     assert not [p for p in principals if "lambda" in json.dumps(p)]
     (root,) = [st for st in policy["Statement"] if st["Principal"] == {"AWS": "arn:aws:iam::123456789012:root"}]
@@ -269,7 +269,7 @@ def test_logs_kept_as_configured_and_every_taggable_resource_tagged(stack: str) 
     assert logs.inputs["retentionInDays"] == 365  # the AWS-target default (docs/decisions.md, "Log retention")
     # Encrypted with the stack's key, whose policy names this group (infra/keypolicy.py).
     assert logs.inputs["kmsKeyId"] == r.outputs["kmsKeyArn"]
-    assert logs.outputs["arn"] in r.one("aws:kms/key:Key").inputs["policy"]
+    assert logs.outputs["arn"] in r.one("aws:kms/key:Key", "redis-kms").inputs["policy"]
     assert r.one(FUNCTION).inputs["loggingConfig"] == {"logFormat": "Text", "logGroup": logs.outputs["name"]}
     for res in r.resources:
         if res.parent_type == COMPONENT and res.type != POLICY:  # an inline role policy has no tags

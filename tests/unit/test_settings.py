@@ -15,9 +15,10 @@ PROD_NETWORK = {
     "subnetIds": ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"],
     "appSecurityGroupIds": ["sg-0a1b2c3d4e5f60aa1"],
 }
-PROD = {"target": "elasticache", "network": PROD_NETWORK}
+REPLICA = {"logReplicaRegion": "eu-central-1"}
+PROD = {"target": "elasticache", "network": PROD_NETWORK, "alerting": REPLICA}
 SENTINEL = {"target": "sentinel", "network": {**PROD_NETWORK, "subnetIds": [
-    "subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002", "subnet-0a1b2c3d4e5f60003"]}}
+    "subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002", "subnet-0a1b2c3d4e5f60003"]}, "alerting": REPLICA}
 
 
 def errors_of(raw: dict[str, Any], secret_keys: tuple[str, ...] = ()) -> list[SettingError]:
@@ -58,7 +59,7 @@ def test_a_key_arn_is_accepted_as_given() -> None:
     # Decision (docs/decisions.md, "Log retention"): the default follows the target. AWS targets
     # keep CloudWatch logs a year (audits look back that far; checkov CKV_AWS_338), local keeps none.
     (PROD, 365), (SENTINEL, 365), ({"target": "local"}, 30),
-    ({**PROD, "alerting": {"logRetentionDays": 90}}, 90),
+    ({**PROD, "alerting": {**REPLICA, "logRetentionDays": 90}}, 90),
 ])
 def test_log_retention_defaults_by_target(raw: dict[str, Any], days: int) -> None:
     s = parse_settings(raw)
@@ -175,7 +176,7 @@ BAD: list[tuple[str, dict[str, Any], tuple[str, ...], str, Any, str]] = [
      "network.subnetIds.0", "subnet-1", 'like "subnet-0a1b'),
     ("node type", {**PROD, "elasticache": {"nodeType": "r7g.large"}}, (), "elasticache.nodeType", "r7g.large",
      'like "cache.r7g.large"'),
-    ("log retention", {**PROD, "alerting": {"logRetentionDays": 10}}, (), "alerting.logRetentionDays", 10,
+    ("log retention", {**PROD, "alerting": {**REPLICA, "logRetentionDays": 10}}, (), "alerting.logRetentionDays", 10,
      "CloudWatch's retention values"),
     ("snapshot window format", {**PROD, "backup": {"window": "3-5"}}, (), "backup.window", "3-5", "HH:MM-HH:MM"),
     ("snapshot window too short", {**PROD, "backup": {"window": "03:00-03:30"}}, (), "backup.window", "03:00-03:30",
@@ -289,3 +290,42 @@ def test_rotation_overlap_defaults_to_interval_and_refuses_other_values() -> Non
     [err] = errors_of({**PROD, "rotation": {"overlap": "never"}})
     assert err.key == "rotation.overlap" and err.value == "never"
     assert "interval" in err.allowed and "finish" in err.allowed
+
+
+# -- alerting.logReplicaRegion (docs/decisions.md, "Access logs replicated to a second region") ----
+def test_the_log_replica_region_is_required_where_the_code_bucket_is_created_and_named_in_the_error() -> None:
+    for base in (PROD, SENTINEL):
+        errs = errors_of({**base, "alerting": {}})
+        assert [(e.key, e.value) for e in errs] == [("alerting.logReplicaRegion", None)]
+        assert "required" in errs[0].allowed and '"off"' in errs[0].allowed and "CKV_AWS_144" in errs[0].allowed
+    # No function, no code bucket, nothing to replicate; the local target never has one.
+    assert parse_settings({**PROD, "alerting": {}, "smoke": {"enabled": False},
+                           "rotation": {"enabled": False}}).log_replica_region is None
+    assert parse_settings({"target": "local"}).log_replica_region is None
+
+
+@pytest.mark.parametrize("region", ["eu-central-1", "us-west-2", "ap-southeast-2", "us-gov-west-1", "cn-north-1"])
+def test_a_region_name_is_the_replica_region(region: str) -> None:
+    assert parse_settings({**PROD, "alerting": {"logReplicaRegion": region}}).log_replica_region == region
+
+
+def test_off_is_an_explicit_opt_out_without_replica() -> None:
+    s = parse_settings({**PROD, "alerting": {"logReplicaRegion": "off"}})
+    assert s.config.alerting.log_replica_region == "off" and s.log_replica_region is None
+
+
+@pytest.mark.parametrize("bad", ["eu-central", "EU-CENTRAL-1", "frankfurt", "eu-central-1a", "", "none"])
+def test_a_bad_replica_region_is_refused_naming_key_value_and_what_is_allowed(bad: str) -> None:
+    errs = errors_of({**PROD, "alerting": {"logReplicaRegion": bad}})
+    assert [(e.key, e.value) for e in errs] == [("alerting.logReplicaRegion", bad)]
+    assert 'like "eu-central-1"' in errs[0].allowed and '"off"' in errs[0].allowed
+
+
+def test_the_replica_region_must_not_be_the_stacks_own() -> None:
+    with pytest.raises(SettingsErrors) as info:
+        parse_settings({**PROD, "alerting": {"logReplicaRegion": "eu-west-1"}}, aws_region="eu-west-1")
+    [err] = info.value.errors
+    assert (err.key, err.value) == ("alerting.logReplicaRegion", "eu-west-1")
+    assert "is the stack's aws:region (eu-west-1)" in err.allowed
+    assert parse_settings({**PROD, "alerting": {"logReplicaRegion": "eu-central-1"}},
+                          aws_region="eu-west-1").log_replica_region == "eu-central-1"

@@ -433,7 +433,8 @@ def test_each_job_runs_in_its_environment_with_only_its_credentials() -> None:
         assert "aws-access-key-id" not in text and "AWS_SECRET_ACCESS_KEY" not in text
 
 
-EXAMPLE = {"ACCOUNT_ID": "123456789012", "REGION": "eu-west-1", "REPO": "my-org/redisstack",
+EXAMPLE = {"ACCOUNT_ID": "123456789012", "REGION": "eu-west-1", "LOG_REPLICA_REGION": "eu-central-1",
+           "REPO": "my-org/redisstack",
            "PROJECT": "redisstack", "STATE_BUCKET": "redisstack-state-123456789012",
            "DEV_SECRETS_KEY_ARN": "arn:aws:kms:eu-west-1:123456789012:key/dev",
            "PROD_SECRETS_KEY_ARN": "arn:aws:kms:eu-west-1:123456789012:key/prod"}
@@ -627,12 +628,58 @@ def test_deploy_role_configures_and_empties_the_access_log_bucket_but_never_read
                                                         "kms:EncryptionContext:aws:s3:arn": LOG_BUCKET})
 
 
+REPLICA_BUCKET = "arn:aws:s3:::redisstack-prod-replica-0a1b2c3d4e5f60718293a4b5c6"  # log_replica.replica_bucket_prefix
+REPLICATION_ROLE = "arn:aws:iam::123456789012:role/lambda-code-log-replica-role-0a1b2c3"
+
+
+def test_deploy_role_sets_up_the_log_replication_and_passes_its_role_to_s3_only() -> None:
+    # `pulumi up` puts the three replication configurations (L1 -> R, R -> L1, Lr2 -> L1,
+    # infra/components/log_replica.py); PutBucketReplication needs s3:PutReplicationConfiguration
+    # and iam:PassRole for the role it names, DeleteBucketReplication the same S3 action (S3 API
+    # reference, PutBucketReplication / DeleteBucketReplication "Permissions"). R is configured like
+    # the log buckets, logs into its own destination (PutBucketLogging on R, never on a `-logs-`
+    # bucket) and is emptied on destroy; nobody but S3's replication writes or reads a replica.
+    doc = bootstrap_document("production-policy.json")
+    other = "arn:aws:s3:::payroll-prod-replica-0a1b2c3d4e5f60718293a4b5c6"
+    for bucket in (LOG_BUCKET, REPLICA_BUCKET):
+        assert allows(doc, "s3:PutReplicationConfiguration", bucket), bucket
+        assert allows(doc, "s3:GetReplicationConfiguration", bucket), bucket
+    assert not allows(doc, "s3:PutReplicationConfiguration", CODE_BUCKET)  # the code bucket never replicates
+    for action in ("s3:CreateBucket", "s3:DeleteBucket", "s3:ListBucketVersions", "s3:PutBucketPolicy",
+                   "s3:PutBucketVersioning", "s3:PutEncryptionConfiguration", "s3:PutLifecycleConfiguration",
+                   "s3:PutBucketNotification", "s3:PutBucketLogging", "s3:PutReplicationConfiguration"):
+        assert allows(doc, action, REPLICA_BUCKET) and not allows(doc, action, other), action
+    assert not allows(doc, "s3:PutBucketLogging", LOG_BUCKET)
+    replica = f"{REPLICA_BUCKET}/lambda-code/2026-12-03-14-20-28-0A1B2C3D4E5F6071"
+    assert allows(doc, "s3:DeleteObjectVersion", replica)
+    for action in ("s3:PutObject", "s3:GetObject", "s3:GetObjectVersion", "s3:ReplicateObject",
+                   "s3:GetObjectVersionForReplication"):
+        assert not allows(doc, action, replica), action
+    tagged = {"aws:ResourceTag/project": "redisstack"}
+    assert allows(doc, "iam:PassRole", REPLICATION_ROLE, {**tagged, "iam:PassedToService": "s3.amazonaws.com"})
+    lambda_role = "arn:aws:iam::123456789012:role/rotation-role-0a1b2c3"
+    assert not allows(doc, "iam:PassRole", lambda_role, {**tagged, "iam:PassedToService": "s3.amazonaws.com"})
+    assert not allows(doc, "iam:PassRole", REPLICATION_ROLE, {"iam:PassedToService": "s3.amazonaws.com"})
+    # The replica's key, in the second region: created tagged, then managed by its tag (any region);
+    # read and rotated right after creation without the tag (a new key's tags take up to five
+    # minutes to count, docs/delivery.md), in the stack's and the replica's region only.
+    key = "arn:aws:kms:eu-central-1:123456789012:key/created-a-second-ago"
+    assert allows(doc, "kms:CreateKey", "*", {"aws:RequestTag/project": "redisstack"})
+    for action in ("kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:TagResource"):
+        assert allows(doc, action, key, tagged) and not allows(doc, action, key), action
+    for action in ("kms:DescribeKey", "kms:EnableKeyRotation", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus"):
+        assert allows(doc, action, key) and not allows(doc, action, key.replace("eu-central-1", "us-east-1")), action
+
+
 def test_the_reading_role_refreshes_the_access_log_bucket_without_reading_a_log() -> None:
     doc = bootstrap_document("prod-read-policy.json")
-    for action in REFRESH_READS["aws:s3/bucket:Bucket"] + REFRESH_READS["aws:s3/bucketLogging:BucketLogging"]:
-        if not any(fnmatch.fnmatchcase(action, v) for v in VIEW_ONLY_ACCESS):
-            assert allows(doc, action, LOG_BUCKET), action
-    assert not allows(doc, "s3:GetObject", f"{LOG_BUCKET}/lambda-code/2026-12-03-14-20-28-0A1B2C3D4E5F6071")
+    reads = [*REFRESH_READS["aws:s3/bucket:Bucket"], *REFRESH_READS["aws:s3/bucketLogging:BucketLogging"],
+             *REFRESH_READS["aws:s3/bucketReplicationConfig:BucketReplicationConfig"]]
+    for bucket in (LOG_BUCKET, REPLICA_BUCKET):  # the replica's own log destination is a `-logs-` bucket
+        for action in reads:
+            if not any(fnmatch.fnmatchcase(action, v) for v in VIEW_ONLY_ACCESS):
+                assert allows(doc, action, bucket), (bucket, action)
+        assert not allows(doc, "s3:GetObject", f"{bucket}/lambda-code/2026-12-03-14-20-28-0A1B2C3D4E5F6071")
 
 
 def test_the_code_signing_names_of_this_project_match_the_policies_patterns() -> None:
@@ -641,13 +688,19 @@ def test_the_code_signing_names_of_this_project_match_the_policies_patterns() ->
     # PROJECT the Pulumi.yaml name (docs/delivery.md); the component lower-cases the bucket prefix
     # and turns hyphens into underscores for Signer (profile names: [a-zA-Z0-9_]). A project name
     # where those differ would make the first `up` fail with AccessDenied on the bucket or profile.
-    from infra.components import access_logs
+    from infra.components import access_logs, log_replica
     from infra.components import code_signing as cs
 
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
     assert cs.bucket_prefix(project, "prod") == f"{project}-prod-code-"
     assert cs.profile_prefix(project, "prod") == f"{project}_prod_"
     assert access_logs.log_bucket_prefix(project, "prod") == f"{project}-prod-logs-"
+    assert log_replica.replica_bucket_prefix(project, "prod") == f"{project}-prod-replica-"
+    # The replication role is auto-named from its logical name (Pulumi appends "-" and 7 characters),
+    # which PassTheLogReplicationRoleToS3 names.
+    roles = [r["name"] for r in _render("prod.yaml")["resources"] if r["type"] == "aws:iam/role:Role"
+             and r.get("parent") == "redisstack:aws:LogReplica::lambda-code-log-replica"]
+    assert roles == ["lambda-code-log-replica-role"]
     assert project == EXAMPLE["PROJECT"]
 
 
@@ -748,6 +801,9 @@ REFRESH_READS: dict[str, tuple[str, ...]] = {
                              "s3:GetBucketObjectLockConfiguration", "s3:GetBucketTagging"),
     "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": ("s3:GetLifecycleConfiguration",),
     "aws:s3/bucketLogging:BucketLogging": ("s3:GetBucketLogging",),  # s3/bucket_logging.go: GetBucketLogging
+    # s3/bucket_replication_configuration.go findReplicationConfiguration: GetBucketReplication,
+    # whose IAM action is s3:GetReplicationConfiguration.
+    "aws:s3/bucketReplicationConfig:BucketReplicationConfig": ("s3:GetReplicationConfiguration",),
     "aws:s3/bucketNotification:BucketNotification": ("s3:GetBucketNotification",),
     "aws:s3/bucketObjectv2:BucketObjectv2": ("s3:GetObject", "s3:GetObjectTagging"),  # HeadObject, tags
     "aws:s3/bucketOwnershipControls:BucketOwnershipControls": ("s3:GetBucketOwnershipControls",),
