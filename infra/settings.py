@@ -40,16 +40,19 @@ AUTH_TOKEN = re.compile(r"^[A-Za-z0-9!&#$^<>\-]{16,128}$")
 KMS_KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+")
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
                       2557, 2922, 3288, 3653)
-# A year where logs leave the machine (AWS targets: audits and incident reviews look back that far;
-# checkov CKV_AWS_338); a month on a laptop, which keeps no CloudWatch log group at all.
 # alerting.logReplicaRegion: an AWS region name (us-east-1, eu-central-1, ap-southeast-2,
 # us-gov-west-1, cn-north-1: botocore/data/endpoints.json "regionRegex" of each partition), or
-# LOG_REPLICA_OFF for a stack that deliberately keeps its access logs in one region.
+# LOG_REPLICA_OFF for a stack that deliberately keeps its access logs in one region. The replica
+# must be in aws:region's partition (endpoints.json: aws-cn "^cn\-\w+\-\d+$", aws-us-gov
+# "^us\-gov\-\w+\-\d+$", aws the others): an account, its IAM role and its buckets exist in one
+# partition only, so a region of another one fails in the middle of `pulumi up`.
 AWS_REGION = re.compile(r"^(us|eu|ap|sa|ca|me|af|il|mx|cn|us-gov)-[a-z]+-\d$")
 LOG_REPLICA_OFF = "off"
-LOG_REPLICA_HELP = (f'expected an AWS region name like "eu-central-1", other than the stack\'s aws:region, or '
-                    f'"{LOG_REPLICA_OFF}" (no replica: checkov CKV_AWS_144 then fails unsuppressed on the access-log '
-                    "bucket, docs/security-scan.md)")
+LOG_REPLICA_HELP = (f'expected an AWS region name like "eu-central-1", other than the stack\'s aws:region and in '
+                    f'its partition, or "{LOG_REPLICA_OFF}" (no replica: checkov CKV_AWS_144 then fails unsuppressed '
+                    "on the access-log bucket, docs/security-scan.md)")
+# A year where logs leave the machine (AWS targets: audits and incident reviews look back that far;
+# checkov CKV_AWS_338); a month on a laptop, which keeps no CloudWatch log group at all.
 LOG_RETENTION_DEFAULTS: Mapping[str, int] = MappingProxyType({"elasticache": 365, "sentinel": 365, "local": 30})
 # Credential rotation: the guide asks for quarterly at least; 30 days by default. Secrets Manager
 # itself accepts AutomaticallyAfterDays 1..1000 (botocore secretsmanager RotationRulesType); more
@@ -582,9 +585,21 @@ def _replica_region_errors(cfg: StackConfig, aws_region: str | None) -> list[Set
     if region is None and creates_code_bucket:
         return [SettingError(key, None, "required on this target (the Lambda code bucket's access logs): "
                              + LOG_REPLICA_HELP)]
-    if region is not None and region == aws_region:
+    if region is None or region == LOG_REPLICA_OFF or aws_region is None:
+        return []
+    if region == aws_region:
         return [SettingError(key, region, f"is the stack's aws:region ({aws_region}): " + LOG_REPLICA_HELP)]
+    if aws_partition(region) != aws_partition(aws_region):
+        return [SettingError(key, region, f"is in partition {aws_partition(region)}, the stack's aws:region "
+                             f"({aws_region}) in {aws_partition(aws_region)}: " + LOG_REPLICA_HELP)]
     return []
+
+
+def aws_partition(region: str) -> str:
+    """The partition of a region name (the comment at AWS_REGION)."""
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws-cn" if region.startswith("cn-") else "aws"
 
 
 def _cross_checks(cfg: StackConfig, aws_region: str | None = None) -> list[SettingError]:

@@ -329,3 +329,21 @@ def test_the_replica_region_must_not_be_the_stacks_own() -> None:
     assert "is the stack's aws:region (eu-west-1)" in err.allowed
     assert parse_settings({**PROD, "alerting": {"logReplicaRegion": "eu-central-1"}},
                           aws_region="eu-west-1").log_replica_region == "eu-central-1"
+
+
+@pytest.mark.parametrize(("stack_region", "replica", "partitions"), [
+    ("eu-west-1", "cn-north-1", ("aws-cn", "aws")), ("eu-west-1", "us-gov-west-1", ("aws-us-gov", "aws")),
+    ("us-gov-west-1", "us-east-1", ("aws", "aws-us-gov")), ("cn-north-1", "eu-central-1", ("aws", "aws-cn"))])
+def test_the_replica_region_must_be_in_the_stacks_partition(stack_region: str, replica: str,
+                                                             partitions: tuple[str, str]) -> None:
+    # An account, its replication role and its buckets exist in one partition (botocore
+    # endpoints.json regionRegex per partition): a region of another one would fail mid-`up`.
+    with pytest.raises(SettingsErrors) as info:
+        parse_settings({**PROD, "alerting": {"logReplicaRegion": replica}}, aws_region=stack_region)
+    [err] = info.value.errors
+    assert (err.key, err.value) == ("alerting.logReplicaRegion", replica)
+    assert err.allowed.startswith(f"is in partition {partitions[0]}, the stack's aws:region ({stack_region}) "
+                                  f"in {partitions[1]}: ")
+    assert "in its partition" in err.allowed
+    assert parse_settings({**PROD, "alerting": {"logReplicaRegion": "us-gov-east-1"}},
+                          aws_region="us-gov-west-1").log_replica_region == "us-gov-east-1"
