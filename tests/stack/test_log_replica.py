@@ -153,3 +153,26 @@ def test_off_keeps_the_logs_in_one_region_and_the_stacks_own_region_is_refused()
     cfg, secret = stack_file_config("prod", alerting__logReplicaRegion="eu-west-1")  # = aws:region
     with pytest.raises(SettingsErrors, match=r"alerting.logReplicaRegion = \"eu-west-1\": is the stack's aws:region"):
         run_program(cfg, stack="prod", secret_keys=secret)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_resource_of_a_second_region_bucket_is_managed_in_that_region(stack: str) -> None:
+    # pulumi-aws 7's `region` defaults to the provider's: one forgotten argument on a bucket-level
+    # resource of R or Lr2 would send its S3 call to aws:region, where the bucket is not, and fail
+    # the first `up` (mocks accept it). Conversely L1's resources and L1 -> R stay in aws:region.
+    r = run(stack)
+    second = {named(r, n).outputs["bucket"] for n in ("lambda-code-log-replica-bucket",
+                                                      "lambda-code-log-replica-logs-bucket")}
+    home = {named(r, n).outputs["bucket"] for n in ("lambda-code-logs-bucket", "lambda-code-bucket")}
+    on_second = [x for x in r.resources if x.inputs.get("bucket") in second]
+    on_home = [x for x in r.resources if x.inputs.get("bucket") in home]
+    # R: ownership, public access, versioning, events, encryption, lifecycle, TLS-only policy,
+    # logging (R is its source), replication; Lr2: the same but its delivery policy and no logging.
+    assert len(on_second) == 17 and {x.inputs.get("region") for x in on_second} == {REGION2}, sorted(
+        (x.name, x.inputs.get("region")) for x in on_second)
+    assert on_home and all("region" not in x.inputs for x in on_home)
+    for n in ("lambda-code-log-replica-bucket", "lambda-code-log-replica-logs-bucket", "lambda-code-log-replica-kms"):
+        assert named(r, n).inputs["region"] == REGION2, n
+    # The role and its policy are global (IAM takes no region).
+    assert all("region" not in named(r, n).inputs for n in ("lambda-code-log-replica-role",
+                                                            "lambda-code-log-replica-role-policy"))
