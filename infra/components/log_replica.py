@@ -21,10 +21,14 @@ replica modification sync is on, which it is not here), so a log object crosses 
 Encryption of the replicas (S3 user guide, "Replicating encrypted objects"): S3 replicates an
 SSE-KMS object only when the rule selects it (`source_selection_criteria.sse_kms_encrypted_objects`)
 and names the key that encrypts the replica (`replica_kms_key_id`, a key in the destination's
-region). R's own objects are SSE-KMS (its default), so R -> L1 selects them and encrypts the
-replicas with the stack key (same region as L1). L1 and Lr2 hold SSE-S3 log objects, which S3
-replicates without a selection; their replicas keep SSE-S3 (our reading of the same page: the
-destination's default encryption applies only to unencrypted source objects; docs/fidelity.md).
+region). Objects written into R itself are SSE-KMS (its default), so R -> L1 selects them and
+encrypts the replicas with the stack key (same region as L1). L1 and Lr2 hold SSE-S3 log objects,
+which S3 replicates without a selection, and their replicas stay SSE-S3: "If objects in the source
+bucket are encrypted using SSE-S3 or SSE-KMS, the replica objects in the destination bucket use the
+same encryption as the source object encryption. The default encryption settings of the destination
+bucket are not used" (same page, "How default bucket encryption affects replication"). So the
+replicas in R, all R holds in normal operation, are SSE-S3; R's key encrypts only what is written
+into R directly.
 
 Every rule is a V2 rule (a `filter`, so `priority` and `delete_marker_replication` are allowed:
 pulumi-aws BucketReplicationConfig docs; terraform-provider-aws
@@ -36,8 +40,9 @@ have versioning enabled"), hence depends_on on each bucket's BucketVersioning.
 
 The replication role (infra/components/log_replica.py `replication_policy`) has exactly the
 permissions of "Setting up permissions for live replication" for these buckets, and of
-"Replicating encrypted objects" for the two keys, each scoped by kms:ViaService and
-kms:EncryptionContext:aws:s3:arn.
+"Replicating encrypted objects" for the two keys (Decrypt on R's key; Encrypt and, for the S3
+Bucket Key R's objects keep in their replicas, Decrypt on the stack key), each scoped by
+kms:ViaService and kms:EncryptionContext:aws:s3:arn.
 """
 
 from __future__ import annotations
@@ -115,8 +120,13 @@ def replication_policy(routes: Sequence[Route], *, decrypt: Sequence[tuple[str, 
         {"Sid": "WriteReplicasIntoTheDestinations", "Effect": "Allow", "Action": list(DESTINATION_OBJECT_ACTIONS),
          "Resource": [f"{d}/*" for d in destinations]},
     ]
-    for sid, action, uses in (("DecryptSseKmsSources", "kms:Decrypt", decrypt),
-                              ("EncryptReplicas", "kms:Encrypt", encrypt)):
+    # The replica key also needs kms:Decrypt: an SSE-KMS source object with an S3 Bucket Key (R's
+    # objects) keeps the Bucket Key in its replica, and S3 calls Decrypt on the replica key "to
+    # verify the integrity of the S3 Bucket Key before using it" ("Replicating encrypted
+    # objects", "S3 Bucket Keys and replication"; bucket-key.md "Using an S3 Bucket Key with
+    # replication", Example 1).
+    for sid, action, uses in (("DecryptSseKmsSources", ["kms:Decrypt"], decrypt),
+                              ("EncryptReplicas", ["kms:Decrypt", "kms:Encrypt"], encrypt)):
         for i, (key_arn, region, bucket_arn) in enumerate(sorted(uses)):
             statements.append({
                 "Sid": f"{sid}{i}", "Effect": "Allow", "Action": action, "Resource": key_arn,

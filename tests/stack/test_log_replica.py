@@ -137,10 +137,13 @@ def test_the_replication_role_has_exactly_the_live_replication_permissions(stack
     assert writes["Action"] == ["s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags"]
     assert writes["Resource"] == sorted(f"{d}/*" for d in (a["L1"], a["R"]))  # Lr2 is never a destination
     decrypt, encrypt = statement(policy, "DecryptSseKmsSources0"), statement(policy, "EncryptReplicas0")
-    assert (decrypt["Action"], decrypt["Resource"]) == ("kms:Decrypt", a["key2"])
+    assert (decrypt["Action"], decrypt["Resource"]) == (["kms:Decrypt"], a["key2"])
     assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": f"s3.{REGION2}.amazonaws.com"},
                                     "StringLike": {"kms:EncryptionContext:aws:s3:arn": [a["R"], f"{a['R']}/*"]}}
-    assert (encrypt["Action"], encrypt["Resource"]) == ("kms:Encrypt", a["stack_key"])
+    # Decrypt too: R's objects have an S3 Bucket Key, which their replicas in L1 keep, and S3
+    # verifies it with kms:Decrypt on the replica key ("Replicating encrypted objects", "S3
+    # Bucket Keys and replication"); without it R -> L1 fails for every SSE-KMS object.
+    assert (encrypt["Action"], encrypt["Resource"]) == (["kms:Decrypt", "kms:Encrypt"], a["stack_key"])
     assert encrypt["Condition"] == {"StringEquals": {"kms:ViaService": "s3.eu-west-1.amazonaws.com"},
                                     "StringLike": {"kms:EncryptionContext:aws:s3:arn": [a["L1"], f"{a['L1']}/*"]}}
 
