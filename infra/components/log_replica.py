@@ -56,7 +56,6 @@ import pulumi_aws as aws
 
 from infra.components.access_logs import S3AccessLogs, S3AccessLogsArgs, log_lifecycle
 from infra.components.aws_common import (
-    Account,
     account,
     child,
     customer_kms_key,
@@ -90,13 +89,16 @@ class Route:
     destination: str
 
 
-def trust_policy(acct: Account, source_bucket_arns: Sequence[str]) -> str:
-    """S3 may assume the role only for these buckets of this account (confused deputy:
-    aws:SourceAccount and aws:SourceArn, "Setting up permissions for live replication")."""
+def trust_policy() -> str:
+    """S3 may assume the role: the trust policy of the S3 user guide ("Setting up permissions for
+    live replication", Step 2: Principal s3.amazonaws.com, sts:AssumeRole, no condition). No
+    aws:SourceAccount/aws:SourceArn condition: no AWS page we could read says S3 sends those keys
+    when it assumes a replication role, and a condition it does not satisfy would fail every
+    replication silently (objects left FAILED). What binds the role to these buckets instead:
+    only a principal with iam:PassRole on it can name it in a replication configuration, and the
+    deploy role holds that for this role only, passed to s3.amazonaws.com only (docs/decisions.md)."""
     return json.dumps({"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": S3_SERVICE}, "Action": "sts:AssumeRole",
-        "Condition": {"StringEquals": {"aws:SourceAccount": acct.account_id},
-                      "ArnLike": {"aws:SourceArn": sorted(source_bucket_arns)}}}]}, sort_keys=True)
+        "Effect": "Allow", "Principal": {"Service": S3_SERVICE}, "Action": "sts:AssumeRole"}]}, sort_keys=True)
 
 
 def _s3_arn_context(bucket_arn: str) -> list[str]:
@@ -208,9 +210,7 @@ class LogReplica(pulumi.ComponentResource):
     def _role(self) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
         name, args = self._name, self._args
         routes = self._routes()
-        trust = pulumi.Output.all(self._acct, routes).apply(
-            lambda v: trust_policy(v[0], sorted({r.source for r in v[1]})))
-        role = aws.iam.Role(f"{name}-role", assume_role_policy=trust, tags=dict(args.tags),
+        role = aws.iam.Role(f"{name}-role", assume_role_policy=trust_policy(), tags=dict(args.tags),
                             description=f"redisstack access-log replication ({args.project}/{args.stack})",
                             opts=child(self))
         # L1 is in the provider's region (the account's), R in the second one.
