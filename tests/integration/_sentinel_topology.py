@@ -29,10 +29,15 @@ from tests.support.redisproc import RedisProcess, free_port, stop_all
 
 HOST = "127.0.0.1"
 # min-replicas-to-write / min-replicas-max-lag are the product's (1 and 10 s, SentinelTuning's
-# defaults) unless a test measures the lag itself. With 2 s, the one replica left after a failover
-# had to acknowledge every second and a half on a busy machine: one ack a loaded 2-core machine
-# delayed past 2 s refused every write (NOREPLICAS) for a moment (a full-suite run: 14 of 54 smoke
-# decisions fell back right after a failover, test_redisops_sentinel.py).
+# defaults) unless a test measures the lag itself. Redis 7.0 (src/replication.c, 7.0.15) counts a
+# replica good while server.unixtime - its last REPLCONF ACK <= the lag, in whole seconds
+# (refreshGoodSlavesCount), recounts once a second (end of replicationCron) and when a replica goes
+# online, not on an ACK; replicas ACK once a second (replicationCron). With 2 s, one replica (all
+# a failover leaves) silent for ~2 s - a loaded 2-core machine starving it - refused every write
+# (NOREPLICAS) until the next recount after its ACK (a full-suite run: 14 of 54 smoke decisions
+# fell back right after a failover, test_redisops_sentinel.py). No ACK-less window follows a
+# switch of masters: PSYNC and the end of a full sync set the ACK time as they put the replica
+# online, and recount.
 # For tests that fail over: fast enough for a bounded test, the values FIELD-NOTES measured
 # (~2.3 s to heal).
 FAST = SentinelTuning(quorum=2, down_after_ms=1000, failover_timeout_ms=5000, parallel_syncs=1)
@@ -130,15 +135,19 @@ class Topology:
         return next(n for n in self.nodes if n.port == port)
 
     def wait_replicated(self, master: RedisProcess, replicas: int, timeout: float = SETTLE_S) -> None:
+        """`replicas` replicas online at `master`, and as many counted good for min-replicas-to-write
+        (INFO's min_slaves_good_slaves, what decides NOREPLICAS): going online counts a replica at
+        once, but one already silent for longer than the lag is online and not counted."""
         c = self.node_client(self.nodes.index(master))
 
         def linked() -> bool:
             info = c.info("replication")
             online = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)
                       and v.get("state") == "online"]
-            return info["role"] == "master" and len(online) >= replicas
+            good = int(info.get("min_slaves_good_slaves", len(online)))  # absent with min-replicas off
+            return info["role"] == "master" and len(online) >= replicas and good >= replicas
 
-        wait_until(linked, timeout, f"{replicas} replicas online at :{master.port}")
+        wait_until(linked, timeout, f"{replicas} replicas online and counted good at :{master.port}")
 
     def wait_sentinels_agree(self, port: int, timeout: float = SETTLE_S) -> None:
         """Every Sentinel's master entry (what clients' discovery reads) is `port`, healthy, and
