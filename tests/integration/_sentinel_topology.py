@@ -149,6 +149,25 @@ class Topology:
 
         wait_until(linked, timeout, f"{replicas} replicas online and counted good at :{master.port}")
 
+    def wait_initial_aof_written(self, replicas: list[RedisProcess], timeout: float = SETTLE_S) -> None:
+        """Each replica linked and done with the AOF rewrite its full sync starts (appendonly yes):
+        until then Redis 7.0 refuses SIGTERM ("Writing initial AOF, can't exit.", prepareForShutdown
+        in src/server.c, 7.0.15) and drops it (abortShutdown), so a stop() right after start would
+        wait out its 10 s and SIGKILL the replica. The rewrite starts in the same step that puts
+        the link up (readSyncBulkPayload), so link up and no rewrite running or scheduled is done."""
+        for r in replicas:
+            c = self.node_client(self.nodes.index(r))
+
+            def written(c: redis.Redis = c) -> bool:
+                info = c.info()
+                return bool(info["master_link_status"] == "up" and not info["aof_rewrite_in_progress"]
+                            and not info["aof_rewrite_scheduled"])
+
+            try:
+                wait_until(written, timeout, f"the initial AOF of the replica at :{r.port}")
+            finally:
+                c.close()
+
     def wait_sentinels_agree(self, port: int, timeout: float = SETTLE_S) -> None:
         """Every Sentinel's master entry (what clients' discovery reads) is `port`, healthy, and
         no failover is in progress: GET-MASTER-ADDR-BY-NAME alone names the promoted replica
@@ -204,6 +223,7 @@ def sentinel_topology(base: Path, *, tls: bool, tuning: SentinelTuning = FAST,
         for n in nodes:
             started.append(n.start())
         topo.wait_replicated(nodes[0], 2)
+        topo.wait_initial_aof_written(nodes[1:])
         if load_functions:
             topo.load_functions()
         if start_sentinels:
