@@ -322,6 +322,9 @@ class _Base:
         self.library_loads = 0
         # Why the last "Function not found" could not be healed (names `redisops functions load`).
         self.library_problem: str | None = None
+        # The error behind the last fallback ("ResponseError: NOREPLICAS ..."), for diagnostics:
+        # a fallback is not always silence, Redis may have answered with a refusal.
+        self.last_fallback_error: str | None = None
 
     def _call_for(self, key: str, limit: int, window_s: float, cost: int, burst: int | None,
                   algorithm: str | None, fail_open: bool | None, peek: bool) -> _Call:
@@ -415,6 +418,7 @@ class _Base:
 
     def _on_unavailable(self, call: _Call, exc: BaseException) -> Decision:
         self.fallbacks += 1
+        self.last_fallback_error = f"{type(exc).__name__}: {exc}"
         if self.metrics is not None:
             self.metrics.error(exc)  # counted when it is a missing library or NOPERM
         log.warning("rate limiter: Redis unavailable (%s: %s); %s %s", type(exc).__name__, exc,

@@ -631,7 +631,9 @@ class SmokeRun:
                     return
                 if fallbacks:
                     c.status = "fail"
-                    c.actual = f"{fallbacks} of {len(results)} decisions fell back: Redis did not answer"
+                    # Redis may have refused (NOREPLICAS, READONLY, NOPERM) rather than stayed silent.
+                    c.actual = (f"{fallbacks} of {len(results)} decisions fell back: "
+                                f"{limiter.last_fallback_error or 'Redis did not answer'}")
                     raise _Unavailable(f"{fallbacks} limiter calls fell back")
                 self._latencies.extend(e for _, e in results)
                 decisions = [d for d, _ in results]

@@ -45,7 +45,7 @@ FAST = SentinelTuning(quorum=2, down_after_ms=1000, failover_timeout_ms=5000, pa
 # on a busy machine is judged down and replaced under the test's feet.
 STEADY = SentinelTuning(quorum=2, down_after_ms=60_000, failover_timeout_ms=180_000, parallel_syncs=1)
 # For the tests that measure min-replicas-max-lag itself (NOREPLICAS after the replicas fall
-# silent; the write loss a failover may cause, bounded by lag + 1 s): a short lag keeps them quick
+# silent; the write loss a failover may cause, bounded by lag + 2 s): a short lag keeps them quick
 # and their bounds tight. They tolerate a late ack (two replicas, or fallbacks they expect).
 TIGHT_LAG = replace(STEADY, min_replicas_max_lag=2)
 # Generous: these waits return as soon as the state is reached.
