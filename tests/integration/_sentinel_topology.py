@@ -139,15 +139,24 @@ class Topology:
         (INFO's min_slaves_good_slaves, what decides NOREPLICAS): going online counts a replica at
         once, but one already silent for longer than the lag is online and not counted."""
         c = self.node_client(self.nodes.index(master))
+        seen: dict[str, Any] = {}
 
         def linked() -> bool:
             info = c.info("replication")
+            seen.update(info)
             online = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)
                       and v.get("state") == "online"]
             good = int(info.get("min_slaves_good_slaves", len(online)))  # absent with min-replicas off
             return info["role"] == "master" and len(online) >= replicas and good >= replicas
 
-        wait_until(linked, timeout, f"{replicas} replicas online and counted good at :{master.port}")
+        try:
+            wait_until(linked, timeout, f"{replicas} replicas online and counted good at :{master.port}")
+        except AssertionError as exc:
+            # Which half failed (a replica never re-pointed, or online but not counted good) is
+            # the diagnosis: the last INFO replication goes into the failure (a CI run saw this
+            # time out after a failover on a loaded machine, cause not yet known).
+            shown = {k: v for k, v in seen.items() if k.startswith(("role", "connected_slaves", "slave", "min_slaves"))}
+            raise AssertionError(f"{exc}; last INFO replication: {shown}") from None
 
     def wait_initial_aof_written(self, replicas: list[RedisProcess], timeout: float = SETTLE_S) -> None:
         """Each replica linked and done with the AOF rewrite its full sync starts (appendonly yes):
