@@ -57,8 +57,12 @@ def test_smoke_and_health_through_sentinel_then_after_failover(topo: Topology) -
     new_port = wait_until(lambda: topo.master_port() != old.port and topo.master_port(), SETTLE_S, "a failover")
     topo.wait_sentinels_agree(new_port)
     # The other replica is re-pointed by the Sentinels (at the latest after failover-timeout,
-    # which STEADY makes 3 minutes): wait for it before going back to STEADY.
-    topo.wait_replicated(topo.node_by_port(new_port), 1)
+    # which STEADY makes 3 minutes): wait for it before going back to STEADY. A replica the
+    # leader did not reconfigure within FAST's failover-timeout (5 s) is re-pointed later, when a
+    # Sentinel's INFO poll (every 10 s outside a failover) sees it follow the old master. Run c2
+    # (load ~4.9) timed out here after SETTLE_S; that path is the likely cause, not a confirmed
+    # one (the timeout now prints the master's last INFO replication). The deadline is 3x SETTLE_S.
+    topo.wait_replicated(topo.node_by_port(new_port), 1, timeout=3 * SETTLE_S)
     topo.tune(STEADY)
     after = run_smoke(spec)
     assert after.passed, [(c.name, c.actual) for c in after.failed]
