@@ -48,10 +48,9 @@ STEADY = SentinelTuning(quorum=2, down_after_ms=60_000, failover_timeout_ms=180_
 # silent; the write loss a failover may cause, bounded by lag + 2 s): a short lag keeps them quick
 # and their bounds tight. They tolerate a late ack (two replicas, or fallbacks they expect).
 TIGHT_LAG = replace(STEADY, min_replicas_max_lag=2)
-# Generous: these waits return as soon as the state is reached. 90 s, not 30: twice on a loaded
-# 2-core machine (runs c2 and 40, 2026-12-03) a Sentinel failover took longer than 30 s to settle
-# (the remaining replica re-pointed; every Sentinel naming the new master with no failover in
-# progress). Why it took that long is not confirmed; wait_replicated now prints what it saw.
+# Generous: these waits return as soon as the state is reached. A failover under FAST takes
+# ~2.5 s, plus 10 s (2 x failover-timeout) for each election that fails to pick a leader
+# (sentinelStartFailoverIfNeeded, src/sentinel.c at 7.0.15); 90 s turns only a hang into a failure.
 SETTLE_S = 90.0
 # Client timeouts only bound a hang: a loopback server answers in milliseconds, a starved one later.
 CLIENT_TIMEOUT_S = 10.0
@@ -124,11 +123,12 @@ class Topology:
         test's own failover, STEADY once it is done (every Sentinel agrees and the replicas follow
         the new master: STEADY's failover-timeout also delays re-pointing a replica), so that no
         other moment of the test can see a spurious failover of a Redis starved of CPU for a second."""
-        for i in range(len(self.sentinels)):
-            self.sentinel_client(i, "admin").execute_command(
-                "SENTINEL", "SET", MASTER_NAME, "down-after-milliseconds", str(tuning.down_after_ms),
-                "failover-timeout", str(tuning.failover_timeout_ms))
+        self._sentinel_set("down-after-milliseconds", tuning.down_after_ms, "failover-timeout", tuning.failover_timeout_ms)
         self.tuning = tuning
+
+    def _sentinel_set(self, *option_values: str | int) -> None:
+        for i in range(len(self.sentinels)):
+            self.sentinel_client(i, "admin").execute_command("SENTINEL", "SET", MASTER_NAME, *map(str, option_values))
 
     def master_port(self, i: int = 0) -> int:
         _host, port = self.sentinel_client(i).sentinel_get_master_addr_by_name(MASTER_NAME)
@@ -180,17 +180,50 @@ class Topology:
             finally:
                 c.close()
 
-    def wait_sentinels_agree(self, port: int, timeout: float = SETTLE_S) -> None:
-        """Every Sentinel's master entry (what clients' discovery reads) is `port`, healthy, and
-        no failover is in progress: GET-MASTER-ADDR-BY-NAME alone names the promoted replica
-        while the leader's failover is still running."""
-        def settled(i: int) -> bool:
+    def agreed_master(self) -> int | None:
+        """The port every Sentinel's master entry (what clients' discovery reads) names, if they
+        all name the same healthy master with no failover in progress: GET-MASTER-ADDR-BY-NAME
+        alone names the promoted replica while the leader's failover is still running."""
+        ports = set()
+        for i in range(len(self.sentinels)):
             m = self.sentinel_client(i, "admin").sentinel_master(MASTER_NAME)
-            return bool(int(m["port"]) == port and m["is_master"] and not m["is_sdown"] and not m["is_odown"]
-                        and "failover" not in str(m.get("flags", "")))
+            if not m["is_master"] or m["is_sdown"] or m["is_odown"] or "failover" in str(m.get("flags", "")):
+                return None
+            ports.add(int(m["port"]))
+        return ports.pop() if len(ports) == 1 else None
 
-        wait_until(lambda: all(settled(i) for i in range(len(self.sentinels))), timeout,
-                   f"all Sentinels naming :{port} as a healthy master, no failover in progress")
+    def wait_sentinels_agree(self, port: int | None = None, *, excluding: int | None = None,
+                             timeout: float = SETTLE_S) -> int:
+        """Wait for agreed_master() to be `port` (or any port but `excluding`); return it."""
+        def agreed() -> int | None:
+            p = self.agreed_master()
+            return p if p is not None and p != excluding and port in (None, p) else None
+
+        wanted = f":{port}" if port is not None else f"one master other than :{excluding}"
+        return int(wait_until(agreed, timeout, f"all Sentinels naming {wanted} as a healthy master, "
+                                               "no failover in progress"))
+
+    def settle_failover(self, killed_port: int, timeout: float = SETTLE_S) -> int:
+        """After the master on `killed_port` was killed under FAST: the master the Sentinels agree
+        on once no further failover can start. Returns its port.
+
+        One failover may be followed by a second, of the master it just promoted (seen in 1 of
+        ~55 kills on a loaded 2-core machine, and behind full-suite runs c2 and 40): a Sentinel
+        resets a switched master's link times (sentinelResetMaster), so a new master that has not
+        answered its first PING within down-after (1 s: a TLS connect and AUTH on a starved
+        machine) is judged down, and the peers' "master down" replies about the old master still
+        count for 5 s after the switch (SENTINEL_RESET_NO_SENTINELS keeps them; they expire in
+        sentinelAskMasterStateToOtherSentinels after 5 x SENTINEL_ASK_PERIOD), so that one
+        Sentinel reaches ODOWN at once and its peers vote for it (src/sentinel.c at 7.0.15, same
+        at 7.4.1). So the wait takes whichever master the Sentinels agree on, then sets
+        down-after back to STEADY's (failover-timeout stays: it also paces re-pointing replicas)
+        so that no Sentinel can start another failover, and checks that none had started."""
+        deadline = time.monotonic() + timeout
+        while True:
+            port = self.wait_sentinels_agree(excluding=killed_port, timeout=max(deadline - time.monotonic(), 1.0))
+            self._sentinel_set("down-after-milliseconds", STEADY.down_after_ms)
+            if self.agreed_master() == port:
+                return port
 
     def wait_sentinels_know_each_other(self, timeout: float = SETTLE_S) -> None:
         def known() -> bool:

@@ -15,11 +15,9 @@ from redisops.smoke import run_smoke
 from tests.integration._redisops_servers import REPO, SETTINGS, requires_redis
 from tests.integration._sentinel_topology import (
     FAST,
-    SETTLE_S,
     STEADY,
     Topology,
     sentinel_topology,
-    wait_until,
 )
 
 pytestmark = [pytest.mark.slow, requires_redis]
@@ -54,12 +52,10 @@ def test_smoke_and_health_through_sentinel_then_after_failover(topo: Topology) -
     old = topo.nodes[0]
     topo.tune(FAST)
     old.kill9()
-    new_port = wait_until(lambda: topo.master_port() != old.port and topo.master_port(), SETTLE_S, "a failover")
-    topo.wait_sentinels_agree(new_port)
+    new_port = topo.settle_failover(old.port)
     # The other replica is re-pointed by the Sentinels (at the latest after failover-timeout,
-    # which STEADY makes 3 minutes): wait for it before going back to STEADY. A replica the
-    # leader did not reconfigure within FAST's failover-timeout (5 s) may be re-pointed only at a
-    # later Sentinel INFO poll (every 10 s outside a failover): SETTLE_S allows for it.
+    # which STEADY makes 3 minutes, and settle_failover leaves at FAST's 5 s): wait for it
+    # before going back to STEADY.
     topo.wait_replicated(topo.node_by_port(new_port), 1)
     topo.tune(STEADY)
     after = run_smoke(spec)
