@@ -7,6 +7,8 @@
   child process of the test run that a test (or its function-scoped fixtures) started and left
   running is killed and reported as an error of that test. Module-scoped servers are checked at
   the end of the run.
+* A failed test's report carries the evidence its fixtures offer (`failure_evidence()`, e.g. a
+  Sentinel topology's log tails): CI keeps the report, not the temporary directories.
 """
 
 from __future__ import annotations
@@ -66,6 +68,20 @@ def _no_server_left_running() -> Iterator[None]:
         _kill(left)
         pytest.fail("processes started by this test were left running (killed now): "
                     + "; ".join(f"{pid} {cmd[:120]}" for pid, cmd in sorted(left.items())), pytrace=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.failed and call.when == "call":
+        for name, value in getattr(item, "funcargs", {}).items():
+            evidence = getattr(value, "failure_evidence", None)
+            if callable(evidence):
+                try:
+                    report.sections.append((f"evidence of fixture {name!r}", evidence()))
+                except OSError as exc:
+                    report.sections.append((f"evidence of fixture {name!r}", f"unreadable: {exc!r}"))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

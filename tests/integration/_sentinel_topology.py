@@ -225,6 +225,12 @@ class Topology:
             if self.agreed_master() == port:
                 return port
 
+    def failure_evidence(self) -> str:
+        """The members' log tails (+switch-master, +sdown, votes, +tilt...): a failed test's report
+        carries them (tests/conftest.py), since the temporary directories holding the logs do not
+        outlive a CI machine."""
+        return "\n".join(f"--- {p.workdir.name} :{p.port}\n{p.log_tail(60)}" for p in self.sentinels + self.nodes)
+
     def wait_sentinels_know_each_other(self, timeout: float = SETTLE_S) -> None:
         def known() -> bool:
             return all(len(self.sentinel_client(i, "admin").sentinel_sentinels(MASTER_NAME)) == 2
@@ -276,6 +282,10 @@ def sentinel_topology(base: Path, *, tls: bool, tuning: SentinelTuning = FAST,
                 started.append(s.start())
             topo.wait_sentinels_know_each_other()
         yield topo
+    except BaseException:
+        # A test body's failure (a fixture's passes through tests/conftest.py instead).
+        print(topo.failure_evidence())
+        raise
     finally:
         # Sentinels first (nothing may fail over while the nodes go), then every node at once: a
         # primary stopped alone waits up to shutdown-timeout (10 s) for its replicas to catch up.
