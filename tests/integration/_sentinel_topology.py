@@ -12,7 +12,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,9 @@ class Topology:
     passwords: dict[str, str]
     tls: Any  # tests.support.certs.TlsFiles | None
     tuning: SentinelTuning
+    # One client per Sentinel and credential: the settle waits poll every 50 ms, and a new TLS
+    # connection each time would load the very Sentinels whose late replies they wait out.
+    _sentinel_clients: dict[tuple[int, str, str], redis.Redis] = field(default_factory=dict, repr=False)
 
     def ssl_kwargs(self) -> dict[str, Any]:
         if self.tls is None:
@@ -86,13 +89,21 @@ class Topology:
 
     def node_client(self, i: int, user: str = "admin", **kw: Any) -> redis.Redis:
         pw = self.passwords["app" if user == "default" else user]
-        return redis.Redis(HOST, self.nodes[i].port, username=user, password=pw, socket_timeout=CLIENT_TIMEOUT_S,
-                           **self.ssl_kwargs(), **kw)
+        return redis.Redis(HOST, self.nodes[i].port, username=user, password=pw,
+                           **{"socket_timeout": CLIENT_TIMEOUT_S, **self.ssl_kwargs(), **kw})
 
     def sentinel_client(self, i: int, user: str = "default") -> redis.Redis:
         pw = self.passwords["app" if user == "default" else user]
-        return redis.Redis(HOST, self.sentinels[i].port, username=user, password=pw, socket_timeout=CLIENT_TIMEOUT_S,
-                           **self.ssl_kwargs())
+        key = (i, user, pw)
+        if key not in self._sentinel_clients:
+            self._sentinel_clients[key] = redis.Redis(HOST, self.sentinels[i].port, username=user, password=pw,
+                                                      socket_timeout=CLIENT_TIMEOUT_S, **self.ssl_kwargs())
+        return self._sentinel_clients[key]
+
+    def close_clients(self) -> None:
+        for c in self._sentinel_clients.values():
+            c.close()
+        self._sentinel_clients.clear()
 
     def sentinel(self, **connection_kwargs: Any) -> Sentinel:
         """What an application builds: discovery authenticated with its own password."""
@@ -123,8 +134,17 @@ class Topology:
         test's own failover, STEADY once it is done (every Sentinel agrees and the replicas follow
         the new master: STEADY's failover-timeout also delays re-pointing a replica), so that no
         other moment of the test can see a spurious failover of a Redis starved of CPU for a second."""
-        self._sentinel_set("down-after-milliseconds", tuning.down_after_ms, "failover-timeout", tuning.failover_timeout_ms)
+        self._sentinel_set("down-after-milliseconds", tuning.down_after_ms,
+                           "failover-timeout", tuning.failover_timeout_ms)
         self.tuning = tuning
+
+    def hold_failovers(self) -> None:
+        """Down-after back to STEADY's on every Sentinel, failover-timeout unchanged (FAST's also
+        paces re-pointing replicas): no Sentinel can start another failover, since it needs
+        ODOWN, which needs SDOWN, which the next timer tick clears (sentinelHandleRedisInstance,
+        src/sentinel.c at 7.0.15). `tuning` keeps what tune() set: SentinelTuning refuses a
+        failover-timeout below down-after, which Sentinel itself accepts."""
+        self._sentinel_set("down-after-milliseconds", STEADY.down_after_ms)
 
     def _sentinel_set(self, *option_values: str | int) -> None:
         for i in range(len(self.sentinels)):
@@ -207,23 +227,28 @@ class Topology:
         """After the master on `killed_port` was killed under FAST: the master the Sentinels agree
         on once no further failover can start. Returns its port.
 
-        One failover may be followed by a second, of the master it just promoted (seen in 1 of
-        ~55 kills on a loaded 2-core machine, and behind full-suite runs c2 and 40): a Sentinel
-        resets a switched master's link times (sentinelResetMaster), so a new master that has not
-        answered its first PING within down-after (1 s: a TLS connect and AUTH on a starved
-        machine) is judged down, and the peers' "master down" replies about the old master still
-        count for 5 s after the switch (SENTINEL_RESET_NO_SENTINELS keeps them; they expire in
-        sentinelAskMasterStateToOtherSentinels after 5 x SENTINEL_ASK_PERIOD), so that one
-        Sentinel reaches ODOWN at once and its peers vote for it (src/sentinel.c at 7.0.15, same
-        at 7.4.1). So the wait takes whichever master the Sentinels agree on, then sets
-        down-after back to STEADY's (failover-timeout stays: it also paces re-pointing replicas)
-        so that no Sentinel can start another failover, and checks that none had started."""
+        One failover may be followed by a second, of the master it just promoted (1 of 72 kills
+        in a loop on a loaded 2-core machine; behind full-suite runs c2 and 40). In
+        src/sentinel.c at 7.0.15 (the same at 7.4.1), a switch resets the master
+        (sentinelResetMaster): down-after counts from the switch (act_ping_time), nothing delays
+        a new failover ("We can failover again ASAP", failover_start_time = 0), and the peers are
+        kept (SENTINEL_RESET_NO_SENTINELS) with their "master down" replies about the old master,
+        which expire only 5 s after the last one (sentinel_ask_period x 5,
+        sentinelAskMasterStateToOtherSentinels). So a new master that has not answered its first
+        PING within down-after (1 s: a TLS connect and AUTH on a starved machine) is at once ODOWN
+        for that Sentinel, and the peers vote for it (a vote needs the address of a master the
+        voter knows and no vote in that epoch yet, not the voter's own view of it). So the wait
+        takes whichever master the Sentinels agree on, holds further failovers (hold_failovers),
+        and checks that none had started; if one had, it waits for that one to end."""
         deadline = time.monotonic() + timeout
-        while True:
+        while time.monotonic() < deadline:
             port = self.wait_sentinels_agree(excluding=killed_port, timeout=max(deadline - time.monotonic(), 1.0))
-            self._sentinel_set("down-after-milliseconds", STEADY.down_after_ms)
+            self.hold_failovers()
             if self.agreed_master() == port:
                 return port
+        states = [self.sentinel_client(i, "admin").sentinel_master(MASTER_NAME) for i in range(len(self.sentinels))]
+        raise AssertionError(f"no settled master within {timeout}s: every agreement was followed by a failover; "
+                             f"SENTINEL MASTER per Sentinel: {states}")
 
     def failure_evidence(self) -> str:
         """The members' log tails (+switch-master, +sdown, votes, +tilt...): a failed test's report
@@ -287,6 +312,7 @@ def sentinel_topology(base: Path, *, tls: bool, tuning: SentinelTuning = FAST,
         print(topo.failure_evidence())
         raise
     finally:
+        topo.close_clients()
         # Sentinels first (nothing may fail over while the nodes go), then every node at once: a
         # primary stopped alone waits up to shutdown-timeout (10 s) for its replicas to catch up.
         stop_all(sentinels)
