@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -70,18 +70,20 @@ def _no_server_left_running() -> Iterator[None]:
                     + "; ".join(f"{pid} {cmd[:120]}" for pid, cmd in sorted(left.items())), pytrace=False)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()  # type: ignore[attr-defined]
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport,
+                                                                                          pytest.TestReport]:
+    report = yield
     if report.failed and call.when == "call":
         for name, value in getattr(item, "funcargs", {}).items():
             evidence = getattr(value, "failure_evidence", None)
             if callable(evidence):
                 try:
-                    report.sections.append((f"evidence of fixture {name!r}", evidence()))
-                except OSError as exc:
-                    report.sections.append((f"evidence of fixture {name!r}", f"unreadable: {exc!r}"))
+                    text = str(evidence())
+                except Exception as exc:  # evidence must never turn a failure into an internal error
+                    text = f"unreadable: {exc!r}"
+                report.sections.append((f"evidence of fixture {name!r}", text))
+    return report
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

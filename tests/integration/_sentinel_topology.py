@@ -307,13 +307,19 @@ def sentinel_topology(base: Path, *, tls: bool, tuning: SentinelTuning = FAST,
                 started.append(s.start())
             topo.wait_sentinels_know_each_other()
         yield topo
-    except BaseException:
-        # A test body's failure (a fixture's passes through tests/conftest.py instead).
-        print(topo.failure_evidence())
+    except Exception:
+        # A test body's failure (a fixture's passes through tests/conftest.py instead); evidence
+        # that cannot be read must not replace the failure.
+        try:
+            print(topo.failure_evidence())
+        except Exception as exc:
+            print(f"no topology evidence: {exc!r}")
         raise
     finally:
-        topo.close_clients()
-        # Sentinels first (nothing may fail over while the nodes go), then every node at once: a
-        # primary stopped alone waits up to shutdown-timeout (10 s) for its replicas to catch up.
-        stop_all(sentinels)
-        stop_all(nodes)
+        try:
+            topo.close_clients()
+        finally:
+            # Sentinels first (nothing may fail over while the nodes go), then every node at once:
+            # a primary stopped alone waits up to shutdown-timeout (10 s) for its replicas.
+            stop_all(sentinels)
+            stop_all(nodes)
