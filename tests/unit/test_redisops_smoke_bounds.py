@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ratelimit import Tier
-from redisops.smoke import _allowance, _slack, _ttl_bound_ms
+from redisops.smoke import _allowance, _pttl_bound_ms, _slack, _ttl_bound_ms
 
 
 @pytest.mark.parametrize(("tier", "cap", "ttl_ms"), [
@@ -19,6 +19,8 @@ from redisops.smoke import _allowance, _slack, _ttl_bound_ms
 def test_allowance_and_ttl_bound(tier: Tier, cap: int, ttl_ms: int) -> None:
     assert _allowance(tier) == cap
     assert _ttl_bound_ms(tier) == ttl_ms
+    # Absolute expiries rounded up to the ms read up to 1 ms more in PTTL; a relative PEXPIRE not.
+    assert _pttl_bound_ms(tier) == ttl_ms + (0 if tier.algorithm == "fixed_window" else 1)
 
 
 @pytest.mark.parametrize(("elapsed", "slack"), [(0.0, 0), (0.999, 0), (1.0, 10), (2.5, 10)])
