@@ -90,8 +90,8 @@ def _ttl_bound_ms(tier: Tier) -> int:
 
 def _pttl_bound_ms(tier: Tier) -> int:
     """The longest PTTL a fresh key of `tier` may show: its TTL bound, plus 1 ms where the script
-    sets an absolute expiry. gcra.lua and sliding_log.lua round their microsecond time up to the
-    next whole millisecond (PEXPIREAT) and PTTL subtracts the current whole millisecond
+    sets an absolute expiry. gcra.lua (the TAT) and sliding_log.lua (now + window) round a
+    microsecond time up to the next whole millisecond and PTTL subtracts the current whole ms
     (src/expire.c ttlGenericCommand: `expire-mstime()` at 7.0.15, `expire-commandTimeSnapshot()`
     at 7.2.6), so a read within the millisecond of the write shows 1 ms more than the span (60001
     ms for a 60 s sliding log failed a smoke test in CI run D6). fixed_window.lua's relative

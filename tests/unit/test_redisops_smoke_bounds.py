@@ -8,19 +8,19 @@ from ratelimit import Tier
 from redisops.smoke import _allowance, _pttl_bound_ms, _slack, _ttl_bound_ms
 
 
-@pytest.mark.parametrize(("tier", "cap", "ttl_ms"), [
-    (Tier("g", 120, 60), 120, 60_000),
-    (Tier("b", 10, 10, "gcra", burst=25), 25, 25_000),  # TTL = burst emission intervals > window
-    (Tier("s", 10, 10, "gcra", burst=3), 3, 3_000),
-    (Tier("r", 7, 60, "gcra", burst=2), 2, 17_143),  # interval rounded up to whole us, like gcra.lua
-    (Tier("f", 10, 30, "fixed_window"), 10, 30_000),
-    (Tier("l", 10, 30, "sliding_log"), 10, 30_000),
+@pytest.mark.parametrize(("tier", "cap", "ttl_ms", "pttl_ms"), [
+    (Tier("g", 120, 60), 120, 60_000, 60_001),
+    (Tier("b", 10, 10, "gcra", burst=25), 25, 25_000, 25_001),  # TTL = burst emission intervals > window
+    (Tier("s", 10, 10, "gcra", burst=3), 3, 3_000, 3_001),
+    (Tier("r", 7, 60, "gcra", burst=2), 2, 17_143, 17_144),  # interval rounded up to whole us, like gcra.lua
+    # A relative PEXPIRE reads at most the window; absolute expiries rounded up to the ms 1 ms more.
+    (Tier("f", 10, 30, "fixed_window"), 10, 30_000, 30_000),
+    (Tier("l", 10, 30, "sliding_log"), 10, 30_000, 30_001),
 ])
-def test_allowance_and_ttl_bound(tier: Tier, cap: int, ttl_ms: int) -> None:
+def test_allowance_ttl_and_pttl_bounds(tier: Tier, cap: int, ttl_ms: int, pttl_ms: int) -> None:
     assert _allowance(tier) == cap
     assert _ttl_bound_ms(tier) == ttl_ms
-    # Absolute expiries rounded up to the ms read up to 1 ms more in PTTL; a relative PEXPIRE not.
-    assert _pttl_bound_ms(tier) == ttl_ms + (0 if tier.algorithm == "fixed_window" else 1)
+    assert _pttl_bound_ms(tier) == pttl_ms
 
 
 @pytest.mark.parametrize(("elapsed", "slack"), [(0.0, 0), (0.999, 0), (1.0, 10), (2.5, 10)])
