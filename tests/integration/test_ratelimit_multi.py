@@ -134,7 +134,10 @@ def test_each_limit_writes_its_own_key_when_the_writes_are_many_commands(rl_redi
     assert r.allowed and [d.remaining for d in r] == [3500, 3800, 9]
     keys = [make_key("rl", k, "sliding_log") for k in ("a:{w}", "b:{w}", "c:{w}")]
     assert [rl_redis.zcard(k) for k in keys] == [1500, 1200, 1]
-    assert all(0 < rl_redis.pttl(k) <= 60_000 for k in keys)
+    # 60_001: sliding_log.lua's PEXPIREAT rounds now + window up to a whole ms and PTTL subtracts
+    # the current whole ms, so a read in the millisecond of the write shows 1 ms more
+    # (src/expire.c ttlGenericCommand, 7.0.15/7.2.6; found as run G7's smoke failure).
+    assert all(0 < rl_redis.pttl(k) <= 60_001 for k in keys)
 
 
 def test_the_multi_function_refuses_a_key_twice_and_answers_one_flat_string(rl_redis: redis.Redis) -> None:
